@@ -1,0 +1,1 @@
+"""Stages that score rows and mark the ones to drop."""

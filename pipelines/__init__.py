@@ -1,0 +1,1 @@
+"""Runnable pipelines, the stage contract, the runner, and the `curate` CLI."""

@@ -1,0 +1,306 @@
+"""`curate`: the command line over the store and the pipelines.
+
+    curate tables                         list tables in the warehouse
+    curate versions TABLE                 snapshots, tags, time, rows, parents
+    curate stats TABLE[@VER]              shard/column metadata, content stats, rejects by reason
+    curate diff A B                       rows, schema, column stats, ids added/removed
+    curate show TABLE[@VER]               sample rows
+    curate tag TABLE@VER NAME             name a version
+    curate lineage TABLE[@VER]            run, config, code commit, inputs, models
+    curate validate FILE --schema NAME    check a file against a table schema
+    curate run PIPELINE [ARGS]            run pipelines/PIPELINE.py
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+import click
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas import stats as st
+from schemas.store import Ref, Store, VersionNotFound, default_warehouse
+
+
+def _store(ctx: click.Context) -> Store:
+    return Store(ctx.obj["warehouse"])
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    """Turns store lookups that fail into one clear line instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except VersionNotFound as e:
+            _fail(str(e.args[0]) if e.args else str(e))
+
+
+@click.group(cls=_Group, help=__doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--warehouse", default=default_warehouse, show_default="./warehouse or $CURATE_WAREHOUSE",
+              help="warehouse directory (env CURATE_CATALOG selects another catalog)")
+@click.pass_context
+def main(ctx: click.Context, warehouse: str) -> None:
+    ctx.ensure_object(dict)
+    ctx.obj["warehouse"] = warehouse
+
+
+@main.command()
+@click.pass_context
+def tables(ctx):
+    """List the tables and their current row counts."""
+    from pipelines.report import _table, console
+    store = _store(ctx)
+    rows = []
+    for name in store.tables():
+        vs = store.versions(name)
+        cur = next((v for v in vs if v["current"]), None)
+        rows.append([name, len(vs), cur["rows"] if cur else 0, cur["time"] if cur else "-",
+                     ", ".join(t for v in vs for t in v["tags"])])
+    console.print(_table(f"tables in {store.location}", ["table", "versions", "rows", "updated", "tags"], rows))
+
+
+@main.command()
+@click.argument("table")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def versions(ctx, table, as_json):
+    """Snapshots of TABLE: id, parent, time, rows, tags, run and pipeline."""
+    from pipelines.report import _table, console
+    vs = _store(ctx).versions(table)
+    if as_json:
+        click.echo(json.dumps(vs, indent=2))
+        return
+    rows = [[("* " if v["current"] else "  ") + str(v["snapshot_id"]), str(v["parent_id"] or "-"), v["time"],
+             v["operation"], v["rows"], v["files"], ", ".join(v["tags"]), v["run_id"] or "-", v["pipeline"] or "-"]
+            for v in vs]
+    console.print(_table(f"{table}: {len(vs)} versions (* current)",
+                         ["snapshot", "parent", "time", "op", "rows", "files", "tags", "run", "pipeline"], rows))
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="write an HTML report with plots")
+@click.option("--png", "png_path", type=click.Path(dir_okay=False), help="write the histograms as a PNG")
+@click.option("--shards/--no-shards", default=True, help="per-shard rows")
+@click.pass_context
+def stats(ctx, ref, as_json, html_path, png_path, shards):
+    """Statistics of TABLE[@VERSION] without scanning rows: per-shard metadata, content stats
+    written with each shard (lengths, histograms, values), and rejects by reason."""
+    from pipelines import report
+    store = _store(ctx)
+    if as_json:
+        data = report.collect(store, ref, shards)
+        click.echo(report.to_json(data))
+    else:
+        data = report.print_stats(store, ref, shards)
+    if html_path:
+        click.echo(f"wrote {report.write_html(data, html_path)}", err=as_json)
+    if png_path:
+        click.echo(f"wrote {report.write_png(data, png_path)}", err=as_json)
+
+
+def _resolve_pair(a: str, b: str) -> tuple[str, str]:
+    """`diff t@1 t@2`, or `diff t@1 2` (same table), or `diff t 2` (current vs 2)."""
+    ra, rb = Ref.parse(a), Ref.parse(b)
+    if rb.version is None and "@" not in b and not b.isidentifier():
+        rb = Ref(ra.table, b)
+    elif rb.version is None and "@" not in b:
+        rb = Ref(b, None)
+    return str(ra), str(rb)
+
+
+@main.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--ids", "n_ids", default=5, show_default=True, help="sample ids to list per side")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def diff(ctx, a, b, n_ids, as_json):
+    """Compare two versions: rows, schema, per-column stats, ids added and removed."""
+    from pipelines.report import _table, collect, console
+    store = _store(ctx)
+    a, b = _resolve_pair(a, b)
+    da, db = collect(store, a, shards=False), collect(store, b, shards=False)
+    ta, sa = store.snapshot(a)
+    tb, sb = store.snapshot(b)
+    fa = {f.name: str(f.field_type) for f in ta.schemas()[sa.schema_id].fields}
+    fb = {f.name: str(f.field_type) for f in tb.schemas()[sb.schema_id].fields}
+    schema = {"added": sorted(set(fb) - set(fa)), "removed": sorted(set(fa) - set(fb)),
+              "changed": sorted(c for c in set(fa) & set(fb) if fa[c] != fb[c])}
+    ids_a = store.read_arrow(a, ["id"]).column("id")
+    ids_b = store.read_arrow(b, ["id"]).column("id")
+    added = pc.filter(ids_b, pc.invert(pc.is_in(ids_b, value_set=ids_a.combine_chunks())))
+    removed = pc.filter(ids_a, pc.invert(pc.is_in(ids_a, value_set=ids_b.combine_chunks())))
+    col_rows = []
+    meta_a = {c["column"]: c for c in da["columns"]}
+    for c in db["columns"]:
+        ca = meta_a.get(c["column"], {"nulls": 0})
+        col_rows.append({"column": c["column"], "nulls_a": ca["nulls"], "nulls_b": c["nulls"]})
+    content = []
+    cols_a = (da["content"] or {}).get("columns", {})
+    for name, cb in (db["content"] or {}).get("columns", {}).items():
+        ca = cols_a.get(name, {})
+        for unit in ("chars", "words"):
+            if unit in cb:
+                xa = st.describe_lengths(ca[unit]) if unit in ca else {}
+                xb = st.describe_lengths(cb[unit])
+                for k in ("p50", "mean", "max"):
+                    content.append({"stat": f"{name} {unit} {k}", "a": xa.get(k), "b": xb.get(k)})
+        if "hist" in cb and cb["hist"]["count"]:
+            ha = ca.get("hist", {})
+            mean = lambda h: h["sum"] / h["count"] if h.get("count") else None  # noqa: E731
+            content.append({"stat": f"{name} mean", "a": mean(ha), "b": mean(cb["hist"])})
+    reasons_a = (da["accounting"] or {}).get("rejects_by_reason", {})
+    reasons_b = (db["accounting"] or {}).get("rejects_by_reason", {})
+    out = {"a": a, "b": b, "rows": [da["rows"], db["rows"]], "bytes": [da["bytes"], db["bytes"]],
+           "files": [da["files"], db["files"]], "schema": schema, "columns": col_rows, "content": content,
+           "rejects": {r: [reasons_a.get(r, 0), reasons_b.get(r, 0)] for r in sorted(set(reasons_a) | set(reasons_b))},
+           "ids": {"added": len(added), "removed": len(removed), "kept": len(ids_b) - len(added),
+                   "added_sample": added.slice(0, n_ids).to_pylist(), "removed_sample": removed.slice(0, n_ids).to_pylist()}}
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    console.print(f"[bold]{a}[/bold]  →  [bold]{b}[/bold]")
+    d = lambda x, y: "" if x is None or y is None else f"{y - x:+,.4g}"  # noqa: E731
+    console.print(_table("summary", ["", "A", "B", "Δ"],
+                         [["rows", da["rows"], db["rows"], d(da["rows"], db["rows"])],
+                          ["bytes", da["bytes"], db["bytes"], d(da["bytes"], db["bytes"])],
+                          ["files", da["files"], db["files"], d(da["files"], db["files"])],
+                          ["ids only in A (removed)", "", len(removed), ""],
+                          ["ids only in B (added)", "", len(added), ""]]))
+    if any(schema.values()):
+        console.print("schema: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in schema.items() if v))
+    else:
+        console.print("schema: unchanged")
+    if content:
+        console.print(_table("content stats", ["stat", "A", "B", "Δ"],
+                             [[c["stat"], c["a"], c["b"], d(c["a"], c["b"])] for c in content]))
+    nulls = [[c["column"], c["nulls_a"], c["nulls_b"], d(c["nulls_a"], c["nulls_b"])] for c in col_rows
+             if c["nulls_a"] != c["nulls_b"]]
+    if nulls:
+        console.print(_table("null counts that changed", ["column", "A", "B", "Δ"], nulls))
+    if out["rejects"]:
+        console.print(_table("rejects by reason", ["reason", "A", "B", "Δ"],
+                             [[r, x, y, d(x, y)] for r, (x, y) in out["rejects"].items()]))
+    for side in ("removed", "added"):
+        if out["ids"][f"{side}_sample"]:
+            console.print(f"{side} ids (sample): " + ", ".join(i[:16] for i in out["ids"][f"{side}_sample"]))
+
+
+@main.command()
+@click.argument("ref")
+@click.option("-n", "n", default=5, show_default=True, help="rows to show")
+@click.option("--columns", "-c", multiple=True, help="columns to show (repeatable)")
+@click.option("--where", default=None, help="filter, e.g. \"drop_reason = 'too_short'\" (pyiceberg syntax)")
+@click.option("--width", default=300, show_default=True, help="characters of each value")
+@click.option("--json", "as_json", is_flag=True, help="rows as JSON lines, untruncated")
+@click.pass_context
+def show(ctx, ref, n, columns, where, width, as_json):
+    """Print sample rows of TABLE[@VERSION] (rejects: TABLE_rejects)."""
+    from rich.panel import Panel
+
+    from pipelines.report import console
+    store = _store(ctx)
+    t, snap = store.snapshot(ref)
+    scan = t.scan(snapshot_id=snap.snapshot_id, row_filter=where or "True",
+                  selected_fields=tuple(columns) if columns else ("*",), limit=n)
+    rows = scan.to_arrow().to_pylist()
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r, default=_jsonable, ensure_ascii=False))
+            continue
+        lines = []
+        for k, v in r.items():
+            s = json.dumps(v, default=_jsonable, ensure_ascii=False) if not isinstance(v, str) else v
+            s = s if len(s) <= width else s[:width] + f"… ({len(s):,} chars)"
+            lines.append(f"[bold]{k}[/bold]: {s}")
+        console.print(Panel("\n".join(lines), expand=True))
+    if not as_json:
+        console.print(f"{len(rows)} rows of {ref}")
+
+
+def _jsonable(v):
+    if isinstance(v, bytes):
+        return f"<{len(v):,} bytes>"
+    return str(v)
+
+
+@main.command()
+@click.argument("ref")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="move the tag if it exists")
+@click.pass_context
+def tag(ctx, ref, name, force):
+    """Name the version REF (TABLE@SNAPSHOT, TABLE@TAG, or TABLE for current) as NAME."""
+    try:
+        sid = _store(ctx).tag(ref, name, replace=force)
+    except ValueError as e:
+        _fail(str(e))
+    click.echo(f"tagged {Ref.parse(ref).table}@{sid} as {name}")
+
+
+@main.command()
+@click.argument("ref")
+@click.pass_context
+def lineage(ctx, ref):
+    """Run id, pipeline, resolved config, code commit, inputs, models and accounting of a version."""
+    props = _store(ctx).properties(ref)
+    props.pop("stats", None)
+    click.echo(json.dumps(props, indent=2, default=str))
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--schema", "schema_name", required=True, help="documents, sft, speech_sft, problems, cot_samples, preferences")
+@click.option("--max-errors", default=20, show_default=True)
+def validate(path, schema_name, max_errors):
+    """Check a JSONL or Parquet file against a table schema; name the column and row of each problem."""
+    from pipelines.inputs import plan_file, read_shard
+    from schemas.tables import TABLES
+    if schema_name not in TABLES:
+        _fail(f"unknown schema '{schema_name}' (one of {', '.join(TABLES)})")
+    errors, rows, total = [], 0, 0
+    for shard in plan_file(path):
+        ok, rejects, n = read_shard(shard, TABLES[schema_name])
+        rows += ok.num_rows
+        total += n
+        errors += list(zip(rejects.column("drop_reason").to_pylist(), rejects.column("reject_detail").to_pylist()))
+    for reason, detail in errors[:max_errors]:
+        click.echo(f"{reason}: {detail}")
+    if len(errors) > max_errors:
+        click.echo(f"... and {len(errors) - max_errors} more")
+    click.echo(f"{os.path.basename(path)}: {rows:,} of {total:,} rows fit schema '{schema_name}'")
+    sys.exit(1 if errors else 0)
+
+
+PIPELINES = ("demo",)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("pipeline")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx, pipeline, args):
+    """Run pipelines/PIPELINE.py with ARGS (see `curate run PIPELINE --help`)."""
+    if pipeline not in PIPELINES:
+        _fail(f"unknown pipeline '{pipeline}' (one of {', '.join(PIPELINES)})")
+    mod = importlib.import_module(f"pipelines.{pipeline}")
+    argv = list(args)
+    if "--warehouse" not in argv:
+        argv = ["--warehouse", ctx.obj["warehouse"], *argv]
+    from pipelines.script import main as script_main
+    sys.exit(script_main(mod.build, mod.parser(), argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""Input shards: deterministic units of work, and reading them without losing a row.
+
+A shard is a byte range of a JSONL file (lines that start inside it), a run of row groups
+of a Parquet file, or one data file of a store table version. Its key depends only on the
+file's identity (path, size, mtime) and the range, so a rerun plans the same shards and can
+skip the ones already done. Reading never raises on bad content: a line that is not UTF-8,
+not JSON, or does not fit the schema becomes a reject with a reason and the raw text.
+"""
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas.ids import row_id
+from schemas.validate import Conformed, conform, empty_rejects, make_rejects
+
+JSONL_EXT = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz")
+PARQUET_EXT = (".parquet",)
+DEFAULT_SHARD_BYTES = 64 << 20
+DEFAULT_SHARD_ROWS = 100_000
+
+
+class InputError(ValueError):
+    """Inputs that cannot be planned at all (nothing matches, unknown format)."""
+
+
+@dataclass(frozen=True)
+class InputShard:
+    kind: str          # jsonl | parquet | table
+    path: str          # file path (for table shards: the data file)
+    start: int         # jsonl: byte offset; parquet/table: first row group
+    end: int           # jsonl: byte end (exclusive); parquet/table: last row group + 1
+    fingerprint: str   # size/mtime of the file, or table@snapshot
+    source: str        # default `source` for its rows
+
+    @property
+    def key(self) -> str:
+        return row_id(self.kind, os.path.abspath(self.path), self.start, self.end, self.fingerprint)[:24]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "InputShard":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def _file_fingerprint(path: str) -> str:
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _expand(spec: str) -> list[str]:
+    if os.path.isdir(spec):
+        found = [os.path.join(d, f) for d, _, fs in os.walk(spec) for f in fs]
+        return sorted(p for p in found if p.endswith(JSONL_EXT + PARQUET_EXT))
+    if any(ch in spec for ch in "*?["):
+        return sorted(glob.glob(spec, recursive=True))
+    return [spec] if os.path.exists(spec) else []
+
+
+def plan_file(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES,
+              shard_rows: int = DEFAULT_SHARD_ROWS, source: str | None = None) -> list[InputShard]:
+    fp = _file_fingerprint(path)
+    name = source or os.path.basename(path).split(".")[0]
+    if path.endswith(JSONL_EXT):
+        size = os.path.getsize(path)
+        if path.endswith(".gz") or size <= shard_bytes:
+            return [InputShard("jsonl", path, 0, max(size, 0), fp, name)]
+        return [InputShard("jsonl", path, s, min(s + shard_bytes, size), fp, name)
+                for s in range(0, size, shard_bytes)]
+    if path.endswith(PARQUET_EXT):
+        try:
+            md = pq.read_metadata(path)
+        except (pa.ArrowInvalid, OSError) as e:
+            # An unreadable Parquet file is still one shard: reading it yields one reject.
+            return [InputShard("parquet", path, 0, -1, fp + f":unreadable:{type(e).__name__}", name)]
+        shards, first, rows = [], 0, 0
+        for g in range(md.num_row_groups):
+            rows += md.row_group(g).num_rows
+            if rows >= shard_rows:
+                shards.append(InputShard("parquet", path, first, g + 1, fp, name))
+                first, rows = g + 1, 0
+        if first < md.num_row_groups or not shards:
+            shards.append(InputShard("parquet", path, first, md.num_row_groups, fp, name))
+        return shards
+    raise InputError(f"'{path}': unknown input format (expected {', '.join(JSONL_EXT + PARQUET_EXT)})")
+
+
+def plan_inputs(specs: list[str], store=None, shard_bytes: int = DEFAULT_SHARD_BYTES,
+                shard_rows: int = DEFAULT_SHARD_ROWS) -> list[InputShard]:
+    """Shards of every input: paths, directories, globs, or store refs `table[@version]`."""
+    shards: list[InputShard] = []
+    for spec in specs:
+        files = _expand(spec)
+        if files:
+            for f in files:
+                shards.extend(plan_file(f, shard_bytes, shard_rows))
+            continue
+        if store is not None and store.exists(spec.partition("@")[0]):
+            t, snap = store.snapshot(spec)
+            name = spec.partition("@")[0]
+            for task in t.scan(snapshot_id=snap.snapshot_id).plan_files():
+                path = task.file.file_path.removeprefix("file://")
+                shards.append(InputShard("table", path, 0, -1, f"{name}@{snap.snapshot_id}", name))
+            continue
+        raise InputError(f"input '{spec}' matches no file, directory or store table")
+    return shards
+
+
+# ---- reading ----------------------------------------------------------------------------
+def _jsonl_lines(shard: InputShard):
+    """(byte offset, raw line) of each line that starts inside the shard's range."""
+    if shard.path.endswith(".gz"):
+        with gzip.open(shard.path, "rb") as f:
+            pos = 0
+            for line in f:
+                yield pos, line
+                pos += len(line)
+        return
+    with open(shard.path, "rb") as f:
+        if shard.start > 0:
+            f.seek(shard.start - 1)
+            f.readline()  # the line holding byte start-1 belongs to the previous shard
+        pos = f.tell()
+        while pos < shard.end:
+            line = f.readline()
+            if not line:
+                break
+            yield pos, line
+            pos += len(line)
+
+
+def _raw_text(line: bytes) -> str:
+    return line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+
+
+def read_jsonl(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table, int]:
+    """Parse a JSONL shard into (rows fitting `schema`, rejects, input rows)."""
+    records: list[dict[str, Any]] = []
+    offsets: list[int] = []
+    texts: list[str] = []
+    reasons, details, raws = [], [], []
+    base = os.path.basename(shard.path)
+    n_rows = 0
+    for pos, line in _jsonl_lines(shard):
+        if not line.strip():
+            continue  # blank lines are not rows
+        n_rows += 1
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            reasons.append("invalid_utf8")
+            details.append(f"{base} byte {pos + e.start}: not UTF-8 ({e.reason})")
+            raws.append(_raw_text(line))
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            reasons.append("malformed_json")
+            details.append(f"{base} byte {pos}: {e.msg} at column {e.colno}")
+            raws.append(text.rstrip("\r\n"))
+            continue
+        if not isinstance(obj, dict):
+            reasons.append("malformed_json")
+            details.append(f"{base} byte {pos}: expected a JSON object, got {type(obj).__name__}")
+            raws.append(text.rstrip("\r\n"))
+            continue
+        records.append(obj)
+        offsets.append(pos)
+        texts.append(text.rstrip("\r\n"))
+    rejects = make_rejects(reasons, "read", details, raws) if reasons else empty_rejects()
+    rows, more = records_to_table(records, schema, [f"{base}@{o}" for o in offsets], shard.source, base, texts)
+    return rows, concat_rejects([rejects, more]), n_rows
+
+
+def records_to_table(records: list[dict[str, Any]], schema: pa.Schema, locators: list[str],
+                     source: str, where: str, raws: list[str]) -> tuple[pa.Table, pa.Table]:
+    """Build a table of `schema` from JSON objects; rows that do not fit become rejects.
+
+    `raws` are the input lines, kept verbatim in the rejects."""
+    bad: dict[int, tuple[str, str]] = {}
+    for i, rec in enumerate(records):
+        uid = rec.pop("id", None)
+        if "source_ids" not in rec and "source_ids" in schema.names:
+            rec["source_ids"] = [str(uid)] if uid is not None else [locators[i]]
+        if "source" in schema.names and rec.get("source") is None:
+            rec["source"] = source
+    columns: dict[str, list[Any]] = {}
+    names = set(schema.names)
+    for f in schema:
+        if f.name == "id":
+            continue
+        values = [r.get(f.name) for r in records]
+        try:
+            pa.array(values, f.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            for i, v in enumerate(values):
+                try:
+                    pa.array([v], f.type)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+                    bad.setdefault(i, (f"wrong_type:{f.name}",
+                                       f"{locators[i]}: '{f.name}' is {type(v).__name__}, expected {f.type}"))
+        columns[f.name] = values
+    keep = [i for i in range(len(records)) if i not in bad]
+    extra_keys = sorted({k for r in records for k in r} - names)
+    data = {k: [columns[k][i] for i in keep] for k in columns}
+    for k in extra_keys:  # folded into `meta` by conform
+        data[k] = [json.dumps(records[i].get(k), ensure_ascii=False) if isinstance(records[i].get(k), (dict, list))
+                   else records[i].get(k) for i in keep]
+    fields = [f for f in schema if f.name != "id"]
+    arrays = {f.name: pa.array(data[f.name], f.type) for f in fields}
+    for k in extra_keys:
+        try:
+            arrays[k] = pa.array(data[k])
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[k] = pa.array([None if v is None else str(v) for v in data[k]], pa.string())
+    table = pa.table(arrays) if keep or arrays else pa.table({f.name: pa.array([], f.type) for f in fields})
+    c = conform(table, schema, where=where, row_names=[locators[i] for i in keep])
+    order = sorted(bad)
+    rejects = make_rejects([bad[i][0] for i in order], "read", [bad[i][1] for i in order],
+                           [raws[i] for i in order]) if bad else empty_rejects()
+    fit_rejects = c.rejects
+    if fit_rejects.num_rows:
+        fit_rejects = fit_rejects.set_column(fit_rejects.column_names.index("raw"), "raw",
+                                             pa.array([raws[keep[j]] for j in c.reject_rows], pa.string()))
+    return c.table, concat_rejects([rejects, fit_rejects])
+
+
+def read_parquet(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table, int]:
+    base = os.path.basename(shard.path)
+    try:
+        pf = pq.ParquetFile(shard.path)
+        groups = list(range(shard.start, shard.end if shard.end >= 0 else pf.metadata.num_row_groups))
+        table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+        first_row = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0])) if groups else 0
+    except (pa.ArrowInvalid, OSError) as e:
+        rej = make_rejects(["unreadable_file"], "read", [f"{base}: {e}"], [None])
+        return schema.empty_table(), rej, 1
+    n = table.num_rows
+    if shard.kind == "table" and "id" in table.column_names and "source_ids" in schema.names:
+        # Rows read from a store table point at the row they came from.
+        if "source_ids" in table.column_names:
+            table = table.drop_columns(["source_ids"])
+        table = table.append_column("source_ids", pa.array([[v] for v in table.column("id").to_pylist()],
+                                                           pa.list_(pa.string())))
+    if "source_ids" not in table.column_names and "source_ids" in schema.names:
+        if "id" in table.column_names:
+            ids = [[str(v)] if v is not None else [f"{base}#{first_row + i}"]
+                   for i, v in enumerate(table.column("id").to_pylist())]
+        else:
+            ids = [[f"{base}#{first_row + i}"] for i in range(n)]
+        table = table.append_column("source_ids", pa.array(ids, pa.list_(pa.string())))
+    if "source" in schema.names and "source" not in table.column_names:
+        table = table.append_column("source", pa.array([shard.source] * n, pa.string()))
+    if "id" in table.column_names:
+        table = table.drop_columns(["id"])  # ids are recomputed from content when written
+    c: Conformed = conform(table, schema, where=base)
+    return c.table, c.rejects, n
+
+
+def read_shard(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table, int]:
+    """(rows fitting `schema`, rejects, number of input rows) of one shard."""
+    if shard.kind == "jsonl":
+        return read_jsonl(shard, schema)
+    return read_parquet(shard, schema)
+
+
+def concat_rejects(parts: list[pa.Table]) -> pa.Table:
+    parts = [p for p in parts if p.num_rows]
+    if not parts:
+        return empty_rejects()
+    return pa.concat_tables(parts, promote_options="permissive")

@@ -1,0 +1,65 @@
+"""What every pipeline script shares: its command line, Ray start-up, and the closing report."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from pipelines.runner import Pipeline, RunOptions, run
+from schemas.store import default_warehouse
+
+
+def common_parser(description: str, default_output: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--input", nargs="+", dest="inputs",
+                   help="JSONL/Parquet files, directories, globs, or store tables `name[@version]`")
+    p.add_argument("--output", default=default_output, help="table to publish")
+    p.add_argument("--warehouse", default=default_warehouse(),
+                   help="local warehouse directory (env CURATE_WAREHOUSE); "
+                        "env CURATE_CATALOG (JSON of pyiceberg catalog properties) overrides it")
+    p.add_argument("--executor", choices=["ray", "local"], default="ray",
+                   help="ray: embedded Ray, or the cluster in RAY_ADDRESS (ray job submit); "
+                        "local: in-process, for debugging")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for an embedded Ray")
+    p.add_argument("--mode", choices=["overwrite", "append"], default="overwrite",
+                   help="the new version holds only this run's rows, or adds them to the current ones")
+    p.add_argument("--tag", default=None, help="name the new version (e.g. demo-v1)")
+    p.add_argument("--shard-mb", type=float, default=64, help="JSONL bytes per input shard")
+    p.add_argument("--shard-rows", type=int, default=100_000, help="Parquet rows per input shard")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or report")
+    return p
+
+
+def options(args: argparse.Namespace, inputs: list[str]) -> RunOptions:
+    return RunOptions(inputs=inputs, output=args.output, warehouse=args.warehouse,
+                      executor=args.executor, num_cpus=args.num_cpus, mode=args.mode, tag=args.tag,
+                      shard_bytes=int(args.shard_mb * (1 << 20)), shard_rows=args.shard_rows,
+                      progress=not args.quiet)
+
+
+def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) -> int:
+    from pipelines import report
+    from pipelines.inputs import InputError
+    from schemas.store import Store
+
+    try:
+        result = run(pipeline, opts)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not quiet:
+        store = Store(opts.warehouse, opts.catalog)
+        report.print_run(result)
+        report.print_stats(store, f"{result.output}@{result.snapshot_id}")
+    else:
+        print(f"published {result.output}@{result.snapshot_id} run={result.run_id} "
+              f"kept={result.accounting['kept']} rejected={result.accounting['rejected']}")
+    return 0
+
+
+def main(build: Callable[[argparse.Namespace], tuple[Pipeline, list[str]]], parser: argparse.ArgumentParser,
+         argv: list[str] | None = None) -> int:
+    args = parser.parse_args(argv)
+    pipeline, inputs = build(args)
+    return run_and_report(pipeline, options(args, inputs), quiet=args.quiet)

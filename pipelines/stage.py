@@ -1,0 +1,210 @@
+"""The stage contract (DESIGN.md §3).
+
+A stage is a callable `pa.Table -> pa.Table` over a batch of live rows. It returns the same
+rows in the same order with its score columns added and, where it decides, a `drop_reason`
+column (null = keep) and optionally `reject_detail`. Stateless stages are functions
+decorated with `@stage`; stages that load a model subclass `ModelStage` and load it in
+`__init__`, which runs once per Ray actor. Either kind works unchanged in a unit test and in
+`ray.data.Dataset.map_batches(..., batch_format="pyarrow")`.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field as dc_field
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+DROP = "drop_reason"
+DETAIL = "reject_detail"
+
+
+class FunctionStage:
+    """A function stage with its parameters bound; `kind` tells the runner to use tasks."""
+    kind = "task"
+
+    def __init__(self, fn: Callable[..., pa.Table], name: str, adds: list[pa.Field], params: dict[str, Any]):
+        self.fn, self.name, self.adds, self.params = fn, name, list(adds), dict(params)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.fn(batch, **self.params)
+
+    def configure(self, **params: Any) -> "FunctionStage":
+        return FunctionStage(self.fn, self.name, self.adds, {**self.params, **params})
+
+    def spec(self) -> "StageSpec":
+        return StageSpec(self, self.params)
+
+
+def stage(name: str | None = None, adds: list[pa.Field] | None = None):
+    """Declare a function as a stage; `adds` lists the columns it writes (for the schema)."""
+    def wrap(fn):
+        return FunctionStage(fn, name or fn.__name__, adds or [], {})
+    return wrap
+
+
+class ModelStage:
+    """Base of stages that load a model: subclasses load it in `__init__` (once per actor)."""
+    kind = "actor"
+    name: str = "model_stage"
+    adds: list[pa.Field] = []
+
+    def __call__(self, batch: pa.Table) -> pa.Table:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def model_info(cls, **params: Any) -> dict[str, Any]:
+        """What goes into lineage (model hashes, voices): computed without loading."""
+        return {}
+
+
+@dataclass
+class StageSpec:
+    """How to build a stage inside a worker: the function or class plus its parameters."""
+    target: Any
+    params: dict[str, Any] = dc_field(default_factory=dict)
+
+    @property
+    def is_class(self) -> bool:
+        return isinstance(self.target, type)
+
+    @property
+    def name(self) -> str:
+        return self.target.name if self.is_class else getattr(self.target, "name", self.target.__name__)
+
+    @property
+    def kind(self) -> str:
+        return "actor" if self.is_class else "task"
+
+    @property
+    def adds(self) -> list[pa.Field]:
+        return list(getattr(self.target, "adds", []))
+
+    def build(self):
+        if self.is_class:
+            return self.target(**self.params)
+        if isinstance(self.target, FunctionStage):
+            return self.target.configure(**self.params)
+        return FunctionStage(self.target, self.name, self.adds, self.params)
+
+    def describe(self) -> dict[str, Any]:
+        code = self.target.fn if isinstance(self.target, FunctionStage) else self.target
+        out = {"name": self.name, "kind": self.kind, "params": self.params,
+               "code": f"{code.__module__}.{code.__qualname__}"}
+        if self.is_class:
+            out["model"] = self.target.model_info(**self.params)
+        return out
+
+
+def as_spec(s: Any) -> StageSpec:
+    if isinstance(s, StageSpec):
+        return s
+    if isinstance(s, FunctionStage):
+        return s.spec()
+    if isinstance(s, type):
+        return StageSpec(s)
+    raise TypeError(f"not a stage: {s!r}")
+
+
+# ---- helpers stages use -------------------------------------------------------------
+def annotate(batch: pa.Table, **columns: Any) -> pa.Table:
+    """Add or replace columns (arrays or python lists)."""
+    for name, values in columns.items():
+        arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
+        if name in batch.column_names:
+            batch = batch.set_column(batch.column_names.index(name), name, arr)
+        else:
+            batch = batch.append_column(name, arr)
+    return batch
+
+
+def reject_where(batch: pa.Table, mask: Any, reason: str, detail: Any = None) -> pa.Table:
+    """Give rows where `mask` is true the `reason`, unless an earlier rule already rejected them."""
+    mask = pa.array(mask, pa.bool_()) if not isinstance(mask, (pa.Array, pa.ChunkedArray)) else mask
+    mask = pc.fill_null(mask, False)
+    current = batch.column(DROP) if DROP in batch.column_names else pa.nulls(batch.num_rows, pa.string())
+    new = pc.if_else(pc.and_(mask, pc.is_null(current)), pa.scalar(reason, pa.string()), current)
+    if detail is not None:
+        cur_d = batch.column(DETAIL) if DETAIL in batch.column_names else pa.nulls(batch.num_rows, pa.string())
+        det = detail if isinstance(detail, (pa.Array, pa.ChunkedArray)) else pa.array(
+            detail if isinstance(detail, list) else [detail] * batch.num_rows, pa.string())
+        batch = annotate(batch, **{DETAIL: pc.if_else(pc.and_(mask, pc.is_null(current)), det, cur_d)})
+    return annotate(batch, **{DROP: new})
+
+
+# ---- running a stage chain on one batch ------------------------------------------------
+@dataclass
+class StageCount:
+    stage: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = dc_field(default_factory=dict)
+
+    def add(self, other: "StageCount") -> None:
+        self.rows_in += other.rows_in
+        self.rows_out += other.rows_out
+        self.rejected += other.rejected
+        for k, v in other.reasons.items():
+            self.reasons[k] = self.reasons.get(k, 0) + v
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "rows_in": self.rows_in, "rows_out": self.rows_out,
+                "rejected": self.rejected, "reasons": dict(sorted(self.reasons.items()))}
+
+
+def _error_rows(batch: pa.Table, name: str, exc: BaseException) -> pa.Table:
+    detail = f"{type(exc).__name__}: {exc}"[:2000]
+    return annotate(batch, **{DROP: pa.array([f"error:{name}:{type(exc).__name__}"] * batch.num_rows, pa.string()),
+                              DETAIL: pa.array([detail] * batch.num_rows, pa.string())})
+
+
+def call_isolated(fn: Callable[[pa.Table], pa.Table], name: str, batch: pa.Table) -> pa.Table:
+    """Run a stage; if it raises, retry row by row so only the rows that fail become rejects."""
+    try:
+        out = fn(batch)
+    except Exception as exc:  # noqa: BLE001 - any stage failure becomes a reject, never a job failure
+        if batch.num_rows <= 1:
+            return _error_rows(batch, name, exc)
+        parts = [call_isolated(fn, name, batch.slice(i, 1)) for i in range(batch.num_rows)]
+        return pa.concat_tables(parts, promote_options="permissive")
+    if out.num_rows != batch.num_rows:
+        raise RuntimeError(f"stage '{name}' returned {out.num_rows} rows for {batch.num_rows}: "
+                           "stages annotate rows and mark drop_reason, they never drop them")
+    return out
+
+
+def run_chain(stages: list[tuple[str, Callable[[pa.Table], pa.Table]]], batch: pa.Table
+              ) -> tuple[pa.Table, list[pa.Table], list[StageCount]]:
+    """Apply stages in order to the live rows; return (kept, rejects per stage, counts)."""
+    rejects: list[pa.Table] = []
+    counts: list[StageCount] = []
+    live = batch
+    for name, fn in stages:
+        count = StageCount(name, rows_in=live.num_rows)
+        if live.num_rows:
+            out = call_isolated(fn, name, live)
+            if DROP in out.column_names:
+                dropped = pc.is_valid(out.column(DROP))
+                rej = out.filter(dropped)
+                if rej.num_rows:
+                    rej = annotate(rej, reject_stage=pa.array([name] * rej.num_rows, pa.string()))
+                    rejects.append(rej)
+                    for reason, n in zip(*_value_counts(rej.column(DROP))):
+                        count.reasons[reason] = n
+                live = out.filter(pc.invert(dropped)).drop_columns(
+                    [c for c in (DROP, DETAIL) if c in out.column_names])
+                count.rejected = rej.num_rows
+            else:
+                live = out
+        count.rows_out = live.num_rows
+        counts.append(count)
+    return live, rejects, counts
+
+
+def _value_counts(col: pa.ChunkedArray) -> tuple[list[str], list[int]]:
+    vc = pc.value_counts(col)
+    return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
+

@@ -1,0 +1,1 @@
+"""Table schemas, row ids, validation, and the versioned store."""

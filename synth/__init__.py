@@ -1,0 +1,1 @@
+"""Stages that create rows (TTS, ASR, generators, verifiers, pairs)."""
