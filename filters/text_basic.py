@@ -32,7 +32,7 @@ def length_filter(batch: pa.Table, min_words: int = 5, max_words: int = 100_000,
     """Count characters and words; reject outside [min_words, max_words] or over max_chars."""
     text = batch.column(column)
     n_chars = pc.utf8_length(text).cast(pa.int32())
-    n_words = pc.list_value_length(pc.utf8_split_whitespace(text)).cast(pa.int32())
+    n_words = pc.count_substring_regex(text, r"\S+").cast(pa.int32())
     batch = annotate(batch, n_chars=n_chars, n_words=n_words)
     batch = reject_where(batch, pc.greater(n_chars, max_chars), "too_long_chars",
                          pc.cast(n_chars, pa.string()))

@@ -10,6 +10,7 @@ after a crash finds the markers and processes only what is missing.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -34,6 +35,10 @@ from schemas.validate import conform
 
 class AccountingError(RuntimeError):
     """Counts that do not add up: a bug, never bad input."""
+
+
+class NothingKept(RuntimeError):
+    """Every input row was rejected: the output table is left as it was."""
 
 
 @dataclass
@@ -65,6 +70,7 @@ class RunOptions:
     shard_bytes: int = 64 << 20
     shard_rows: int = 100_000
     progress: bool = True
+    allow_empty: bool = False        # publish an empty version when every row was rejected
     extra_config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -284,6 +290,7 @@ def _execute(pending: list[InputShard], job: ShardJob, opts: RunOptions,
     from pipelines.raysession import init_ray
 
     init_ray(opts.num_cpus)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our bar and report say what matters
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     items = [{"shard": json.dumps(s.to_dict())} for s in pending]
@@ -361,6 +368,13 @@ def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
                "accounting": accounting, "python": sys.version.split()[0]}
     kept_files = [s["files"]["kept"] for s in summaries if "kept" in s["files"]]
     rej_files = [s["files"]["rejects"] for s in summaries if "rejects" in s["files"]]
+    if not kept_files and not opts.allow_empty:
+        # Publish the rejects so the reasons can be inspected, but never replace good data with nothing.
+        store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
+                                                  "output_table": opts.output}, mode=opts.mode)
+        raise NothingKept(f"all {accounting['rows_in']:,} input rows were rejected "
+                          f"({', '.join(f'{k}={v}' for k, v in accounting['rejects_by_reason'].items()) or 'no rows'}); "
+                          f"'{opts.output}' is unchanged; see `curate show {rname}`")
     snap = store.publish(opts.output, schema, kept_files, {**lineage, "role": "output", "stats": stats,
                                                            "rejects_table": rname}, mode=opts.mode)
     rsnap = store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
@@ -392,5 +406,4 @@ def _progress(opts: RunOptions, total: int, initial: int, name: str):
 
 
 def _log(opts: RunOptions, msg: str) -> None:
-    if opts.progress:
-        print(msg, file=sys.stderr)
+    print(msg, file=sys.stderr)

@@ -27,6 +27,8 @@ def common_parser(description: str, default_output: str) -> argparse.ArgumentPar
     p.add_argument("--tag", default=None, help="name the new version (e.g. demo-v1)")
     p.add_argument("--shard-mb", type=float, default=64, help="JSONL bytes per input shard")
     p.add_argument("--shard-rows", type=int, default=100_000, help="Parquet rows per input shard")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="publish an empty version when every row is rejected (default: leave the table as it was)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report")
     return p
 
@@ -35,17 +37,18 @@ def options(args: argparse.Namespace, inputs: list[str]) -> RunOptions:
     return RunOptions(inputs=inputs, output=args.output, warehouse=args.warehouse,
                       executor=args.executor, num_cpus=args.num_cpus, mode=args.mode, tag=args.tag,
                       shard_bytes=int(args.shard_mb * (1 << 20)), shard_rows=args.shard_rows,
-                      progress=not args.quiet)
+                      progress=not args.quiet, allow_empty=args.allow_empty)
 
 
 def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) -> int:
     from pipelines import report
     from pipelines.inputs import InputError
+    from pipelines.runner import NothingKept
     from schemas.store import Store
 
     try:
         result = run(pipeline, opts)
-    except InputError as e:
+    except (InputError, NothingKept) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not quiet:
@@ -54,7 +57,8 @@ def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) ->
         report.print_stats(store, f"{result.output}@{result.snapshot_id}")
     else:
         print(f"published {result.output}@{result.snapshot_id} run={result.run_id} "
-              f"kept={result.accounting['kept']} rejected={result.accounting['rejected']}")
+              f"kept={result.accounting['kept']} rejected={result.accounting['rejected']} "
+              f"shards: {result.processed_shards} processed, {result.resumed_shards} resumed")
     return 0
 
 

@@ -64,7 +64,7 @@ def _text_lengths(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         return chars[valid], words[valid]
     arr = arr.drop_null()
     chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False)
-    words = pc.list_value_length(pc.utf8_split_whitespace(arr)).to_numpy(zero_copy_only=False)
+    words = pc.count_substring_regex(arr, r"\S+").to_numpy(zero_copy_only=False)
     return chars.astype(np.float64), words.astype(np.float64)
 
 

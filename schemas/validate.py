@@ -35,11 +35,43 @@ def _type_name(t: pa.DataType) -> str:
     return "string" if t in (pa.string(), pa.large_string()) else str(t)
 
 
+def _family(t: pa.DataType) -> str:
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return "binary"
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return "number"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return "list"
+    return str(t)
+
+
+def _compatible(src: pa.DataType, dst: pa.DataType) -> bool:
+    """Casts that keep meaning (widths, string/large_string, int to float); never number to text."""
+    if src == dst or pa.types.is_null(src):
+        return True
+    fs, fd = _family(src), _family(dst)
+    if fs != fd:
+        return False
+    if fs == "number":
+        return not (pa.types.is_floating(src) and pa.types.is_integer(dst))
+    if fs == "list":
+        return _compatible(src.value_type, dst.value_type)
+    if pa.types.is_struct(src) and pa.types.is_struct(dst):
+        names = {src.field(i).name: src.field(i).type for i in range(src.num_fields)}
+        return all(_compatible(names[dst.field(i).name], dst.field(i).type)
+                   for i in range(dst.num_fields) if dst.field(i).name in names)
+    return True
+
+
 def _cast(col: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
     if col.type == type_:
         return col
     if pa.types.is_null(col.type):
         return pa.nulls(len(col), type_)
+    if not _compatible(col.type, type_):
+        raise pa.ArrowTypeError(f"no meaning-preserving cast from {col.type} to {type_}")
     return col.cast(type_, safe=True)
 
 

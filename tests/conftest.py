@@ -1,0 +1,30 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Ray workers import stages from the repo and from tests/ (exported before ray.init).
+os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"),
+                                            *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
+sys.path.insert(0, str(REPO / "tests"))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray for the whole test session (start-up costs ~15 s)."""
+    import ray
+
+    from pipelines.raysession import init_ray
+    init_ray(num_cpus=2, object_store_mb=512)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    return str(tmp_path / "warehouse")

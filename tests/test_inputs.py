@@ -1,0 +1,119 @@
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.inputs import InputError, plan_file, plan_inputs, read_shard
+from schemas.tables import DOCUMENTS
+
+
+def _write_jsonl(path, docs, extra=b""):
+    with open(path, "wb") as f:
+        for d in docs:
+            f.write(json.dumps(d).encode() + b"\n")
+        f.write(extra)
+
+
+@pytest.mark.parametrize("shard_bytes", [7, 64, 333, 10_000])
+def test_byte_range_shards_read_every_line_exactly_once(tmp_path, shard_bytes):
+    docs = [{"id": f"d{i}", "text": "word " * (i % 17 + 1)} for i in range(200)]
+    path = tmp_path / "a.jsonl"
+    _write_jsonl(path, docs)
+    shards = plan_file(str(path), shard_bytes=shard_bytes)
+    assert len({s.key for s in shards}) == len(shards)
+    seen = []
+    for s in shards:
+        rows, rejects, n = read_shard(s, DOCUMENTS)
+        assert rejects.num_rows == 0 and n == rows.num_rows
+        seen += [ids[0] for ids in rows.column("source_ids").to_pylist()]
+    assert seen == [d["id"] for d in docs]
+
+
+def test_shard_keys_are_stable_across_plans(tmp_path):
+    path = tmp_path / "a.jsonl"
+    _write_jsonl(path, [{"text": "x y z"}] * 50)
+    assert [s.key for s in plan_file(str(path), 100)] == [s.key for s in plan_file(str(path), 100)]
+
+
+def test_bad_lines_become_rejects_with_reasons(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    _write_jsonl(path, [{"text": "a good document here"}], extra=(
+        b'{"text": "unterminated"\n'
+        b'{"text": "caf\xe9"}\n'
+        b'\n'
+        b'[1, 2]\n'
+        b'{"text": 5}\n'
+        b'{"title": "no text"}\n'
+        b'{"text": "extra fields", "lang": "en", "score": 0.5}\n'))
+    (s,) = plan_file(str(path))
+    rows, rejects, n = read_shard(s, DOCUMENTS)
+    assert n == 7  # the blank line is not a row
+    assert rows.num_rows + rejects.num_rows == n
+    reasons = rejects.column("drop_reason").to_pylist()
+    assert sorted(reasons) == sorted(["malformed_json", "invalid_utf8", "malformed_json",
+                                      "wrong_type:text", "missing_value:text"])
+    raws = rejects.column("raw").to_pylist()
+    assert '{"text": "unterminated"' in raws and '{"text": "caf\\xe9"}' in raws
+    details = " ".join(rejects.column("reject_detail").to_pylist())
+    assert "bad.jsonl byte" in details
+    assert json.loads(rows.column("meta")[1].as_py()) == {"lang": "en", "score": 0.5}
+
+
+def test_empty_file_is_zero_rows_not_an_error(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    (s,) = plan_file(str(path))
+    rows, rejects, n = read_shard(s, DOCUMENTS)
+    assert (rows.num_rows, rejects.num_rows, n) == (0, 0, 0)
+
+
+def test_gzip_jsonl(tmp_path):
+    path = tmp_path / "a.jsonl.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b'{"text": "one two three"}\n{"text": "four five"}\n')
+    (s,) = plan_file(str(path))
+    rows, _, n = read_shard(s, DOCUMENTS)
+    assert n == 2 and rows.column("text").to_pylist() == ["one two three", "four five"]
+
+
+def test_parquet_with_wrong_column_type_rejects_every_row_with_clear_detail(tmp_path):
+    path = tmp_path / "wrong.parquet"
+    pq.write_table(pa.table({"text": pa.array([1, 2, 3], pa.int64())}), path)
+    (s,) = plan_file(str(path))
+    rows, rejects, n = read_shard(s, DOCUMENTS)
+    assert rows.num_rows == 0 and rejects.num_rows == n == 3
+    assert set(rejects.column("drop_reason").to_pylist()) == {"wrong_type:text"}
+    detail = rejects.column("reject_detail")[0].as_py()
+    assert "'text'" in detail and "int64" in detail and "wrong.parquet" in detail
+    assert json.loads(rejects.column("raw")[0].as_py())["text"] == 1
+
+
+def test_parquet_row_group_shards_and_source_ids(tmp_path):
+    path = tmp_path / "ok.parquet"
+    pq.write_table(pa.table({"text": [f"doc number {i}" for i in range(100)]}), path, row_group_size=10)
+    shards = plan_file(str(path), shard_rows=25)
+    assert len(shards) == 4
+    got = []
+    for s in shards:
+        rows, rej, n = read_shard(s, DOCUMENTS)
+        assert rej.num_rows == 0
+        got += rows.column("source_ids").to_pylist()
+    assert got == [[f"ok.parquet#{i}"] for i in range(100)]
+
+
+def test_unreadable_parquet_is_one_reject(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 this is not parquet")
+    (s,) = plan_file(str(path))
+    rows, rejects, n = read_shard(s, DOCUMENTS)
+    assert rows.num_rows == 0 and rejects.column("drop_reason").to_pylist() == ["unreadable_file"]
+
+
+def test_unknown_inputs_are_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="matches no file"):
+        plan_inputs([str(tmp_path / "nope.jsonl")])
+    (tmp_path / "x.csv").write_text("a,b")
+    with pytest.raises(InputError, match="unknown input format"):
+        plan_inputs([str(tmp_path / "x.csv")])

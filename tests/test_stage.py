@@ -1,0 +1,88 @@
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from filters.text_basic import length_filter, normalize_text
+from pipelines.stage import ModelStage, StageSpec, annotate, as_spec, reject_where, run_chain, stage
+from schemas.tables import field
+
+
+def test_function_stage_runs_on_a_table_and_marks_reasons():
+    t = pa.table({"text": ["  hello  world this is fine  ", "", "two words"]})
+    out = length_filter.configure(min_words=3)(normalize_text(t))
+    assert out.column("text")[0].as_py() == "hello  world this is fine"
+    assert out.column("drop_reason").to_pylist() == [None, "empty_text", "too_short"]  # first reason wins
+    assert out.column("n_words").to_pylist() == [5, 0, 2]
+
+
+def test_reject_where_keeps_first_reason_and_detail():
+    t = pa.table({"x": [1, 2, 3]})
+    t = reject_where(t, [True, False, False], "a", "first")
+    t = reject_where(t, [True, True, False], "b", "second")
+    assert t.column("drop_reason").to_pylist() == ["a", "b", None]
+    assert t.column("reject_detail").to_pylist() == ["first", "second", None]
+
+
+class Doubler(ModelStage):
+    """Stands in for a model-loading stage: loads in __init__, counts loads."""
+    name = "doubler"
+    adds = [field("double", pa.int64())]
+    loads = 0
+
+    def __init__(self, factor: int = 2):
+        Doubler.loads += 1
+        self.factor = factor
+
+    def __call__(self, batch):
+        return annotate(batch, double=pc.multiply(batch.column("x"), self.factor))
+
+
+@stage(adds=[field("inv", pa.float64())])
+def invert(batch):
+    vals = batch.column("x").to_pylist()
+    return annotate(batch, inv=[1 / v for v in vals])  # raises on 0
+
+
+def test_failing_rows_become_rejects_and_others_survive():
+    t = pa.table({"x": [1, 0, 4]})
+    kept, rejects, counts = run_chain([("invert", invert)], t)
+    assert kept.column("x").to_pylist() == [1, 4]
+    assert kept.column("inv").to_pylist() == [1.0, 0.25]
+    rej = rejects[0]
+    assert rej.column("drop_reason").to_pylist() == ["error:invert:ZeroDivisionError"]
+    assert "division by zero" in rej.column("reject_detail")[0].as_py()
+    c = counts[0]
+    assert (c.rows_in, c.rows_out, c.rejected) == (3, 2, 1)
+
+
+def test_chain_accounting_adds_up_per_stage():
+    t = pa.table({"text": ["a b c d e f", "", "short one", "x " * 50]})
+    kept, rejects, counts = run_chain([("normalize_text", normalize_text),
+                                       ("length_filter", length_filter.configure(max_words=20))], t)
+    for c in counts:
+        assert c.rows_in == c.rows_out + c.rejected == c.rows_in
+        assert sum(c.reasons.values()) == c.rejected
+    assert counts[0].rows_out == counts[1].rows_in
+    assert kept.num_rows + sum(r.num_rows for r in rejects) == 4
+    assert counts[1].reasons == {"too_short": 1, "too_long": 1}
+
+
+def test_stage_that_drops_rows_is_a_loud_bug():
+    @stage()
+    def dropper(batch):
+        return batch.slice(0, 1)
+    with pytest.raises(RuntimeError, match="never drop"):
+        run_chain([("dropper", dropper)], pa.table({"x": [1, 2]}))
+
+
+def test_specs_build_classes_once_and_describe_lineage():
+    spec = as_spec(StageSpec(Doubler, {"factor": 3}))
+    assert spec.kind == "actor" and spec.adds[0].name == "double"
+    before = Doubler.loads
+    s = spec.build()
+    assert Doubler.loads == before + 1
+    assert s(pa.table({"x": [2]})).column("double").to_pylist() == [6]
+    fspec = as_spec(length_filter.configure(min_words=2))
+    assert fspec.kind == "task" and fspec.name == "length_filter"
+    assert fspec.describe()["params"] == {"min_words": 2}
+    assert fspec.describe()["code"] == "filters.text_basic.length_filter"

@@ -1,0 +1,230 @@
+"""The store and the runner end to end, in-process (executor=local); Ray paths are in test_ray.py."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.compute as pc
+import pytest
+from click.testing import CliRunner
+
+from helpers import corpus, demo_pipeline, jsonl, run_demo
+from pipelines.cli import main as cli
+from pipelines.runner import NothingKept, RunOptions, run
+from schemas.store import Store
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_run_publishes_one_version_with_lineage_and_accounting(tmp_path, warehouse):
+    src = corpus(tmp_path)
+    r = run_demo(warehouse, src)
+    store = Store(warehouse)
+    acc = r.accounting
+    assert acc["rows_in"] == acc["kept"] + acc["rejected"] > 0
+    assert acc["rejects_by_reason"]["malformed_json"] == 2
+    for s in acc["stages"]:
+        assert s["rows_in"] == s["rows_out"] + s["rejected"]
+    # the kept rows and the rejects are both there, and nothing else
+    kept = store.read_arrow("docs")
+    rejects = store.read_arrow("docs_rejects")
+    assert kept.num_rows == acc["kept"] and rejects.num_rows == acc["rejected"]
+    assert len(set(kept.column("id").to_pylist())) == kept.num_rows
+    assert rejects.column("drop_reason").null_count == 0
+    assert [v["snapshot_id"] for v in store.versions("docs")] == [r.snapshot_id]
+    props = store.properties("docs")
+    for key in ("run_id", "pipeline", "config_hash", "config", "git_commit", "inputs", "accounting", "stats"):
+        assert key in props, key
+    assert props["inputs"]["n_files"] == 4 and props["config"]["stages"][1]["params"] == {"min_words": 5}
+    assert store.properties("docs_rejects")["output_snapshot"] == r.snapshot_id
+
+
+def test_two_runs_make_two_versions_and_old_ones_stay_readable(tmp_path, warehouse):
+    src = corpus(tmp_path)
+    r1 = run_demo(warehouse, src, tag="v1")
+    r2 = run_demo(warehouse, src, min_words=12)
+    store = Store(warehouse)
+    vs = store.versions("docs")
+    assert [v["snapshot_id"] for v in vs] == [r1.snapshot_id, r2.snapshot_id]
+    assert vs[0]["tags"] == ["v1"] and vs[1]["current"] and vs[1]["parent_id"] == r1.snapshot_id
+    assert store.read_arrow("docs@v1").num_rows == r1.accounting["kept"]
+    assert store.read_arrow(f"docs@{r1.snapshot_id}").num_rows == r1.accounting["kept"]
+    assert store.read_arrow("docs").num_rows == r2.accounting["kept"] < r1.accounting["kept"]
+    # same config again: a new version with a new run id and identical rows
+    r3 = run_demo(warehouse, src, min_words=12)
+    assert r3.run_id != r2.run_id and r3.run_id.split("-")[0] == r2.run_id.split("-")[0]
+    a = sorted(store.read_arrow(f"docs@{r2.snapshot_id}", ["id"]).column("id").to_pylist())
+    b = sorted(store.read_arrow(f"docs@{r3.snapshot_id}", ["id"]).column("id").to_pylist())
+    assert a == b
+
+
+def test_publish_is_idempotent_per_run(tmp_path, warehouse):
+    src = corpus(tmp_path, limit=40)
+    r = run_demo(warehouse, src)
+    store = Store(warehouse)
+    again = store.publish("docs", demo_pipeline().schema(), [], {"run_id": r.run_id})
+    assert again == r.snapshot_id and len(store.versions("docs")) == 1
+
+
+def test_crash_between_the_two_publishes_resumes_without_a_second_output_version(tmp_path, warehouse, monkeypatch):
+    src = corpus(tmp_path, limit=60)
+    real = Store.publish
+
+    def flaky(self, name, *a, **k):
+        if name.endswith("_rejects"):
+            raise OSError("disk went away")
+        return real(self, name, *a, **k)
+
+    monkeypatch.setattr(Store, "publish", flaky)
+    with pytest.raises(OSError):
+        run_demo(warehouse, src)
+    monkeypatch.setattr(Store, "publish", real)
+    r = run_demo(warehouse, src)
+    store = Store(warehouse)
+    assert r.processed_shards == 0 and r.resumed_shards == 4
+    assert len(store.versions("docs")) == 1 and len(store.versions("docs_rejects")) == 1
+    assert store.properties("docs")["run_id"] == store.properties("docs_rejects")["run_id"] == r.run_id
+
+
+def test_new_columns_evolve_the_schema_and_old_versions_keep_theirs(tmp_path, warehouse):
+    from filters.text_basic import normalize_text
+    src = corpus(tmp_path, limit=40)
+    run(demo_pipeline(stages=[normalize_text]), RunOptions([src], "docs", warehouse, executor="local", progress=False))
+    run_demo(warehouse, src)
+    store = Store(warehouse)
+    first, second = store.versions("docs")
+    assert "n_words" not in store.read_arrow(f"docs@{first['snapshot_id']}").column_names
+    assert store.read_arrow("docs").column("n_words").null_count == 0
+
+
+def test_all_rows_rejected_leaves_the_output_untouched(tmp_path, warehouse):
+    src = corpus(tmp_path, limit=40)
+    r = run_demo(warehouse, src)
+    bad = jsonl(tmp_path / "bad.jsonl", [], extra=b'{"text": 1}\nnot json\n\xff\xfe\n')
+    with pytest.raises(NothingKept, match="all 3 input rows were rejected"):
+        run_demo(warehouse, bad)
+    store = Store(warehouse)
+    assert [v["snapshot_id"] for v in store.versions("docs")] == [r.snapshot_id]
+    assert store.read_arrow("docs_rejects").num_rows == 3  # the reasons are inspectable
+
+
+def test_missing_input_is_a_clear_error_and_touches_nothing(tmp_path, warehouse):
+    src = corpus(tmp_path, limit=40)
+    run_demo(warehouse, src)
+    before = Store(warehouse).versions("docs")
+    proc = subprocess.run([sys.executable, "pipelines/demo.py", "--warehouse", warehouse, "--executor", "local",
+                           "--output", "docs", "--input", str(tmp_path / "missing.jsonl")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "matches no file" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert Store(warehouse).versions("docs") == before
+
+
+def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    """SIGKILL a run mid-way; no version is visible; the rerun skips done shards, publishes once."""
+    src = corpus(tmp_path, n_files=10, limit=300)
+    killed_wh, clean_wh = str(tmp_path / "killed"), str(tmp_path / "clean")
+    cmd = [sys.executable, "tests/slow_pipeline.py", "--executor", "local", "--input", src, "--quiet", "--pause", "0.3"]
+    proc = subprocess.Popen(cmd + ["--warehouse", killed_wh], cwd=REPO,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    markers = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = [os.path.join(d, f) for d, _, fs in os.walk(killed_wh) for f in fs
+                 if f.endswith(".json") and "_markers" in d]
+        if len(found) >= 3:
+            markers = found
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert markers, "the run finished or never started before the kill"
+    store = Store(killed_wh)
+    assert store.versions("slow_docs") == []  # nothing partial is visible
+    n_done = len([f for d, _, fs in os.walk(killed_wh) for f in fs if f.endswith(".json") and "_markers" in d])
+    assert 3 <= n_done < 10
+    rerun = subprocess.run(cmd + ["--warehouse", killed_wh], cwd=REPO, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming run" in rerun.stderr and f"{10 - n_done} processed, {n_done} resumed" in rerun.stdout
+    clean = subprocess.run(cmd + ["--warehouse", clean_wh], cwd=REPO, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    got, want = Store(killed_wh), Store(clean_wh)
+    assert len(got.versions("slow_docs")) == 1
+    for table in ("slow_docs", "slow_docs_rejects"):
+        g = got.read_arrow(table, ["id"]).column("id").to_pylist()
+        w = want.read_arrow(table, ["id"]).column("id").to_pylist()
+        assert len(g) == len(set(g)) or table.endswith("rejects")
+        assert sorted(g) == sorted(w)
+    assert got.properties("slow_docs")["accounting"] == want.properties("slow_docs")["accounting"]
+
+
+# ---- the CLI ---------------------------------------------------------------------------
+@pytest.fixture
+def two_versions(tmp_path, warehouse):
+    src = corpus(tmp_path, limit=120)
+    r1 = run_demo(warehouse, src, tag="first")
+    r2 = run_demo(warehouse, src, min_words=15)
+    return warehouse, r1, r2
+
+
+def _cli(*args):
+    res = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return res
+
+
+def test_cli_versions_stats_diff_show_tag_lineage(two_versions, tmp_path):
+    wh, r1, r2 = two_versions
+    res = _cli("--warehouse", wh, "versions", "docs", "--json")
+    vs = json.loads(res.output)
+    assert [v["snapshot_id"] for v in vs] == [r1.snapshot_id, r2.snapshot_id] and vs[0]["tags"] == ["first"]
+    res = _cli("--warehouse", wh, "versions", "docs")
+    assert "first" in res.output and str(r2.snapshot_id) in res.output
+
+    data = json.loads(_cli("--warehouse", wh, "stats", "docs@first", "--json").output)
+    assert data["rows"] == r1.accounting["kept"] and data["files"] == len(data["shards"]) == 4
+    assert sum(s["rows"] for s in data["shards"]) == data["rows"]
+    assert data["content"]["columns"]["text"]["chars"]["count"] == data["rows"]
+    assert all(s["content"]["rows"] == s["rows"] for s in data["shards"])  # per-shard stats from footers
+    assert data["accounting"]["rejects_by_reason"]["too_short"] > 0
+    text = _cli("--warehouse", wh, "stats", "docs", "--html", str(tmp_path / "r.html"),
+                "--png", str(tmp_path / "r.png")).output
+    assert "rejects" in text or "accounting" in text
+    assert "p50" in text and (tmp_path / "r.png").stat().st_size > 10_000
+    assert "<img" in (tmp_path / "r.html").read_text()
+
+    d = json.loads(_cli("--warehouse", wh, "diff", "docs@first", f"docs@{r2.snapshot_id}", "--json").output)
+    removed = r1.accounting["kept"] - r2.accounting["kept"]
+    assert d["rows"] == [r1.accounting["kept"], r2.accounting["kept"]]
+    assert d["ids"]["removed"] == removed > 0 and d["ids"]["added"] == 0
+    assert d["schema"] == {"added": [], "removed": [], "changed": []}
+    assert d["rejects"]["too_short"][1] - d["rejects"]["too_short"][0] == removed
+    assert "ids only in A" in _cli("--warehouse", wh, "diff", "docs@first", str(r2.snapshot_id)).output
+
+    shown = _cli("--warehouse", wh, "show", "docs_rejects", "-n", "3", "--where", "drop_reason == 'too_short'",
+                 "--json").output.strip().splitlines()
+    assert len(shown) == 3 and all(json.loads(s)["drop_reason"] == "too_short" for s in shown)
+
+    assert "tagged" in _cli("--warehouse", wh, "tag", "docs", "best").output
+    assert Store(wh).snapshot("docs@best")[1].snapshot_id == r2.snapshot_id
+    res = CliRunner().invoke(cli, ["--warehouse", wh, "tag", "docs", "best"])
+    assert res.exit_code == 2 and "already exists" in res.output
+    lin = json.loads(_cli("--warehouse", wh, "lineage", "docs@first").output)
+    assert lin["run_id"] == r1.run_id and lin["pipeline"] == "demo"
+
+
+def test_cli_errors_are_one_clear_line(two_versions):
+    wh, *_ = two_versions
+    res = CliRunner().invoke(cli, ["--warehouse", wh, "stats", "docs@nope"])
+    assert res.exit_code == 2 and "no tag or snapshot 'nope'" in res.output
+    res = CliRunner().invoke(cli, ["--warehouse", wh, "versions", "missing"])
+    assert res.exit_code == 2 and "no table 'missing'" in res.output
+
+
+def test_cli_validate_names_row_and_column(tmp_path):
+    path = jsonl(tmp_path / "v.jsonl", [{"text": "fine text"}], extra=b'{"text": 3}\n{"nope": 1}\n')
+    res = CliRunner().invoke(cli, ["validate", path, "--schema", "documents"])
+    assert res.exit_code == 1
+    assert "wrong_type:text: v.jsonl@" in res.output and "missing_value:text" in res.output
+    assert "1 of 3 rows fit" in res.output
