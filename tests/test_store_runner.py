@@ -1,16 +1,14 @@
 """The store and the runner end to end, in-process (executor=local); Ray paths are in test_ray.py."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
 
-from helpers import corpus, demo_pipeline, jsonl, run_demo
+from helpers import corpus, demo_pipeline, jsonl, kill_and_resume, run_demo
 from pipelines.cli import main as cli
 from pipelines.runner import NothingKept, RunOptions, run
 from schemas.store import Store
@@ -123,41 +121,7 @@ def test_missing_input_is_a_clear_error_and_touches_nothing(tmp_path, warehouse)
 
 
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    """SIGKILL a run mid-way; no version is visible; the rerun skips done shards, publishes once."""
-    src = corpus(tmp_path, n_files=10, limit=300)
-    killed_wh, clean_wh = str(tmp_path / "killed"), str(tmp_path / "clean")
-    cmd = [sys.executable, "tests/slow_pipeline.py", "--executor", "local", "--input", src, "--quiet", "--pause", "0.3"]
-    proc = subprocess.Popen(cmd + ["--warehouse", killed_wh], cwd=REPO,
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    markers = None
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        found = [os.path.join(d, f) for d, _, fs in os.walk(killed_wh) for f in fs
-                 if f.endswith(".json") and "_markers" in d]
-        if len(found) >= 3:
-            markers = found
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert markers, "the run finished or never started before the kill"
-    store = Store(killed_wh)
-    assert store.versions("slow_docs") == []  # nothing partial is visible
-    n_done = len([f for d, _, fs in os.walk(killed_wh) for f in fs if f.endswith(".json") and "_markers" in d])
-    assert 3 <= n_done < 10
-    rerun = subprocess.run(cmd + ["--warehouse", killed_wh], cwd=REPO, capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
-    assert "resuming run" in rerun.stderr and f"{10 - n_done} processed, {n_done} resumed" in rerun.stdout
-    clean = subprocess.run(cmd + ["--warehouse", clean_wh], cwd=REPO, capture_output=True, text=True)
-    assert clean.returncode == 0, clean.stderr
-    got, want = Store(killed_wh), Store(clean_wh)
-    assert len(got.versions("slow_docs")) == 1
-    for table in ("slow_docs", "slow_docs_rejects"):
-        g = got.read_arrow(table, ["id"]).column("id").to_pylist()
-        w = want.read_arrow(table, ["id"]).column("id").to_pylist()
-        assert len(g) == len(set(g)) or table.endswith("rejects")
-        assert sorted(g) == sorted(w)
-    assert got.properties("slow_docs")["accounting"] == want.properties("slow_docs")["accounting"]
+    kill_and_resume(tmp_path, executor="local")
 
 
 # ---- the CLI ---------------------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""The Ray paths: stages inside Dataset.map_batches, the runner on Ray, a killed Ray run,
+and `ray job submit` against a local head. Ray starts once per session (~15 s)."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pytest
+
+from filters.text_basic import length_filter, normalize_text
+from helpers import corpus, free_port, kill_and_resume, kill_session, run_demo
+from pipelines.stage import StageSpec
+from schemas.store import Store
+from test_stage import Doubler
+
+pytestmark = pytest.mark.ray
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_same_stage_objects_run_in_map_batches(ray_session):
+    import ray.data
+    t = pa.table({"text": ["  one two three four five ", "", "a b", "x " * 30], "x": [1, 2, 3, 4]})
+    direct = length_filter(normalize_text(t))
+    ds = ray.data.from_arrow(t).map_batches(normalize_text, batch_format="pyarrow") \
+        .map_batches(length_filter, batch_format="pyarrow")
+    via_ray = pa.Table.from_pylist(ds.take_all())
+    assert via_ray.column("drop_reason").to_pylist() == direct.column("drop_reason").to_pylist()
+    assert via_ray.column("n_words").to_pylist() == direct.column("n_words").to_pylist()
+    # a model-loading stage runs as actors, built once each from its spec
+    spec = StageSpec(Doubler, {"factor": 5})
+    out = ray.data.from_arrow(t).map_batches(spec.target, fn_constructor_kwargs=spec.params,
+                                             batch_format="pyarrow", concurrency=(1, 2)).take_all()
+    assert sorted(r["double"] for r in out) == [5, 10, 15, 20]
+
+
+def test_ray_executor_matches_local_and_reads_back_as_a_ray_dataset(ray_session, tmp_path):
+    src = corpus(tmp_path, limit=150)
+    on_ray = run_demo(str(tmp_path / "ray"), src, executor="ray")
+    local = run_demo(str(tmp_path / "local"), src, executor="local")
+    assert on_ray.accounting == local.accounting
+    a = Store(str(tmp_path / "ray"))
+    b = Store(str(tmp_path / "local"))
+    assert sorted(a.read_arrow("docs", ["id"]).column("id").to_pylist()) == \
+        sorted(b.read_arrow("docs", ["id"]).column("id").to_pylist())
+    ds = a.read_ray(f"docs@{on_ray.snapshot_id}", columns=["id", "n_words"])
+    assert ds.count() == on_ray.accounting["kept"]
+    assert min(r["n_words"] for r in ds.take_all()) >= 5
+
+
+def test_killed_ray_run_resumes_and_matches(tmp_path):
+    kill_and_resume(tmp_path, executor="ray", pause=0.8)
+
+
+def test_ray_job_submit_against_a_local_head(tmp_path):
+    """The documented cluster path: `ray start --head`, then `ray job submit --working-dir .`."""
+    bin_dir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    dash = free_port()
+    temp = f"/tmp/rt{os.getpid()}"
+    head = subprocess.Popen(
+        [os.path.join(bin_dir, "ray"), "start", "--head", "--block", "--num-cpus", "2",
+         "--object-store-memory", "500000000", "--disable-usage-stats", "--port", str(free_port()),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+         "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+         "--metrics-export-port", str(free_port()), "--temp-dir", temp],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wh = str(tmp_path / "warehouse")
+        submit = [os.path.join(bin_dir, "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}",
+                  "--working-dir", ".", "--", "python", "pipelines/demo.py", "--warehouse", wh, "--quiet"]
+        deadline = time.time() + 120
+        while True:  # the Jobs API answers once the dashboard is up
+            res = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+            if res.returncode == 0 or time.time() > deadline or "Connection" not in res.stdout + res.stderr:
+                break
+            time.sleep(2)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+        assert "published documents_demo@" in res.stdout
+        vs = Store(wh).versions("documents_demo")
+        assert len(vs) == 1 and vs[0]["pipeline"] == "demo"
+        assert Store(wh).properties("documents_demo")["accounting"]["kept"] > 400
+    finally:
+        head.kill()
+        kill_session(head.pid)
+        head.wait()
+        subprocess.run(["rm", "-rf", temp])
