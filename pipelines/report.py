@@ -181,7 +181,7 @@ def figure(data: dict[str, Any]):
                 panels.append(("log", f"{name}: {unit} per row", c[unit]))
         if "hist" in c and c["hist"]["count"]:
             panels.append(("fixed", f"{name}", c["hist"]))
-        if "values" in c and c["values"]:
+        if "values" in c and len(c["values"]) > 1:
             panels.append(("bar", f"{name}", c["values"]))
     reasons = (data.get("accounting") or {}).get("rejects_by_reason") or {}
     if reasons:

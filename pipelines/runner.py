@@ -368,6 +368,8 @@ def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
                "accounting": accounting, "python": sys.version.split()[0]}
     kept_files = [s["files"]["kept"] for s in summaries if "kept" in s["files"]]
     rej_files = [s["files"]["rejects"] for s in summaries if "rejects" in s["files"]]
+    if accounting["rows_in"] == 0:
+        raise InputError(f"inputs {opts.inputs} hold no rows ({len(shards)} shards, all empty); nothing published")
     if not kept_files and not opts.allow_empty:
         # Publish the rejects so the reasons can be inspected, but never replace good data with nothing.
         store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,

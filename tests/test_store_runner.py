@@ -108,6 +108,15 @@ def test_all_rows_rejected_leaves_the_output_untouched(tmp_path, warehouse):
     assert store.read_arrow("docs_rejects").num_rows == 3  # the reasons are inspectable
 
 
+def test_empty_input_is_a_clear_error(tmp_path, warehouse):
+    from pipelines.inputs import InputError
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="hold no rows"):
+        run_demo(warehouse, str(empty))
+    assert Store(warehouse).versions("docs") == []
+
+
 def test_missing_input_is_a_clear_error_and_touches_nothing(tmp_path, warehouse):
     src = corpus(tmp_path, limit=40)
     run_demo(warehouse, src)
