@@ -8,6 +8,7 @@
     curate tag TABLE@VER NAME             name a version
     curate lineage TABLE[@VER]            run, config, code commit, inputs, models
     curate validate FILE --schema NAME    check a file against a table schema
+    curate train-classifier               train the fastText quality classifier
     curate run PIPELINE [ARGS]            run pipelines/PIPELINE.py
 """
 from __future__ import annotations
@@ -283,7 +284,42 @@ def validate(path, schema_name, max_errors):
     sys.exit(1 if errors else 0)
 
 
-PIPELINES = ("demo",)
+@main.command("train-classifier")
+@click.option("--input", "source", default=None,
+              help="labeled JSONL(.gz)/Parquet file or store table; default: the shipped set "
+                   "(filters/data/quality_labeled.jsonl.gz: python3.11-doc prose = hq, fortunes + word salad = lq)")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--positive", default="hq", show_default=True, help="the label whose probability is quality_score")
+@click.option("--valid-frac", default=0.1, show_default=True, help="held-out share (by text hash) for P/R/F1")
+@click.option("--epoch", default=10, show_default=True)
+@click.option("--lr", default=0.5, show_default=True)
+@click.option("--ngrams", "word_ngrams", default=2, show_default=True, help="fastText wordNgrams")
+@click.option("--dim", default=32, show_default=True)
+@click.option("--out", default=None, help="model directory root (default: WAREHOUSE/_models/quality)")
+@click.pass_context
+def train_classifier(ctx, source, text_column, label_column, positive, valid_frac, epoch, lr, word_ngrams, dim, out):
+    """Train the fastText quality classifier; print held-out metrics and the versioned model path.
+
+    Use it in a pipeline with `pipelines/text_curation.py --quality-model PATH`."""
+    from filters.quality import SHIPPED_SET, load_labeled, train
+    from pipelines.report import _table, console
+    src = source or SHIPPED_SET
+    try:
+        rows = load_labeled(src, text_column, label_column, ctx.obj["warehouse"])
+        art = train(rows, out or os.path.join(os.path.abspath(ctx.obj["warehouse"]), "_models", "quality"),
+                    positive=positive, valid_frac=valid_frac, source=src, epoch=epoch, lr=lr,
+                    wordNgrams=word_ngrams, dim=dim)
+    except (ValueError, KeyError, OSError) as e:
+        _fail(str(e))
+    m = art.card["metrics"]
+    console.print(_table(f"held-out metrics ({m['n']} rows, label '{positive}' positive, threshold {m['threshold']})",
+                         ["precision", "recall", "f1", "accuracy", "tp", "fp", "fn", "tn"],
+                         [[m["precision"], m["recall"], m["f1"], m["accuracy"], m["tp"], m["fp"], m["fn"], m["tn"]]]))
+    click.echo(f"model {art.path}\nsha256 {art.sha256}\ntrained on {art.card['train_rows']} rows of {src}")
+
+
+PIPELINES = ("demo", "text_curation")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

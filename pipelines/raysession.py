@@ -17,6 +17,7 @@ def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None) ->
 
     if ray.is_initialized():
         return "existing"
+    _quiet_ray_data()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = os.environ.get("RAY_ADDRESS")
@@ -30,3 +31,11 @@ def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None) ->
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
              object_store_memory=(object_store_mb or 1024) << 20, logging_level=logging.WARNING)
     return "local"
+
+
+def _quiet_ray_data() -> None:
+    """Our progress bar and report say what matters; Ray Data's per-operator logs do not."""
+    import ray.data
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False

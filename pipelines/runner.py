@@ -10,7 +10,6 @@ after a crash finds the markers and processes only what is missing.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -152,9 +151,13 @@ class ShardProcessor:
     def process(self, shard: InputShard) -> dict[str, Any]:
         job, t0 = self.job, time.perf_counter()
         rows, read_rejects, n_in = read_shard(shard, job.input_schema)
+        # A stable key per row for stages that join cross-shard decisions (dedup); never written.
+        rows = rows.append_column("_rowkey", pa.array([f"{shard.key}:{i}" for i in range(rows.num_rows)], pa.string()))
         read_count = StageCount("read", rows_in=n_in, rows_out=rows.num_rows, rejected=read_rejects.num_rows)
         _count_reasons(read_count, read_rejects)
         kept, stage_rejects, counts = run_chain(self.stages, rows)
+        kept = _drop_internal(kept)
+        stage_rejects = [_drop_internal(r) for r in stage_rejects]
 
         # Write: ids from content, cast to the declared schema; rows that do not fit are rejects.
         kept = kept.drop_columns([c for c in ("id",) if c in kept.column_names])
@@ -192,6 +195,10 @@ class ShardProcessor:
         _check_shard(summary)
         _write_json(f"{job.out_dir}/_markers/{shard.key}.json", summary)
         return summary
+
+
+def _drop_internal(table: pa.Table) -> pa.Table:
+    return table.drop_columns([c for c in table.column_names if c.startswith("_")])
 
 
 def fit_rejects(rejects: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -290,15 +297,13 @@ def _execute(pending: list[InputShard], job: ShardJob, opts: RunOptions,
     from pipelines.raysession import init_ray
 
     init_ray(opts.num_cpus)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our bar and report say what matters
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False
     items = [{"shard": json.dumps(s.to_dict())} for s in pending]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     if any(s.kind == "actor" for s in job.specs):
+        # min 1: on a 2-CPU machine a fixed pool of 2 deadlocks against the tasks feeding it
         ds = ds.map_batches(ShardProcessor, fn_constructor_kwargs={"job": job}, batch_size=1,
-                            batch_format="pyarrow", concurrency=(1, max(1, cpus)))
+                            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)))
     else:
         ds = ds.map_batches(_process_in_task, fn_kwargs={"job": job}, batch_size=1, batch_format="pyarrow")
     for row in ds.iter_rows():
@@ -362,7 +367,7 @@ def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
     stats = st.compact(st.merge_all([s["stats"] for s in summaries]))
     rstats = st.compact(st.merge_all([s["rejects_stats"] for s in summaries]))
     inputs = _input_lineage(shards)
-    models = {s.name: s.describe()["model"] for s in specs if s.is_class}
+    models = {s.name: s.describe()["model"] for s in specs if "model" in s.describe()}
     lineage = {"run_id": run_id, "pipeline": pipeline.name, "config_hash": run_key.split("-")[0],
                "config": config, "git_commit": git_commit(), "inputs": inputs, "models": models,
                "accounting": accounting, "python": sys.version.split()[0]}

@@ -76,7 +76,8 @@ class StageSpec:
 
     @property
     def kind(self) -> str:
-        return "actor" if self.is_class else "task"
+        """`actor` for classes that load a model, `task` for functions and model-free classes."""
+        return getattr(self.target, "kind", "actor") if self.is_class else "task"
 
     @property
     def adds(self) -> list[pa.Field]:
@@ -93,7 +94,7 @@ class StageSpec:
         code = self.target.fn if isinstance(self.target, FunctionStage) else self.target
         out = {"name": self.name, "kind": self.kind, "params": self.params,
                "code": f"{code.__module__}.{code.__qualname__}"}
-        if self.is_class:
+        if self.is_class and hasattr(self.target, "model_info"):
             out["model"] = self.target.model_info(**self.params)
         return out
 

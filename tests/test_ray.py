@@ -87,3 +87,20 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
         kill_session(head.pid)
         head.wait()
         subprocess.run(["rm", "-rf", temp])
+
+
+def test_text_curation_on_ray_matches_in_process(ray_session, tmp_path):
+    """Dedup clusters from the Ray Data shuffle equal the polars ones; actors load each model once."""
+    from pipelines.runner import run
+    from pipelines.script import options
+    from pipelines.text_curation import build, parser
+    results = {}
+    for executor in ("ray", "local"):
+        wh = str(tmp_path / executor)
+        args = parser().parse_args(["--warehouse", wh, "--executor", executor, "--quiet"])
+        pipeline, inputs = build(args)
+        r = run(pipeline, options(args, inputs))
+        results[executor] = (r, sorted(Store(wh).read_arrow("documents", ["id"]).column("id").to_pylist()))
+    (ray_r, ray_ids), (local_r, local_ids) = results["ray"], results["local"]
+    assert ray_r.accounting == local_r.accounting
+    assert ray_ids == local_ids
