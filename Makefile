@@ -9,7 +9,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,16 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+bench-setup: setup
+	$(PY) -m pip install -q --no-deps -r bench/requirements.txt
+
+# Baselines (DataTrove, presidio's plain loop) side by side with ours; see bench/README.md.
+bench: bench-setup
+	test -d bench/data/corpus-100k || $(PY) bench/corpus.py --docs 100000 --out bench/data/corpus-100k
+	$(PY) bench/bench_text.py --docs 100000 --pii-docs 1000 --repeats 3
+	$(PY) bench/bench_pii.py --docs 600
+	$(PY) bench/bench_pipeline.py --pii-docs 2000
 
 clean:
 	rm -rf $(VENV) warehouse .pytest_cache

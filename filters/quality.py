@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.stage import ModelStage, annotate, reject_where
 from schemas.tables import field
@@ -27,8 +28,9 @@ DEFAULT_PARAMS = {"epoch": 10, "lr": 0.5, "wordNgrams": 2, "dim": 32, "bucket": 
 
 
 def prep(text: str) -> str:
-    """The same normalisation at training and prediction time (fastText reads one line)."""
-    return " ".join(text.lower().split())
+    """The same normalisation at training and prediction time: lower case, one line (fastText
+    splits words on whitespace itself; a newline would end the example)."""
+    return text.lower().replace("\n", " ")
 
 
 def sha256_file(path: str) -> str:
@@ -163,12 +165,14 @@ class QualityClassifier(ModelStage):
         predict, label = self.model.predict, self.label
         scores = []
         for text in batch.column(self.column).to_pylist():  # per-doc predict beats list predict
-            labels, probs = predict(" ".join((text or "").lower().split()), k=-1)
-            scores.append(float(dict(zip(labels, probs)).get(label, 0.0)))
+            labels, probs = predict(prep(text or ""), k=-1)
+            scores.append(probs[0] if labels[0] == label else (probs[1] if len(labels) > 1 and labels[1] == label
+                                                                  else float(dict(zip(labels, probs)).get(label, 0.0))))
         arr = pa.array(scores, pa.float32())
+        low = pc.less(arr, self.threshold)
         batch = annotate(batch, quality_score=arr)
-        return reject_where(batch, [s < self.threshold for s in scores], "low_quality",
-                            [f"{s:.3f} < {self.threshold}" for s in scores])
+        return reject_where(batch, low, "low_quality", pc.binary_join_element_wise(
+            pc.cast(pc.round(arr, 3), pa.string()), pa.scalar(f" < {self.threshold}"), ""))
 
     @classmethod
     def model_info(cls, model_path: str, **params: Any) -> dict[str, Any]:

@@ -51,13 +51,12 @@ BAD_LINES = [
 ]
 
 
-def write_demo_corpus(directory: str, n_files: int = 4, limit: int | None = None) -> list[str]:
-    """Write the corpus as `n_files` JSONL files (bad lines in the first); return their paths."""
+def _write_shards(directory: str, prefix: str, docs: list[dict[str, str]], n_files: int) -> list[str]:
+    """`docs` dealt round-robin into `n_files` JSONL files; the bad lines go into the first."""
     os.makedirs(directory, exist_ok=True)
-    docs = docstrings(limit)
     paths = []
     for i in range(n_files):
-        path = os.path.join(directory, f"stdlib-docs-{i:02d}.jsonl")
+        path = os.path.join(directory, f"{prefix}-{i:02d}.jsonl")
         with open(path, "wb") as f:
             for doc in docs[i::n_files]:
                 f.write(json.dumps(doc, ensure_ascii=False).encode("utf-8") + b"\n")
@@ -65,6 +64,11 @@ def write_demo_corpus(directory: str, n_files: int = 4, limit: int | None = None
                 f.writelines(BAD_LINES)
         paths.append(path)
     return paths
+
+
+def write_demo_corpus(directory: str, n_files: int = 4, limit: int | None = None) -> list[str]:
+    """Write the corpus as `n_files` JSONL files (bad lines in the first); return their paths."""
+    return _write_shards(directory, "stdlib-docs", docstrings(limit), n_files)
 
 
 if __name__ == "__main__":
@@ -124,15 +128,4 @@ def text_curation_corpus(seed: int = 7) -> list[dict[str, str]]:
 
 
 def write_text_curation_corpus(directory: str, n_files: int = 4) -> list[str]:
-    os.makedirs(directory, exist_ok=True)
-    docs = text_curation_corpus()
-    paths = []
-    for i in range(n_files):
-        path = os.path.join(directory, f"web-{i:02d}.jsonl")
-        with open(path, "wb") as f:
-            for doc in docs[i::n_files]:
-                f.write(json.dumps(doc, ensure_ascii=False).encode("utf-8") + b"\n")
-            if i == 0:
-                f.writelines(BAD_LINES)
-        paths.append(path)
-    return paths
+    return _write_shards(directory, "web", text_curation_corpus(), n_files)

@@ -70,10 +70,11 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
     try:
         wh = str(tmp_path / "warehouse")
         submit = [os.path.join(bin_dir, "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}",
-                  "--working-dir", ".", "--", "python", "pipelines/demo.py", "--warehouse", wh, "--quiet"]
+                  "--working-dir", ".", "--", "python"]
         deadline = time.time() + 120
         while True:  # the Jobs API answers once the dashboard is up
-            res = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+            res = subprocess.run(submit + ["pipelines/demo.py", "--warehouse", wh, "--quiet"], cwd=REPO, env=env,
+                                 capture_output=True, text=True, timeout=300)
             if res.returncode == 0 or time.time() > deadline or "Connection" not in res.stdout + res.stderr:
                 break
             time.sleep(2)
@@ -82,6 +83,12 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
         vs = Store(wh).versions("documents_demo")
         assert len(vs) == 1 and vs[0]["pipeline"] == "demo"
         assert Store(wh).properties("documents_demo")["accounting"]["kept"] > 400
+        # the text-curation pipeline, models and all, through the same Jobs API
+        res = subprocess.run(submit + ["pipelines/text_curation.py", "--warehouse", wh, "--quiet"], cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=400)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+        props = Store(wh).properties("documents")
+        assert props["pipeline"] == "text_curation" and props["accounting"]["rejects_by_reason"]["contaminated"] == 3
     finally:
         head.kill()
         kill_session(head.pid)
