@@ -319,7 +319,7 @@ def train_classifier(ctx, source, text_column, label_column, positive, valid_fra
     click.echo(f"model {art.path}\nsha256 {art.sha256}\ntrained on {art.card['train_rows']} rows of {src}")
 
 
-PIPELINES = ("demo", "text_curation")
+PIPELINES = ("demo", "text_curation", "speech_sft")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

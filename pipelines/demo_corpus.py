@@ -129,3 +129,51 @@ def text_curation_corpus(seed: int = 7) -> list[dict[str, str]]:
 
 def write_text_curation_corpus(directory: str, n_files: int = 4) -> list[str]:
     return _write_shards(directory, "web", text_curation_corpus(), n_files)
+
+
+def speech_queries(n: int = 48, seed: int = 3) -> list[dict]:
+    """A small text SFT set of `messages` conversations for the speech demo.
+
+    Spoken-style questions with answers computed here (arithmetic, time, calendar, units),
+    questions about stdlib functions (answer: the first line of the docstring; their names are
+    hard for ASR, so WER has work to do), and queries that must not be read aloud (code, math
+    notation, a URL, a table, a list, German, one word, a very long one).
+    """
+    import calendar
+    import random
+
+    rng = random.Random(seed)
+    convs: list[tuple[str, str]] = []
+    for _ in range(n // 4):
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        convs.append((f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}."))
+        h = rng.randint(2, 12)
+        convs.append((f"How many minutes are there in {h} hours?", f"There are {h * 60} minutes in {h} hours."))
+        d = rng.randrange(7)
+        convs.append((f"Which day of the week comes after {calendar.day_name[d]}?",
+                      f"{calendar.day_name[(d + 1) % 7]} comes after {calendar.day_name[d]}."))
+        m = rng.randrange(1, 13)
+        convs.append((f"How many days does {calendar.month_name[m]} have in the year {2023 + m % 2}?",
+                      f"{calendar.month_name[m]} {2023 + m % 2} has {calendar.monthrange(2023 + m % 2, m)[1]} days."))
+    funcs = [d for d in docstrings() if "." in d["id"] and d["id"].count(".") == 1 and d["id"][0].islower()]
+    for d in rng.sample(funcs, min(8, len(funcs))):
+        module, name = d["id"].split(".")
+        convs.append((f"What does the {name} function in the {module} module do?", d["text"].split("\n")[0]))
+    convs += [
+        ("Why does `print(x)` fail with a NameError here?", "Because x was never assigned."),
+        ("Solve x^2 - 4 = 0 for x.", "x equals 2 or minus 2."),
+        ("Can you summarise https://docs.python.org/3/tutorial/ for me?", "It is the official Python tutorial."),
+        ("name | age\nAda | 36\nwhich row is older?", "There is only one row."),
+        ("Pack for the trip:\n- passport\n- charger\nwhat did I forget?", "Perhaps a toothbrush."),
+        ("Wie spät ist es jetzt in Berlin?", "Das weiß ich nicht."),
+        ("Thanks", "You are welcome."),
+        (" ".join(["Tell me everything you know about the long and winding history of the city"] * 5) + "?",
+         "That would take a while."),
+        ("", "An empty question."),
+    ]
+    return [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+             "source": "speech-demo"} for q, a in convs]
+
+
+def write_speech_queries(directory: str, n_files: int = 2) -> list[str]:
+    return _write_shards(directory, "queries", speech_queries(), n_files)

@@ -42,6 +42,7 @@ def collect(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
         "rows": int(sum(files.column("record_count").to_pylist())) if files.num_rows else 0,
         "bytes": int(sum(files.column("file_size_in_bytes").to_pylist())) if files.num_rows else 0,
         "files": files.num_rows, "accounting": props.get("accounting"), "content": props.get("stats"),
+        "content_scored": props.get("stats_scored"),
         "columns": _column_metadata(files), "shards": [],
     }
     if shards:
@@ -123,7 +124,7 @@ def print_stats(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
     console.print(_table("columns (from table metadata, no scan)", ["column", "values", "nulls", "bytes", "min", "max"],
                          [[c["column"], c["values"], c["nulls"], c["bytes"], _short(c["min"]), _short(c["max"])]
                           for c in data["columns"]]))
-    print_content(data["content"] or {})
+    print_content(data["content"] or {}, data.get("content_scored"))
     print_accounting(data["accounting"])
     return data
 
@@ -135,8 +136,9 @@ def _first_text_stats(content: dict[str, Any] | None) -> dict[str, Any]:
     return {}
 
 
-def print_content(content: dict[str, Any]) -> None:
+def print_content(content: dict[str, Any], scored: dict[str, Any] | None = None) -> None:
     cols = content.get("columns", {})
+    scored_cols = (scored or {}).get("columns", {})
     lengths = []
     for name, c in cols.items():
         for unit in ("chars", "words"):
@@ -156,6 +158,16 @@ def print_content(content: dict[str, Any]) -> None:
                     for i, cnt in enumerate(h["counts"]) if cnt or i in (0, n - 1)]
             console.print(_table(f"{name} histogram (below {h['below']}, above {h['above']})",
                                  ["bin", "rows", ""], rows))
+        if c.get("hist_by"):
+            all_by = scored_cols.get(name, {}).get("hist_by") or c["hist_by"]
+            rows = []
+            for key, h in sorted(all_by.items()):
+                kept = c["hist_by"].get(key, {"count": 0})["count"]
+                rows.append([key, h["count"], kept, f"{kept / h['count']:.0%}" if h["count"] else "-",
+                             st.fixed_hist_percentile(h, 0.5), st.fixed_hist_percentile(h, 0.9),
+                             (h["sum"] / h["count"]) if h["count"] else None])
+            console.print(_table(f"{name} by group, over every scored row (kept and rejected)",
+                                 ["group", "scored", "kept", "kept %", "p50", "p90", "mean"], rows))
         if "values" in c:
             vals = sorted(c["values"].items(), key=lambda kv: -kv[1])[:15]
             bars = _hist_bar([v for _, v in vals])
@@ -181,6 +193,9 @@ def figure(data: dict[str, Any]):
                 panels.append(("log", f"{name}: {unit} per row", c[unit]))
         if "hist" in c and c["hist"]["count"]:
             panels.append(("fixed", f"{name}", c["hist"]))
+        scored_by = ((data.get("content_scored") or {}).get("columns", {}).get(name) or {}).get("hist_by")
+        if scored_by or c.get("hist_by"):
+            panels.append(("fixed_by", f"{name} by group (all scored rows)", scored_by or c["hist_by"]))
         if "values" in c and len(c["values"]) > 1:
             panels.append(("bar", f"{name}", c["values"]))
     reasons = (data.get("accounting") or {}).get("rejects_by_reason") or {}
@@ -204,6 +219,12 @@ def figure(data: dict[str, Any]):
             import numpy as np
             edges = np.linspace(d["lo"], d["hi"], len(d["counts"]) + 1)
             ax.stairs(d["counts"], edges, fill=True, alpha=0.7)
+        elif kind == "fixed_by":
+            import numpy as np
+            for key, h in sorted(d.items()):
+                edges = np.linspace(h["lo"], h["hi"], len(h["counts"]) + 1)
+                ax.stairs(h["counts"], edges, label=_short(key, 30), linewidth=1.5)
+            ax.legend(fontsize=7)
         else:
             items = sorted(d.items(), key=lambda kv: -kv[1])[:12]
             ax.barh([_short(k, 28) for k, _ in items][::-1], [v for _, v in items][::-1])

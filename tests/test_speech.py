@@ -1,0 +1,145 @@
+"""Speech SFT: text selection and spoken form, real TTS engines, real ASR, WER and audio checks."""
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile as sf
+
+from filters.wer import check_audio, utterance_wer, wer_filter
+from pipelines.stage import run_chain
+from schemas.tables import AUDIO
+from synth.audio import SAMPLE_RATE, audio_struct, decode
+from synth.speech_text import extract_turns, select_speakable, speakable_reason, spoken_form, wer_normalize
+from synth.tts import DEFAULT_VOICES, SpeechSynthesizer, available_voices, load_voice, pick
+
+QUERY = "What is seventeen plus twenty five?"
+
+
+def reasons(t):
+    return t.column("drop_reason").to_pylist() if "drop_reason" in t.column_names else [None] * t.num_rows
+
+
+def test_spoken_form_and_shared_wer_normalizer():
+    assert spoken_form("What is 17 plus 25?") == "What is seventeen plus twenty five?"
+    assert spoken_form("It was 45% in 1990, e.g. $3.50") == \
+        "It was forty five percent in nineteen ninety, for example three point five dollars"
+    assert spoken_form("the 3rd item & more") == "the third item and more"
+    assert wer_normalize("What is 17 + 25?") == wer_normalize("what is seventeen plus twenty-five")
+    assert utterance_wer("What is 17 plus 25?", "what is seventeen plus twenty five") == 0.0
+    assert utterance_wer("", "anything") is None  # jiwer would count insertions: guarded
+    assert utterance_wer("three words here", "") == 1.0
+
+
+@pytest.mark.parametrize("query,reason", [
+    ("Why does `print(x)` fail?", "unspeakable:code"), ("Solve x^2 - 4 = 0 for x.", "unspeakable:math"),
+    ("Open https://example.com please now", "unspeakable:url"), ("a | b\n1 | 2", "unspeakable:table"),
+    ("Buy:\n- milk\n- eggs", "unspeakable:list"), ("Wie spät ist es jetzt in Berlin?", "non_english"),
+    ("Was ist das für ein Ding hier", "non_english"), ("Thanks", "query_too_short"),
+    ("word " * 60, "query_too_long"), ("How many minutes are there in 3 hours?", None)])
+def test_speakable_selection(query, reason):
+    assert speakable_reason(query, 3, 40) == reason
+
+
+def test_turn_extraction_rejects_conversations_without_a_query_or_answer():
+    msgs = pa.array([[{"role": "user", "content": "What day is it?"}, {"role": "assistant", "content": "Monday."}],
+                     [{"role": "assistant", "content": "Hello."}], [{"role": "user", "content": "Hi there you"}],
+                     []], pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))
+    out = extract_turns(pa.table({"messages": msgs}))
+    assert reasons(out) == [None, "no_user_turn", "no_answer", "no_user_turn"]
+    assert out.column("answer")[0].as_py() == "Monday."
+
+
+def test_every_installed_voice_speaks_16k_and_voices_spread():
+    voices = available_voices(DEFAULT_VOICES)
+    assert len(voices) >= 6, f"TTS voices missing: {set(DEFAULT_VOICES) - set(voices)} (make setup installs them)"
+    for v in voices:
+        x, sr = load_voice(v)(QUERY)
+        assert x.size / sr > 1.0, v
+    stage = SpeechSynthesizer(voices=voices)
+    texts = [f"Question number {i} about the weather today" for i in range(40)]
+    out = stage(pa.table({"text": texts}))
+    assert len(set(out.column("voice").to_pylist())) >= len(voices) - 2
+    assert out.column("voice").to_pylist() == [pick(t, voices) for t in texts]  # deterministic
+    a = out.column("audio")[0].as_py()
+    x, sr = sf.read(io.BytesIO(a["bytes"]))
+    assert sr == a["sampling_rate"] == SAMPLE_RATE and x.ndim == 1
+    assert abs(out.column("duration_s")[0].as_py() - x.size / sr) < 1e-3
+    with pytest.raises(ValueError, match="unknown TTS engine"):
+        load_voice("nope:voice")
+
+
+def test_engine_failure_is_a_reject(monkeypatch):
+    stage = SpeechSynthesizer(voices=["flite:slt"])
+
+    def boom(text):
+        raise RuntimeError("synthesis crashed")
+    monkeypatch.setitem(stage.engines, "flite:slt", boom)
+    out = stage(pa.table({"text": ["a perfectly fine sentence"]}))
+    assert reasons(out) == ["tts_failed"] and "synthesis crashed" in out.column("reject_detail")[0].as_py()
+
+
+@pytest.fixture(scope="module")
+def asr():
+    from synth.asr import WhisperASR
+    return WhisperASR()
+
+
+def test_filter_catches_broken_audio(asr):
+    """Truncated, silent, clipped, undecodable, empty and wrong-text syntheses are all rejected."""
+    x, sr = load_voice("flite:slt")("How many minutes are there in three hours?")
+    from synth.audio import resample
+    x = resample(x, sr)
+    good = audio_struct(x)
+    truncated = audio_struct(x[: x.size // 8])
+    silent = audio_struct(np.zeros_like(x))
+    clipped = audio_struct(np.clip(x * 50, -1, 1))
+    garbage = {"bytes": b"RIFF\x00\x00not a wav at all", "path": None, "sampling_rate": SAMPLE_RATE}
+    empty = {"bytes": b"", "path": None, "sampling_rate": SAMPLE_RATE}
+    wrong = audio_struct(resample(*load_voice("flite:slt")("The quick brown fox jumps over the lazy dog.")))
+    text = "How many minutes are there in three hours?"
+    audios = [good, truncated, silent, clipped, garbage, empty, wrong]
+    batch = pa.table({"text": [text] * len(audios), "audio": pa.array(audios, AUDIO)})
+    kept, rejects, counts = run_chain([("check_audio", check_audio), ("asr", asr), ("wer", wer_filter)], batch)
+    got = {r: n for c in counts for r, n in c.reasons.items()}
+    assert got == {"implausible_duration": 1, "silent_audio": 1, "clipped_audio": 1, "bad_audio": 1,
+                   "empty_audio": 1, "high_wer": 1}
+    assert kept.num_rows == 1 and kept.column("wer")[0].as_py() <= 0.2
+    high = [r for r in rejects if "wer" in r.column_names][0]
+    assert high.column("wer")[0].as_py() > 0.5  # the score stays on the reject for inspection
+
+
+def test_decode_round_trip():
+    x = np.sin(np.linspace(0, 100, 16000)).astype(np.float32) * 0.5
+    y, sr = decode(audio_struct(x)["bytes"])
+    assert sr == SAMPLE_RATE and np.abs(x - y).max() < 1e-3
+
+
+def test_speech_pipeline_end_to_end(tmp_path):
+    from pipelines.runner import run
+    from pipelines.script import options
+    from pipelines.speech_sft import build, parser
+    from schemas.store import Store
+    wh = str(tmp_path / "wh")
+    args = parser().parse_args(["--warehouse", wh, "--executor", "local", "--quiet"])
+    pipeline, inputs = build(args)
+    r = run(pipeline, options(args, inputs))
+    acc = r.accounting
+    assert acc["rows_in"] == acc["kept"] + acc["rejected"] and acc["kept"] >= 30
+    reasons_ = acc["rejects_by_reason"]
+    for reason in ("unspeakable:code", "unspeakable:math", "unspeakable:url", "non_english", "query_too_short"):
+        assert reasons_.get(reason) == 1, reason
+    store = Store(wh)
+    rows = store.read_arrow("speech_sft").to_pylist()
+    row = rows[0]
+    assert row["sample"] == f"<|user|><audio><|end|><|assistant|>{row['answer']}<|end|>" and row["prompt"] == ""
+    x, sr = sf.read(io.BytesIO(row["audio"]["bytes"]))
+    assert sr == 16000 and abs(x.size / sr - row["duration_s"]) < 1e-3
+    assert all(r["wer"] <= 0.2 + 1e-6 for r in rows)  # float32 column
+    props = store.properties("speech_sft")
+    assert len(props["models"]["asr"]["model_sha256"]) == 64 and props["models"]["tts"]["voices"]
+    wer = props["stats_scored"]["columns"]["wer"]
+    assert len(wer["hist_by"]) >= 6 and sum(h["count"] for h in wer["hist_by"].values()) >= acc["kept"]
+    assert props["stats"]["columns"]["duration_s"]["total"]["sum"] > 30
+    json.dumps(props)  # lineage is plain JSON
