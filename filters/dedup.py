@@ -81,14 +81,19 @@ def row_keys(shard: InputShard, n: int) -> list[str]:
     return [f"{shard.key}:{i}" for i in range(n)]
 
 
-def write_signatures(shard: InputShard, schema: pa.Schema, out_dir: str, params: dict[str, Any]) -> str:
+def write_signatures(shard: InputShard, schema: pa.Schema, out_dir: str, params: dict[str, Any],
+                     chunk: int = 1000) -> str:
+    """Signatures of one shard, computed `chunk` documents at a time (shingle sets are the big part)."""
     path = os.path.join(out_dir, f"{shard.key}.parquet")
     if os.path.exists(path):
         return path  # done in an earlier, interrupted run
     rows, _, _ = read_shard(shard, schema)
-    table = signature_table(rows.column("text").to_pylist(), row_keys(shard, rows.num_rows), **params)
+    keys = row_keys(shard, rows.num_rows)
+    texts = rows.column("text")
     tmp = path + ".tmp"
-    pq.write_table(table, tmp)
+    with pq.ParquetWriter(tmp, SIG_SCHEMA) as writer:
+        for i in range(0, max(rows.num_rows, 1), chunk):
+            writer.write_table(signature_table(texts.slice(i, chunk).to_pylist(), keys[i:i + chunk], **params))
     os.replace(tmp, path)
     return path
 
@@ -144,15 +149,23 @@ def find_duplicates(sig_files: list[str], executor: str = "local") -> pa.Table:
 
 
 def _groups_polars(sig_files: list[str]) -> tuple[pa.Table, pa.Table]:
+    """Exact groups, then near-duplicate groups one LSH band at a time (a ninth of the rows each)."""
     import polars as pl
     sig = pl.scan_parquet(sig_files)
-    exact = (sig.filter(pl.col("band") == 0).group_by("content_hash")
-             .agg(pl.col("node").alias("members")).filter(pl.col("members").list.len() > 1))
-    reps = sig.filter(pl.col("band") == 0).group_by("content_hash").agg(pl.col("node").min().alias("rep"))
-    near = (sig.join(reps, on="content_hash").filter(pl.col("node") == pl.col("rep"))
-            .group_by(["band", "bucket"]).agg(pl.col("node").alias("members"))
-            .filter(pl.col("members").list.len() > 1))
-    return exact.collect(engine="streaming").to_arrow(), near.collect(engine="streaming").to_arrow()
+    first = sig.filter(pl.col("band") == 0).select("node", "content_hash")
+    exact = (first.group_by("content_hash").agg(pl.col("node").alias("members"))
+             .filter(pl.col("members").list.len() > 1).select("members").collect(engine="streaming").to_arrow())
+    reps = first.group_by("content_hash").agg(pl.col("node").min().alias("node")).select("node") \
+        .collect(engine="streaming")
+    bands = sig.select(pl.col("band").max()).collect().item()
+    near = []
+    for band in range(0, (bands or 0) + 1):
+        groups = (sig.filter(pl.col("band") == band).join(reps.lazy(), on="node", how="semi")
+                  .group_by("bucket").agg(pl.col("node").alias("members"))
+                  .filter(pl.col("members").list.len() > 1).select("members").collect(engine="streaming"))
+        near.append(groups.to_arrow())
+    empty = pa.table({"members": pa.array([], pa.list_(pa.string()))})
+    return exact, pa.concat_tables([empty, *[t.cast(empty.schema) for t in near]])
 
 
 def _members(batch: pa.Table) -> pa.Table:
