@@ -73,7 +73,7 @@ def main() -> None:
           f"peak {r['peak_rss_mb']:.0f} MB  {r['stdout']}", flush=True)
     sub = os.path.join(wh, "pii_input.jsonl")
     with open(sub, "w", encoding="utf-8") as out, open(files[0], encoding="utf-8") as f:
-        for i, line in zip(range(a.pii_docs), f):
+        for _, line in zip(range(a.pii_docs), f):
             out.write(line)
     r = child(cmd + ["--input", sub, "--output", "bench_pii"])
     r["docs"] = a.pii_docs

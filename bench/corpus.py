@@ -46,7 +46,7 @@ def build(n: int, out: str, per_file: int = 10_000, seed: int = 0) -> dict:
     os.makedirs(out, exist_ok=True)
     docs: list[str] = []
     kinds: dict[str, int] = {}
-    for i in range(n):
+    for _ in range(n):
         r = rng.random()
         if r < 0.70 or len(docs) < 100:
             kind, parts, size = "prose", [], 0

@@ -19,7 +19,6 @@ import os
 import sys
 
 import click
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas import stats as st

@@ -1,6 +1,5 @@
 """The Ray paths: stages inside Dataset.map_batches, the runner on Ray, a killed Ray run,
 and `ray job submit` against a local head. Ray starts once per session (~15 s)."""
-import json
 import os
 import subprocess
 import sys

@@ -11,7 +11,7 @@ from filters.wer import check_audio, utterance_wer, wer_filter
 from pipelines.stage import run_chain
 from schemas.tables import AUDIO
 from synth.audio import SAMPLE_RATE, audio_struct, decode
-from synth.speech_text import extract_turns, select_speakable, speakable_reason, spoken_form, wer_normalize
+from synth.speech_text import extract_turns, speakable_reason, spoken_form, wer_normalize
 from synth.tts import DEFAULT_VOICES, SpeechSynthesizer, available_voices, load_voice, pick
 
 QUERY = "What is seventeen plus twenty five?"

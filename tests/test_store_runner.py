@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
 
