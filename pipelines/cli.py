@@ -334,7 +334,9 @@ def run(ctx, pipeline, args):
     if "--warehouse" not in argv:
         argv = ["--warehouse", ctx.obj["warehouse"], *argv]
     from pipelines.script import main as script_main
-    sys.exit(script_main(mod.build, mod.parser(), argv))
+    parser = mod.parser()
+    parser.prog = f"curate run {pipeline} --"
+    sys.exit(script_main(mod.build, parser, argv))
 
 
 if __name__ == "__main__":
