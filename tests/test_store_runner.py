@@ -200,3 +200,17 @@ def test_cli_validate_names_row_and_column(tmp_path):
     assert res.exit_code == 1
     assert "wrong_type:text: v.jsonl@" in res.output and "missing_value:text" in res.output
     assert "1 of 3 rows fit" in res.output
+
+
+def test_any_pyiceberg_catalog_by_config(tmp_path, monkeypatch):
+    """CURATE_CATALOG selects another catalog (here a second SQL catalog; REST/S3 take the same path)."""
+    wh = tmp_path / "elsewhere"
+    wh.mkdir()
+    monkeypatch.setenv("CURATE_CATALOG", json.dumps({"type": "sql", "uri": f"sqlite:///{wh}/cat.db",
+                                                     "warehouse": f"file://{wh}"}))
+    src = corpus(tmp_path, limit=40)
+    r = run_demo(None, src)
+    store = Store()
+    assert store.catalog_props["uri"].endswith("cat.db")
+    assert store.read_arrow(f"docs@{r.snapshot_id}").num_rows == r.accounting["kept"]
+    assert (wh / "cat.db").exists() and any(wh.glob("curate/docs/data/run-*/*.parquet"))
