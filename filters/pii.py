@@ -56,7 +56,7 @@ def build_analyzer(spacy_model: str | None = DEFAULT_SPACY_MODEL):
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     has_ner = False
     try:
-        nlp = spacy.load(spacy_model, exclude=["parser", "lemmatizer", "attribute_ruler", "senter"]) \
+        nlp = spacy.load(spacy_model, exclude=["tagger", "parser", "lemmatizer", "attribute_ruler", "senter"]) \
             if spacy_model else spacy.blank("en")
         has_ner = "ner" in nlp.pipe_names
     except OSError:
@@ -79,7 +79,7 @@ class PiiScrubber(ModelStage):
     adds = [field("pii_entities", pa.list_(PII_ENTITY)), field("pii_action", pa.string(), stats="category")]
 
     def __init__(self, policy: dict[str, str] | None = None, score_threshold: float | dict[str, float] = 0.5,
-                 spacy_model: str | None = DEFAULT_SPACY_MODEL, column: str = "text", batch_size: int = 64,
+                 spacy_model: str | None = DEFAULT_SPACY_MODEL, column: str = "text", batch_size: int = 4,
                  entities: list[str] | None = None, max_chars: int = 100_000):
         from presidio_anonymizer import AnonymizerEngine
         self.analyzer, self.has_ner = build_analyzer(spacy_model)
