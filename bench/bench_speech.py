@@ -15,13 +15,15 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 
 def _children_cpu() -> float:
@@ -66,28 +68,23 @@ def main() -> None:
             c2 = time.process_time() + _children_cpu()
             tts_cpu, asr_cpu, audio_s = tts_cpu + c1 - c0, asr_cpu + c2 - c1, audio_s + x.size / SAMPLE_RATE
             wers.append(utterance_wer(t, hyp))
-        wers.sort()
         r = {"tts_rtf": tts_cpu / audio_s, "asr_rtf": asr_cpu / audio_s, "audio_s": audio_s,
-             "wer_median": statistics.median(wers), "wer_p90": wers[int(0.9 * (len(wers) - 1))],
+             "wer_median": statistics.median(wers), "wer_p90": float(np.percentile(wers, 90)),
              "wer_mean": sum(wers) / len(wers), "kept_share": sum(w <= a.max_wer for w in wers) / len(wers)}
         results["voices"][voice] = r
         print(f"{voice:32s} TTS RTF {r['tts_rtf']:.3f}  ASR RTF {r['asr_rtf']:.3f}  WER median "
               f"{r['wer_median']:.3f} p90 {r['wer_p90']:.3f}  kept {r['kept_share']:.0%}", flush=True)
+    from bench_pipeline import child  # CPU seconds and peak RSS of a child process
     wh = tempfile.mkdtemp()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "pipelines/speech_sft.py", "--executor", "local", "--quiet",
-                           "--warehouse", wh], cwd=ROOT, capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
+    run = child([sys.executable, "pipelines/speech_sft.py", "--executor", "local", "--quiet", "--warehouse", wh])
     from schemas.store import Store
     acc = Store(wh).properties("speech_sft")["accounting"]
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = run["cpu_s"]
     results["pipeline"] = {"queries_in": acc["rows_in"], "kept": acc["kept"], "cpu_s": cpu,
-                           "queries_per_cpu_s": acc["rows_in"] / cpu, "peak_rss_mb": after.ru_maxrss / 1024,
+                           "queries_per_cpu_s": acc["rows_in"] / cpu, "peak_rss_mb": run["peak_rss_mb"],
                            "rejects_by_reason": acc["rejects_by_reason"]}
     print(f"pipeline: {acc['rows_in']} queries, {acc['kept']} kept, {acc['rows_in'] / cpu:.2f} queries/CPU-s, "
-          f"peak {after.ru_maxrss / 1024:.0f} MB", flush=True)
+          f"peak {run['peak_rss_mb']:.0f} MB", flush=True)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
