@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from schemas import stats as st
-from schemas.store import Store, rejects_name
+from schemas.store import Store
 
 # Wide enough for snapshot ids when piped; a terminal uses its own width.
 console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")))
@@ -279,5 +279,3 @@ def write_html(data: dict[str, Any], path: str) -> str:
 def to_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, default=str)
 
-
-__all__ = ["collect", "print_run", "print_stats", "write_png", "write_html", "to_json", "rejects_name"]

@@ -325,8 +325,9 @@ def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
     store.ensure_table(opts.output, schema)
     store.ensure_table(rname, rschema)
     specs = pipeline.specs()
+    described = [s.describe() for s in specs]  # model_info may hash model files: once per run
     config = {"pipeline": pipeline.name, "output": opts.output, "mode": opts.mode,
-              "stages": [s.describe() for s in specs], "schema": schema.to_string(show_schema_metadata=False),
+              "stages": described, "schema": schema.to_string(show_schema_metadata=False),
               "shard_bytes": opts.shard_bytes, "shard_rows": opts.shard_rows, **opts.extra_config}
     run_key = config_hash({**config, "shards": sorted(s.key for s in shards)})
 
@@ -367,7 +368,7 @@ def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
     stats = st.compact(st.merge_all([s["stats"] for s in summaries]))
     rstats = st.compact(st.merge_all([s["rejects_stats"] for s in summaries]))
     inputs = _input_lineage(shards)
-    models = {s.name: s.describe()["model"] for s in specs if "model" in s.describe()}
+    models = {d["name"]: d["model"] for d in described if "model" in d}
     lineage = {"run_id": run_id, "pipeline": pipeline.name, "config_hash": run_key.split("-")[0],
                "config": config, "git_commit": git_commit(), "inputs": inputs, "models": models,
                "accounting": accounting, "python": sys.version.split()[0]}

@@ -216,16 +216,6 @@ def fixed_hist_percentile(h: dict[str, Any], q: float) -> float | None:
     return h["hi"]
 
 
-def hist_share_at_most(h: dict[str, Any], x: float) -> float | None:
-    """Share of values <= x (to bin resolution)."""
-    counts = h.get("counts") or []
-    total = sum(counts)
-    if not total:
-        return None
-    step = (h["hi"] - h["lo"]) / len(counts)
-    return sum(c for i, c in enumerate(counts) if h["lo"] + (i + 1) * step <= x + 1e-9) / total
-
-
 def log_hist_edges(h: dict[str, Any]) -> tuple[list[float], list[int]]:
     """Bin edges and counts of a log histogram, for plotting."""
     if not h.get("bins"):

@@ -26,7 +26,6 @@ class SchemaError(ValueError):
 class Conformed:
     table: pa.Table          # rows that fit, with exactly the schema's columns
     rejects: pa.Table        # drop_reason, reject_stage, reject_detail, raw
-    source_rows: pa.Array    # original row index of each kept row
     reject_rows: list[int]   # original row index of each reject
     whole_table: bool = False  # a column problem rejected every row
 
@@ -140,8 +139,7 @@ def conform(table: pa.Table, schema: pa.Schema, *, stage: str = "read", where: s
     if whole_table_problem is not None:
         reason, detail = whole_table_problem
         rejects = make_rejects([reason] * n, stage, [detail] * n, _raw_rows(table, list(range(n))))
-        return Conformed(pa.Table.from_batches([], schema=schema), rejects, pa.array([], pa.int64()),
-                         list(range(n)), whole_table=True)
+        return Conformed(pa.Table.from_batches([], schema=schema), rejects, list(range(n)), whole_table=True)
 
     extra = [c for c in table.column_names if c not in schema.names]
     if extra and "meta" in schema.names:
@@ -165,7 +163,7 @@ def conform(table: pa.Table, schema: pa.Schema, *, stage: str = "read", where: s
         out = out.take(pa.array(keep_idx, pa.int64()))
     else:
         rejects = empty_rejects()
-    return Conformed(out, rejects, pa.array(keep_idx, pa.int64()), order)
+    return Conformed(out, rejects, order)
 
 
 def validate(table: pa.Table, schema: pa.Schema, *, where: str = "") -> pa.Table:

@@ -53,4 +53,3 @@ def test_grouped_histograms_merge_by_group():
     assert {k: sum(h["counts"]) for k, h in m["hist_by"].items()} == {"x": 2, "y": 1, "z": 1}
     assert sum(m["hist"]["counts"]) == 4
     assert st.fixed_hist_percentile(m["hist_by"]["x"], 0.5) < 0.1
-    assert st.hist_share_at_most(m["hist"], 0.5) == 0.5
