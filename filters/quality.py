@@ -90,8 +90,15 @@ def evaluate(model, rows: list[tuple[str, str]], positive: str, threshold: float
 
 
 def positive_prob(model, text: str, positive: str) -> float:
-    labels, probs = model.predict(prep(text), k=-1)
-    return float(dict(zip(labels, probs)).get(f"__label__{positive}", 0.0))
+    return _prob(*model.predict(prep(text), k=-1), f"__label__{positive}")
+
+
+def _prob(labels: tuple[str, ...], probs, label: str) -> float:
+    """Probability of `label` among fastText's (labels, probs), best first."""
+    for lab, p in zip(labels, probs):
+        if lab == label:
+            return float(p)
+    return 0.0
 
 
 def train(rows: list[tuple[str, str]], out_root: str, positive: str = "hq", valid_frac: float = 0.1,
@@ -165,9 +172,7 @@ class QualityClassifier(ModelStage):
         predict, label = self.model.predict, self.label
         scores = []
         for text in batch.column(self.column).to_pylist():  # per-doc predict beats list predict
-            labels, probs = predict(prep(text or ""), k=-1)
-            scores.append(probs[0] if labels[0] == label else (probs[1] if len(labels) > 1 and labels[1] == label
-                                                                  else float(dict(zip(labels, probs)).get(label, 0.0))))
+            scores.append(_prob(*predict(prep(text or ""), k=-1), label))
         arr = pa.array(scores, pa.float32())
         low = pc.less(arr, self.threshold)
         batch = annotate(batch, quality_score=arr)

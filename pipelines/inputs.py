@@ -194,13 +194,14 @@ def records_to_table(records: list[dict[str, Any]], schema: pa.Schema, locators:
         if "source" in schema.names and rec.get("source") is None:
             rec["source"] = source
     columns: dict[str, list[Any]] = {}
+    converted: dict[str, pa.Array] = {}  # reused below when every row fits
     names = set(schema.names)
     for f in schema:
         if f.name == "id":
             continue
         values = [r.get(f.name) for r in records]
         try:
-            pa.array(values, f.type)
+            converted[f.name] = pa.array(values, f.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
             for i, v in enumerate(values):
                 try:
@@ -216,7 +217,7 @@ def records_to_table(records: list[dict[str, Any]], schema: pa.Schema, locators:
         data[k] = [json.dumps(records[i].get(k), ensure_ascii=False) if isinstance(records[i].get(k), (dict, list))
                    else records[i].get(k) for i in keep]
     fields = [f for f in schema if f.name != "id"]
-    arrays = {f.name: pa.array(data[f.name], f.type) for f in fields}
+    arrays = {f.name: converted[f.name] if not bad else pa.array(data[f.name], f.type) for f in fields}
     for k in extra_keys:
         try:
             arrays[k] = pa.array(data[k])

@@ -79,8 +79,9 @@ def column_stats(col: pa.ChunkedArray, kinds: str) -> dict[str, Any]:
             vals = col.drop_null().to_numpy() if col.null_count < len(col) else np.array([])
             out["hist"] = fixed_hist(vals, float(lo), float(hi), int(nb))
         elif kind == "category":
-            counts = Counter(str(v) for v in col.drop_null().to_pylist())
-            out["values"] = dict(counts)
+            vc = pc.value_counts(col.drop_null())
+            out["values"] = {str(v): int(c) for v, c in zip(vc.field("values").to_pylist(),
+                                                             vc.field("counts").to_pylist())}
         elif kind == "sum":
             vals = col.drop_null().to_numpy() if col.null_count < len(col) else np.array([])
             out["total"] = _numeric_summary(np.asarray(vals, dtype=np.float64))
