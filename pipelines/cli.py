@@ -318,7 +318,7 @@ def train_classifier(ctx, source, text_column, label_column, positive, valid_fra
     click.echo(f"model {art.path}\nsha256 {art.sha256}\ntrained on {art.card['train_rows']} rows of {src}")
 
 
-PIPELINES = ("demo", "text_curation", "speech_sft")
+PIPELINES = ("demo", "text_curation", "speech_sft", "reasoning_data", "reasoning_loop")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -333,6 +333,8 @@ def run(ctx, pipeline, args):
     argv = list(args)
     if "--warehouse" not in argv:
         argv = ["--warehouse", ctx.obj["warehouse"], *argv]
+    if hasattr(mod, "run_main"):  # pipelines that publish more than one table run their own main
+        sys.exit(mod.run_main(argv))
     from pipelines.script import main as script_main
     parser = mod.parser()
     parser.prog = f"curate run {pipeline} --"

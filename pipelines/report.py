@@ -279,3 +279,17 @@ def write_html(data: dict[str, Any], path: str) -> str:
 def to_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, default=str)
 
+
+
+def print_reasoning(counts: dict[str, dict[str, int]], snaps: dict[str, int]) -> None:
+    """Where every sample went: verdicts, SFT rows, preference pairs."""
+    s, f, p = counts["samples"], counts["sft"], counts["pairs"]
+    rows = [["problems", f"{s['problems']:,}", ""],
+            ["samples", f"{s['samples']:,}", f"generation errors {s['generation_errors']:,}"]]
+    rows += [[k, f"{v:,}", f"{v / max(1, s['rows']):.1%} of samples"] for k, v in sorted(s.items())
+             if k.startswith("verdict:")]
+    rows += [["sft rows", f"{f['rows']:,}", f"duplicate correct answers {f.get('duplicate_answer', 0):,}"],
+             ["preference pairs", f"{p['pairs']:,}",
+              f"{p.get('prompts_with_pairs', 0):,} of {p.get('prompts', 0):,} prompts have a pair"]]
+    console.print(_table("reasoning data", ["", "count", "note"], rows))
+    console.print("published " + "  ".join(f"{k}@{v}" for k, v in snaps.items()))

@@ -1,0 +1,159 @@
+"""Reasoning data: CoT rejection sampling with verifiers, resampling, SFT rows and DPO pairs.
+
+    python pipelines/reasoning_data.py                         # 200 word + 100 DeepMind problems, SmolLM2
+    python pipelines/reasoning_data.py --input problems.jsonl --generator openai:http://localhost:8000/v1#my-model
+    ray job submit --working-dir . -- python pipelines/reasoning_data.py --warehouse /abs/warehouse
+
+Flow (Phi-4-Mini's recipe): problems (any table or file with `problem` and `answer`) → k
+samples per problem with distinct seeds → rule verifier (numeric / exact / math-verify
+under a time limit) → LLM judge where the rules cannot decide (`--judge`) → resample the
+unsolved up to `--max-attempts` → publish four versioned tables: the problems with their
+samples and pass rates (`--output`), every CoT sample with its verdict, SFT rows from the
+correct ones (identical answers once), and preference pairs (correct = chosen, incorrect =
+rejected) in TRL's prompt/chosen/rejected columns.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
+
+import pyarrow as pa  # noqa: E402
+
+from pipelines.runner import Pipeline  # noqa: E402
+from pipelines.script import common_parser, options  # noqa: E402
+from pipelines.stage import StageSpec, reject_where, stage  # noqa: E402
+from schemas.tables import PROBLEMS  # noqa: E402
+from synth.cot_sampling import SYSTEM, CoTSampler  # noqa: E402
+from synth.problems import iter_sources, write_jsonl  # noqa: E402
+
+
+@stage()
+def check_problem(batch: pa.Table, max_chars: int = 4000) -> pa.Table:
+    """Problems the sampler cannot use: empty text, an empty answer, a problem too long to prompt."""
+    import pyarrow.compute as pc
+    problem = pc.utf8_trim_whitespace(batch.column("problem"))
+    answer = pc.utf8_trim_whitespace(batch.column("answer"))
+    batch = reject_where(batch, pc.equal(pc.utf8_length(problem), 0), "empty_problem")
+    batch = reject_where(batch, pc.equal(pc.utf8_length(answer), 0), "no_answer")
+    return reject_where(batch, pc.greater(pc.utf8_length(problem), max_chars), "problem_too_long")
+
+
+def default_inputs(args) -> list[str]:
+    """Generate the problem file(s) once per source spec and seed; shards of ~50 problems."""
+    rows = list(iter_sources(args.sources, args.seed, args.teacher_error_rate))
+    d = os.path.join(os.path.abspath(args.warehouse), "_inputs", "reasoning",
+                     f"{'_'.join(s.replace(':', '') for s in args.sources)}-seed{args.seed}")
+    paths = []
+    for i in range(0, len(rows), args.problems_per_file):
+        paths.append(write_jsonl(rows[i:i + args.problems_per_file], os.path.join(d, f"problems-{i // args.problems_per_file:04d}.jsonl")))
+    return paths
+
+
+def sampler_params(args) -> dict:
+    return {"generator": args.generator, "k": args.k, "max_attempts": args.max_attempts,
+            "temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens,
+            "seed": args.seed, "system": args.system, "judge": args.judge, "verify_timeout_s": args.verify_timeout,
+            "cache": args.cache or os.path.join(os.path.abspath(args.warehouse), "_cache", "generations.sqlite"),
+            "threads": args.threads, "batch_size": args.batch_size, "request_timeout_s": args.request_timeout,
+            "retries": args.retries}
+
+
+def build(args):
+    inputs = args.inputs or default_inputs(args)
+    stages = [check_problem, StageSpec(CoTSampler, sampler_params(args))]
+    return Pipeline("reasoning_data", PROBLEMS, PROBLEMS, stages), inputs
+
+
+def publish_tables(store, source_ref: str, args) -> tuple[dict[str, int], dict[str, dict]]:
+    """The CoT, SFT and preference tables derived from one version of the sampled problems."""
+    from pipelines.derived import publish_derived
+    from synth.reasoning_tables import COT_TABLE, PREFERENCE_TABLE, cot_samples, preference_pairs, sft_rows
+    from schemas.tables import SFT
+
+    problems = store.read_arrow(source_ref)
+    props = store.properties(source_ref)
+    common = {"source": source_ref, "pipeline": "reasoning_data", "mode": args.mode, "tag": args.tag,
+              "extra": {"models": props.get("models", {}), "round": args.round}}
+    samples, c1 = cot_samples(problems, args.round)
+    sft, c2 = sft_rows(samples)
+    pairs, c3 = preference_pairs(samples, args.max_pairs_per_prompt or None, args.seed)
+    out = {
+        args.samples_table: publish_derived(store, args.samples_table, COT_TABLE, samples,
+                                            config={"round": args.round}, accounting={"rows_in": c1["samples"], **c1},
+                                            **common),
+        args.sft_table: publish_derived(store, args.sft_table, SFT, sft, config={"dedup": "per-problem normalised text"},
+                                        accounting={"rows_in": c2["samples"], **c2}, **common),
+        args.pairs_table: publish_derived(store, args.pairs_table, PREFERENCE_TABLE, pairs,
+                                          config={"max_pairs_per_prompt": args.max_pairs_per_prompt},
+                                          accounting={"rows_in": c3.get("prompts", 0), **c3}, **common),
+    }
+    return out, {"samples": c1, "sft": c2, "pairs": c3}
+
+
+def parser():
+    p = common_parser(__doc__.splitlines()[0], default_output="reasoning")
+    p.set_defaults(shard_mb=0.05)
+    g = p.add_argument_group("problems (when no --input)")
+    g.add_argument("--sources", nargs="+", default=["word:200", "mathematics:100"],
+                   help="word:N (programmatic word problems with worked solutions), mathematics:N (DeepMind)")
+    g.add_argument("--teacher-error-rate", type=float, default=0.0,
+                   help="share of word-problem reference solutions with a slipped step")
+    g.add_argument("--problems-per-file", type=int, default=50, help="problems per generated input file (= shard)")
+    g = p.add_argument_group("sampling")
+    g.add_argument("--generator", default="smollm2",
+                   help="smollm2 | hf:<dir>[#file.gguf] | openai:<base_url>[#model] | builtin:<checkpoint>")
+    g.add_argument("--k", type=int, default=4, help="samples per problem per attempt")
+    g.add_argument("--max-attempts", type=int, default=2, help="attempts for problems with no correct sample")
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--max-tokens", type=int, default=192)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--system", default=SYSTEM, help="system prompt ('' for none)")
+    g.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: 1 under Ray)")
+    g.add_argument("--batch-size", type=int, default=8, help="sequences per local generation batch")
+    g.add_argument("--request-timeout", type=float, default=120.0, help="seconds per HTTP request")
+    g.add_argument("--retries", type=int, default=2, help="HTTP retries (timeouts, 429, 5xx)")
+    g.add_argument("--cache", default=None, help="generation cache (default: <warehouse>/_cache/generations.sqlite)")
+    g = p.add_argument_group("verification")
+    g.add_argument("--judge", default=None,
+                   help="LLM judge for answers the rules cannot decide: a generator spec, or 'same'")
+    g.add_argument("--verify-timeout", type=float, default=5.0, help="seconds per math-verify call")
+    g = p.add_argument_group("output tables")
+    g.add_argument("--samples-table", default="cot_samples")
+    g.add_argument("--sft-table", default="reasoning_sft")
+    g.add_argument("--pairs-table", default="preferences")
+    g.add_argument("--max-pairs-per-prompt", type=int, default=4, help="0 = all correct×incorrect pairs")
+    g.add_argument("--round", type=int, default=0, help="loop round recorded with every table")
+    return p
+
+
+def run_main(argv: list[str] | None = None) -> int:
+    from pipelines import report
+    from pipelines.inputs import InputError
+    from pipelines.runner import NothingKept, run
+    from schemas.store import Store
+
+    args = parser().parse_args(argv)
+    pipeline, inputs = build(args)
+    opts = options(args, inputs)
+    try:
+        result = run(pipeline, opts)
+    except (InputError, NothingKept) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    store = Store(opts.warehouse, opts.catalog)
+    snaps, counts = publish_tables(store, f"{result.output}@{result.snapshot_id}", args)
+    if args.quiet:
+        print(f"published {result.output}@{result.snapshot_id} " +
+              " ".join(f"{k}@{v}" for k, v in snaps.items()))
+        return 0
+    report.print_run(result)
+    report.print_stats(store, f"{result.output}@{result.snapshot_id}")
+    report.print_reasoning(counts, snaps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main())
