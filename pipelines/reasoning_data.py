@@ -79,15 +79,21 @@ def publish_tables(store, source_ref: str, args) -> tuple[dict[str, int], dict[s
     samples, c1 = cot_samples(problems, args.round)
     sft, c2 = sft_rows(samples)
     pairs, c3 = preference_pairs(samples, args.max_pairs_per_prompt or None, args.seed)
+    not_used = lambda c, prefix: {k[len(prefix):]: v for k, v in c.items() if k.startswith(prefix)}  # noqa: E731
     out = {
-        args.samples_table: publish_derived(store, args.samples_table, COT_TABLE, samples,
-                                            config={"round": args.round}, accounting={"rows_in": c1["samples"], **c1},
-                                            **common),
-        args.sft_table: publish_derived(store, args.sft_table, SFT, sft, config={"dedup": "per-problem normalised text"},
-                                        accounting={"rows_in": c2["samples"], **c2}, **common),
-        args.pairs_table: publish_derived(store, args.pairs_table, PREFERENCE_TABLE, pairs,
-                                          config={"max_pairs_per_prompt": args.max_pairs_per_prompt},
-                                          accounting={"rows_in": c3.get("prompts", 0), **c3}, **common),
+        args.samples_table: publish_derived(
+            store, args.samples_table, COT_TABLE, samples, config={"round": args.round}, unit="samples",
+            rows_in=c1["samples"], used=c1["rows"], reasons={"generation_error": c1["generation_errors"]},
+            counts=c1, **common),
+        args.sft_table: publish_derived(
+            store, args.sft_table, SFT, sft, config={"dedup": "per-problem normalised text"}, unit="samples",
+            rows_in=c2["samples"], used=c2["rows"],
+            reasons={**not_used(c2, "not_used:"), "duplicate_answer": c2.get("duplicate_answer", 0)},
+            counts=c2, **common),
+        args.pairs_table: publish_derived(
+            store, args.pairs_table, PREFERENCE_TABLE, pairs, config={"max_pairs_per_prompt": args.max_pairs_per_prompt},
+            unit="prompts", rows_in=c3.get("prompts", 0), used=c3.get("prompts_with_pairs", 0),
+            reasons=not_used(c3, "prompts_without_pair:"), counts=c3, **common),
     }
     return out, {"samples": c1, "sft": c2, "pairs": c3}
 

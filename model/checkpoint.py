@@ -1,0 +1,76 @@
+"""Checkpoints: weights in safetensors, config + tokenizer + training state beside them, and
+the table versions trained on (the store records the checkpoint in turn: lineage both ways).
+
+    <dir>/model.safetensors   weights (tied embedding stored once)
+    <dir>/tokenizer.json
+    <dir>/checkpoint.json     model config, train config, step, trained_on, metrics, id
+    <dir>/optimizer.pt        optimizer + LR-schedule step + RNG states, for an exact resume
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import torch
+
+from model.config import ModelConfig
+from model.tokenizer import ChatTokenizer
+from model.transformer import Transformer
+
+
+def save(directory: str, model: Transformer, tokenizer: ChatTokenizer, *, step: int, train_config: dict[str, Any],
+         trained_on: list[str], metrics: dict[str, Any] | None = None, optimizer=None, extra: dict | None = None) -> str:
+    """Write to a temporary directory and rename: a checkpoint is whole or absent."""
+    from safetensors.torch import save_file
+
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".ckpt-")
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+             if not (model.cfg.tie_embeddings and k == "head.weight")}
+    save_file(state, os.path.join(tmp, "model.safetensors"))
+    tokenizer.save(tmp)
+    if optimizer is not None:
+        torch.save({"optimizer": optimizer.state_dict(), "step": step, "rng": torch.get_rng_state()},
+                   os.path.join(tmp, "optimizer.pt"))
+    digest = hashlib.sha256(open(os.path.join(tmp, "model.safetensors"), "rb").read()).hexdigest()
+    meta = {"id": digest[:16], "step": step, "model_config": model.cfg.to_dict(), "train_config": train_config,
+            "trained_on": trained_on, "metrics": metrics or {}, **(extra or {})}
+    with open(os.path.join(tmp, "checkpoint.json"), "w") as f:
+        json.dump(meta, f, indent=1, default=str)
+    if os.path.exists(directory):
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+    return directory
+
+
+def meta(directory: str) -> dict[str, Any]:
+    with open(os.path.join(directory, "checkpoint.json")) as f:
+        return json.load(f)
+
+
+def load(directory: str, device: str = "cpu") -> tuple[Transformer, ChatTokenizer, dict[str, Any]]:
+    from safetensors.torch import load_file
+
+    m = meta(directory)
+    model = Transformer(ModelConfig.from_dict(m["model_config"]))
+    state = load_file(os.path.join(directory, "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not (model.cfg.tie_embeddings and k == "head.weight")]:
+        raise ValueError(f"checkpoint {directory}: missing {missing}, unexpected {unexpected}")
+    return model.to(device), ChatTokenizer.load(directory), m
+
+
+def load_optimizer(directory: str, optimizer) -> int | None:
+    """Restore optimizer and RNG state; returns the step to resume from (None: no state saved)."""
+    path = os.path.join(directory, "optimizer.pt")
+    if not os.path.exists(path):
+        return None
+    state = torch.load(path, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return int(state["step"])

@@ -1,0 +1,65 @@
+"""Model and training configuration (plain dataclasses, saved as JSON with every checkpoint)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 1024
+    dim: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int = 2          # grouped-query attention: heads share K/V in groups
+    ffn_dim: int = 352           # SwiGLU hidden size (~ 8/3 · dim, rounded)
+    max_seq_len: int = 512
+    rope_theta: float = 10000.0
+    rope_fraction: float = 1.0   # share of each head's dims that rotate (Phi-4-Mini: 0.75)
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    dropout: float = 0.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    steps: int = 600
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    tokens_per_batch: int = 2048   # dynamic batches: as many sequences as fit this token budget
+    packing: str = "bfd"           # bfd: best-fit-decreasing packing with document masks | pad: length buckets
+    seq_len: int = 256             # packed row length (bfd)
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 0            # 0: only at the end
+    threads: int | None = None
+    device: str | None = None      # cpu | cuda (default: cuda when present)
+    dtype: str | None = None       # float32 | bfloat16 (default: bf16 on CUDA)
+    # DPO
+    beta: float = 0.1
+    dpo_lr: float = 5e-4
+    dpo_steps: int = 100
+    pairs_per_batch: int = 16
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,98 @@
+"""Batched sampling with a KV cache (temperature, top-p, max tokens, stop at <|end|>), and the
+built-in model as a `synth.generators.Generator` for rejection sampling."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from model.transformer import Transformer
+from synth.generators import Completion, Generator, Request
+
+
+def _top_p(probs: torch.Tensor, p: float) -> torch.Tensor:
+    sorted_p, idx = probs.sort(-1, descending=True)
+    keep = sorted_p.cumsum(-1) - sorted_p < p          # the smallest set whose mass reaches p
+    sorted_p = sorted_p * keep
+    return torch.zeros_like(probs).scatter(-1, idx, sorted_p)
+
+
+@torch.no_grad()
+def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: int, stop_id: int, pad_id: int,
+             temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> list[tuple[list[int], str]]:
+    """Left-padded batch → (new token ids without the stop token, finish_reason) per prompt."""
+    model.eval()
+    dev = next(model.parameters()).device
+    B = len(prompts)
+    limit = model.cfg.max_seq_len
+    prompts = [p[-(limit - 1):] for p in prompts]
+    max_new_tokens = min(max_new_tokens, limit - max(len(p) for p in prompts))
+    T = max(len(p) for p in prompts)
+    ids = torch.full((B, T), pad_id, dtype=torch.long, device=dev)
+    valid = torch.zeros((B, T), dtype=torch.bool, device=dev)
+    for i, p in enumerate(prompts):
+        ids[i, T - len(p):] = torch.tensor(p, device=dev)
+        valid[i, T - len(p):] = True
+    pos = (valid.long().cumsum(-1) - 1).clamp(min=0)
+    causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
+    mask = (causal[None] & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=dev)[None]
+    caches: list[dict] = [{} for _ in model.blocks]
+    logits = model(ids, pos, mask[:, None], caches)[:, -1]
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    out = [[] for _ in range(B)]
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    next_pos = pos[:, -1] + 1
+    for _ in range(max(0, max_new_tokens)):
+        if temperature > 0:
+            probs = torch.softmax(logits.float() / temperature, -1)
+            if top_p < 1.0:
+                probs = _top_p(probs, top_p)
+            tok = torch.multinomial(probs, 1, generator=gen)[:, 0]
+        else:
+            tok = logits.argmax(-1)
+        for i in range(B):
+            if not done[i]:
+                if tok[i].item() == stop_id:
+                    done[i] = True
+                else:
+                    out[i].append(tok[i].item())
+        if bool(done.all()):
+            break
+        valid = torch.cat((valid, torch.ones((B, 1), dtype=torch.bool, device=dev)), 1)
+        logits = model(tok[:, None], next_pos[:, None], valid[:, None, None, :], caches)[:, -1]
+        next_pos = next_pos + 1
+    return [(o, "stop" if d else "length") for o, d in zip(out, done.tolist())]
+
+
+class BuiltinGenerator(Generator):
+    """`builtin:<checkpoint dir>` for `synth.generators.make_generator`: the loop's generator."""
+
+    def __init__(self, checkpoint_dir: str, cache: str | None = None, batch_size: int = 32,
+                 threads: int | None = None, device: str | None = None):
+        from model import checkpoint
+        from model.runtime import setup
+
+        super().__init__(cache)
+        dev, _ = setup(threads, device)
+        self.model, self.tok, self.meta = checkpoint.load(checkpoint_dir, device=str(dev))
+        self.model_id = f"builtin:{self.meta['id']}"
+        self.batch_size, self.checkpoint_dir = batch_size, checkpoint_dir
+
+    def _generate(self, requests: list[Request]) -> list[Completion]:
+        out = []
+        for i in range(0, len(requests), self.batch_size):
+            chunk = requests[i:i + self.batch_size]
+            s = chunk[0].sampling  # one seed per chunk, as with the transformers backend
+            prompts = [self.tok.encode_chat(r.messages, add_generation_prompt=True)[0] for r in chunk]
+            res = generate(self.model, prompts, max_new_tokens=max(r.sampling.max_tokens for r in chunk),
+                           stop_id=self.tok.end, pad_id=self.tok.pad, temperature=s.temperature,
+                           top_p=s.top_p, seed=s.seed)
+            for r, (ids, reason) in zip(chunk, res):
+                ids = ids[:r.sampling.max_tokens]
+                out.append(Completion(self.tok.decode(ids), reason, tokens=len(ids)))
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "checkpoint": os.path.abspath(self.checkpoint_dir),
+                "step": self.meta.get("step"), "trained_on": self.meta.get("trained_on")}

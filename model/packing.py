@@ -1,0 +1,121 @@
+"""Sequence packing and dynamic batching.
+
+`pack_bfd` places documents into rows of `seq_len` tokens best-fit-decreasing (each document
+goes to the fullest row it still fits in), so rows fill up with little padding; every token
+carries its document index and its position within the document, from which the model builds
+a block-diagonal causal mask and restarts RoPE positions: no token attends across documents.
+`pad_batches` is the alternative for short samples on CPU: length-sorted rows, right-padded.
+Both return batches under a token budget, and report the non-pad share of their tokens.
+"""
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass
+
+import torch
+
+IGNORE = -100
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor       # [B, T]
+    labels: torch.Tensor    # [B, T], IGNORE where no loss (prompt, padding, last token of a doc)
+    pos: torch.Tensor       # [B, T] position within the document
+    doc: torch.Tensor       # [B, T] document index within the row, -1 on padding
+    packed: bool            # True: the model needs the document mask (several docs per row)
+
+    @property
+    def real_tokens(self) -> int:
+        return int((self.doc >= 0).sum())
+
+    def to(self, device) -> "Batch":
+        return Batch(self.ids.to(device), self.labels.to(device), self.pos.to(device), self.doc.to(device), self.packed)
+
+
+def _labels(ids: list[int], learn: list[bool]) -> list[int]:
+    """Next-token targets: position t predicts ids[t+1], counted only where ids[t+1] is learned."""
+    return [ids[t + 1] if learn[t + 1] else IGNORE for t in range(len(ids) - 1)] + [IGNORE]
+
+
+def pack_bfd(docs: list[tuple[list[int], list[bool]]], seq_len: int) -> list[list[int]]:
+    """Rows as lists of document indices; documents longer than seq_len are truncated later."""
+    order = sorted(range(len(docs)), key=lambda i: -min(len(docs[i][0]), seq_len))
+    free: list[tuple[int, int]] = []    # (space left, row index), kept sorted
+    rows: list[list[int]] = []
+    for i in order:
+        n = min(len(docs[i][0]), seq_len)
+        k = bisect.bisect_left(free, (n, -1))   # the row with the least space that still fits
+        if k < len(free):
+            space, r = free.pop(k)
+        else:
+            space, r = seq_len, len(rows)
+            rows.append([])
+        rows[r].append(i)
+        if space - n > 0:
+            bisect.insort(free, (space - n, r))
+    return rows
+
+
+def packed_batches(docs: list[tuple[list[int], list[bool]]], seq_len: int, tokens_per_batch: int, pad_id: int,
+                   seed: int = 0) -> tuple[list[Batch], float]:
+    rows = pack_bfd(docs, seq_len)
+    random.Random(seed).shuffle(rows)
+    per_batch = max(1, tokens_per_batch // seq_len)
+    batches, real, total = [], 0, 0
+    for b in range(0, len(rows), per_batch):
+        chunk = rows[b:b + per_batch]
+        ids = torch.full((len(chunk), seq_len), pad_id, dtype=torch.long)
+        labels = torch.full_like(ids, IGNORE)
+        pos = torch.zeros_like(ids)
+        doc = torch.full_like(ids, -1)
+        for r, row in enumerate(chunk):
+            t = 0
+            for d, i in enumerate(row):
+                toks, learn = docs[i][0][:seq_len], docs[i][1][:seq_len]
+                n = len(toks)
+                ids[r, t:t + n] = torch.tensor(toks)
+                labels[r, t:t + n] = torch.tensor(_labels(toks, learn))
+                pos[r, t:t + n] = torch.arange(n)
+                doc[r, t:t + n] = d
+                t += n
+        batch = Batch(ids, labels, pos, doc, packed=True)
+        real += batch.real_tokens
+        total += ids.numel()
+        batches.append(batch)
+    return batches, real / max(1, total)
+
+
+def pad_batches(docs: list[tuple[list[int], list[bool]]], max_len: int, tokens_per_batch: int, pad_id: int,
+                seed: int = 0) -> tuple[list[Batch], float]:
+    """One document per row, rows of similar length together, as many as fit the token budget."""
+    order = sorted(range(len(docs)), key=lambda i: len(docs[i][0]))
+    groups, cur = [], []
+    for i in order:
+        n = min(len(docs[i][0]), max_len)
+        if cur and n * (len(cur) + 1) > tokens_per_batch:
+            groups.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        groups.append(cur)
+    random.Random(seed).shuffle(groups)
+    batches, real, total = [], 0, 0
+    for g in groups:
+        T = min(max_len, max(len(docs[i][0]) for i in g))
+        ids = torch.full((len(g), T), pad_id, dtype=torch.long)
+        labels = torch.full_like(ids, IGNORE)
+        pos = torch.arange(T).repeat(len(g), 1)
+        doc = torch.full_like(ids, -1)
+        for r, i in enumerate(g):
+            toks, learn = docs[i][0][:T], docs[i][1][:T]
+            n = len(toks)
+            ids[r, :n] = torch.tensor(toks)
+            labels[r, :n] = torch.tensor(_labels(toks, learn))
+            doc[r, :n] = 0
+        batch = Batch(ids, labels, pos, doc, packed=False)
+        real += batch.real_tokens
+        total += ids.numel()
+        batches.append(batch)
+    return batches, real / max(1, total)

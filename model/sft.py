@@ -1,0 +1,137 @@
+"""Supervised fine-tuning: loss only on assistant tokens, packed (or length-bucketed) batches,
+AdamW with warmup + cosine decay, checkpoints that resume to the same next step."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from model import checkpoint
+from model.config import TrainConfig
+from model.packing import IGNORE, Batch, packed_batches, pad_batches
+from model.tokenizer import ChatTokenizer
+from model.transformer import Transformer, document_mask
+
+
+def token_loss(model: Transformer, batch: Batch) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over the learned (assistant) tokens of the batch."""
+    mask = document_mask(batch.doc) if batch.packed else None
+    logits = model(batch.ids, batch.pos, mask)
+    n = int((batch.labels != IGNORE).sum())
+    loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), batch.labels.view(-1),
+                           ignore_index=IGNORE, reduction="sum")
+    return loss / max(1, n), n
+
+
+def make_batches(tok: ChatTokenizer, conversations: list[list[dict]], cfg: TrainConfig, max_len: int,
+                 epoch: int = 0) -> tuple[list[Batch], float]:
+    docs = [tok.encode_chat(c) for c in conversations]
+    if cfg.packing == "bfd":
+        return packed_batches(docs, min(cfg.seq_len, max_len), cfg.tokens_per_batch, tok.pad, cfg.seed + epoch)
+    return pad_batches(docs, max_len, cfg.tokens_per_batch, tok.pad, cfg.seed + epoch)
+
+
+def lr_at(step: int, cfg: TrainConfig, peak: float, total: int) -> float:
+    if step < cfg.warmup_steps:
+        return peak * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return peak * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def optimizer_for(model: Transformer, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    other = [p for n, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.95), fused=False)
+
+
+def train_sft(model: Transformer, tok: ChatTokenizer, conversations: list[list[dict]], cfg: TrainConfig,
+              out_dir: str, trained_on: list[str], device: torch.device, autocast: torch.dtype | None = None,
+              resume: bool = True, progress: bool = True, stop_after: int | None = None,
+              on_step: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train for cfg.steps optimizer steps (cycling over the data); resume from out_dir when a
+    checkpoint with optimizer state is there. `stop_after` ends early (to test resuming)."""
+    torch.manual_seed(cfg.seed)
+    opt = optimizer_for(model, cfg.lr, cfg.weight_decay)
+    start = 0
+    if resume and os.path.exists(os.path.join(out_dir, "optimizer.pt")):
+        m, _, meta = checkpoint.load(out_dir, device=str(device))
+        model.load_state_dict(m.state_dict())
+        start = checkpoint.load_optimizer(out_dir, opt) or 0
+    first, efficiency = make_batches(tok, conversations, cfg, model.cfg.max_seq_len, 0)
+    epoch_batches: dict[int, list[Batch]] = {0: first}
+    n_per_epoch = len(first)
+    log_path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), os.path.basename(out_dir) + ".metrics.jsonl")
+    log = open(log_path, "a" if start else "w")
+    bar = _bar(progress, cfg.steps, start, "sft")
+    model.train()
+    tokens_seen, t0, history = 0, time.perf_counter(), []
+    for step in range(start, cfg.steps):
+        epoch, k = divmod(step, n_per_epoch)
+        if epoch not in epoch_batches:  # a fresh shuffle per epoch, a function of the step only
+            epoch_batches = {epoch: make_batches(tok, conversations, cfg, model.cfg.max_seq_len, epoch)[0]}
+        batch = epoch_batches[epoch][k].to(device)
+        lr = lr_at(step, cfg, cfg.lr, cfg.steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            loss, n = token_loss(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        tokens_seen += batch.real_tokens
+        rec = {"step": step + 1, "loss": round(loss.item(), 5), "lr": lr, "grad_norm": round(float(gnorm), 4),
+               "tokens": batch.real_tokens, "tokens_per_s": round(tokens_seen / (time.perf_counter() - t0), 1)}
+        history.append(rec)
+        log.write(json.dumps(rec) + "\n")
+        if on_step:
+            on_step(rec)
+        if bar is not None:
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+        done = step + 1
+        if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps or done == stop_after:
+            checkpoint.save(out_dir, model, tok, step=done, train_config=cfg.to_dict(), trained_on=trained_on,
+                            metrics={"loss": rec["loss"], "packing_efficiency": efficiency}, optimizer=opt,
+                            extra={"stage": "sft"})
+        if stop_after is not None and done >= stop_after:
+            break
+    log.close()
+    if bar is not None:
+        bar.close()
+    tail = history[-max(1, len(history) // 10):] if history else []
+    return {"steps": cfg.steps, "start_step": start, "final_loss": sum(r["loss"] for r in tail) / max(1, len(tail)),
+            "packing_efficiency": round(efficiency, 4), "tokens": tokens_seen,
+            "tokens_per_s": history[-1]["tokens_per_s"] if history else None, "metrics_log": log_path,
+            "history": history}
+
+
+def _bar(progress: bool, total: int, initial: int, desc: str):
+    if not progress:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False)
+
+
+def plot_loss(histories: dict[str, list[dict]], path: str) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, h in histories.items():
+        if h:
+            ax.plot([r["step"] for r in h], [r["loss"] for r in h], label=name, lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

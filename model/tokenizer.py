@@ -1,0 +1,66 @@
+"""Byte-level BPE trained locally on the training tables (nothing downloaded), with the chat
+format's markers as special tokens: <|system|>…<|end|><|user|>…<|end|><|assistant|>…<|end|>."""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+SPECIAL = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+
+
+class ChatTokenizer:
+    def __init__(self, tok):
+        self.tok = tok
+        self.pad, self.system, self.user, self.assistant, self.end = (tok.token_to_id(s) for s in SPECIAL)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 1024) -> "ChatTokenizer":
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(texts, trainer)
+        return cls(tok)
+
+    @classmethod
+    def load(cls, path: str) -> "ChatTokenizer":
+        from tokenizers import Tokenizer
+        return cls(Tokenizer.from_file(os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path))
+
+    def save(self, directory: str) -> str:
+        path = os.path.join(directory, "tokenizer.json")
+        self.tok.save(path)
+        return path
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode([i for i in ids if i not in (self.pad,)], skip_special_tokens=True)
+
+    def encode_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = False
+                    ) -> tuple[list[int], list[bool]]:
+        """Token ids and a mask that is True on what the model must learn to write: each
+        assistant reply and its closing <|end|> (never the prompt)."""
+        ids, learn = [], []
+        role_tok = {"system": self.system, "user": self.user, "assistant": self.assistant}
+        for m in messages:
+            body = self.encode(m["content"])
+            head = [role_tok[m["role"]]]
+            ids += head + body + [self.end]
+            is_asst = m["role"] == "assistant"
+            learn += [False] * len(head) + [is_asst] * (len(body) + 1)
+        if add_generation_prompt:
+            ids.append(self.assistant)
+            learn.append(False)
+        return ids, learn
+
+    def chat_text(self, messages: list[dict[str, str]]) -> str:
+        tags = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
+        return "".join(f"{tags[m['role']]}{m['content']}<|end|>" for m in messages)

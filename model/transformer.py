@@ -1,0 +1,135 @@
+"""A compact decoder-only transformer: RMSNorm, (partial) RoPE, grouped-query attention
+through SDPA, SwiGLU, tied embeddings. One module per idea, nanoGPT-style."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from model.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps, self.weight = eps, nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return self.weight * x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps).to(x.dtype)
+
+
+class Rotary(nn.Module):
+    """RoPE on the first `rot_dim` dims of each head; positions come from the caller, so a
+    packed row restarts them at 0 for every document."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.rot_dim = int(cfg.head_dim * cfg.rope_fraction) // 2 * 2
+        inv = 1.0 / cfg.rope_theta ** (torch.arange(0, self.rot_dim, 2).float() / max(1, self.rot_dim))
+        self.register_buffer("inv_freq", inv, persistent=False)
+
+    def forward(self, x, pos):  # x: [B, H, T, D], pos: [B, T]
+        if self.rot_dim == 0:
+            return x
+        ang = pos[:, None, :, None].float() * self.inv_freq  # [B, 1, T, rot/2]
+        cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+        xr, xp = x[..., :self.rot_dim], x[..., self.rot_dim:]
+        x1, x2 = xr[..., 0::2], xr[..., 1::2]
+        rot = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+        return torch.cat((rot, xp), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.h, self.kv, self.d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.q = nn.Linear(cfg.dim, self.h * self.d, bias=False)
+        self.k = nn.Linear(cfg.dim, self.kv * self.d, bias=False)
+        self.v = nn.Linear(cfg.dim, self.kv * self.d, bias=False)
+        self.o = nn.Linear(self.h * self.d, cfg.dim, bias=False)
+        self.rope = Rotary(cfg)
+        self.dropout = cfg.dropout
+
+    def forward(self, x, pos, mask=None, cache=None):
+        """mask: bool [B, 1, Tq, Tk] (True = may attend) or None for plain causal;
+        cache: dict holding this layer's past K/V, extended in place."""
+        B, T, _ = x.shape
+        q = self.rope(self.q(x).view(B, T, self.h, self.d).transpose(1, 2), pos)
+        k = self.rope(self.k(x).view(B, T, self.kv, self.d).transpose(1, 2), pos)
+        v = self.v(x).view(B, T, self.kv, self.d).transpose(1, 2)
+        if cache is not None:
+            if "k" in cache:
+                k, v = torch.cat((cache["k"], k), 2), torch.cat((cache["v"], v), 2)
+            cache["k"], cache["v"] = k, v
+        if self.kv != self.h:  # GQA: each K/V head serves h/kv query heads
+            k = k.repeat_interleave(self.h // self.kv, dim=1)
+            v = v.repeat_interleave(self.h // self.kv, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.o(y.transpose(1, 2).reshape(B, T, self.h * self.d))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.up = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.down = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n1, self.attn = RMSNorm(cfg.dim, cfg.norm_eps), Attention(cfg)
+        self.n2, self.mlp = RMSNorm(cfg.dim, cfg.norm_eps), MLP(cfg)
+
+    def forward(self, x, pos, mask=None, cache=None):
+        x = x + self.attn(self.n1(x), pos, mask, cache)
+        return x + self.mlp(self.n2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+        self.apply(self._init)
+        for n, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if n.endswith("o.weight") or n.endswith("down.weight"):
+                nn.init.normal_(p, std=0.02 / (2 * cfg.n_layers) ** 0.5)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def forward(self, ids, pos=None, mask=None, caches=None):
+        """ids, pos: [B, T]. Returns logits [B, T, V]."""
+        if pos is None:
+            pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+        x = self.embed(ids)
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, pos, mask, None if caches is None else caches[i])
+        return self.head(self.norm(x))
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def document_mask(doc: torch.Tensor) -> torch.Tensor:
+    """Block-diagonal causal mask for packed rows: token i sees token j only when j <= i and
+    both belong to the same document. doc: [B, T] document index per token (-1 = padding)."""
+    T = doc.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=doc.device).tril()
+    same = doc[:, :, None] == doc[:, None, :]
+    mask = same & causal
+    mask |= torch.eye(T, dtype=torch.bool, device=doc.device)  # padding sees itself: no all-masked row (NaN)
+    return mask[:, None]
