@@ -20,7 +20,8 @@ class RMSNorm(nn.Module):
 
 class Rotary(nn.Module):
     """RoPE on the first `rot_dim` dims of each head; positions come from the caller, so a
-    packed row restarts them at 0 for every document."""
+    packed row restarts them at 0 for every document. cos/sin are computed once per forward
+    and shared by every layer."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -28,15 +29,20 @@ class Rotary(nn.Module):
         inv = 1.0 / cfg.rope_theta ** (torch.arange(0, self.rot_dim, 2).float() / max(1, self.rot_dim))
         self.register_buffer("inv_freq", inv, persistent=False)
 
-    def forward(self, x, pos):  # x: [B, H, T, D], pos: [B, T]
-        if self.rot_dim == 0:
-            return x
-        ang = pos[:, None, :, None].float() * self.inv_freq  # [B, 1, T, rot/2]
-        cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-        xr, xp = x[..., :self.rot_dim], x[..., self.rot_dim:]
-        x1, x2 = xr[..., 0::2], xr[..., 1::2]
-        rot = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-        return torch.cat((rot, xp), dim=-1)
+    def forward(self, pos, dtype):  # pos: [B, T] → cos, sin: [B, 1, T, rot/2]
+        ang = pos[:, None, :, None].float() * self.inv_freq
+        return ang.cos().to(dtype), ang.sin().to(dtype)
+
+
+def apply_rope(x, cos, sin):
+    """Rotate pairs (x1, x2) of the first rot_dim dims of x: [B, H, T, D]."""
+    rot = cos.shape[-1] * 2
+    if rot == 0:
+        return x
+    xr, xp = x[..., :rot], x[..., rot:]
+    x1, x2 = xr[..., 0::2], xr[..., 1::2]
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    return torch.cat((out, xp), dim=-1) if xp.shape[-1] else out
 
 
 class Attention(nn.Module):
@@ -47,25 +53,23 @@ class Attention(nn.Module):
         self.k = nn.Linear(cfg.dim, self.kv * self.d, bias=False)
         self.v = nn.Linear(cfg.dim, self.kv * self.d, bias=False)
         self.o = nn.Linear(self.h * self.d, cfg.dim, bias=False)
-        self.rope = Rotary(cfg)
         self.dropout = cfg.dropout
 
-    def forward(self, x, pos, mask=None, cache=None):
+    def forward(self, x, rope, mask=None, cache=None):
         """mask: bool [B, 1, Tq, Tk] (True = may attend) or None for plain causal;
         cache: dict holding this layer's past K/V, extended in place."""
         B, T, _ = x.shape
-        q = self.rope(self.q(x).view(B, T, self.h, self.d).transpose(1, 2), pos)
-        k = self.rope(self.k(x).view(B, T, self.kv, self.d).transpose(1, 2), pos)
+        q = apply_rope(self.q(x).view(B, T, self.h, self.d).transpose(1, 2), *rope)
+        k = apply_rope(self.k(x).view(B, T, self.kv, self.d).transpose(1, 2), *rope)
         v = self.v(x).view(B, T, self.kv, self.d).transpose(1, 2)
         if cache is not None:
             if "k" in cache:
                 k, v = torch.cat((cache["k"], k), 2), torch.cat((cache["v"], v), 2)
             cache["k"], cache["v"] = k, v
-        if self.kv != self.h:  # GQA: each K/V head serves h/kv query heads
-            k = k.repeat_interleave(self.h // self.kv, dim=1)
-            v = v.repeat_interleave(self.h // self.kv, dim=1)
+        # GQA: each K/V head serves h/kv query heads (SDPA broadcasts them, nothing is copied)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                                           dropout_p=self.dropout if self.training else 0.0)
+                                           dropout_p=self.dropout if self.training else 0.0,
+                                           enable_gqa=self.kv != self.h)
         return self.o(y.transpose(1, 2).reshape(B, T, self.h * self.d))
 
 
@@ -86,8 +90,8 @@ class Block(nn.Module):
         self.n1, self.attn = RMSNorm(cfg.dim, cfg.norm_eps), Attention(cfg)
         self.n2, self.mlp = RMSNorm(cfg.dim, cfg.norm_eps), MLP(cfg)
 
-    def forward(self, x, pos, mask=None, cache=None):
-        x = x + self.attn(self.n1(x), pos, mask, cache)
+    def forward(self, x, rope, mask=None, cache=None):
+        x = x + self.attn(self.n1(x), rope, mask, cache)
         return x + self.mlp(self.n2(x))
 
 
@@ -98,6 +102,7 @@ class Transformer(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.rope = Rotary(cfg)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
@@ -116,8 +121,9 @@ class Transformer(nn.Module):
         if pos is None:
             pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
         x = self.embed(ids)
+        rope = self.rope(pos, x.dtype)
         for i, blk in enumerate(self.blocks):
-            x = blk(x, pos, mask, None if caches is None else caches[i])
+            x = blk(x, rope, mask, None if caches is None else caches[i])
         return self.head(self.norm(x))
 
     def num_params(self) -> int:

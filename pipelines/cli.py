@@ -10,6 +10,7 @@
     curate validate FILE --schema NAME    check a file against a table schema
     curate train-classifier               train the fastText quality classifier
     curate run PIPELINE [ARGS]            run pipelines/PIPELINE.py
+    curate serve CHECKPOINT               the built-in model as an OpenAI-compatible endpoint
 """
 from __future__ import annotations
 
@@ -316,6 +317,24 @@ def train_classifier(ctx, source, text_column, label_column, positive, valid_fra
                          ["precision", "recall", "f1", "accuracy", "tp", "fp", "fn", "tn"],
                          [[m["precision"], m["recall"], m["f1"], m["accuracy"], m["tp"], m["fp"], m["fn"], m["tn"]]]))
     click.echo(f"model {art.path}\nsha256 {art.sha256}\ntrained on {art.card['train_rows']} rows of {src}")
+
+
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=None, type=int, help="torch threads (default: all cores)")
+def serve(checkpoint, host, port, threads):
+    """Serve a built-in model CHECKPOINT as an OpenAI-compatible chat endpoint.
+
+    Then use it as a generator: `--generator openai:http://HOST:PORT/v1`."""
+    from model.serve import make_server
+    srv = make_server(checkpoint, host, port, threads)
+    click.echo(f"serving {checkpoint} at http://{host}:{srv.server_address[1]}/v1 (Ctrl-C stops)")
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
 
 
 PIPELINES = ("demo", "text_curation", "speech_sft", "reasoning_data", "reasoning_loop")
