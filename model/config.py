@@ -55,6 +55,7 @@ class TrainConfig:
     dpo_lr: float = 5e-4
     dpo_steps: int = 100
     pairs_per_batch: int = 16
+    rpo_alpha: float = 0.0         # weight of the chosen answer's NLL added to the DPO loss
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

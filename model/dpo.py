@@ -2,7 +2,9 @@
 
     loss = -log σ( β · [(log π(y_w|x) - log π_ref(y_w|x)) - (log π(y_l|x) - log π_ref(y_l|x))] )
 
-(Rafailov et al. 2023; TRL's `sigmoid` loss). The implicit rewards β·(log π - log π_ref) of
+(Rafailov et al. 2023; TRL's `sigmoid` loss). With `rpo_alpha` > 0 the chosen answer's
+per-token NLL is added (Pang et al. 2024, TRL's `rpo_alpha`): on a small model plain DPO can
+lower the likelihood of both answers and lose accuracy. The implicit rewards β·(log π - log π_ref) of
 chosen and rejected give the reported margin and accuracy (chosen reward > rejected reward).
 """
 from __future__ import annotations
@@ -53,12 +55,13 @@ def _batch(docs: list[tuple[list[int], list[bool]]], pad: int) -> Batch:
     return Batch(ids, labels, torch.arange(T).repeat(len(docs), 1), doc, packed=False)
 
 
-def sequence_logps(model: Transformer, batch: Batch) -> torch.Tensor:
-    """Sum of log-probs of the learned (response) tokens, per row."""
+def sequence_logps(model: Transformer, batch: Batch, with_counts: bool = False):
+    """Sum of log-probs of the learned (response) tokens, per row (and the token counts)."""
     logits = model(batch.ids, batch.pos).float()
     mask = batch.labels != IGNORE
     lp = torch.gather(logits.log_softmax(-1), 2, batch.labels.clamp(min=0)[..., None])[..., 0]
-    return (lp * mask).sum(-1)
+    total = (lp * mask).sum(-1)
+    return (total, mask.sum(-1)) if with_counts else total
 
 
 @torch.no_grad()
@@ -102,10 +105,12 @@ def train_dpo(model: Transformer, tok: ChatTokenizer, pairs: list[dict], heldout
         batch = _batch(rows, tok.pad).to(device)
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, warm, cfg.dpo_lr, cfg.dpo_steps)
-        pol = sequence_logps(model, batch)
+        pol, counts = sequence_logps(model, batch, with_counts=True)
         r = torch.tensor([x for i in idx for x in (ref[2 * i], ref[2 * i + 1])], device=device)
         loss, cr, rr = dpo_loss(pol[0::2], pol[1::2], r[0::2], r[1::2], cfg.beta)
         loss = loss.mean()
+        if cfg.rpo_alpha:  # + α · NLL of the chosen answer per token (RPO): keeps the chosen likely
+            loss = loss + cfg.rpo_alpha * (-pol[0::2] / counts[0::2].clamp(min=1)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -77,11 +77,14 @@ class Loop:
         d = os.path.join(self.out, "inputs")
         heldout = word_problems(a.eval_problems, seed=a.seed + 7919, levels=tuple(a.levels))
         eval_path = write_jsonl(heldout, os.path.join(d, "heldout.jsonl"))
+        # a separate dev set picks between the SFT and DPO model of a round: the held-out set only scores
+        self.dev = word_problems(a.dev_problems, seed=a.seed + 104729, levels=tuple(a.levels))
+        dev_path = write_jsonl(self.dev, os.path.join(d, "dev.jsonl"))
         train = word_problems(a.train_problems, seed=a.seed, levels=tuple(a.levels), error_rate=a.teacher_error_rate)
         paths = [write_jsonl(train[i:i + 500], os.path.join(d, f"train-{i // 500:03d}.jsonl"))
                  for i in range(0, len(train), 500)]
         self._run(Pipeline("loop_heldout", PROBLEMS, PROBLEMS, [check_problem]), [eval_path], "loop_heldout", "heldout")
-        decon = StageSpec(Decontaminator, {"benchmarks": [eval_path], "n": 13, "column": "problem"})
+        decon = StageSpec(Decontaminator, {"benchmarks": [eval_path, dev_path], "n": 13, "column": "problem"})
         self._run(Pipeline("loop_problems", PROBLEMS, PROBLEMS, [check_problem, decon]), paths, "loop_problems", "pool")
         train_ids = set(self.store.read_arrow("loop_problems@pool", columns=["id"]).column("id").to_pylist())
         held = self.store.read_arrow("loop_heldout@heldout").to_pylist()
@@ -139,7 +142,7 @@ class Loop:
         from model.evaluate import evaluate
         return evaluate(model, tok, held, max_new_tokens=self.args.max_new_tokens)
 
-    def register(self, path: str, round_: int, stage: str, ev: dict, tags: list[str]) -> None:
+    def register(self, path: str, round_: int, stage: str, ev: dict, tags: list[str]) -> int:
         """One row per checkpoint in the `models` table, tagged by round (lineage from the store side)."""
         from model import checkpoint
         from pipelines.derived import publish_derived
@@ -156,6 +159,7 @@ class Loop:
                                rows_in=1, used=1, reasons={}, unit="checkpoints", mode="append")
         for t in tags:
             self.store.tag(f"models@{snap}", t, replace=True)
+        return snap
 
     # ---- rounds ---------------------------------------------------------------------
     def sample(self, round_: int, ckpt: str) -> dict[str, str]:
@@ -201,7 +205,8 @@ class Loop:
         pairs = self.store.read_arrow(pairs_ref, columns=["prompt", "chosen", "rejected"]).to_pylist()
         n_held = max(1, len(pairs) // 10) if len(pairs) >= 10 else 0
         model, tok, _ = checkpoint.load(init, device=str(self.device))
-        cfg = TrainConfig(beta=a.beta, dpo_lr=a.dpo_lr, dpo_steps=a.dpo_steps, pairs_per_batch=16, seed=a.seed)
+        cfg = TrainConfig(beta=a.beta, dpo_lr=a.dpo_lr, dpo_steps=a.dpo_steps, pairs_per_batch=16, seed=a.seed,
+                          rpo_alpha=a.rpo_alpha)
         path = os.path.join(self.out, f"round{round_}-dpo")
         res = train_dpo(model, tok, pairs[n_held:], pairs[:n_held], cfg, path, trained_on + [pairs_ref], self.device,
                         progress=not a.quiet)
@@ -247,19 +252,22 @@ class Loop:
                                              init=current)
             histories[f"round {r} SFT"] = res["history"]
             ev_sft = self.evaluate(model, tok, held)
-            self.register(ck, r, "sft", ev_sft, [f"model-round-{r}-sft"])
+            snap_sft = self.register(ck, r, "sft", ev_sft, [f"model-round-{r}-sft"])
             rec = {"round": r, "sft_rows": len(convs), "mix_rows": len(mix), "after_sft": ev_sft, "after_dpo": None,
                    "pairs": refs["counts"]["pairs"]["pairs"], "sampling": refs["counts"]["samples"]}
-            current, trained = ck, trained + [refs["sft"]]
+            current, trained, carried = ck, trained + [refs["sft"]], snap_sft
             if refs["counts"]["pairs"]["pairs"] >= a.min_pairs:
+                dev_sft = self.evaluate(model, tok, self.dev)["accuracy"]
                 model, tok, ck, dres = self.dpo(r, ck, refs["pairs"], trained)
                 ev_dpo = self.evaluate(model, tok, held)
-                self.register(ck, r, "dpo", ev_dpo, [f"model-round-{r}"])
-                rec.update(after_dpo=ev_dpo, dpo={k: dres[k] for k in ("pairs", "heldout_before", "heldout_after")})
-                if ev_dpo["accuracy"] >= ev_sft["accuracy"] or not a.keep_best:
-                    current, trained = ck, trained + [refs["pairs"]]
-            else:
-                self.store.tag(f"models@{self.store.snapshot('models')[1].snapshot_id}", f"model-round-{r}", replace=True)
+                dev_dpo = self.evaluate(model, tok, self.dev)["accuracy"]
+                snap_dpo = self.register(ck, r, "dpo", ev_dpo, [f"model-round-{r}-dpo"])
+                rec.update(after_dpo=ev_dpo, dpo={k: dres[k] for k in ("pairs", "heldout_before", "heldout_after")},
+                           dev={"sft": dev_sft, "dpo": dev_dpo})
+                if dev_dpo >= dev_sft or not a.keep_best:
+                    current, trained, carried = ck, trained + [refs["pairs"]], snap_dpo
+            rec["continues_from"] = "dpo" if current.endswith("-dpo") else "sft"
+            self.store.tag(f"models@{carried}", f"model-round-{r}", replace=True)
             rounds.append(rec)
             log(f"round {r}: held-out accuracy after SFT {ev_sft['accuracy']:.3f}"
                 + (f", after DPO {rec['after_dpo']['accuracy']:.3f}" if rec["after_dpo"] else ""))
@@ -331,6 +339,7 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument("--train-problems", type=int, default=4000)
     g.add_argument("--eval-problems", type=int, default=300)
+    g.add_argument("--dev-problems", type=int, default=150, help="dev set for choosing SFT vs DPO per round")
     g.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3])
     g.add_argument("--teacher-error-rate", type=float, default=0.3)
     g.add_argument("--no-ablation", action="store_true", help="skip training on unfiltered teacher data")
@@ -353,10 +362,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rft-lr", type=float, default=1e-3)
     g.add_argument("--teacher-mix", type=int, default=1000, help="teacher conversations mixed into each RFT round")
     g.add_argument("--dpo-steps", type=int, default=40)
-    g.add_argument("--dpo-lr", type=float, default=2e-4)
+    g.add_argument("--dpo-lr", type=float, default=1e-5,
+                   help="higher rates lowered held-out accuracy of the tiny model (bench/README.md)")
     g.add_argument("--beta", type=float, default=0.1)
+    g.add_argument("--rpo-alpha", type=float, default=1.0, help="weight of the chosen answer's NLL in the DPO loss")
     g.add_argument("--min-pairs", type=int, default=20, help="fewer pairs than this: skip DPO that round")
-    g.add_argument("--keep-best", action="store_true", help="continue from the SFT model when DPO scores lower")
+    g.add_argument("--no-keep-best", dest="keep_best", action="store_false",
+                   help="always continue from the DPO model (default: from the SFT model when DPO scores lower "
+                        "on the dev problems)")
     g = p.add_argument_group("sampling")
     g.add_argument("--sample-problems", type=int, default=600, help="training problems sampled per round")
     g.add_argument("--k", type=int, default=4)

@@ -1,5 +1,6 @@
 """The Ray paths: stages inside Dataset.map_batches, the runner on Ray, a killed Ray run,
 and `ray job submit` against a local head. Ray starts once per session (~15 s)."""
+import json
 import os
 import subprocess
 import sys
@@ -9,9 +10,11 @@ import pyarrow as pa
 import pytest
 
 from filters.text_basic import length_filter, normalize_text
+from chat_server import ChatServer
 from helpers import corpus, free_port, kill_and_resume, kill_session, run_demo
 from pipelines.stage import StageSpec
 from schemas.store import Store
+from synth.problems import word_problems
 from test_stage import Doubler
 
 pytestmark = pytest.mark.ray
@@ -50,6 +53,10 @@ def test_ray_executor_matches_local_and_reads_back_as_a_ray_dataset(ray_session,
 
 def test_killed_ray_run_resumes_and_matches(tmp_path):
     kill_and_resume(tmp_path, executor="ray", pause=0.8)
+
+
+TOY_LOOP = ["--rounds", "1", "--sft-steps", "20", "--rft-steps", "5", "--dpo-steps", "3", "--train-problems", "300",
+            "--eval-problems", "40", "--sample-problems", "40", "--min-pairs", "1", "--quiet", "--threads", "1"]
 
 
 def test_ray_job_submit_against_a_local_head(tmp_path):
@@ -94,6 +101,23 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
         assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
         props = Store(wh).properties("speech_sft")
         assert props["pipeline"] == "speech_sft" and props["accounting"]["kept"] >= 30
+        # reasoning data: rejection sampling in Ray actors against an OpenAI-compatible server
+        probs = word_problems(12, seed=4)
+        path = tmp_path / "problems.jsonl"
+        path.write_text("".join(json.dumps(p) + "\n" for p in probs))
+        with ChatServer({p["problem"]: p["answer"] for p in probs}) as srv:
+            res = subprocess.run(submit + ["pipelines/reasoning_data.py", "--warehouse", wh, "--quiet", "--input",
+                                           str(path), "--generator", f"openai:{srv.url}#m", "--system", "",
+                                           "--k", "3"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+        assert Store(wh).properties("reasoning")["accounting"]["kept"] == 12
+        assert Store(wh).read_arrow("preferences").num_rows > 0
+        # and the closed loop, at toy size: train, sample with the built-in model in actors, RFT, DPO
+        res = subprocess.run(submit + ["pipelines/reasoning_loop.py", "--warehouse", wh, *TOY_LOOP], cwd=REPO,
+                             env=env, capture_output=True, text=True, timeout=400)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+        assert "held-out exact match" in res.stdout
+        assert {"model-round-0", "model-round-1"} <= set(Store(wh).table("models").metadata.refs)
     finally:
         head.kill()
         kill_session(head.pid)
