@@ -35,14 +35,13 @@ class Rotary(nn.Module):
 
 
 def apply_rope(x, cos, sin):
-    """Rotate pairs (x1, x2) of the first rot_dim dims of x: [B, H, T, D]."""
-    rot = cos.shape[-1] * 2
-    if rot == 0:
+    """Rotate the first rot_dim dims of x [B, H, T, D] as (first half, second half) pairs
+    (the GPT-NeoX / Llama layout: contiguous halves, no strided copies)."""
+    half = cos.shape[-1]
+    if half == 0:
         return x
-    xr, xp = x[..., :rot], x[..., rot:]
-    x1, x2 = xr[..., 0::2], xr[..., 1::2]
-    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-    return torch.cat((out, xp), dim=-1) if xp.shape[-1] else out
+    x1, x2, xp = x[..., :half], x[..., half:2 * half], x[..., 2 * half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos, xp), dim=-1)
 
 
 class Attention(nn.Module):

