@@ -48,7 +48,8 @@ def labeled_set(n_word: int = 150, n_math: int = 150, seed: int = 0) -> list[dic
                 good += [f"The answer is {v:,}."] if abs(v) >= 1000 else []
                 good += [f"The answer is {v} {item}."] if item else [f"The answer is x = {v}."]
                 good += [f"The answer is ${v}."] if v > 0 else []
-                bad += [f"The answer is {v + 1}.", f"The answer is {v * 10}.", f"First {v}, so the answer is {v - 1}."]
+                bad += [f"The answer is {v + 1}.", f"First {v}, so the answer is {v - 1}."]
+                bad += [f"The answer is {v * 10}."] if v else []
                 bad += [f"The answer is {-v}."] if v else []
             else:
                 p_, q = f.numerator, f.denominator
@@ -56,7 +57,7 @@ def labeled_set(n_word: int = 150, n_math: int = 150, seed: int = 0) -> list[dic
                 d = float(f)
                 if len(repr(d)) < 12:  # terminating decimal
                     good.append(f"The answer is {d}.")
-                else:
+                if Fraction(str(round(d, 2))) != f:  # a rounded value that is not the exact answer
                     bad.append(f"The answer is {round(d, 2)}.")
                 bad += [f"The answer is {q}/{p_}.", f"The answer is {p_}/{q + 1}."]
             bad += ["I am not sure how to solve this.", "The answer is"]
