@@ -1,6 +1,6 @@
 """The closed loop: teacher data → verifier-filtered SFT → the model samples → verify → RFT → DPO.
 
-    python pipelines/reasoning_loop.py                    # default loop: tiny model, CPU, ~15 min on 2 cores
+    python pipelines/reasoning_loop.py                    # default loop: tiny model, CPU, ~6 min on 2 cores
     python pipelines/reasoning_loop.py --rounds 1 --no-ablation --sft-steps 100   # a quick look
     ray job submit --working-dir . -- python pipelines/reasoning_loop.py --warehouse /abs/warehouse
 
