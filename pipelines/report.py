@@ -98,7 +98,11 @@ def print_accounting(acc: dict[str, Any] | None) -> None:
         return
     rows = [[s["stage"], s["rows_in"], s["rows_out"], s["rejected"],
              ", ".join(f"{k}={v}" for k, v in s["reasons"].items())] for s in acc["stages"]]
-    console.print(_table(f"accounting: {acc['rows_in']:,} in = {acc['kept']:,} kept + {acc['rejected']:,} rejected",
+    head = (f"accounting: {acc['rows_in']:,} in = {acc['kept']:,} kept + {acc['rejected']:,} rejected"
+            if "unit" not in acc else  # a derived table: its source's units, used or not (and why)
+            f"accounting: {acc['rows_in']:,} {acc['unit']} in = {acc['kept']:,} used + {acc['rejected']:,} not used"
+            f" → {acc.get('rows_out', acc['kept']):,} rows")
+    console.print(_table(head,
                          ["stage", "in", "out", "rejected", "reasons"], rows))
 
 
