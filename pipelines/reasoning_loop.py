@@ -294,11 +294,15 @@ def plot_accuracy(record: dict, path: str) -> str:
                 ys.append(r[stage]["accuracy"])
                 labels.append(f"r{r['round']} {stage[6:]}")
     ax.plot(xs, ys, "o-", label="held-out accuracy (filtered data)")
+    levels = sorted({k for r in record["rounds"] for k in r["after_sft"]["by_level"]})
+    for lv in levels:  # by difficulty level, thinner
+        ly = [r[st]["by_level"].get(lv) for r in record["rounds"] for st in ("after_sft", "after_dpo") if r.get(st)]
+        ax.plot(xs, ly, ".--", lw=0.8, label=f"level {lv}")
     if record.get("ablation"):
         ax.axhline(record["ablation"]["unfiltered"]["accuracy"], color="grey", ls="--", label="round 0 on unfiltered data")
     ax.set_xticks(xs, labels)
     ax.set_ylabel("exact match")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="best", framealpha=0.6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
