@@ -43,6 +43,7 @@ def verifier():
     ("\\boxed{x^2 + 1}", "(x+1)^2", "incorrect"),
     ("I have no idea.", "5", "incorrect"),
     ("", "5", "incorrect"),
+    ("So we get 13.\nThe answer is   \n", "13", "correct"),   # a stated answer with nothing after it
     ("The answer is \\sqrt{?}.", "5", "undecided"),
 ])
 def test_rule_verifier_tricky_equivalences(verifier, completion, reference, verdict):
