@@ -58,7 +58,7 @@ def extract_answer(text: str | None) -> tuple[str | None, str]:
     for rx, method in ((_ANSWER_IS, "answer_is"), (_HASHES, "hashes")):
         hits = [h.strip() for h in rx.findall(text) if h.strip()]
         if hits:
-            ans = re.split(r"\.(?:\s|$)", hits[-1].splitlines()[0])[0].strip()  # to the sentence end
+            ans = re.split(r"\.(?:\s|$)", hits[-1].splitlines()[0])[0].strip().strip("\"'*` ")  # to the sentence end
             ans = re.sub(r"^\$+|\$+$", "", ans).strip() if ans.count("$") != 1 else ans
             if "=" in ans and not ans.lstrip().startswith("="):  # "11 + 17 = 28" → the result
                 ans = ans.rsplit("=", 1)[1].strip() or ans

@@ -33,6 +33,8 @@ def verifier():
     ("Answer: x = -7", "-7", "correct"),
     ("The answer is 11 + 17 = 28.", "28", "correct"),
     ("#### 7", "7", "correct"),
+    ('The answer is "365."', "365", "correct"),
+    ("The answer is **12**.", "12", "correct"),
     ("\\boxed{x^2 + 2x + 1}", "(x+1)^2", "correct"),
     ("\\boxed{2*x**2 + 3}", "2*x**2 + 3", "correct"),
     ("\\boxed{\\frac{\\sqrt{2}}{2}}", "1/sqrt(2)", "correct"),
