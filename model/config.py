@@ -5,8 +5,20 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 
+class _Json:
+    """Round-trips through the JSON saved with each checkpoint; unknown keys are ignored."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(_Json):
     vocab_size: int = 1024
     dim: int = 128
     n_layers: int = 4
@@ -24,17 +36,9 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.dim // self.n_heads
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Json):
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 30
@@ -56,11 +60,3 @@ class TrainConfig:
     dpo_steps: int = 100
     pairs_per_batch: int = 16
     rpo_alpha: float = 0.0         # weight of the chosen answer's NLL added to the DPO loss
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})

@@ -40,7 +40,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
     caches: list[dict] = [{} for _ in model.blocks]
     logits = model(ids, pos, mask[:, None], caches)[:, -1]
     gen = torch.Generator(device=dev).manual_seed(seed)
-    out = [[] for _ in range(B)]
+    steps: list[torch.Tensor] = []
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     next_pos = pos[:, -1] + 1
     for _ in range(max(0, max_new_tokens)):
@@ -51,18 +51,19 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
             tok = torch.multinomial(probs, 1, generator=gen)[:, 0]
         else:
             tok = logits.argmax(-1)
-        for i in range(B):
-            if not done[i]:
-                if tok[i].item() == stop_id:
-                    done[i] = True
-                else:
-                    out[i].append(tok[i].item())
+        steps.append(tok)
+        done |= tok == stop_id
         if bool(done.all()):
             break
         valid = torch.cat((valid, torch.ones((B, 1), dtype=torch.bool, device=dev)), 1)
         logits = model(tok[:, None], next_pos[:, None], valid[:, None, None, :], caches)[:, -1]
         next_pos = next_pos + 1
-    return [(o, "stop" if d else "length") for o, d in zip(out, done.tolist())]
+    rows = torch.stack(steps, 1).tolist() if steps else [[] for _ in range(B)]
+    out = []
+    for row in rows:  # each row up to (without) its first stop token
+        cut = row.index(stop_id) if stop_id in row else None
+        out.append((row[:cut], "stop" if cut is not None else "length"))
+    return out
 
 
 class BuiltinGenerator(Generator):

@@ -63,8 +63,8 @@ def train_sft(model: Transformer, tok: ChatTokenizer, conversations: list[list[d
     opt = optimizer_for(model, cfg.lr, cfg.weight_decay)
     start = 0
     if resume and os.path.exists(os.path.join(out_dir, "optimizer.pt")):
-        m, _, meta = checkpoint.load(out_dir, device=str(device))
-        model.load_state_dict(m.state_dict())
+        saved, _, _ = checkpoint.load(out_dir, device=str(device))
+        model.load_state_dict(saved.state_dict())
         start = checkpoint.load_optimizer(out_dir, opt) or 0
     first, efficiency = make_batches(tok, conversations, cfg, model.cfg.max_seq_len, 0)
     epoch_batches: dict[int, list[Batch]] = {0: first}

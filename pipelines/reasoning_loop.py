@@ -151,11 +151,10 @@ class Loop:
         row = {"id": m["id"], "path": path, "round": round_, "stage": stage, "step": m["step"],
                "trained_on": m["trained_on"], "accuracy": ev["accuracy"], "metrics": json.dumps(ev),
                "run": self.run_name}
-        from schemas.ids import row_id
-        row_id_ = row_id(m["id"], stage, self.run_name)
-        table = pa.Table.from_pylist([{**row, "id": m["id"]}], schema=MODELS)
+        table = pa.Table.from_pylist([row], schema=MODELS)
         snap = publish_derived(self.store, "models", MODELS, table, source=",".join(m["trained_on"]),
-                               pipeline="reasoning_loop", config={"checkpoint": m["id"], "stage": stage, "row": row_id_},
+                               pipeline="reasoning_loop",
+                               config={"checkpoint": m["id"], "stage": stage, "run": self.run_name},
                                rows_in=1, used=1, reasons={}, unit="checkpoints", mode="append")
         for t in tags:
             self.store.tag(f"models@{snap}", t, replace=True)

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from schemas.ids import row_id
-from schemas.tables import COT_SAMPLES, PREFERENCES, SFT, field, with_columns
+from schemas.tables import COT_SAMPLES, PREFERENCES, SFT, field, id_fields, with_columns
 from synth.verify import CORRECT, INCORRECT
 
 COT_TABLE = with_columns(COT_SAMPLES, [
@@ -128,7 +128,6 @@ def _spread(pairs: list[tuple[dict, dict]], n: int) -> list[tuple[dict, dict]]:
 
 def _table(rows: list[dict], schema: pa.Schema) -> pa.Table:
     """Rows → table of `schema` with content ids (sample ids come from their defining fields)."""
-    from schemas.tables import id_fields
     fields = id_fields(schema)
     for r in rows:
         r["id"] = row_id(*[r.get(f) for f in fields])
