@@ -25,7 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.inputs import InputShard, read_shard
+from pipelines.failpoints import failpoint
+from pipelines.inputs import InputShard, UnreadableInput, read_shard
+from pipelines.lineage import code_fingerprint
 from pipelines.stage import ModelStage, annotate, reject_where
 from schemas.tables import field
 
@@ -87,7 +89,10 @@ def write_signatures(shard: InputShard, schema: pa.Schema, out_dir: str, params:
     path = os.path.join(out_dir, f"{shard.key}.parquet")
     if os.path.exists(path):
         return path  # done in an earlier, interrupted run
-    rows, _, _ = read_shard(shard, schema)
+    try:
+        rows, _, _ = read_shard(shard, schema)
+    except UnreadableInput:
+        rows = schema.empty_table()  # the main run fails on it, or records its rows as lost
     keys = row_keys(shard, rows.num_rows)
     texts = rows.column("text")
     tmp = path + ".tmp"
@@ -129,8 +134,8 @@ def _edges_from_groups(groups: pa.Table) -> list[tuple[str, str]]:
 
 def find_duplicates(sig_files: list[str], executor: str = "local") -> pa.Table:
     """Clusters of exact and near duplicates from signature files, as DUPS_SCHEMA rows."""
-    if not sig_files:
-        return DUPS_SCHEMA.empty_table()
+    if not sig_files or not any(pq.read_metadata(f).num_rows for f in sig_files):
+        return DUPS_SCHEMA.empty_table()  # no row has text to compare (empty or unusable input)
     exact_groups, near_groups = (_groups_ray if executor == "ray" else _groups_polars)(sig_files)
     uf = _UnionFind()
     exact_members: dict[str, str] = {}
@@ -195,7 +200,8 @@ def _groups_ray(sig_files: list[str]) -> tuple[pa.Table, pa.Table]:
 def plan_dedup(shards: list[InputShard], schema: pa.Schema, work_dir: str, executor: str = "local",
                **params: Any) -> tuple[str, dict[str, Any]]:
     """Signatures for every shard, then clusters; returns the duplicates file and a summary."""
-    key = hashlib.sha256(json.dumps([sorted(s.key for s in shards), params], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([sorted(s.key for s in shards), params, code_fingerprint([__name__])],
+                                    sort_keys=True).encode()).hexdigest()[:16]
     out_dir = os.path.join(work_dir, f"dedup-{key}")
     sig_dir = os.path.join(out_dir, "signatures")
     os.makedirs(sig_dir, exist_ok=True)
@@ -213,6 +219,7 @@ def plan_dedup(shards: list[InputShard], schema: pa.Schema, work_dir: str, execu
             files = [os.path.join(sig_dir, f"{s.key}.parquet") for s in shards]
         else:
             files = [write_signatures(s, schema, sig_dir, params) for s in shards]
+        failpoint("dedup")
         dups = find_duplicates(files, executor)
         pq.write_table(dups, dups_path + ".tmp")
         os.replace(dups_path + ".tmp", dups_path)

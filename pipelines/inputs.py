@@ -12,6 +12,7 @@ import glob
 import gzip
 import json
 import os
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.ids import row_id
+from schemas.tables import numbers_as_text
 from schemas.validate import Conformed, conform, empty_rejects, make_rejects
 
 JSONL_EXT = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz")
@@ -31,6 +33,20 @@ class InputError(ValueError):
     """Inputs that cannot be planned at all (nothing matches, unknown format)."""
 
 
+class UnreadableInput(RuntimeError):
+    """An input file that cannot be read, or holds other rows than its metadata says.
+
+    Not a row-level reject: rows would vanish under a green run. The run fails naming the
+    file, unless the user asked to record such files as lost (`--on-unreadable record`)."""
+
+    def __init__(self, path: str, problem: str, expected_rows: int | None):
+        super().__init__(f"input file {path}: {problem}")
+        self.path, self.problem, self.expected_rows = path, problem, expected_rows
+
+    def __reduce__(self):  # survives pickling across Ray workers
+        return (UnreadableInput, (self.path, self.problem, self.expected_rows))
+
+
 @dataclass(frozen=True)
 class InputShard:
     kind: str          # jsonl | parquet | table
@@ -39,6 +55,7 @@ class InputShard:
     end: int           # jsonl: byte end (exclusive); parquet/table: last row group + 1
     fingerprint: str   # size/mtime of the file, or table@snapshot
     source: str        # default `source` for its rows
+    rows: int = -1     # rows the metadata promises (Parquet footer, table manifest); -1 unknown
 
     @property
     def key(self) -> str:
@@ -49,7 +66,7 @@ class InputShard:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "InputShard":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def _file_fingerprint(path: str) -> str:
@@ -80,16 +97,16 @@ def plan_file(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES,
         try:
             md = pq.read_metadata(path)
         except (pa.ArrowInvalid, OSError) as e:
-            # An unreadable Parquet file is still one shard: reading it yields one reject.
+            # Still one shard: reading it fails the run naming the file (or records it as lost).
             return [InputShard("parquet", path, 0, -1, fp + f":unreadable:{type(e).__name__}", name)]
         shards, first, rows = [], 0, 0
         for g in range(md.num_row_groups):
             rows += md.row_group(g).num_rows
             if rows >= shard_rows:
-                shards.append(InputShard("parquet", path, first, g + 1, fp, name))
+                shards.append(InputShard("parquet", path, first, g + 1, fp, name, rows))
                 first, rows = g + 1, 0
         if first < md.num_row_groups or not shards:
-            shards.append(InputShard("parquet", path, first, md.num_row_groups, fp, name))
+            shards.append(InputShard("parquet", path, first, md.num_row_groups, fp, name, rows))
         return shards
     raise InputError(f"'{path}': unknown input format (expected {', '.join(JSONL_EXT + PARQUET_EXT)})")
 
@@ -104,18 +121,34 @@ def plan_inputs(specs: list[str], store=None, shard_bytes: int = DEFAULT_SHARD_B
             for f in files:
                 shards.extend(plan_file(f, shard_bytes, shard_rows))
             continue
-        if store is not None and store.exists(spec.partition("@")[0]):
+        if store is not None and _is_table(store, spec.partition("@")[0]):
             t, snap = store.snapshot(spec)
             name = spec.partition("@")[0]
+            planned = []
             for task in t.scan(snapshot_id=snap.snapshot_id).plan_files():
                 path = task.file.file_path.removeprefix("file://")
-                shards.append(InputShard("table", path, 0, -1, f"{name}@{snap.snapshot_id}", name))
+                planned.append(InputShard("table", path, 0, -1, f"{name}@{snap.snapshot_id}", name,
+                                          int(task.file.record_count)))
+            total = (snap.summary.additional_properties or {}).get("total-records")
+            if total is not None and int(total) != sum(s.rows for s in planned):
+                raise InputError(f"input '{spec}': its data files hold {sum(s.rows for s in planned):,} rows "
+                                 f"but the snapshot says {int(total):,}: the table metadata is inconsistent")
+            shards.extend(planned)
             continue
         raise InputError(f"input '{spec}' matches no file, directory or store table")
     return shards
 
 
 # ---- reading ----------------------------------------------------------------------------
+def _is_table(store, name: str) -> bool:
+    from schemas.store import InvalidName, check_table_name
+    try:
+        check_table_name(name)
+    except InvalidName:
+        return False
+    return store.exists(name)
+
+
 def _jsonl_lines(shard: InputShard):
     """(byte offset, raw line) of each line that starts inside the shard's range."""
     if shard.path.endswith(".gz"):
@@ -150,7 +183,11 @@ def read_jsonl(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table
     reasons, details, raws = [], [], []
     base = os.path.basename(shard.path)
     n_rows = 0
-    for pos, line in _jsonl_lines(shard):
+    try:
+        lines = list(_jsonl_lines(shard))
+    except (OSError, EOFError, zlib.error) as e:  # truncated gzip, I/O error: rows would vanish
+        raise UnreadableInput(shard.path, f"cannot be read: {type(e).__name__}: {e}", None) from e
+    for pos, line in lines:
         if not line.strip():
             continue  # blank lines are not rows
         n_rows += 1
@@ -200,6 +237,8 @@ def records_to_table(records: list[dict[str, Any]], schema: pa.Schema, locators:
         if f.name == "id":
             continue
         values = [r.get(f.name) for r in records]
+        if numbers_as_text(f):
+            values = [_number_text(v) for v in values]
         try:
             converted[f.name] = pa.array(values, f.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
@@ -235,17 +274,27 @@ def records_to_table(records: list[dict[str, Any]], schema: pa.Schema, locators:
     return c.table, concat_rejects([rejects, fit_rejects])
 
 
+def _number_text(v: Any) -> Any:
+    """A JSON number where text is expected is its text (an answer of 42 is "42"); bools are not."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return json.dumps(v)
+    return v
+
+
 def read_parquet(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table, int]:
     base = os.path.basename(shard.path)
+    expected = shard.rows if shard.rows >= 0 else None
     try:
         pf = pq.ParquetFile(shard.path)
         groups = list(range(shard.start, shard.end if shard.end >= 0 else pf.metadata.num_row_groups))
         table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
         first_row = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0])) if groups else 0
-    except (pa.ArrowInvalid, OSError) as e:
-        rej = make_rejects(["unreadable_file"], "read", [f"{base}: {e}"], [None])
-        return schema.empty_table(), rej, 1
+    except (pa.ArrowException, OSError) as e:
+        raise UnreadableInput(shard.path, f"cannot be read: {e}", expected) from e
     n = table.num_rows
+    if expected is not None and n != expected:
+        what = "the table metadata" if shard.kind == "table" else "its footer"
+        raise UnreadableInput(shard.path, f"holds {n:,} rows but {what} says {expected:,}", expected)
     if shard.kind == "table" and "id" in table.column_names and "source_ids" in schema.names:
         # Rows read from a store table point at the row they came from.
         if "source_ids" in table.column_names:

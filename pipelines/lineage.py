@@ -1,15 +1,24 @@
 """Who made a table version: run ids, config hashes, the code commit."""
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from schemas.ids import row_id
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_PACKAGES = ("pipelines", "filters", "synth", "schemas", "model")
+# The engine code every run's rows pass through, whatever its stages.
+ENGINE_MODULES = ("pipelines.runner", "pipelines.inputs", "pipelines.stage", "schemas.tables",
+                  "schemas.validate", "schemas.ids", "schemas.stats")
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -26,8 +35,61 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def code_fingerprint(modules: Iterable[str]) -> str:
+    """sha256 over the source of `modules`, the engine, and every project module they import,
+    transitively: a run key that includes it never reuses shards written by other code."""
+    h = hashlib.sha256()
+    for name, source in sorted(_sources(tuple(sorted({*modules, *ENGINE_MODULES}))).items()):
+        h.update(name.encode() + b"\0" + source + b"\0")
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _sources(roots: tuple[str, ...]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        path = _module_file(name)
+        if path is None:
+            continue
+        source = Path(path).read_bytes()
+        out[name] = source
+        todo.extend(_project_imports(name, path, source))
+    return out
+
+
+def _module_file(name: str) -> str | None:
+    mod = sys.modules.get(name)
+    if mod is not None and getattr(mod, "__file__", None):
+        return mod.__file__  # also `__main__` (a pipeline script's own stages)
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+
+
+def _project_imports(name: str, path: str, source: bytes) -> list[str]:
+    found = []
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source, path)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.append(base)
+            found += [f"{base}.{a.name}" for a in node.names]  # `from pkg import module`
+    return [m for m in found if m.split(".")[0] in PROJECT_PACKAGES]

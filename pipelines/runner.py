@@ -3,12 +3,16 @@
 Each input shard is processed end to end by one worker (a Ray task, or an actor when a stage
 loads a model), which writes the kept rows and the rejects as Parquet under deterministic
 names and then a completion marker holding the shard's accounting and content statistics.
-Only the driver publishes, and only after every shard has its marker: one snapshot per
-table, carrying lineage and accounting. A rerun of the same pipeline, config and inputs
-after a crash finds the markers and processes only what is missing.
+Only the driver publishes, and only after every shard has its marker: the rejects first, then
+the output naming the rejects snapshot (readers pair them through it, so neither is visible
+without the other), then the tag. The run key hashes the config, the inputs and the code that
+makes the rows: a rerun of the same after a crash at any point finds the markers, processes
+only what is missing and completes the same publish; changed code never reuses a shard.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import sys
@@ -22,14 +26,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from pipelines.inputs import InputError, InputShard, concat_rejects, plan_inputs, read_shard
-from pipelines.lineage import config_hash, git_commit
+from pipelines.failpoints import failpoint
+from pipelines.inputs import InputError, InputShard, UnreadableInput, concat_rejects, plan_inputs, read_shard
+from pipelines.lineage import code_fingerprint, config_hash, git_commit
 from pipelines.stage import StageCount, StageSpec, as_spec, run_chain
 from schemas import stats as st
 from schemas.ids import row_id, table_ids
-from schemas.store import Store, rejects_name
+from schemas.store import Store, check_table_name, check_tag, rejects_name
 from schemas.tables import id_fields, rejects_schema, with_columns
-from schemas.validate import conform
+from schemas.validate import conform, empty_rejects
 
 
 class AccountingError(RuntimeError):
@@ -38,6 +43,14 @@ class AccountingError(RuntimeError):
 
 class NothingKept(RuntimeError):
     """Every input row was rejected: the output table is left as it was."""
+
+
+class RunInProgress(RuntimeError):
+    """The same run (config, inputs, code) is already running against this warehouse."""
+
+
+class StorageFull(RuntimeError):
+    """The disk or bucket is full: an infrastructure failure, never bad data."""
 
 
 @dataclass
@@ -70,6 +83,8 @@ class RunOptions:
     shard_rows: int = 100_000
     progress: bool = True
     allow_empty: bool = False        # publish an empty version when every row was rejected
+    on_unreadable: str = "fail"      # fail | record (an unreadable input file's rows count as lost)
+    raw_rejects: bool = False        # keep rejects verbatim even where a privacy stage would redact them
     extra_config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,6 +111,8 @@ class ShardJob:
     out_dir: str
     rejects_dir: str
     run_id: str
+    on_unreadable: str = "fail"
+    raw_rejects: bool = False
 
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -150,10 +167,18 @@ class ShardProcessor:
 
     def process(self, shard: InputShard) -> dict[str, Any]:
         job, t0 = self.job, time.perf_counter()
-        rows, read_rejects, n_in = read_shard(shard, job.input_schema)
+        lost_files: dict[str, Any] = {}
+        try:
+            rows, read_rejects, n_in = read_shard(shard, job.input_schema)
+        except UnreadableInput as e:
+            if job.on_unreadable != "record":
+                raise
+            rows, read_rejects, n_in = job.input_schema.empty_table(), empty_rejects(), e.expected_rows or 0
+            lost_files[e.path] = {"rows": e.expected_rows, "problem": e.problem}
         # A stable key per row for stages that join cross-shard decisions (dedup); never written.
         rows = rows.append_column("_rowkey", pa.array([f"{shard.key}:{i}" for i in range(rows.num_rows)], pa.string()))
-        read_count = StageCount("read", rows_in=n_in, rows_out=rows.num_rows, rejected=read_rejects.num_rows)
+        read_count = StageCount("read", rows_in=n_in, rows_out=rows.num_rows, rejected=read_rejects.num_rows,
+                                lost=n_in - rows.num_rows - read_rejects.num_rows)
         _count_reasons(read_count, read_rejects)
         kept, stage_rejects, counts = run_chain(self.stages, rows)
         kept = _drop_internal(kept)
@@ -176,9 +201,12 @@ class ShardProcessor:
             rejects = rejects.drop_columns([c for c in ("id",) if c in rejects.column_names])
             rejects = rejects.add_column(0, "id", _reject_ids(rejects, id_fields(job.output_schema)))
             rejects = fit_rejects(rejects, job.rejects_schema)
+            if not job.raw_rejects:
+                rejects = self.redact(rejects)
 
         summary: dict[str, Any] = {"shard": shard.key, "input": shard.to_dict(), "rows_in": n_in,
                                    "kept": fitted.table.num_rows, "rejected": rejects.num_rows,
+                                   "lost": read_count.lost, "lost_files": lost_files,
                                    "stages": [c.to_dict() for c in (read_count, *counts, write_count)],
                                    "files": {}}
         summary["stats"] = st.table_stats(fitted.table, job.output_schema)
@@ -194,7 +222,24 @@ class ShardProcessor:
         summary["seconds"] = round(time.perf_counter() - t0, 4)
         _check_shard(summary)
         _write_json(f"{job.out_dir}/_markers/{shard.key}.json", summary)
+        failpoint("shard-written")
         return summary
+
+    def redact(self, rejects: pa.Table) -> pa.Table:
+        """Rejects are persisted too: a privacy stage (one with `redact_strings`) redacts every
+        text they carry (text, raw line, details), whichever stage rejected the row."""
+        redactors = [fn for _, fn in self.stages if hasattr(fn, "redact_strings")]
+        if not redactors:
+            return rejects
+        for name in rejects.column_names:
+            col = rejects.column(name)
+            if name in ("id", "drop_reason", "reject_stage") or not pa.types.is_string(col.type):
+                continue
+            values = col.to_pylist()
+            for r in redactors:
+                values = r.redact_strings(values)
+            rejects = rejects.set_column(rejects.column_names.index(name), name, pa.array(values, pa.string()))
+        return rejects
 
 
 def _drop_internal(table: pa.Table) -> pa.Table:
@@ -239,11 +284,15 @@ def _count_reasons(count: StageCount, rejects: pa.Table) -> None:
 
 def _check_shard(summary: dict[str, Any]) -> None:
     for s in summary["stages"]:
-        if s["rows_in"] != s["rows_out"] + s["rejected"] or sum(s["reasons"].values()) != s["rejected"]:
+        if (s["rows_in"] != s["rows_out"] + s["rejected"] + s.get("lost", 0)
+                or sum(s["reasons"].values()) != s["rejected"]):
             raise AccountingError(f"shard {summary['shard']}: stage {s['stage']} counts do not add up: {s}")
-    if summary["rows_in"] != summary["kept"] + summary["rejected"]:
-        raise AccountingError(f"shard {summary['shard']}: {summary['rows_in']} in != "
-                              f"{summary['kept']} kept + {summary['rejected']} rejected")
+    if summary["rows_in"] != summary["kept"] + summary["rejected"] + summary["lost"]:
+        raise AccountingError(f"shard {summary['shard']}: {summary['rows_in']} in != {summary['kept']} kept + "
+                              f"{summary['rejected']} rejected + {summary['lost']} lost")
+    promised = summary["input"].get("rows", -1)
+    if promised >= 0 and summary["rows_in"] != promised:
+        raise AccountingError(f"shard {summary['shard']}: {summary['rows_in']} rows in, its metadata says {promised}")
 
 
 # ---- on the driver --------------------------------------------------------------------
@@ -281,8 +330,13 @@ def merge_counts(summaries: list[dict[str, Any]]) -> dict[str, Any]:
            "rejected": sum(s["rejected"] for s in summaries), "shards": len(summaries),
            "stages": [c.to_dict() for c in stages.values()],
            "rejects_by_reason": dict(sorted(by_reason.items(), key=lambda kv: -kv[1]))}
-    if acc["rows_in"] != acc["kept"] + acc["rejected"]:
-        raise AccountingError(f"{acc['rows_in']} rows in != {acc['kept']} kept + {acc['rejected']} rejected")
+    lost = sum(s.get("lost", 0) for s in summaries)
+    lost_files = {k: v for s in summaries for k, v in (s.get("lost_files") or {}).items()}
+    if lost or lost_files:
+        acc["lost"], acc["lost_files"] = lost, lost_files
+    if acc["rows_in"] != acc["kept"] + acc["rejected"] + lost:
+        raise AccountingError(f"{acc['rows_in']} rows in != {acc['kept']} kept + {acc['rejected']} rejected"
+                              f" + {lost} lost")
     return acc
 
 
@@ -315,86 +369,203 @@ def _process_in_task(batch: pa.Table, job: ShardJob) -> pa.Table:
 
 
 def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
+    """Plan, process the shards not done yet, publish once; see the module docstring."""
+    rname = rejects_name(opts.output)
+    check_table_name(rname)  # refused before anything is created
+    if opts.tag:
+        check_tag(opts.tag)
+    if opts.on_unreadable not in ("fail", "record"):
+        raise ValueError(f"on_unreadable must be fail or record, not {opts.on_unreadable!r}")
+    try:
+        return _run(pipeline, opts, rname)
+    except Exception as e:
+        if (full := _cause(e, lambda c: isinstance(c, OSError) and (c.errno == errno.ENOSPC
+                                                                   or "No space left" in str(c)))) is not None:
+            raise StorageFull(f"no space left on the device holding the warehouse ({full}); free space and "
+                              "rerun: finished shards are kept and the rerun resumes") from e
+        if (bad := _cause(e, lambda c: isinstance(c, UnreadableInput))) is not None and bad is not e:
+            raise UnreadableInput(bad.path, bad.problem, bad.expected_rows) from None  # not Ray's wrapper
+        raise
+
+
+def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
     store = Store(opts.warehouse, opts.catalog)
     shards = plan_inputs(opts.inputs, store, opts.shard_bytes, opts.shard_rows)
     if not shards:
         raise InputError(f"inputs {opts.inputs} contain no files")
     schema = pipeline.schema()
     rschema = rejects_schema(schema)
-    rname = rejects_name(opts.output)
-    store.ensure_table(opts.output, schema)
-    store.ensure_table(rname, rschema)
     specs = pipeline.specs()
     described = [s.describe() for s in specs]  # model_info may hash model files: once per run
+    code = code_fingerprint(s.module for s in specs)
     config = {"pipeline": pipeline.name, "output": opts.output, "mode": opts.mode,
               "stages": described, "schema": schema.to_string(show_schema_metadata=False),
-              "shard_bytes": opts.shard_bytes, "shard_rows": opts.shard_rows, **opts.extra_config}
+              "shard_bytes": opts.shard_bytes, "shard_rows": opts.shard_rows, "code": code,
+              "on_unreadable": opts.on_unreadable, "raw_rejects": opts.raw_rejects, **opts.extra_config}
     run_key = config_hash({**config, "shards": sorted(s.key for s in shards)})
-
+    store.ensure_table(opts.output, schema)
+    store.ensure_table(rname, rschema)
     out_data, rej_data = store.data_location(opts.output), store.data_location(rname)
-    attempts = _attempts(out_data, run_key)
-    attempt = attempts[-1] if attempts else 0
-    run_id = f"{run_key}-{attempt}"
-    if attempts and store.find_run(opts.output, run_id) is not None and store.find_run(rname, run_id) is not None:
-        attempt += 1  # that run was published whole: this is a new run of the same config
+    failpoint("planned")
+
+    with _run_lock(out_data, run_key, opts.output):
+        attempts = _attempts(out_data, run_key)
+        attempt = attempts[-1] if attempts else 0
         run_id = f"{run_key}-{attempt}"
-    job = ShardJob(pipeline.input_schema, schema, rschema, specs,
-                   f"{out_data}/run-{run_id}", f"{rej_data}/run-{run_id}", run_id)
+        published = _published(store, opts.output, rname, run_id)
+        if published is not None and published["complete"]:
+            attempt += 1  # that run was published whole: this is a new run of the same config
+            run_id = f"{run_key}-{attempt}"
+        elif published is not None and published["output"] is not None:
+            return _finish_tags(store, opts, rname, run_id, published)  # killed before its tags
+        job = ShardJob(pipeline.input_schema, schema, rschema, specs,
+                       f"{out_data}/run-{run_id}", f"{rej_data}/run-{run_id}", run_id,
+                       opts.on_unreadable, opts.raw_rejects)
+        done = {k: v for k, v in _list_markers(job.out_dir).items() if k in {s.key for s in shards}}
+        pending = [s for s in shards if s.key not in done]
+        resumed = len(done)
+        if done:
+            _log(opts, f"resuming run {run_id}: {len(done)} of {len(shards)} shards already done")
+        bar = _progress(opts, len(shards), resumed, pipeline.name)
 
-    done = {k: v for k, v in _list_markers(job.out_dir).items() if k in {s.key for s in shards}}
-    pending = [s for s in shards if s.key not in done]
-    resumed = len(done)
-    if done:
-        _log(opts, f"resuming run {run_id}: {len(done)} of {len(shards)} shards already done")
-    bar = _progress(opts, len(shards), resumed, pipeline.name)
+        def on_done(summary: dict[str, Any]) -> None:
+            done[summary["shard"]] = summary
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(kept=sum(s["kept"] for s in done.values()),
+                                rejected=sum(s["rejected"] for s in done.values()))
 
-    def on_done(summary: dict[str, Any]) -> None:
-        done[summary["shard"]] = summary
+        if pending:
+            _execute(pending, job, opts, on_done)
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(kept=sum(s["kept"] for s in done.values()),
-                            rejected=sum(s["rejected"] for s in done.values()))
+            bar.close()
+        missing = [s.key for s in shards if s.key not in done]
+        if missing:
+            raise RuntimeError(f"{len(missing)} shards finished without a marker; nothing was published")
+        summaries = [done[s.key] for s in shards]
+        accounting = merge_counts(summaries)
+        _check_table_inputs(store, shards, summaries)
+        if accounting["rows_in"] == 0:
+            raise InputError(f"inputs {opts.inputs} hold no rows ({len(shards)} shards, all empty); nothing published")
+        lineage = {"run_id": run_id, "pipeline": pipeline.name, "config_hash": run_key.split("-")[0],
+                   "config": config, "code": code, "git_commit": git_commit(), "inputs": _input_lineage(shards),
+                   "models": {d["name"]: d["model"] for d in described if "model" in d},
+                   "accounting": accounting, "python": sys.version.split()[0]}
+        return _publish(store, opts, rname, schema, rschema, summaries, lineage, resumed, len(pending))
 
-    if pending:
-        _execute(pending, job, opts, on_done)
-    if bar is not None:
-        bar.close()
-    missing = [s.key for s in shards if s.key not in done]
-    if missing:
-        raise RuntimeError(f"{len(missing)} shards finished without a marker; nothing was published")
 
-    summaries = [done[s.key] for s in shards]
-    accounting = merge_counts(summaries)
+def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rschema: pa.Schema,
+             summaries: list[dict[str, Any]], lineage: dict[str, Any], resumed: int, processed: int) -> RunResult:
+    """Rejects first, output last (naming its rejects snapshot), then the tag: a kill anywhere
+    leaves either the old pair visible or the new one, and the rerun completes what is missing."""
+    accounting = lineage["accounting"]
     stats = st.compact(st.merge_all([s["stats"] for s in summaries]))
     rstats = st.compact(st.merge_all([s["rejects_stats"] for s in summaries]))
-    inputs = _input_lineage(shards)
-    models = {d["name"]: d["model"] for d in described if "model" in d}
-    lineage = {"run_id": run_id, "pipeline": pipeline.name, "config_hash": run_key.split("-")[0],
-               "config": config, "git_commit": git_commit(), "inputs": inputs, "models": models,
-               "accounting": accounting, "python": sys.version.split()[0]}
     kept_files = [s["files"]["kept"] for s in summaries if "kept" in s["files"]]
     rej_files = [s["files"]["rejects"] for s in summaries if "rejects" in s["files"]]
-    if accounting["rows_in"] == 0:
-        raise InputError(f"inputs {opts.inputs} hold no rows ({len(shards)} shards, all empty); nothing published")
-    if not kept_files and not opts.allow_empty:
-        # Publish the rejects so the reasons can be inspected, but never replace good data with nothing.
-        store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
-                                                  "output_table": opts.output}, mode=opts.mode)
+    standalone = not kept_files and not opts.allow_empty
+    rsnap = store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
+                                                      "output_table": opts.output, "tag": opts.tag,
+                                                      "standalone": standalone}, mode=opts.mode)
+    failpoint("rejects-committed")
+    if standalone:
+        # The reasons can be inspected, but good data is never replaced by nothing.
+        if opts.tag:
+            store.tag(f"{rname}@{rsnap}", opts.tag, replace=True)
         raise NothingKept(f"all {accounting['rows_in']:,} input rows were rejected "
                           f"({', '.join(f'{k}={v}' for k, v in accounting['rejects_by_reason'].items()) or 'no rows'}); "
                           f"'{opts.output}' is unchanged; see `curate show {rname}`")
     # Score distributions over every scored row (kept and rejected): what a filter removed shows.
     scored = st.compact(st.merge_all([s["stats"] for s in summaries] + [s["rejects_stats"] for s in summaries]))
     snap = store.publish(opts.output, schema, kept_files, {**lineage, "role": "output", "stats": stats,
-                                                           "stats_scored": scored,
-                                                           "rejects_table": rname}, mode=opts.mode)
-    rsnap = store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
-                                                      "output_table": opts.output, "output_snapshot": snap},
-                          mode=opts.mode)
-    if opts.tag:
-        store.tag(f"{opts.output}@{snap}", opts.tag, replace=True)
-        store.tag(f"{rname}@{rsnap}", opts.tag, replace=True)
-    return RunResult(run_id, opts.output, snap, rsnap, accounting, stats, resumed, len(pending))
+                                                           "stats_scored": scored, "rejects_table": rname,
+                                                           "rejects_snapshot": rsnap, "tag": opts.tag},
+                         mode=opts.mode)
+    failpoint("output-committed")
+    _tag_pair(store, opts.output, rname, snap, rsnap, opts.tag)
+    return RunResult(lineage["run_id"], opts.output, snap, rsnap, accounting, stats, resumed, processed)
+
+
+def _tag_pair(store: Store, output: str, rname: str, snap: int, rsnap: int, tag: str | None) -> None:
+    if tag:
+        store.tag(f"{rname}@{rsnap}", tag, replace=True)
+        store.tag(f"{output}@{snap}", tag, replace=True)
+
+
+def _published(store: Store, output: str, rname: str, run_id: str) -> dict[str, Any] | None:
+    """What of run `run_id` is already published, and whether all of it is (tags included)."""
+    rsnap = store.find_run(rname, run_id)
+    if rsnap is None:
+        return None
+    rprops = store.properties(f"{rname}@{rsnap}")
+    snap = store.find_run(output, run_id)
+    tag = rprops.get("tag")
+    tagged = not tag or all(store.table(n).metadata.refs.get(tag) is not None
+                            and store.table(n).metadata.refs[tag].snapshot_id == sid
+                            for n, sid in ((rname, rsnap), (output, snap)) if sid is not None)
+    complete = (snap is not None or rprops.get("standalone") is True) and tagged
+    return {"output": snap, "rejects": rsnap, "tag": tag, "complete": complete}
+
+
+def _finish_tags(store: Store, opts: RunOptions, rname: str, run_id: str, published: dict[str, Any]) -> RunResult:
+    snap, rsnap = published["output"], published["rejects"]
+    _log(opts, f"completing run {run_id}: published as {opts.output}@{snap}, tagging")
+    for tag in {published["tag"], opts.tag} - {None}:
+        _tag_pair(store, opts.output, rname, snap, rsnap, tag)
+    props = store.properties(f"{opts.output}@{snap}")
+    return RunResult(run_id, opts.output, snap, rsnap, props["accounting"], props.get("stats", {}),
+                     props["accounting"]["shards"], 0)
+
+
+def _check_table_inputs(store: Store, shards: list[InputShard], summaries: list[dict[str, Any]]) -> None:
+    """Rows read from each input table version must equal its record count (or be recorded lost)."""
+    by_version: dict[str, int] = {}
+    for sh, s in zip(shards, summaries):
+        if sh.kind == "table":
+            by_version[sh.fingerprint] = by_version.get(sh.fingerprint, 0) + s["rows_in"]
+    for version, rows_in in by_version.items():
+        _, snap = store.snapshot(version)
+        total = int((snap.summary.additional_properties or {}).get("total-records", rows_in))
+        if rows_in != total:
+            raise AccountingError(f"input {version}: {rows_in:,} rows in, the version holds {total:,}")
+
+
+@contextlib.contextmanager
+def _run_lock(data_dir: str, run_key: str, output: str):
+    """One process at a time per run key on a local warehouse (flock: released when the
+    process dies, so a killed run never blocks its rerun)."""
+    if "://" in data_dir and not data_dir.startswith("file://"):
+        yield  # object stores have no flock; identical concurrent runs still publish once (run id)
+        return
+    import fcntl
+    path = f"{data_dir.removeprefix('file://')}/.lock-{run_key}"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunInProgress(f"the same run of '{output}' (run key {run_key}) is in progress in another "
+                            "process; wait for it (its result will be the current version) or stop it") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _cause(exc: BaseException, match: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception in `exc`'s chain (causes, contexts, Ray's wrapped cause) that matches."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if match(e):
+            return e
+        todo += [c for c in (e.__cause__, e.__context__, getattr(e, "cause", None)) if isinstance(c, BaseException)]
+    return None
 
 
 def _input_lineage(shards: list[InputShard]) -> dict[str, Any]:

@@ -29,6 +29,12 @@ def common_parser(description: str, default_output: str) -> argparse.ArgumentPar
     p.add_argument("--shard-rows", type=int, default=100_000, help="Parquet rows per input shard")
     p.add_argument("--allow-empty", action="store_true",
                    help="publish an empty version when every row is rejected (default: leave the table as it was)")
+    p.add_argument("--on-unreadable", choices=["fail", "record"], default="fail",
+                   help="an input file that cannot be read (or holds other rows than its metadata says): "
+                        "fail the run naming it, or record its rows as lost in the accounting and go on")
+    p.add_argument("--raw-rejects", action="store_true",
+                   help="persist rejected rows verbatim even where a privacy stage (PII) would redact them; "
+                        "recorded in lineage")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report")
     return p
 
@@ -37,18 +43,19 @@ def options(args: argparse.Namespace, inputs: list[str]) -> RunOptions:
     return RunOptions(inputs=inputs, output=args.output, warehouse=args.warehouse,
                       executor=args.executor, num_cpus=args.num_cpus, mode=args.mode, tag=args.tag,
                       shard_bytes=int(args.shard_mb * (1 << 20)), shard_rows=args.shard_rows,
-                      progress=not args.quiet, allow_empty=args.allow_empty)
+                      progress=not args.quiet, allow_empty=args.allow_empty,
+                      on_unreadable=args.on_unreadable, raw_rejects=args.raw_rejects)
 
 
 def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) -> int:
     from pipelines import report
-    from pipelines.inputs import InputError
-    from pipelines.runner import NothingKept
-    from schemas.store import Store
+    from pipelines.inputs import InputError, UnreadableInput
+    from pipelines.runner import NothingKept, RunInProgress, StorageFull
+    from schemas.store import Store, StoreError
 
     try:
         result = run(pipeline, opts)
-    except (InputError, NothingKept) as e:
+    except (InputError, NothingKept, UnreadableInput, RunInProgress, StorageFull, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not quiet:

@@ -83,6 +83,12 @@ class StageSpec:
     def adds(self) -> list[pa.Field]:
         return list(getattr(self.target, "adds", []))
 
+    @property
+    def module(self) -> str:
+        """The module holding the stage's code (its source is part of the run key)."""
+        code = self.target.fn if isinstance(self.target, FunctionStage) else self.target
+        return code.__module__
+
     def build(self):
         if self.is_class:
             return self.target(**self.params)
@@ -143,17 +149,22 @@ class StageCount:
     rows_out: int = 0
     rejected: int = 0
     reasons: dict[str, int] = dc_field(default_factory=dict)
+    lost: int = 0      # rows of unreadable inputs, recorded only under `--on-unreadable record`
 
     def add(self, other: "StageCount") -> None:
         self.rows_in += other.rows_in
         self.rows_out += other.rows_out
         self.rejected += other.rejected
+        self.lost += other.lost
         for k, v in other.reasons.items():
             self.reasons[k] = self.reasons.get(k, 0) + v
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "rows_in": self.rows_in, "rows_out": self.rows_out,
-                "rejected": self.rejected, "reasons": dict(sorted(self.reasons.items()))}
+        out = {"stage": self.stage, "rows_in": self.rows_in, "rows_out": self.rows_out,
+               "rejected": self.rejected, "reasons": dict(sorted(self.reasons.items()))}
+        if self.lost:
+            out["lost"] = self.lost
+        return out
 
 
 def _error_rows(batch: pa.Table, name: str, exc: BaseException) -> pa.Table:

@@ -8,8 +8,11 @@ Snapshot properties carry the run's lineage and accounting (keys `curate.*`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -21,6 +24,14 @@ from pyarrow import fs as pafs
 DEFAULT_NAMESPACE = "curate"
 REJECTS_SUFFIX = "_rejects"
 PROPERTY_PREFIX = "curate."
+LINEAGE_KEY = "lineage_file"       # snapshot property pointing at the run's full lineage (JSON)
+INLINE_MAX = 256                   # property values longer than this go to the lineage file
+# Old metadata.json files are deleted after each commit; snapshots (the versions) are all kept.
+TABLE_PROPERTIES = {"write.metadata.delete-after-commit.enabled": "true",
+                    "write.metadata.previous-versions-max": "20"}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,119}")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RESERVED_TAGS = {"main", "latest"}
 
 
 def _env_catalog() -> dict[str, str] | None:
@@ -32,8 +43,63 @@ def default_warehouse() -> str:
     return os.environ.get("CURATE_WAREHOUSE", "./warehouse")
 
 
+class StoreError(Exception):
+    """A store problem a user can act on; the CLI prints it as one line."""
+
+
 class VersionNotFound(KeyError):
     pass
+
+
+class InvalidName(StoreError, ValueError):
+    """A table or tag name that could break the warehouse (paths, reserved refs)."""
+
+
+class DataFileError(StoreError, RuntimeError):
+    """A data file of a version cannot be read, or holds other rows than the metadata says."""
+
+
+def check_table_name(name: str) -> str:
+    """Table names are identifiers (optionally `namespace.table`): never paths, never `..`."""
+    parts = name.split(".")
+    if len(parts) > 2 or not all(_NAME.fullmatch(p) for p in parts):
+        raise InvalidName(f"invalid table name '{name}': use letters, digits and '_' (at most 120, "
+                          "not starting with a digit), optionally 'namespace.table'")
+    return name
+
+
+def check_tag(tag: str) -> str:
+    """Tags name versions; `main` is Iceberg's branch and a number would read as a snapshot id."""
+    if tag in RESERVED_TAGS or not _TAG.fullmatch(tag) or tag.lstrip("-").isdigit():
+        raise InvalidName(f"invalid tag '{tag}': reserved ({', '.join(sorted(RESERVED_TAGS))}), all digits, or "
+                          "not letters/digits/'.'/'_'/'-' (at most 100, starting with a letter or digit)")
+    return tag
+
+
+def _retryable() -> tuple[type[BaseException], ...]:
+    """Every failure pyiceberg or the SQL catalog raises when another writer got there first."""
+    from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException, ValidationException
+    errors: list[type[BaseException]] = [CommitFailedException, CommitStateUnknownException, ValidationException]
+    try:
+        from sqlalchemy.exc import IntegrityError, OperationalError
+        errors += [IntegrityError, OperationalError]  # SQLite: "database is locked", racing inserts
+    except ImportError:  # pragma: no cover - catalogs without SQL
+        pass
+    return tuple(errors)
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+
+
+def _retry(fn, attempts: int = 8):
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except _retryable():
+            if attempt == attempts - 1:
+                raise
+            _backoff(attempt)
 
 
 @dataclass
@@ -74,9 +140,17 @@ class Store:
             self.location = wh
             self.catalog_props = {"type": "sql", "uri": f"sqlite:///{wh}/catalog.db",
                                   "warehouse": f"file://{wh}"}
-            self.catalog = SqlCatalog("curate", uri=self.catalog_props["uri"],
-                                      warehouse=self.catalog_props["warehouse"])
-        self.catalog.create_namespace_if_not_exists(namespace)
+            self.catalog = _retry(lambda: SqlCatalog("curate", uri=self.catalog_props["uri"],
+                                                     warehouse=self.catalog_props["warehouse"]))
+        self._lineage_cache: dict[str, dict[str, Any]] = {}
+        _retry(lambda: self._ensure_namespace(namespace))
+
+    def _ensure_namespace(self, namespace: str) -> None:
+        from pyiceberg.exceptions import NamespaceAlreadyExistsError
+        try:
+            self.catalog.create_namespace_if_not_exists(namespace)
+        except NamespaceAlreadyExistsError:  # created by a concurrent run
+            pass
 
     # ---- tables ---------------------------------------------------------------------
     def ident(self, name: str) -> str:
@@ -97,18 +171,32 @@ class Store:
             raise VersionNotFound(f"no table '{name}' in {self.location} (tables: {known})") from None
 
     def ensure_table(self, name: str, schema: pa.Schema):
-        return self.catalog.create_table_if_not_exists(self.ident(name), schema=schema)
+        """Load the table, or create it: safe when two runs create it at once. Loads first, so
+        an existing table never gets an orphan metadata file from a failed create."""
+        from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+        check_table_name(name)
+        for attempt in range(8):
+            try:
+                return self.catalog.load_table(self.ident(name))
+            except NoSuchTableError:
+                pass
+            try:
+                return self.catalog.create_table(self.ident(name), schema=schema, properties=TABLE_PROPERTIES)
+            except (TableAlreadyExistsError, *_retryable()):
+                _backoff(attempt)  # another run created it (or holds the lock): load it next time
+        return self.catalog.load_table(self.ident(name))
 
     def data_location(self, name: str) -> str:
         return self.table(name).location().rstrip("/") + "/data"
 
     # ---- versions -------------------------------------------------------------------
     def snapshot(self, ref: str | Ref):
-        """The snapshot a ref names (latest when no version is given)."""
+        """The snapshot a ref names. Without a version: the current one; for a rejects table,
+        the one paired with a complete run (see `_published_rejects`)."""
         ref = Ref.parse(ref) if isinstance(ref, str) else ref
         t = self.table(ref.table)
         if ref.version in (None, "latest", "main"):
-            snap = t.current_snapshot()
+            snap = self._current(ref.table, t)
             if snap is None:
                 raise VersionNotFound(f"table '{ref.table}' has no published version yet")
             return t, snap
@@ -121,9 +209,37 @@ class Store:
         tags = ", ".join(sorted(k for k, v in t.metadata.refs.items() if k != "main")) or "none"
         raise VersionNotFound(f"'{ref}': no tag or snapshot '{ref.version}' (tags: {tags})")
 
+    def _current(self, name: str, t):
+        if not name.endswith(REJECTS_SUFFIX):
+            return t.current_snapshot()
+        ok = self._published_rejects(name, t)
+        for s in reversed(_lineage_order(t)):
+            if s.snapshot_id in ok:
+                return s
+        return None
+
+    def _published_rejects(self, name: str, t) -> set[int]:
+        """Rejects snapshots whose run became visible: a run publishes its rejects first and its
+        output last, naming the rejects snapshot; until then the rejects are invisible here. A
+        run that kept no row publishes rejects alone, marked `standalone`."""
+        ok = set()
+        for s in t.snapshots():
+            props = s.summary.additional_properties or {}
+            if (props.get(PROPERTY_PREFIX + "standalone") == "true" or PROPERTY_PREFIX + "run_id" not in props
+                    or PROPERTY_PREFIX + "output_snapshot" in props):  # published alone, by hand, or before pairing
+                ok.add(s.snapshot_id)
+        out_name = name[:-len(REJECTS_SUFFIX)]
+        if self.exists(out_name):
+            for s in self.table(out_name).snapshots():
+                sid = (s.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot")
+                if sid and sid.lstrip("-").isdigit():
+                    ok.add(int(sid))
+        return ok
+
     def properties(self, ref: str | Ref) -> dict[str, Any]:
-        """The snapshot's `curate.*` properties, JSON values decoded."""
-        _, snap = self.snapshot(ref)
+        """The snapshot's `curate.*` properties, JSON values decoded, with the run's full lineage
+        (config, inputs, accounting, stats) read from the file the snapshot points to."""
+        t, snap = self.snapshot(ref)
         out = {}
         for k, v in (snap.summary.additional_properties or {}).items():
             if k.startswith(PROPERTY_PREFIX):
@@ -132,7 +248,23 @@ class Store:
                     out[key] = json.loads(v)
                 except (json.JSONDecodeError, TypeError):
                     out[key] = v
+        if LINEAGE_KEY in out:
+            out = {**self._lineage(t, out[LINEAGE_KEY]), **out}
+        name = Ref.parse(ref).table if isinstance(ref, str) else ref.table
+        if name.endswith(REJECTS_SUFFIX) and "output_snapshot" not in out and self.exists(name[:-len(REJECTS_SUFFIX)]):
+            for s in self.table(name[:-len(REJECTS_SUFFIX)]).snapshots():  # the pair, seen from this side
+                if (s.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot") == str(snap.snapshot_id):
+                    out["output_snapshot"] = s.snapshot_id
         return out
+
+    def _lineage(self, t, path: str) -> dict[str, Any]:
+        if path not in self._lineage_cache:
+            try:
+                with t.io.new_input(path).open() as f:
+                    self._lineage_cache[path] = json.loads(f.read())
+            except (OSError, ValueError) as e:
+                raise DataFileError(f"lineage file {path} of table {t.name()[-1]} cannot be read: {e}") from e
+        return self._lineage_cache[path]
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         t = self.table(name)
@@ -140,7 +272,8 @@ class Store:
         for tag, r in t.metadata.refs.items():
             if tag != "main":
                 tags.setdefault(r.snapshot_id, []).append(tag)
-        current = t.current_snapshot()
+        current = self._current(name, t)
+        visible = self._published_rejects(name, t) if name.endswith(REJECTS_SUFFIX) else None
         out = []
         for s in t.snapshots():
             props = s.summary.additional_properties or {}
@@ -156,6 +289,8 @@ class Store:
                 "run_id": props.get("curate.run_id"),
                 "pipeline": props.get("curate.pipeline"),
                 "current": current is not None and s.snapshot_id == current.snapshot_id,
+                # a rejects version whose run has not published its output (killed in between)
+                "pending": visible is not None and s.snapshot_id not in visible,
             })
         return out
 
@@ -169,42 +304,54 @@ class Store:
         return None
 
     def tag(self, ref: str, tag: str, replace: bool = False) -> int:
-        t, snap = self.snapshot(ref)
-        if tag in t.metadata.refs and not replace:
-            raise ValueError(f"tag '{tag}' already exists on '{Ref.parse(ref).table}' (use --force to move it)")
-        ms = t.manage_snapshots()
-        if tag in t.metadata.refs:
-            ms = ms.remove_tag(tag)
-        ms.create_tag(snap.snapshot_id, tag).commit()
-        return snap.snapshot_id
+        check_tag(tag)
+        for attempt in range(8):
+            t, snap = self.snapshot(ref)
+            if tag in t.metadata.refs and not replace:
+                raise ValueError(f"tag '{tag}' already exists on '{Ref.parse(ref).table}' (use --force to move it)")
+            ms = t.manage_snapshots()
+            if tag in t.metadata.refs:
+                ms = ms.remove_tag(tag)
+            try:
+                ms.create_tag(snap.snapshot_id, tag).commit()
+                return snap.snapshot_id
+            except _retryable():
+                if attempt == 7:
+                    raise
+                _backoff(attempt)
+        raise AssertionError("unreachable")
 
     # ---- publishing -----------------------------------------------------------------
     def publish(self, name: str, schema: pa.Schema, files: list[str], properties: dict[str, Any],
-                *, mode: str = "overwrite", retries: int = 5) -> int:
+                *, mode: str = "overwrite", retries: int = 10) -> int:
         """Register written Parquet files as one new snapshot of `name` and return its id.
 
         `overwrite` makes the new version exactly these files; `append` adds them to the
         current ones. Idempotent per `properties['run_id']`: a retried publish of the same
-        run returns the snapshot it already made.
+        run returns the snapshot it already made. Small properties go into the snapshot;
+        large ones (config, accounting, stats) into one content-addressed lineage file it
+        points to, so table metadata does not grow by kilobytes per version. A commit that
+        loses a race with another writer is retried on the refreshed table.
         """
-        from pyiceberg.exceptions import CommitFailedException
         from pyiceberg.io.pyarrow import parquet_files_to_data_files
         from pyiceberg.table import TableProperties
 
+        check_table_name(name)
         run_id = properties.get("run_id")
-        if run_id and (done := self.find_run(name, run_id)) is not None:
-            return done
-        props = {PROPERTY_PREFIX + k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
-                 for k, v in properties.items()}
+        t = self.ensure_table(name, schema)
+        props = self._snapshot_properties(t, properties)
         for attempt in range(retries):
+            if run_id and (done := self.find_run(name, run_id)) is not None:
+                return done
             t = self.ensure_table(name, schema)
             try:
                 with t.transaction() as tx:
                     if not _schema_covers(tx.table_metadata.schema(), schema):
                         with tx.update_schema() as us:
                             us.union_by_name(schema)
-                    tx.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING:
-                                         tx.table_metadata.schema().name_mapping.model_dump_json()})
+                    table_props = {TableProperties.DEFAULT_NAME_MAPPING:
+                                   tx.table_metadata.schema().name_mapping.model_dump_json(), **TABLE_PROPERTIES}
+                    tx.set_properties(**table_props)
                     producer = tx.update_snapshot(snapshot_properties=props)
                     with (producer.overwrite() if mode == "overwrite" else producer.fast_append()) as op:
                         current = tx.table_metadata.current_snapshot()
@@ -215,12 +362,28 @@ class Store:
                                                               file_paths=list(files)):
                             op.append_data_file(df)
                 break
-            except CommitFailedException:
+            except _retryable():
                 if attempt == retries - 1:
                     raise
-                time.sleep(0.2 * (attempt + 1))
-        snap = self.table(name).current_snapshot()
-        return snap.snapshot_id
+                _backoff(attempt)
+        if run_id and (done := self.find_run(name, run_id)) is not None:
+            return done
+        return self.table(name).current_snapshot().snapshot_id
+
+    def _snapshot_properties(self, t, properties: dict[str, Any]) -> dict[str, str]:
+        encoded = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+                   for k, v in properties.items()}
+        inline = {k: v for k, v in encoded.items() if len(v) <= INLINE_MAX}
+        large = {k: properties[k] for k in encoded if k not in inline}
+        if large:
+            body = json.dumps(large, sort_keys=True, default=str).encode()
+            path = f"{t.location().rstrip('/')}/metadata/curate/{hashlib.sha256(body).hexdigest()}.json"
+            out = t.io.new_output(path)
+            if not out.exists():
+                with out.create(overwrite=True) as f:
+                    f.write(body)
+            inline[LINEAGE_KEY] = path
+        return {PROPERTY_PREFIX + k: v for k, v in inline.items()}
 
     # ---- reading --------------------------------------------------------------------
     def files(self, ref: str | Ref) -> pa.Table:
@@ -229,10 +392,30 @@ class Store:
         return t.inspect.files(snapshot_id=snap.snapshot_id)
 
     def read_arrow(self, ref: str | Ref, columns: Iterable[str] | None = None,
-                   limit: int | None = None) -> pa.Table:
+                   limit: int | None = None, where: str | None = None) -> pa.Table:
+        """Rows of a version, verified: a file that cannot be read, or a full read whose row
+        count differs from the table metadata, raises DataFileError naming the file."""
         t, snap = self.snapshot(ref)
         fields = tuple(columns) if columns else ("*",)
-        return t.scan(snapshot_id=snap.snapshot_id, selected_fields=fields, limit=limit).to_arrow()
+        try:
+            table = t.scan(snapshot_id=snap.snapshot_id, selected_fields=fields, limit=limit,
+                           row_filter=where or "True").to_arrow()
+        except (OSError, pa.ArrowException) as e:
+            raise DataFileError(self._diagnose(t, snap, e)) from e
+        if limit is None and where is None:
+            expected = sum(task.file.record_count for task in t.scan(snapshot_id=snap.snapshot_id).plan_files())
+            if table.num_rows != expected:
+                raise DataFileError(self._diagnose(t, snap, f"read {table.num_rows:,} rows, metadata says {expected:,}"))
+        return table
+
+    def _diagnose(self, t, snap, cause: Any) -> str:
+        """Name the data file behind a failed read (checked one by one, only on failure)."""
+        where = f"{t.name()[-1]}@{snap.snapshot_id}"
+        for task in t.scan(snapshot_id=snap.snapshot_id).plan_files():
+            problem = check_data_file(t.io, task.file.file_path, task.file.record_count)
+            if problem:
+                return f"{where}: {problem}"
+        return f"{where}: read failed: {cause}"
 
     def read_ray(self, ref: str | Ref, columns: Iterable[str] | None = None):
         """A Ray Dataset over one version (streams its files from the workers)."""
@@ -247,10 +430,33 @@ class Store:
     def shard_stats(self, path: str) -> dict[str, Any] | None:
         """Content stats a shard's writer put in its Parquet footer."""
         fs, p = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
-        with fs.open_input_file(p) as f:
-            meta = pq.read_metadata(f).metadata or {}
+        try:
+            with fs.open_input_file(p) as f:
+                meta = pq.read_metadata(f).metadata or {}
+        except (OSError, pa.ArrowException) as e:
+            raise DataFileError(f"data file {path} cannot be read: {e}") from e
         raw = meta.get(b"curate.stats")
         return json.loads(raw) if raw else None
+
+
+def check_data_file(io, path: str, expected_rows: int | None) -> str | None:
+    """What is wrong with one Parquet data file (unreadable, or other rows than expected), or None."""
+    try:
+        with io.new_input(path).open() as f:
+            pf = pq.ParquetFile(f)
+            rows = pf.metadata.num_rows
+            for g in range(pf.metadata.num_row_groups):  # decode every page: a footer can survive truncation
+                pf.read_row_group(g)
+    except (OSError, pa.ArrowException) as e:
+        return f"data file {path} cannot be read: {e}"
+    if expected_rows is not None and rows != expected_rows:
+        return f"data file {path} holds {rows:,} rows but the table metadata says {expected_rows:,}"
+    return None
+
+
+def _lineage_order(t) -> list:
+    """Snapshots oldest first by commit sequence."""
+    return sorted(t.snapshots(), key=lambda s: (s.sequence_number or 0, s.timestamp_ms))
 
 
 def _schema_covers(iceberg_schema, arrow_schema: pa.Schema) -> bool:

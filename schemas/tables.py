@@ -19,10 +19,12 @@ AUDIO = pa.struct([("bytes", pa.binary()), ("path", pa.string()), ("sampling_rat
 
 
 def field(name: str, type_: pa.DataType, *, required: bool = False, stats: str | None = None,
-          doc: str | None = None) -> pa.Field:
+          doc: str | None = None, numbers_as_text: bool = False) -> pa.Field:
     meta = {}
     if stats:
         meta["curate.stats"] = stats
+    if numbers_as_text:  # a JSON number read into this text column becomes its text (answers: 42 → "42")
+        meta["curate.numbers_as_text"] = "1"
     if doc:
         meta["doc"] = doc
     return pa.field(name, type_, nullable=not required, metadata=meta or None)
@@ -36,6 +38,10 @@ def id_fields(s: pa.Schema) -> list[str]:
     meta = s.metadata or {}
     raw = meta.get(b"curate.id_fields")
     return json.loads(raw) if raw else []
+
+
+def numbers_as_text(f: pa.Field) -> bool:
+    return (f.metadata or {}).get(b"curate.numbers_as_text") == b"1"
 
 
 def stats_kind(f: pa.Field) -> str | None:
@@ -83,7 +89,7 @@ SPEECH_SFT = schema([
 PROBLEMS = schema([
     ID,
     field("problem", pa.string(), required=True, stats="text"),
-    field("answer", pa.string(), required=True),
+    field("answer", pa.string(), required=True, numbers_as_text=True),
     field("level", pa.int32(), stats="category"),
     field("reference_cot", pa.string(), stats="text"),
     SOURCE,

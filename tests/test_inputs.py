@@ -103,12 +103,61 @@ def test_parquet_row_group_shards_and_source_ids(tmp_path):
     assert got == [[f"ok.parquet#{i}"] for i in range(100)]
 
 
-def test_unreadable_parquet_is_one_reject(tmp_path):
+def test_unreadable_parquet_fails_naming_the_file_never_a_silent_reject(tmp_path):
+    from pipelines.inputs import UnreadableInput
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 this is not parquet")
     (s,) = plan_file(str(path))
-    rows, rejects, n = read_shard(s, DOCUMENTS)
-    assert rows.num_rows == 0 and rejects.column("drop_reason").to_pylist() == ["unreadable_file"]
+    with pytest.raises(UnreadableInput, match="broken.parquet"):
+        read_shard(s, DOCUMENTS)
+
+
+def test_truncated_parquet_with_known_rows_names_them(tmp_path):
+    from pipelines.inputs import UnreadableInput
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": [f"row {i} " * 20 for i in range(3000)]}), path, row_group_size=1000)
+    (s,) = plan_file(str(path))
+    assert s.rows == 3000
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] + data[-2000:])  # damaged pages, a footer that still parses
+    with pytest.raises(UnreadableInput) as e:
+        read_shard(s, DOCUMENTS)
+    assert e.value.expected_rows == 3000 and "t.parquet" in str(e.value)
+
+
+def test_truncated_gzip_jsonl_fails_instead_of_losing_its_tail(tmp_path):
+    import gzip
+    from pipelines.inputs import UnreadableInput
+    path = tmp_path / "d.jsonl.gz"
+    with gzip.open(path, "wb") as f:
+        for i in range(5000):
+            f.write(json.dumps({"text": f"line {i} " * 10}).encode() + b"\n")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    (s,) = plan_file(str(path))
+    with pytest.raises(UnreadableInput, match="d.jsonl.gz"):
+        read_shard(s, DOCUMENTS)
+
+
+def test_numbers_are_answers_but_not_documents(tmp_path):
+    from schemas.tables import PROBLEMS
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"problem": "2+2?", "answer": 4}\n{"problem": "half?", "answer": 0.5}\n'
+                    '{"problem": "bool?", "answer": true}\n{"text": 7}\n')
+    (s,) = plan_file(str(path))
+    rows, rej, n = read_shard(s, PROBLEMS)
+    assert rows.column("answer").to_pylist() == ["4", "0.5"]
+    assert sorted(rej.column("drop_reason").to_pylist()) == ["missing_value:problem", "wrong_type:answer"]
+    rows, rej, n = read_shard(s, DOCUMENTS)
+    assert "wrong_type:text" in rej.column("drop_reason").to_pylist()
+
+
+def test_a_bare_null_line_keeps_its_raw_text(tmp_path):
+    path = tmp_path / "n.jsonl"
+    path.write_text('null\n{"text": "fine"}\n')
+    (s,) = plan_file(str(path))
+    rows, rej, n = read_shard(s, DOCUMENTS)
+    assert n == 2 and rows.num_rows == 1 and rej.column("raw").to_pylist() == ["null"]
 
 
 def test_unknown_inputs_are_a_clear_error(tmp_path):
