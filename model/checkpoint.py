@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from typing import Any
@@ -70,7 +71,13 @@ def load_optimizer(directory: str, optimizer) -> int | None:
     path = os.path.join(directory, "optimizer.pt")
     if not os.path.exists(path):
         return None
-    state = torch.load(path, weights_only=False)
+    # torch's restricted unpickler: tensors, containers and plain values only; a pickle that
+    # would import or call anything (a crafted optimizer.pt) raises instead of running code.
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"checkpoint {directory}: refusing optimizer.pt: it holds more than tensors and "
+                         f"plain values ({str(e).splitlines()[0][:200]})") from e
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
     return int(state["step"])

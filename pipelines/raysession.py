@@ -3,9 +3,16 @@
 Under `ray job submit` (RAY_ADDRESS is set) the script joins that cluster; otherwise it
 starts an embedded one sized for this machine. Never a bare `ray.init()`: that attaches to
 any cluster it finds and can hang on a dead one.
+
+The embedded cluster runs with auth disabled, so it must not be reachable from the network:
+every Ray server (GCS, raylet, object manager, workers, agents) listens on 127.0.0.1 only.
+Ray maps a node IP of 127.0.0.1 to the machine's routable address unless its single-node
+setting (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the default on macOS and Windows) is off;
+then the servers bind to the loopback address they are given.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -28,9 +35,36 @@ def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None) ->
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(REPO_ROOT) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths])
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-             object_store_memory=(object_store_mb or 1024) << 20, logging_level=logging.WARNING)
+    with _loopback_only():
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 object_store_memory=(object_store_mb or 1024) << 20, logging_level=logging.WARNING,
+                 _node_ip_address=LOOPBACK)
     return "local"
+
+
+LOOPBACK = "127.0.0.1"
+_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """Ray's single-node mode for the embedded start: the node IP stays 127.0.0.1 (the driver
+    read the setting when `ray` was imported, so its copy is switched too; the processes Ray
+    starts read the environment). Both are put back afterwards: a later `ray start` or job
+    submission from this process is not affected."""
+    from ray._private import ray_constants
+
+    saved_env, saved_flag = os.environ.get(_SINGLE_NODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_SINGLE_NODE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(_SINGLE_NODE_ENV, None)
+        else:
+            os.environ[_SINGLE_NODE_ENV] = saved_env
 
 
 def _quiet_ray_data() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULT_VOICES = ["piper:joe", "flite:slt", "flite:rms", "flite:kal16", "festival:cmu_us_slt_arctic_hts",
                   "festival:kal_diphone", "espeak-ng:en-us", "espeak-ng:en-gb"]
 TIMEOUT_S = 60
+VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # a voice is config, still never an option
 
 
 class EngineUnavailable(RuntimeError):
@@ -59,19 +61,33 @@ class Piper:
 
 
 class _Command:
-    """Engines driven through their command line, writing a WAV file."""
+    """Engines driven through their command line, writing a WAV file.
+
+    Row text never reaches the command line: it goes into a file this code creates, and the
+    argument list is fixed (`argv` builds it from paths we chose), so a text like
+    `-f/etc/os-release`, `--help` or `{out}` is spoken, never read as an option or a path.
+    """
     binary = ""
 
     def __init__(self, voice: str):
         if not shutil.which(self.binary):
             raise EngineUnavailable(f"{self.binary} is not installed (Debian package)")
+        if not VOICE_NAME.fullmatch(voice):
+            raise ValueError(f"{self.binary}: bad voice name {voice!r} (letters, digits, '_.+-', not a leading '-')")
         self.voice = voice
 
-    def run(self, args: list[str], stdin: str | None = None) -> tuple[np.ndarray, int]:
+    def argv(self, text_path: str, out_path: str) -> list[str]:
+        raise NotImplementedError
+
+    def __call__(self, text: str) -> tuple[np.ndarray, int]:
+        if not isinstance(text, str):
+            raise ValueError(f"no text to speak ({type(text).__name__})")
         with tempfile.TemporaryDirectory() as tmp:
-            out = os.path.join(tmp, "out.wav")
-            proc = subprocess.run([a.replace("{out}", out) for a in args], input=stdin, capture_output=True,
-                                  text=True, timeout=TIMEOUT_S)
+            text_path, out = os.path.join(tmp, "text.txt"), os.path.join(tmp, "out.wav")
+            with open(text_path, "w", encoding="utf-8") as f:
+                f.write(text)
+            proc = subprocess.run(self.argv(text_path, out), stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, errors="replace", timeout=TIMEOUT_S, cwd=tmp)
             if proc.returncode != 0 or not os.path.exists(out):
                 raise RuntimeError(f"{self.binary} failed: {proc.stderr.strip()[-300:]}")
             with open(out, "rb") as f:
@@ -81,8 +97,8 @@ class _Command:
 class Flite(_Command):
     binary = "flite"
 
-    def __call__(self, text: str) -> tuple[np.ndarray, int]:
-        return self.run(["flite", "-voice", self.voice, "-t", text, "-o", "{out}"])
+    def argv(self, text_path: str, out_path: str) -> list[str]:
+        return ["flite", "-voice", self.voice, "-f", text_path, "-o", out_path]
 
 
 class Festival(_Command):
@@ -94,15 +110,15 @@ class Festival(_Command):
                    for lang in ("english", "us", "uk")):
             raise EngineUnavailable(f"festival voice {voice} is not installed")
 
-    def __call__(self, text: str) -> tuple[np.ndarray, int]:
-        return self.run(["text2wave", "-eval", f"(voice_{self.voice})", "-o", "{out}"], stdin=text)
+    def argv(self, text_path: str, out_path: str) -> list[str]:
+        return ["text2wave", "-eval", f"(voice_{self.voice})", "-o", out_path, text_path]
 
 
 class Espeak(_Command):
     binary = "espeak-ng"
 
-    def __call__(self, text: str) -> tuple[np.ndarray, int]:
-        return self.run(["espeak-ng", "-v", self.voice, "-w", "{out}", text])
+    def argv(self, text_path: str, out_path: str) -> list[str]:
+        return ["espeak-ng", "-v", self.voice, "-w", out_path, "-f", text_path]
 
 
 class Coqui:
