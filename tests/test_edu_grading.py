@@ -1,0 +1,222 @@
+"""Educational-value grading end to end, offline: a real OpenAI-compatible HTTP server scripted
+to grade → `curate annotate` → the edu_grades table and its rejects → `curate train-classifier`
+(binary and multi-class) → the model scoring documents in the quality stage and the text pipeline."""
+import json
+import random
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+from faker import Faker
+
+from chat_server import ChatServer
+from filters.quality import QualityClassifier, grade_labels
+from pipelines.cli import main as curate
+from pipelines.demo_corpus import docstrings
+from schemas.ids import row_id
+from schemas.store import Store
+from synth.edu_grading import EduGrader, parse_score, truncate
+
+
+@pytest.mark.parametrize("reply,finish,score,reason", [
+    ("Clear tutorial with examples.\nEducational score: 4", "stop", 4, None),
+    ("**Educational score:** 3/5", "stop", 3, None),
+    ("Points: 1, 2. Score: 2.", "stop", 2, None),
+    ("3", "stop", 3, None),
+    (" **5** ", "stop", 5, None),
+    ("Educational score: 1 ... on reflection, Educational score: 2", "stop", 2, None),  # the last statement wins
+    ("Educational score: 0", "stop", 0, None),
+    ("Educational score: 9", "stop", None, "out_of_range:9"),
+    ("Educational score: -1", "stop", None, "out_of_range:-1"),
+    ("Educational score: 2.5", "stop", None, "not_integer:2.5"),
+    ("Educational score: 3.0", "stop", 3, None),
+    ("It reads well and covers 5 topics from 0 to 5.", "stop", None, "no_score"),   # numbers, no score line
+    ("5 points would be too many.", "stop", None, "no_score"),
+    ("The extract explains recursion and", "length", None, "no_score_truncated"),
+    ("", "stop", None, "no_output"),
+    (None, "stop", None, "no_output"),
+])
+def test_parse_score_never_guesses(reply, finish, score, reason):
+    assert parse_score(reply, finish) == (score, reason)
+
+
+def test_truncate_cuts_on_a_word_and_says_so():
+    text = "word " * 1000
+    cut = truncate(text, 100)
+    assert len(cut) <= 106 and cut.endswith(" [...]") and "wor [" not in cut
+    assert truncate("short", 100) == "short"
+
+
+class GradingServer(ChatServer):
+    """Grades like a (very opinionated) strong model: real prose 3-5 points, word salad 0-2;
+    documents marked UNSURE get a reply with no score, OVERFLOW an out-of-range one, and
+    FAILME an HTTP 500 every time. It knows which texts are prose; nothing in a text marks it."""
+
+    def __init__(self, prose):
+        super().__init__()
+        self.prose = set(prose)
+
+    def respond(self, body):
+        user = body["messages"][-1]["content"]
+        if "FAILME" in user:
+            return 500, {"error": "overloaded"}
+        return super().respond(body)
+
+    def complete(self, user, body):
+        assert body["temperature"] == 0.0 and user.count("<extract>") == 1
+        doc = user.split("<extract>\n", 1)[1].rsplit("\n</extract>", 1)[0]
+        if "UNSURE" in doc:
+            return "This extract is hard to judge; it depends on the reader."
+        if "OVERFLOW" in doc:
+            return "Superb.\nEducational score: 9"
+        shown = doc.removesuffix(" [...]")        # a long document arrives cut
+        grade = (3 if any(p.startswith(shown) for p in self.prose) else 0) + len(doc) % 3
+        return f"The extract {'teaches' if grade >= 3 else 'does not teach'} much.\n**Educational score:** {grade}"
+
+
+def corpus(tmp_path, n=80, seed=1):
+    """Real docstrings (graded 3-5) and Faker word salad (graded 0-2), plus hostile rows."""
+    rng, fake = random.Random(seed), Faker("en_US")
+    fake.seed_instance(seed)
+    prose = [d["text"].strip() for d in docstrings() if len(d["text"]) > 300][:n]
+    docs = [{"text": t, "source": "stdlib"} for t in prose]
+    docs += [{"text": " ".join(fake.paragraph(nb_sentences=rng.randint(4, 9)) for _ in range(2)), "source": "faker"}
+             for _ in range(n)]
+    docs += [{"text": "UNSURE " + prose[0], "source": "hostile"}, {"text": "UNSURE two", "source": "hostile"},
+             {"text": "OVERFLOW " + prose[1], "source": "hostile"}, {"text": "FAILME please", "source": "hostile"},
+             {"text": "   ", "source": "hostile"}]
+    rng.shuffle(docs)
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return str(path), docs, prose
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("edu")
+    path, docs, prose = corpus(tmp)
+    wh = str(tmp / "wh")
+    with GradingServer(prose) as srv:
+        args = ["--warehouse", wh, "annotate", "--input", path, "--executor", "local", "--quiet", "--retries", "0",
+                "--generator", f"openai:{srv.url}#grader-model", "--shard-mb", "0.05"]
+        first = CliRunner().invoke(curate, args)
+        assert first.exit_code == 0, first.output
+        n_first = srv.requests
+        second = CliRunner().invoke(curate, args)
+        assert second.exit_code == 0, second.output
+        n_second = srv.requests - n_first
+    return {"wh": wh, "docs": docs, "prose": set(prose), "n_first": n_first, "n_second": n_second, "url": srv.url}
+
+
+def test_annotate_accounts_for_every_row_and_records_failures(graded):
+    store, docs = Store(graded["wh"]), graded["docs"]
+    kept = store.read_arrow("edu_grades").to_pylist()
+    rej = store.read_arrow("edu_grades_rejects").to_pylist()
+    acc = store.properties("edu_grades")["accounting"]
+    assert acc["rows_in"] == len(docs) == len(kept) + len(rej) == acc["kept"] + acc["rejected"]
+    assert acc["rejects_by_reason"] == {"grade_failed": 3, "generation_failed": 1, "empty_text": 1}
+    for r in kept:
+        assert r["edu_score"] in range(6) and r["grader"].endswith("#grader-model")
+        assert r["rubric"].startswith("edu-additive-v1:") and "<extract>" in r["prompt"]
+        assert r["doc_id"] == row_id(r["text"]) and r["source_ids"] == [r["doc_id"]]
+        assert f"**Educational score:** {r['edu_score']}" in r["grade_output"]
+        assert (r["edu_score"] >= 3) == (r["text"] in graded["prose"])
+    failed = sorted(r["reject_detail"] for r in rej if r["drop_reason"] == "grade_failed")
+    assert failed == ["no_score", "no_score", "out_of_range:9"]
+    for r in rej:
+        if r["drop_reason"] == "grade_failed":   # the unparseable reply is kept, its score is null
+            assert r["edu_score"] is None and r["grade_output"] and r["prompt"] and r["grader"]
+        if r["drop_reason"] == "generation_failed":
+            assert r["reject_detail"] == "http_500" and r["grade_output"] is None and "FAILME" in r["text"]
+    lineage = store.properties("edu_grades")["models"]["edu_grader"]
+    assert lineage["generator"]["spec"].startswith("openai:") and lineage["rubric"] == kept[0]["rubric"]
+
+
+def test_rerun_is_served_from_the_cache(graded):
+    # every document was asked once; on the rerun only the failed request (never cached) is retried
+    assert graded["n_first"] == len(graded["docs"]) - 1        # the empty row never reaches the grader
+    assert graded["n_second"] == 1
+    store = Store(graded["wh"])
+    v = store.versions("edu_grades")
+    assert len(v) == 2
+    a = store.read_arrow(f"edu_grades@{v[0]['snapshot_id']}", ["id", "edu_score"]).to_pylist()
+    b = store.read_arrow(f"edu_grades@{v[1]['snapshot_id']}", ["id", "edu_score"]).to_pylist()
+    assert sorted(map(json.dumps, a)) == sorted(map(json.dumps, b)) and a
+
+
+def _train(wh, *extra):
+    res = CliRunner().invoke(curate, ["--warehouse", wh, "train-classifier", "--input", "edu_grades",
+                                      "--valid-frac", "0.3", "--json", *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def _held_out_docs():
+    fake = Faker("en_US")
+    fake.seed_instance(99)
+    prose = [d["text"].strip() for d in docstrings() if len(d["text"]) > 300][150:160]   # not graded
+    assert len(prose) == 10
+    salad = [" ".join(fake.paragraph(nb_sentences=8) for _ in range(2)) for _ in range(10)]
+    return prose, salad
+
+
+def test_binary_classifier_agrees_with_held_out_grades_and_scores_in_the_quality_stage(graded):
+    card = _train(graded["wh"], "--threshold", "3")
+    m = card["metrics"]
+    assert card["mode"] == "binary" and card["positive_labels"] == ["hq"] and card["labels"] == ["hq", "lq"]
+    assert m["n"] >= 20 and m["n"] + card["train_rows"] == 160
+    assert m["accuracy"] >= 0.9 and m["precision"] >= 0.9 and m["recall"] >= 0.9 and m["macro_f1"] >= 0.9
+    assert m["accuracy_ci95"][0] <= m["accuracy"] <= m["accuracy_ci95"][1]
+    prose, salad = _held_out_docs()
+    stage = QualityClassifier(card["path"])
+    out = stage(pa.table({"text": prose + salad}))
+    s = out.column("quality_score").to_pylist()
+    assert sum(x >= 0.5 for x in s[:10]) >= 9 and sum(x < 0.5 for x in s[10:]) >= 9
+    assert out.column("drop_reason").to_pylist()[10:].count("low_quality") >= 9
+
+
+def test_multiclass_classifier_scores_p_grade_at_least_threshold(graded):
+    card = _train(graded["wh"], "--multiclass", "--threshold", "3", "--epoch", "50")  # 112 rows: more passes
+    m = card["metrics"]
+    assert card["mode"] == "multiclass" and card["positive_labels"] == ["3", "4", "5"]
+    assert set(card["labels"]) <= {"0", "1", "2", "3", "4", "5"} and len(card["labels"]) >= 5
+    assert {"accuracy", "macro_f1", "mae", "binary_accuracy", "precision", "recall", "per_grade"} <= set(m)
+    # the exact grade is the server's length-mod-3 noise: only the binary view is learnable
+    assert m["binary_accuracy"] >= 0.9 and 0 <= m["macro_f1"] <= 1
+    prose, salad = _held_out_docs()
+    s = QualityClassifier(card["path"])(pa.table({"text": prose + salad})).column("quality_score").to_pylist()
+    assert all(0.0 <= x <= 1.0001 for x in s)
+    assert sum(s[:10]) / 10 > 0.7 > 0.3 > sum(s[10:]) / 10
+
+
+def test_grade_labels_reject_non_integer_grades():
+    assert grade_labels([("a", "4"), ("b", "2")], threshold=3) == [("a", "hq"), ("b", "lq")]
+    assert grade_labels([("a", "4")], multiclass=True) == [("a", "4")]
+    with pytest.raises(ValueError):
+        grade_labels([("a", "2.5")], threshold=3)
+    with pytest.raises(ValueError):
+        grade_labels([("a", "good")], threshold=3)
+
+
+def test_trained_model_runs_in_the_text_pipeline(graded, tmp_path):
+    from pipelines.text_curation import build, parser
+
+    card = _train(graded["wh"], "--threshold", "3")
+    prose, salad = _held_out_docs()
+    src = tmp_path / "web.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in prose + salad))
+    from pipelines.script import main
+    wh = str(tmp_path / "wh2")
+    rc = main(build, parser(), ["--input", str(src), "--warehouse", wh, "--executor", "local", "--quiet",
+                                "--no-dedup", "--no-pii", "--benchmarks", "--min-words", "20",
+                                "--quality-model", card["path"]])
+    assert rc == 0
+    store = Store(wh)
+    assert store.properties("documents")["models"]["quality"]["sha256"] == card["sha256"]
+    kept = store.read_arrow("documents", ["text"]).column("text").to_pylist()
+    assert sum(t in prose for t in kept) >= 9 and sum(t in salad for t in kept) <= 1
+
+
+def test_grader_rejects_a_template_without_the_document():
+    with pytest.raises(ValueError):
+        EduGrader("openai:http://127.0.0.1:9/v1", template="Rate this: {rubric}")
