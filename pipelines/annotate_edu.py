@@ -1,6 +1,6 @@
 """Educational-value grades: an LLM grades documents with an additive 0-5 rubric → an `edu_grades` table.
 
-    python pipelines/annotate_edu.py --executor local --sample 40 --generator smollm2      # demo corpus
+    python pipelines/annotate_edu.py --executor local --sample 40 --generator smollm2 --few-shot --max-tokens 8
     python pipelines/annotate_edu.py --input documents --sample 20000 \
         --generator openai:http://gpu-box:8000/v1#Qwen2.5-7B-Instruct
     curate annotate ...                                    # the same, from the CLI
@@ -61,7 +61,7 @@ def grader_params(args) -> dict:
     template = open(args.prompt_file, encoding="utf-8").read() if args.prompt_file else TEMPLATE
     return {"generator": args.generator, "max_chars": args.max_chars, "temperature": args.temperature,
             "max_tokens": args.max_tokens, "seed": args.seed, "template": template, "rubric": RUBRIC,
-            "rubric_name": args.rubric_name,
+            "rubric_name": args.rubric_name, "few_shot": args.few_shot,
             "cache": args.cache or os.path.join(os.path.abspath(args.warehouse), "_cache", "generations.sqlite"),
             "threads": args.threads, "batch_size": args.batch_size, "request_timeout_s": args.request_timeout,
             "retries": args.retries, "concurrency": args.concurrency}
@@ -90,6 +90,8 @@ def parser():
     g.add_argument("--max-chars", type=int, default=3000, help="document characters shown to the grader")
     g.add_argument("--prompt-file", default=None,
                    help="prompt template with {rubric} and {document} (default: synth/edu_grading.py TEMPLATE)")
+    g.add_argument("--few-shot", action="store_true",
+                   help="worked examples as earlier chat turns, score line only (for small local graders)")
     g.add_argument("--rubric-name", default=RUBRIC_NAME, help="name recorded with the template's hash")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (reproducible grades)")
     g.add_argument("--max-tokens", type=int, default=256, help="reply budget (justification + score line)")

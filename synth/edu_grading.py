@@ -7,6 +7,8 @@ row; a reply with no readable score is a `grade_failed` reject carrying the repl
 reason, a request that failed after its retries is `generation_failed`: a score is never
 guessed. Grading is greedy by default and goes through the generators' SQLite cache, so a
 rerun over the same documents with the same grader and rubric costs no generation.
+`few_shot` puts worked examples before the document as earlier chat turns (for small local
+graders that otherwise never state a score).
 A sample of graded documents then trains the fast classifier (`filters.quality.train`).
 """
 from __future__ import annotations
@@ -46,6 +48,29 @@ Justify your points in at most 60 words, then end with one line of exactly this 
 Educational score: N
 where N is the total number of points, from 0 to 5."""
 
+# Few-shot form, for small local graders that do not follow the instruction alone (SmolLM2-135M
+# justified at length and never stated a score): the rubric once, then worked examples as
+# earlier turns of the chat, each answered with the score line only. Examples written for this
+# project, spread over the scale so no single answer is the obvious copy.
+FOLLOW_UP = """<extract>
+{document}
+</extract>
+
+Reply with one line: Educational score: N (0 to 5 points)."""
+FEW_SHOT_TEMPLATE = "{rubric}\n\n" + FOLLOW_UP
+FEW_SHOT = [
+    ("Big sale this weekend only! Sofas, lamps and rugs at half price. Free delivery on orders over $50. "
+     "Sign up for our newsletter and follow us for more deals.", 0),
+    ("Photosynthesis is how plants make their food. In the chloroplasts, light energy splits water into oxygen "
+     "and hydrogen; the plant then uses carbon dioxide from the air to build sugars. A leaf kept in the dark "
+     "stops releasing oxygen, which shows that light drives the process.", 4),
+    ("lol same here, my cat did that yesterday too. anyway gotta go, see you all at the game tonight!!", 0),
+    ("A prime number has exactly two divisors, 1 and itself. Seven is prime, while nine is not, because "
+     "three divides it.", 3),
+    ("Our company was founded in 1998 and has offices in four cities. We offer accounting, payroll and tax "
+     "services to small businesses. Contact us today for a quote.", 1),
+]
+
 MAX_SCORE = 5
 # The last "score: N" statement wins (a grader may revise itself); "N/5" and markdown allowed.
 _SCORE = re.compile(r"score\W{0,6}?(?:is\W{0,3})?(-?\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*5)?", re.IGNORECASE)
@@ -81,8 +106,17 @@ def truncate(text: str, max_chars: int) -> str:
     return (cut[:space] if space > 0 else cut) + " [...]"
 
 
-def rubric_id(template: str, rubric: str, name: str = RUBRIC_NAME) -> str:
-    return f"{name}:{hashlib.sha256((template + chr(0) + rubric).encode()).hexdigest()[:12]}"
+def rubric_id(template: str, rubric: str, name: str = RUBRIC_NAME, few_shot: bool = False) -> str:
+    """`name:<hash>` of everything the grader is told besides the document."""
+    parts = [template, rubric] if not few_shot else [FEW_SHOT_TEMPLATE, FOLLOW_UP, rubric, repr(FEW_SHOT)]
+    return f"{name}{'-fewshot' if few_shot else ''}:{hashlib.sha256(chr(0).join(parts).encode()).hexdigest()[:12]}"
+
+
+def render(messages: list[dict[str, str]]) -> str:
+    """The prompt column: the user turn itself, or every turn of a few-shot chat, role-tagged."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
 
 
 class EduGrader(ModelStage):
@@ -94,29 +128,37 @@ class EduGrader(ModelStage):
 
     def __init__(self, generator: str, max_chars: int = 3000, temperature: float = 0.0, max_tokens: int = 256,
                  seed: int = 0, template: str = TEMPLATE, rubric: str = RUBRIC, rubric_name: str = RUBRIC_NAME,
-                 cache: str | None = None, threads: int | None = None, batch_size: int = 8,
+                 few_shot: bool = False, cache: str | None = None, threads: int | None = None, batch_size: int = 8,
                  request_timeout_s: float = 120.0, retries: int = 2, concurrency: int = 8):
         from synth.cot_sampling import _default_threads
         if "{document}" not in template:
             raise ValueError("the prompt template needs a {document} placeholder")
         self.gen = make_generator(generator, cache, threads=threads or _default_threads(), batch_size=batch_size,
                                   timeout_s=request_timeout_s, retries=retries, concurrency=concurrency)
-        self.template, self.rubric, self.max_chars = template, rubric, max_chars
-        self.rubric_id = rubric_id(template, rubric, rubric_name)
+        self.template, self.rubric, self.max_chars, self.few_shot = template, rubric, max_chars, few_shot
+        self.rubric_id = rubric_id(template, rubric, rubric_name, few_shot)
         self.sampling = Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, seed=seed)
 
     @classmethod
     def model_info(cls, generator: str, template: str = TEMPLATE, rubric: str = RUBRIC,
-                   rubric_name: str = RUBRIC_NAME, **params: Any) -> dict[str, Any]:
-        return {"generator": describe_generator(generator), "rubric": rubric_id(template, rubric, rubric_name)}
+                   rubric_name: str = RUBRIC_NAME, few_shot: bool = False, **params: Any) -> dict[str, Any]:
+        return {"generator": describe_generator(generator), "rubric": rubric_id(template, rubric, rubric_name, few_shot)}
 
-    def prompt(self, text: str) -> str:
-        return self.template.format(rubric=self.rubric, document=truncate(text, self.max_chars))
+    def messages(self, text: str) -> list[dict[str, str]]:
+        doc = truncate(text, self.max_chars)
+        if not self.few_shot:
+            return [{"role": "user", "content": self.template.format(rubric=self.rubric, document=doc)}]
+        msgs = []
+        for i, (example, score) in enumerate(FEW_SHOT):
+            turn = (FEW_SHOT_TEMPLATE if i == 0 else FOLLOW_UP).format(rubric=self.rubric, document=example)
+            msgs += [{"role": "user", "content": turn}, {"role": "assistant", "content": f"Educational score: {score}"}]
+        return msgs + [{"role": "user", "content": FOLLOW_UP.format(document=doc)}]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         doc_ids = table_ids(batch, id_fields(DOCUMENTS))  # the id the document has in a documents table
-        prompts = [self.prompt(t or "") for t in batch.column("text").to_pylist()]
-        done = self.gen.generate([Request([{"role": "user", "content": p}], self.sampling) for p in prompts])
+        chats = [self.messages(t or "") for t in batch.column("text").to_pylist()]
+        prompts = [render(m) for m in chats]
+        done = self.gen.generate([Request(m, self.sampling) for m in chats])
         parsed = [parse_score(c.text, c.finish_reason) if c.error is None else (None, None) for c in done]
         n = batch.num_rows
         out = annotate(

@@ -220,3 +220,19 @@ def test_trained_model_runs_in_the_text_pipeline(graded, tmp_path):
 def test_grader_rejects_a_template_without_the_document():
     with pytest.raises(ValueError):
         EduGrader("openai:http://127.0.0.1:9/v1", template="Rate this: {rubric}")
+
+
+def test_few_shot_chat_has_its_own_rubric_id_and_prompt(tmp_path):
+    docs = [d["text"].strip() for d in docstrings() if len(d["text"]) > 300][:3]
+    with GradingServer(docs) as srv:
+        kw = dict(generator=f"openai:{srv.url}#g", cache=str(tmp_path / "c.sqlite"), retries=0)
+        plain, few = EduGrader(**kw), EduGrader(few_shot=True, **kw)
+        a, b = plain(pa.table({"text": docs})), few(pa.table({"text": docs}))
+        assert srv.requests == 6                              # a different chat is a different cache entry
+    assert a.column("rubric")[0].as_py() != b.column("rubric")[0].as_py()
+    assert b.column("rubric")[0].as_py().startswith("edu-additive-v1-fewshot:")
+    prompt = b.column("prompt")[0].as_py()
+    assert prompt.startswith("[user]\n") and "[assistant]\nEducational score: 4" in prompt
+    assert prompt.count("<extract>") == 6 and prompt.rstrip().endswith("(0 to 5 points).")
+    assert b.column("edu_score").to_pylist() == a.column("edu_score").to_pylist()  # the server grades by content
+    assert all(s >= 3 for s in b.column("edu_score").to_pylist())
