@@ -30,21 +30,25 @@ from synth.edu_grading import RUBRIC, RUBRIC_NAME, TEMPLATE, EduGrader  # noqa: 
 def sample_inputs(inputs: list[str], n: int, seed: int, warehouse: str) -> list[str]:
     """A fixed sample of `n` documents, chosen by a seeded hash of their text (independent of
     file order and sharding), written once as JSONL under WAREHOUSE/_inputs/annotate/."""
+    import heapq
     import json
 
     from pipelines.inputs import plan_inputs, read_shard
     from schemas.ids import row_id
     from schemas.store import Store
 
-    rows = []
-    for shard in plan_inputs(inputs, Store(warehouse)):
-        table, _, _ = read_shard(shard, DOCUMENTS)
-        for r in table.select([c for c in ("text", "source", "meta") if c in table.column_names]).to_pylist():
-            if r.get("text"):
-                rows.append((row_id("edu-sample", seed, r["text"]), r))
-    rows.sort(key=lambda kr: kr[0])
-    chosen = [r for _, r in rows[:n]]
-    key = row_id(json.dumps([k for k, _ in rows[:n]]))[:16]
+    def keyed():
+        for shard in plan_inputs(inputs, Store(warehouse)):
+            table, _, _ = read_shard(shard, DOCUMENTS)
+            for r in table.select([c for c in ("text", "source", "meta") if c in table.column_names]).to_pylist():
+                if r.get("text"):
+                    total[0] += 1
+                    yield row_id("edu-sample", seed, r["text"]), r
+
+    total = [0]
+    best = heapq.nsmallest(n, keyed(), key=lambda kr: kr[0])  # memory: the sample, not the corpus
+    chosen = [r for _, r in best]
+    key = row_id(json.dumps([k for k, _ in best]))[:16]
     path = os.path.join(os.path.abspath(warehouse), "_inputs", "annotate", f"sample-{n}-seed{seed}-{key}.jsonl")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -53,7 +57,7 @@ def sample_inputs(inputs: list[str], n: int, seed: int, warehouse: str) -> list[
             for r in chosen:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
         os.replace(tmp, path)
-    print(f"sample: {len(chosen)} of {len(rows)} documents → {path}", file=sys.stderr)
+    print(f"sample: {len(chosen)} of {total[0]} documents → {path}", file=sys.stderr)
     return [path]
 
 

@@ -236,3 +236,19 @@ def test_few_shot_chat_has_its_own_rubric_id_and_prompt(tmp_path):
     assert prompt.count("<extract>") == 6 and prompt.rstrip().endswith("(0 to 5 points).")
     assert b.column("edu_score").to_pylist() == a.column("edu_score").to_pylist()  # the server grades by content
     assert all(s >= 3 for s in b.column("edu_score").to_pylist())
+
+
+def test_sample_is_fixed_by_seed_not_by_file_order(tmp_path):
+    from pipelines.annotate_edu import sample_inputs
+    texts = [f"document number {i} about topic {i % 7}" for i in range(50)]
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    (a / "x.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    (b / "y.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in reversed(texts[25:])))
+    (b / "z.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:25] + [""]))
+    read = lambda p: sorted(json.loads(line)["text"] for line in open(p[0]))  # noqa: E731
+    s1 = read(sample_inputs([str(a)], 10, 0, str(tmp_path / "wh")))
+    s2 = read(sample_inputs([str(b)], 10, 0, str(tmp_path / "wh")))
+    s3 = read(sample_inputs([str(a)], 10, 1, str(tmp_path / "wh")))
+    assert s1 == s2 and len(s1) == 10 and len(set(s1)) == 10 and s1 != s3
+    assert len(read(sample_inputs([str(b)], 100, 0, str(tmp_path / "wh")))) == 50   # the empty text is not sampled
