@@ -252,3 +252,36 @@ def test_sample_is_fixed_by_seed_not_by_file_order(tmp_path):
     s3 = read(sample_inputs([str(a)], 10, 1, str(tmp_path / "wh")))
     assert s1 == s2 and len(s1) == 10 and len(set(s1)) == 10 and s1 != s3
     assert len(read(sample_inputs([str(b)], 100, 0, str(tmp_path / "wh")))) == 50   # the empty text is not sampled
+
+
+def test_builtin_model_grades_through_the_stage_and_the_cache(tmp_path):
+    """The built-in backend: an untrained tiny checkpoint replies with noise, which must come
+    back as grade_failed rows with the reply kept (never a default score); a rerun is all cache."""
+    import torch
+
+    from model import checkpoint
+    from model.config import ModelConfig
+    from model.tokenizer import ChatTokenizer
+    from model.transformer import Transformer
+    from synth.edu_grading import RUBRIC
+
+    docs = [d["text"].strip() for d in docstrings()[:4]]
+    tok = ChatTokenizer.train(docs + [RUBRIC, "Educational score: 3"], vocab_size=300)
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layers=1, n_heads=2, n_kv_heads=1,
+                                    ffn_dim=64, max_seq_len=2048))
+    ck = checkpoint.save(str(tmp_path / "ck"), model, tok, step=0, train_config={}, trained_on=[])
+    kw = dict(generator=f"builtin:{ck}", cache=str(tmp_path / "c.sqlite"), max_tokens=6, max_chars=300, threads=1)
+    first = EduGrader(**kw)
+    out = first(pa.table({"text": docs}))
+    assert first.gen.stats["requests"] == 4 and first.gen.stats["cache_hits"] == 0
+    assert out.column("grader")[0].as_py() == f"builtin:{checkpoint.meta(ck)['id']}"
+    for row in out.to_pylist():
+        assert row["grade_output"] is not None and row["finish_reason"] in ("stop", "length")
+        if row["edu_score"] is None:   # noise: rejected with its reason, reply kept
+            assert row["drop_reason"] == "grade_failed" and row["reject_detail"].startswith(("no_", "out_of", "not_"))
+        else:
+            assert row["drop_reason"] is None and row["edu_score"] in range(6)
+    again = EduGrader(**kw)
+    assert again(pa.table({"text": docs})).to_pylist() == out.to_pylist()
+    assert again.gen.stats["cache_hits"] == 4
