@@ -228,7 +228,8 @@ def default_model(warehouse: str) -> Artifact:
 
 
 class QualityClassifier(ModelStage):
-    """Stage: `quality_score` = P(positive label); rows under `threshold` are `low_quality`."""
+    """Stage: `quality_score` = P(positive label) — the card's `positive_labels` when it lists
+    them (a multi-class grade model: P(grade >= its threshold)); under `threshold` is `low_quality`."""
     name = "quality"
     adds = [field("quality_score", pa.float32(), stats="hist:0:1:20")]
 
