@@ -27,9 +27,10 @@ from schemas.tables import DOCUMENTS, EDU_GRADES  # noqa: E402
 from synth.edu_grading import RUBRIC, RUBRIC_NAME, TEMPLATE, EduGrader  # noqa: E402
 
 
-def sample_inputs(inputs: list[str], n: int, seed: int, warehouse: str) -> list[str]:
+def sample_inputs(inputs: list[str], n: int, seed: int, warehouse: str, origin: dict | None = None) -> list[str]:
     """A fixed sample of `n` documents, chosen by a seeded hash of their text (independent of
-    file order and sharding), written once as JSONL under WAREHOUSE/_inputs/annotate/."""
+    file order and sharding), written once as JSONL under WAREHOUSE/_inputs/annotate/.
+    `origin` receives what it was drawn from (table@snapshot or file fingerprints) for lineage."""
     import heapq
     import json
 
@@ -38,7 +39,7 @@ def sample_inputs(inputs: list[str], n: int, seed: int, warehouse: str) -> list[
     from schemas.store import Store
 
     def keyed():
-        for shard in plan_inputs(inputs, Store(warehouse)):
+        for shard in shards:
             table, _, _ = read_shard(shard, DOCUMENTS)
             for r in table.select([c for c in ("text", "source", "meta") if c in table.column_names]).to_pylist():
                 if r.get("text"):
@@ -46,7 +47,12 @@ def sample_inputs(inputs: list[str], n: int, seed: int, warehouse: str) -> list[
                     yield row_id("edu-sample", seed, r["text"]), r
 
     total = [0]
+    shards = plan_inputs(inputs, Store(warehouse))
     best = heapq.nsmallest(n, keyed(), key=lambda kr: kr[0])  # memory: the sample, not the corpus
+    if origin is not None:
+        origin.update(inputs=inputs, n=n, seed=seed, of=total[0],
+                      drawn_from=sorted({s.fingerprint if s.kind == "table" else f"{s.path}:{s.fingerprint}"
+                                         for s in shards}))
     chosen = [r for _, r in best]
     key = row_id(json.dumps([k for k, _ in best]))[:16]
     path = os.path.join(os.path.abspath(warehouse), "_inputs", "annotate", f"sample-{n}-seed{seed}-{key}.jsonl")
@@ -79,7 +85,8 @@ def build(args):
         write_text_curation_corpus(corpus)
         inputs = [corpus]
     if args.sample:
-        inputs = sample_inputs(inputs, args.sample, args.seed, args.warehouse)
+        args.sample_origin = {}
+        inputs = sample_inputs(inputs, args.sample, args.seed, args.warehouse, args.sample_origin)
     stages = [normalize_text, StageSpec(EduGrader, grader_params(args))]
     return Pipeline("annotate_edu", DOCUMENTS, EDU_GRADES, stages), inputs
 
@@ -112,7 +119,10 @@ def parser():
 def run_main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     pipeline, inputs = build(args)
-    return run_and_report(pipeline, options(args, inputs), quiet=args.quiet)
+    opts = options(args, inputs)
+    if getattr(args, "sample_origin", None):
+        opts.extra_config["sample"] = args.sample_origin   # lineage: what the sample file was drawn from
+    return run_and_report(pipeline, opts, quiet=args.quiet)
 
 
 if __name__ == "__main__":

@@ -285,3 +285,22 @@ def test_builtin_model_grades_through_the_stage_and_the_cache(tmp_path):
     again = EduGrader(**kw)
     assert again(pa.table({"text": docs})).to_pylist() == out.to_pylist()
     assert again.gen.stats["cache_hits"] == 4
+
+
+def test_annotate_a_sample_of_a_documents_table_keeps_its_ids(tmp_path):
+    from helpers import corpus as demo_corpus, run_demo
+
+    wh = str(tmp_path / "wh")
+    run_demo(wh, demo_corpus(tmp_path, n_files=2, limit=40))
+    docs = Store(wh).read_arrow("docs", ["id", "text"]).to_pylist()
+    with GradingServer([d["text"] for d in docs]) as srv:
+        res = CliRunner().invoke(curate, ["--warehouse", wh, "annotate", "--input", "docs", "--sample", "7",
+                                          "--executor", "local", "--quiet", "--generator", f"openai:{srv.url}#g"])
+        assert res.exit_code == 0, res.output
+    graded = Store(wh).read_arrow("edu_grades").to_pylist()
+    ids = {d["id"] for d in docs}
+    assert len(graded) == 7 and all(g["doc_id"] in ids and g["edu_score"] >= 3 for g in graded)
+    props = Store(wh).properties("edu_grades")
+    assert props["inputs"]["n_files"] == 1                                  # the sample file ...
+    sample = props["config"]["sample"]                                      # ... and what it was drawn from
+    assert sample["n"] == 7 and sample["of"] == len(docs) and sample["drawn_from"][0].startswith("docs@")
