@@ -3,7 +3,9 @@
 The model is a versioned artifact: a directory named by the model file's sha256, holding
 `model.bin` and `card.json` (training data hash and counts, parameters, held-out metrics).
 Every table it scores records that hash in its lineage. Training is cached by (data, params),
-so the demo's first run trains and later runs reuse the same artifact.
+so the demo's first run trains and later runs reuse the same artifact. Labels may also be LLM
+grades (`edu_grades`, `pipelines/annotate_edu.py`): binarised at a grade threshold, or one
+class per grade, whose score is then P(grade >= threshold).
 """
 from __future__ import annotations
 
@@ -72,21 +74,58 @@ class Artifact:
     card: dict[str, Any]
 
 
-def evaluate(model, rows: list[tuple[str, str]], positive: str, threshold: float = 0.5) -> dict[str, Any]:
+def _f1(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a proportion k/n (honest for small held-out sets)."""
+    if not n:
+        return [0.0, 1.0]
+    p = k / n
+    mid, half = (p + z * z / (2 * n)), z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5)
+    return [round(max(0.0, (mid - half) / (1 + z * z / n)), 4), round(min(1.0, (mid + half) / (1 + z * z / n)), 4)]
+
+
+def evaluate(model, rows: list[tuple[str, str]], positive: str | list[str], threshold: float = 0.5,
+             multiclass: bool = False) -> dict[str, Any]:
+    """Agreement with held-out labels. Always: the binary view, P(any positive label) >= threshold
+    against "gold label is positive" (precision/recall/F1, accuracy, macro-F1 of the two
+    classes). Multi-class (grades): `accuracy`/`macro_f1` are over the exact grade (argmax),
+    the binary view moves to `binary_accuracy`, and `mae` is |expected grade - gold grade|."""
+    positives = [positive] if isinstance(positive, str) else list(positive)
     tp = fp = fn = tn = 0
+    exact, abs_err, per = 0, 0.0, {}
     for text, label in rows:
-        p = positive_prob(model, text, positive)
-        pred, gold = p >= threshold, label == positive
+        labels, probs = model.predict(prep(text), k=-1)
+        p = sum(float(q) for lab, q in zip(labels, probs) if lab[len("__label__"):] in positives)
+        pred, gold = p >= threshold, label in positives
         tp += pred and gold
         fp += pred and not gold
         fn += (not pred) and gold
         tn += (not pred) and not gold
+        if multiclass:
+            top = labels[0][len("__label__"):] if labels else ""
+            exact += top == label
+            for lab, d in ((label, "gold"), (top, "pred")):
+                per.setdefault(lab, {"gold": 0, "pred": 0, "hit": 0})[d] += 1
+            per[label]["hit"] += top == label
+            abs_err += abs(sum(int(lab[len("__label__"):]) * float(q) for lab, q in zip(labels, probs)) - int(label))
+    n = len(rows)
     prec = tp / (tp + fp) if tp + fp else 0.0
     rec = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    return {"precision": round(prec, 4), "recall": round(rec, 4), "f1": round(f1, 4),
-            "accuracy": round((tp + tn) / max(len(rows), 1), 4), "n": len(rows),
-            "tp": tp, "fp": fp, "fn": fn, "tn": tn, "threshold": threshold, "positive": positive}
+    binary_acc = (tp + tn) / max(n, 1)
+    out = {"precision": round(prec, 4), "recall": round(rec, 4), "f1": round(_f1(tp, fp, fn), 4),
+           "accuracy": round(binary_acc, 4), "accuracy_ci95": wilson(tp + tn, n),
+           "macro_f1": round((_f1(tp, fp, fn) + _f1(tn, fn, fp)) / 2, 4), "n": n,
+           "tp": tp, "fp": fp, "fn": fn, "tn": tn, "threshold": threshold, "positive": ",".join(positives)}
+    if multiclass:
+        f1s = [_f1(c["hit"], c["pred"] - c["hit"], c["gold"] - c["hit"]) for c in per.values()]
+        out.update(binary_accuracy=out["accuracy"], binary_macro_f1=out["macro_f1"],
+                   accuracy=round(exact / max(n, 1), 4), accuracy_ci95=wilson(exact, n),
+                   macro_f1=round(sum(f1s) / max(len(f1s), 1), 4), mae=round(abs_err / max(n, 1), 4),
+                   per_grade={k: per[k] for k in sorted(per)})
+    return out
 
 
 def positive_prob(model, text: str, positive: str) -> float:
@@ -101,17 +140,46 @@ def _prob(labels: tuple[str, ...], probs, label: str) -> float:
     return 0.0
 
 
+def grade_labels(rows: list[tuple[str, str]], threshold: int | None = None, multiclass: bool = False,
+                 positive: str = "hq") -> list[tuple[str, str]]:
+    """Integer grades (e.g. `edu_score` 0-5) as fastText labels: one label per grade
+    (`multiclass`), or `positive` for grade >= threshold and `lq` (or `not_<positive>`) below."""
+    negative = "lq" if positive == "hq" else f"not_{positive}"
+    out = []
+    for text, label in rows:
+        try:
+            g = float(label)
+        except ValueError:
+            raise ValueError(f"grade labels must be integers, got {label!r}") from None
+        if g != int(g):
+            raise ValueError(f"grade labels must be integers, got {label!r}")
+        out.append((text, str(int(g)) if multiclass else positive if g >= threshold else negative))
+    return out
+
+
 def train(rows: list[tuple[str, str]], out_root: str, positive: str = "hq", valid_frac: float = 0.1,
-          source: str = "", **params: Any) -> Artifact:
-    """Train on all rows but a held-out split (by text hash), report P/R/F1 on it, save by hash."""
+          source: str = "", multiclass: bool = False, grade_threshold: int | None = None, **params: Any) -> Artifact:
+    """Train on all rows but a held-out split (by text hash), report agreement on it, save by hash.
+
+    Binary: the score is P(`positive`). Multi-class over grades: the score is P(grade >=
+    `grade_threshold`), the summed probability of those grades' labels (the card lists them
+    as `positive_labels`, which `QualityClassifier` reads)."""
     import fasttext
 
     params = {**DEFAULT_PARAMS, **params}
     labels = sorted({lab for _, lab in rows})
-    if positive not in labels or len(labels) < 2:
-        raise ValueError(f"need at least two labels including '{positive}', got {labels}")
+    if multiclass:
+        grade_threshold = 3 if grade_threshold is None else grade_threshold
+        positives = [lab for lab in labels if int(lab) >= grade_threshold]
+        if len(labels) < 2 or not positives:
+            raise ValueError(f"need at least two grades, one of them >= {grade_threshold}, got {labels}")
+    else:
+        positives = [positive]
+        if positive not in labels or len(labels) < 2:
+            raise ValueError(f"need at least two labels including '{positive}', got {labels}")
     data_hash = hashlib.sha256(json.dumps(sorted(rows)).encode()).hexdigest()[:16]
-    key = hashlib.sha256(json.dumps([data_hash, params, positive, valid_frac], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([data_hash, params, positives, valid_frac, multiclass],
+                                    sort_keys=True).encode()).hexdigest()[:16]
     index = os.path.join(out_root, "by-config", f"{key}.json")
     if os.path.exists(index):  # same data and parameters: reuse
         with open(index) as f:
@@ -139,8 +207,10 @@ def train(rows: list[tuple[str, str]], out_root: str, positive: str = "hq", vali
     path = os.path.join(final_dir, "model.bin")
     os.replace(tmp_model, path)
     card = {"sha256": sha, "labels": labels, "positive": positive, "params": params, "source": source,
+            "mode": "multiclass" if multiclass else "binary", "positive_labels": positives,
+            "grade_threshold": grade_threshold,
             "data_hash": data_hash, "train_rows": len(train_rows), "valid_rows": len(valid_rows),
-            "train_seconds": round(seconds, 2), "metrics": evaluate(model, valid_rows, positive),
+            "train_seconds": round(seconds, 2), "metrics": evaluate(model, valid_rows, positives, multiclass=multiclass),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with open(os.path.join(final_dir, "card.json"), "w") as f:
         json.dump(card, f, indent=2)
@@ -158,7 +228,8 @@ def default_model(warehouse: str) -> Artifact:
 
 
 class QualityClassifier(ModelStage):
-    """Stage: `quality_score` = P(positive label); rows under `threshold` are `low_quality`."""
+    """Stage: `quality_score` = P(positive label) — the card's `positive_labels` when it lists
+    them (a multi-class grade model: P(grade >= its threshold)); under `threshold` is `low_quality`."""
     name = "quality"
     adds = [field("quality_score", pa.float32(), stats="hist:0:1:20")]
 
@@ -166,13 +237,17 @@ class QualityClassifier(ModelStage):
         import fasttext
         self.model = fasttext.load_model(model_path)
         self.threshold, self.positive, self.column = threshold, positive, column
-        self.label = f"__label__{positive}"
+        # A model trained on grades lists its positive labels (grades >= its threshold) in its card.
+        card_path = os.path.join(os.path.dirname(model_path), "card.json")
+        card = json.load(open(card_path)) if os.path.exists(card_path) else {}
+        self.labels = {f"__label__{lab}" for lab in card.get("positive_labels") or [positive]}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        predict, label = self.model.predict, self.label
+        predict, wanted = self.model.predict, self.labels
         scores = []
         for text in batch.column(self.column).to_pylist():  # per-doc predict beats list predict
-            scores.append(_prob(*predict(prep(text or ""), k=-1), label))
+            labels, probs = predict(prep(text or ""), k=-1)
+            scores.append(sum(float(p) for lab, p in zip(labels, probs) if lab in wanted))
         arr = pa.array(scores, pa.float32())
         low = pc.less(arr, self.threshold)
         batch = annotate(batch, quality_score=arr)
@@ -185,4 +260,5 @@ class QualityClassifier(ModelStage):
         card = json.load(open(card_path)) if os.path.exists(card_path) else {}
         return {"kind": "fasttext", "path": model_path, "sha256": card.get("sha256") or sha256_file(model_path),
                 "trained_on": card.get("source"), "data_hash": card.get("data_hash"),
+                "mode": card.get("mode", "binary"), "positive_labels": card.get("positive_labels"),
                 "valid_metrics": card.get("metrics")}

@@ -8,7 +8,8 @@
     curate tag TABLE@VER NAME             name a version
     curate lineage TABLE[@VER]            run, config, code commit, inputs, models
     curate validate FILE --schema NAME    check a file against a table schema
-    curate train-classifier               train the fastText quality classifier
+    curate annotate [ARGS]                grade documents' educational value with an LLM
+    curate train-classifier               train the fastText quality classifier (labels or grades)
     curate run PIPELINE [ARGS]            run pipelines/PIPELINE.py
     curate serve CHECKPOINT               the built-in model as an OpenAI-compatible endpoint
 """
@@ -289,34 +290,73 @@ def validate(path, schema_name, max_errors):
               help="labeled JSONL(.gz)/Parquet file or store table; default: the shipped set "
                    "(filters/data/quality_labeled.jsonl.gz: python3.11-doc prose = hq, fortunes + word salad = lq)")
 @click.option("--text-column", default="text", show_default=True)
-@click.option("--label-column", default="label", show_default=True)
+@click.option("--label-column", default=None, help="[default: label, or edu_score with --threshold/--multiclass]")
 @click.option("--positive", default="hq", show_default=True, help="the label whose probability is quality_score")
-@click.option("--valid-frac", default=0.1, show_default=True, help="held-out share (by text hash) for P/R/F1")
+@click.option("--threshold", "grade_threshold", default=None, type=int,
+              help="labels are integer grades (e.g. `curate annotate`'s edu_score): grade >= N is the positive class")
+@click.option("--multiclass", is_flag=True,
+              help="labels are integer grades, one class each; quality_score = P(grade >= --threshold, default 3)")
+@click.option("--valid-frac", default=0.1, show_default=True, help="held-out share (by text hash) for agreement")
 @click.option("--epoch", default=10, show_default=True)
 @click.option("--lr", default=0.5, show_default=True)
 @click.option("--ngrams", "word_ngrams", default=2, show_default=True, help="fastText wordNgrams")
 @click.option("--dim", default=32, show_default=True)
 @click.option("--out", default=None, help="model directory root (default: WAREHOUSE/_models/quality)")
+@click.option("--json", "as_json", is_flag=True, help="print the model card as JSON")
 @click.pass_context
-def train_classifier(ctx, source, text_column, label_column, positive, valid_frac, epoch, lr, word_ngrams, dim, out):
-    """Train the fastText quality classifier; print held-out metrics and the versioned model path.
+def train_classifier(ctx, source, text_column, label_column, positive, grade_threshold, multiclass, valid_frac,
+                     epoch, lr, word_ngrams, dim, out, as_json):
+    """Train the fastText quality classifier; print held-out agreement and the versioned model path.
 
+    From LLM grades: `--input edu_grades --threshold 3` (binary) or `--multiclass`.
     Use it in a pipeline with `pipelines/text_curation.py --quality-model PATH`."""
-    from filters.quality import SHIPPED_SET, load_labeled, train
+    from filters.quality import SHIPPED_SET, grade_labels, load_labeled, train
     from pipelines.report import _table, console
     src = source or SHIPPED_SET
+    graded = grade_threshold is not None or multiclass
+    label_column = label_column or ("edu_score" if graded else "label")
     try:
         rows = load_labeled(src, text_column, label_column, ctx.obj["warehouse"])
+        if graded:
+            rows = grade_labels(rows, grade_threshold, multiclass, positive)
         art = train(rows, out or os.path.join(os.path.abspath(ctx.obj["warehouse"]), "_models", "quality"),
-                    positive=positive, valid_frac=valid_frac, source=src, epoch=epoch, lr=lr,
-                    wordNgrams=word_ngrams, dim=dim)
+                    positive=positive, valid_frac=valid_frac, source=f"{src} ({label_column})", epoch=epoch, lr=lr,
+                    wordNgrams=word_ngrams, dim=dim, multiclass=multiclass, grade_threshold=grade_threshold)
     except (ValueError, KeyError, OSError) as e:
         _fail(str(e))
     m = art.card["metrics"]
-    console.print(_table(f"held-out metrics ({m['n']} rows, label '{positive}' positive, threshold {m['threshold']})",
-                         ["precision", "recall", "f1", "accuracy", "tp", "fp", "fn", "tn"],
-                         [[m["precision"], m["recall"], m["f1"], m["accuracy"], m["tp"], m["fp"], m["fn"], m["tn"]]]))
+    if as_json:
+        click.echo(json.dumps({"path": art.path, **art.card}, indent=2))
+        return
+    if multiclass:
+        console.print(_table(f"held-out agreement with grades ({m['n']} rows)",
+                             ["accuracy", "95% CI", "macro-F1", "MAE (expected grade)"],
+                             [[m["accuracy"], m["accuracy_ci95"], m["macro_f1"], m["mae"]]]))
+    console.print(_table(f"held-out metrics ({m['n']} rows, label '{m['positive']}' positive, threshold {m['threshold']})",
+                         ["precision", "recall", "f1", "accuracy", "macro-F1", "tp", "fp", "fn", "tn"],
+                         [[m["precision"], m["recall"], m["f1"], m.get("binary_accuracy", m["accuracy"]),
+                           m.get("binary_macro_f1", m["macro_f1"]), m["tp"], m["fp"], m["fn"], m["tn"]]]))
     click.echo(f"model {art.path}\nsha256 {art.sha256}\ntrained on {art.card['train_rows']} rows of {src}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def annotate(ctx, args):
+    """Grade documents' educational value (0-5) with an LLM → an `edu_grades` table.
+
+    Runs pipelines/annotate_edu.py (see `curate annotate --help`), e.g.
+    `curate annotate --input documents --sample 20000 --generator openai:http://HOST:8000/v1#MODEL`."""
+    from pipelines.annotate_edu import parser, run_main
+    argv = list(args)
+    if "--warehouse" not in argv:
+        argv = ["--warehouse", ctx.obj["warehouse"], *argv]
+    if "-h" in argv or "--help" in argv:
+        p = parser()
+        p.prog = "curate annotate"
+        p.print_help()
+        sys.exit(0)
+    sys.exit(run_main(argv))
 
 
 @main.command()
@@ -337,7 +377,7 @@ def serve(checkpoint, host, port, threads):
         pass
 
 
-PIPELINES = ("demo", "text_curation", "speech_sft", "reasoning_data", "reasoning_loop")
+PIPELINES = ("demo", "text_curation", "speech_sft", "reasoning_data", "reasoning_loop", "annotate_edu")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -125,6 +125,21 @@ PREFERENCES = schema([
     SOURCE_IDS,
 ], id_fields=["prompt", "chosen", "rejected"])
 
+EDU_GRADES = schema([
+    ID,
+    field("doc_id", pa.string(), required=True, doc="id of the graded document (its `documents` id)"),
+    field("text", pa.string(), required=True, stats="text"),
+    field("prompt", pa.string(), required=True, doc="the full request the grader saw (rubric + document)"),
+    field("grade_output", pa.string(), doc="the grader's raw reply"),
+    field("edu_score", pa.int32(), stats="category", doc="parsed 0-5 educational-value points; null in rejects"),
+    field("grader", pa.string(), stats="category", doc="generator model id"),
+    field("rubric", pa.string(), stats="category", doc="rubric name:sha256 of the prompt template"),
+    field("finish_reason", pa.string(), stats="category"),
+    SOURCE,
+    SOURCE_IDS,
+    field("meta", pa.string()),
+], id_fields=["prompt", "grader"])
+
 # Columns every rejects table adds to its output table's (all-nullable) columns.
 REJECT_FIELDS = [
     field("drop_reason", pa.string(), required=True, stats="category"),
@@ -140,6 +155,7 @@ TABLES: dict[str, pa.Schema] = {
     "problems": PROBLEMS,
     "cot_samples": COT_SAMPLES,
     "preferences": PREFERENCES,
+    "edu_grades": EDU_GRADES,
 }
 
 
