@@ -11,7 +11,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup debs demo test bench bench-setup clean
+.PHONY: setup debs demo test test-slow bench bench-setup clean
 
 setup: $(STAMP) debs
 
@@ -38,6 +38,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The slow suites (a SIGKILL at every phase of a real pipeline, ...): CI runs them after `make test`.
+test-slow: setup
+	$(PY) -m pytest -q -m slow
 
 bench-setup: setup
 	$(PY) -m pip install -q --no-deps -r bench/requirements.txt

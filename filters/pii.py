@@ -156,7 +156,7 @@ class PiiScrubber(ModelStage):
         info = {"kind": "presidio", "presidio_analyzer": md.version("presidio-analyzer"), "spacy_model": spacy_model}
         try:
             info["spacy_model_version"] = md.version((spacy_model or "").replace("_", "-"))
-        except md.PackageNotFoundError:
+        except (md.PackageNotFoundError, ValueError):  # ValueError: no model ('' = patterns only)
             info["spacy_model_version"] = None
         return info
 

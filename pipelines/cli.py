@@ -24,7 +24,7 @@ import click
 import pyarrow.compute as pc
 
 from schemas import stats as st
-from schemas.store import Ref, Store, VersionNotFound, default_warehouse
+from schemas.store import Ref, Store, StoreError, VersionNotFound, default_warehouse
 
 
 def _store(ctx: click.Context) -> Store:
@@ -44,6 +44,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except VersionNotFound as e:
             _fail(str(e.args[0]) if e.args else str(e))
+        except StoreError as e:  # a damaged data file, a bad name: named, in one line
+            _fail(str(e))
 
 
 @click.group(cls=_Group, help=__doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]})
@@ -213,10 +215,7 @@ def show(ctx, ref, n, columns, where, width, as_json):
 
     from pipelines.report import console
     store = _store(ctx)
-    t, snap = store.snapshot(ref)
-    scan = t.scan(snapshot_id=snap.snapshot_id, row_filter=where or "True",
-                  selected_fields=tuple(columns) if columns else ("*",), limit=n)
-    rows = scan.to_arrow().to_pylist()
+    rows = store.read_arrow(ref, columns or None, limit=n, where=where).to_pylist()
     for r in rows:
         if as_json:
             click.echo(json.dumps(r, default=_jsonable, ensure_ascii=False))

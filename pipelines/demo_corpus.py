@@ -6,8 +6,8 @@ text, a wrong-typed field, one-word fragments), so a demo run shows rejects with
 """
 from __future__ import annotations
 
-import importlib
-import inspect
+import ast
+import importlib.util
 import json
 import os
 
@@ -19,20 +19,22 @@ MODULES = ["argparse", "asyncio", "collections", "contextlib", "csv", "dataclass
 
 
 def docstrings(limit: int | None = None) -> list[dict[str, str]]:
-    """(name, docstring) of modules, classes and functions, in a fixed order."""
+    """(name, docstring) of modules, classes and functions, in a fixed order.
+
+    Read from the modules' source files, not from imported objects: libraries patch stdlib
+    functions at import time (inspect.getfile), which made the corpus change mid-process."""
     out: list[dict[str, str]] = []
     seen: set[str] = set()
     for modname in MODULES:
-        try:
-            mod = importlib.import_module(modname)
-        except ImportError:
+        spec = importlib.util.find_spec(modname)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
             continue
-        objs = [(modname, mod)] + sorted(
-            (f"{modname}.{n}", o) for n, o in vars(mod).items()
-            if not n.startswith("_") and (inspect.isclass(o) or inspect.isfunction(o))
-            and getattr(o, "__module__", "") == mod.__name__)
-        for name, obj in objs:
-            doc = inspect.getdoc(obj)
+        with open(spec.origin, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        objs = [(modname, ast.get_docstring(tree))] + sorted(
+            (f"{modname}.{n.name}", ast.get_docstring(n)) for n in tree.body
+            if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and not n.name.startswith("_"))
+        for name, doc in objs:
             if doc and doc not in seen:
                 seen.add(doc)
                 out.append({"id": name, "text": doc, "source": "python-stdlib-docstrings"})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 import importlib.util
 import json
@@ -51,8 +50,8 @@ def code_fingerprint(modules: Iterable[str]) -> str:
     return h.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=64)
 def _sources(roots: tuple[str, ...]) -> dict[str, bytes]:
+    """Read afresh each run (a few dozen files): a cache would miss an edit made in-process."""
     out: dict[str, bytes] = {}
     todo = list(roots)
     while todo:

@@ -1,0 +1,354 @@
+"""The store's promises under faults, concurrency and hostile input (issue 10): nothing lost,
+nothing stale, nothing half-published. Each test tries to break one promise."""
+import importlib
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from helpers import corpus, demo_pipeline, jsonl, run_demo
+from pipelines.cli import main as cli
+from pipelines.inputs import UnreadableInput
+from pipelines.runner import Pipeline, RunInProgress, RunOptions, run
+from schemas.store import InvalidName, Store, VersionNotFound
+from schemas.tables import DOCUMENTS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _truncate(path):
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+def _cli(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+# ---- reads are verified --------------------------------------------------------------
+def test_a_damaged_table_file_fails_the_run_naming_it_or_is_counted_as_lost(tmp_path, warehouse):
+    run_demo(warehouse, corpus(tmp_path, limit=200))
+    store = Store(warehouse)
+    files = store.files("docs")
+    victim = files.column("file_path")[0].as_py().removeprefix("file://")
+    lost = files.column("record_count")[0].as_py()
+    total = sum(files.column("record_count").to_pylist())
+    _truncate(victim)
+
+    with pytest.raises(UnreadableInput, match=os.path.basename(victim)):
+        run_demo(warehouse, "docs", output="copy")
+    assert Store(warehouse).versions("copy") == []
+
+    r = run_demo(warehouse, "docs", output="copy", on_unreadable="record")
+    acc = r.accounting
+    assert acc["rows_in"] == total and acc["lost"] == lost > 0
+    assert acc["kept"] + acc["rejected"] == total - lost
+    assert acc["lost_files"][victim]["rows"] == lost
+    assert Store(warehouse).properties("copy")["accounting"]["lost"] == lost
+
+    # the CLI names the file, in one line, for every reader
+    for args in (["stats", "docs"], ["show", "docs"], ["diff", "docs", "copy"]):
+        res = _cli("--warehouse", warehouse, *args)
+        assert res.exit_code == 2, (args, res.output)
+        assert os.path.basename(victim) in res.output and "Traceback" not in res.output
+    with pytest.raises(Exception, match=os.path.basename(victim)):
+        Store(warehouse).read_arrow("docs")
+
+
+def test_a_file_with_other_rows_than_the_metadata_fails(tmp_path, warehouse):
+    run_demo(warehouse, corpus(tmp_path, limit=100))
+    victim = Store(warehouse).files("docs").column("file_path")[0].as_py().removeprefix("file://")
+    t = pq.read_table(victim)
+    pq.write_table(t.slice(0, t.num_rows - 3), victim)  # a valid file, 3 rows short
+    with pytest.raises(UnreadableInput, match="rows but the table metadata says"):
+        run_demo(warehouse, "docs", output="copy")
+    res = _cli("--warehouse", warehouse, "show", "docs", "-n", "1000", "--json")
+    res = _cli("--warehouse", warehouse, "diff", "docs", "docs")
+    assert res.exit_code == 2 and "metadata says" in res.output
+
+
+# ---- the run key covers the code -----------------------------------------------------
+STAGE_SOURCE = '''
+import os
+import pyarrow.compute as pc
+from pipelines.stage import reject_where, stage
+
+
+@stage()
+def picky(batch):
+    if os.path.exists(os.environ["PICKY_CRASH_FILE"]) and any("CRASH" in t for t in batch.column("text").to_pylist()):
+        raise KeyboardInterrupt("stands for a kill")
+    return reject_where(batch, pc.less(pc.utf8_length(batch.column("text")), LIMIT), "short")
+'''
+
+
+def test_changed_code_never_reuses_shards_of_a_killed_run(tmp_path, warehouse, monkeypatch):
+    mod_dir = tmp_path / "mods"
+    mod_dir.mkdir()
+    (mod_dir / "picky_stage.py").write_text(STAGE_SOURCE.replace("LIMIT", "20"))
+    monkeypatch.syspath_prepend(str(mod_dir))
+    flag = tmp_path / "crash"
+    monkeypatch.setenv("PICKY_CRASH_FILE", str(flag))
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        texts = [f"file {i} row {j} " + "x" * (j * 7) for j in range(30)] + (["CRASH here"] if i == 2 else [])
+        jsonl(src / f"{i}.jsonl", [{"text": t} for t in texts])
+    import picky_stage
+    pipeline = lambda: Pipeline("picky", DOCUMENTS, DOCUMENTS, [picky_stage.picky])  # noqa: E731
+    opts = RunOptions([str(src)], "docs", warehouse, executor="local", progress=False)
+
+    flag.write_text("1")
+    with pytest.raises(KeyboardInterrupt):
+        run(pipeline(), opts)
+    flag.unlink()
+    # same code: resumes the two finished shards
+    (mod_dir / "picky_stage.py").write_text(STAGE_SOURCE.replace("LIMIT", "20"))
+    same = run(pipeline(), opts)
+    assert (same.resumed_shards, same.processed_shards) == (2, 2)
+
+    flag.write_text("1")
+    opts2 = RunOptions([str(src)], "docs2", warehouse, executor="local", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run(pipeline(), opts2)
+    flag.unlink()
+    (mod_dir / "picky_stage.py").write_text(STAGE_SOURCE.replace("LIMIT", "120"))  # the edit
+    importlib.reload(picky_stage)
+    r = run(pipeline(), opts2)
+    assert (r.resumed_shards, r.processed_shards) == (0, 4)
+    texts = Store(warehouse).read_arrow("docs2").column("text").to_pylist()
+    assert texts and all(len(t) >= 120 for t in texts)  # every kept row made by the new code
+    assert Store(warehouse).properties("docs2")["code"] != Store(warehouse).properties("docs")["code"]
+
+
+# ---- output and rejects become visible together; tags are part of the publish ----------
+def test_a_crash_between_the_commits_shows_neither_and_the_rerun_completes(tmp_path, warehouse, monkeypatch):
+    src = corpus(tmp_path, limit=60)
+    first = run_demo(warehouse, src, tag="v1")
+    real = Store.publish
+
+    def crash_on_output(self, name, *a, **k):
+        if not name.endswith("_rejects"):
+            raise OSError("killed between the commits")
+        return real(self, name, *a, **k)
+
+    monkeypatch.setattr(Store, "publish", crash_on_output)
+    with pytest.raises(OSError):
+        run_demo(warehouse, src, min_words=12)
+    monkeypatch.setattr(Store, "publish", real)
+    store = Store(warehouse)
+    # readers still see the old pair: the new rejects are pending, not current
+    assert store.snapshot("docs")[1].snapshot_id == first.snapshot_id
+    assert store.snapshot("docs_rejects")[1].snapshot_id == first.rejects_snapshot_id
+    pending = [v for v in store.versions("docs_rejects") if v["pending"]]
+    assert len(pending) == 1 and not pending[0]["current"]
+    r = run_demo(warehouse, src, min_words=12)
+    assert r.processed_shards == 0 and r.rejects_snapshot_id == pending[0]["snapshot_id"]
+    store = Store(warehouse)
+    assert store.snapshot("docs_rejects")[1].snapshot_id == r.rejects_snapshot_id
+    assert store.properties("docs")["rejects_snapshot"] == r.rejects_snapshot_id
+    assert store.properties("docs_rejects")["output_snapshot"] == r.snapshot_id
+    assert len(store.versions("docs")) == 2 and len(store.versions("docs_rejects")) == 2
+
+
+def test_a_crash_before_the_tag_is_completed_by_the_rerun_not_duplicated(tmp_path, warehouse, monkeypatch):
+    src = corpus(tmp_path, limit=60)
+    real = Store.tag
+
+    def crash(self, *a, **k):
+        raise OSError("killed before the tag")
+
+    monkeypatch.setattr(Store, "tag", crash)
+    with pytest.raises(OSError):
+        run_demo(warehouse, src, tag="golden")
+    monkeypatch.setattr(Store, "tag", real)
+    r = run_demo(warehouse, src, tag="golden")
+    store = Store(warehouse)
+    assert len(store.versions("docs")) == 1 and len(store.versions("docs_rejects")) == 1
+    assert store.snapshot("docs@golden")[1].snapshot_id == r.snapshot_id
+    assert store.snapshot("docs_rejects@golden")[1].snapshot_id == r.rejects_snapshot_id
+    again = run_demo(warehouse, src, tag="golden")  # now complete: a rerun is a new version
+    assert again.snapshot_id != r.snapshot_id and len(Store(warehouse).versions("docs")) == 2
+
+
+# ---- names ---------------------------------------------------------------------------
+@pytest.mark.parametrize("output", ["ok_table/data", "../escape", "a..b", "x" * 200, "", "9lives", "a b"])
+def test_unsafe_table_names_are_refused_before_anything_is_created(tmp_path, warehouse, output):
+    src = corpus(tmp_path, limit=20)
+    with pytest.raises(InvalidName):
+        run_demo(warehouse, src, output=output)
+    assert not os.path.exists(warehouse) or Store(warehouse).tables() == []
+
+
+def test_reserved_tags_are_refused_and_main_keeps_working(tmp_path, warehouse):
+    src = corpus(tmp_path, limit=20)
+    for bad in ("main", "latest", "12345", "-x", "a/b"):
+        with pytest.raises(InvalidName):
+            run_demo(warehouse, src, tag=bad)
+    r = run_demo(warehouse, src)
+    res = _cli("--warehouse", warehouse, "tag", "docs", "main", "--force")
+    assert res.exit_code == 2 and "invalid tag 'main'" in res.output
+    again = run_demo(warehouse, src, min_words=7)  # publishing still works
+    assert Store(warehouse).snapshot("docs")[1].snapshot_id == again.snapshot_id != r.snapshot_id
+
+
+# ---- concurrency ---------------------------------------------------------------------
+def _publish_many(warehouse, files, worker):
+    store = Store(warehouse)
+    for j, f in enumerate(files):
+        store.publish("shared", DOCUMENTS, [f], {"run_id": f"w{worker}-{j}", "note": "x" * 600})
+
+
+def test_concurrent_publishes_and_creation_on_a_new_warehouse_all_land(tmp_path, warehouse):
+    files = []
+    for i in range(24):
+        p = str(tmp_path / f"f{i}.parquet")
+        pq.write_table(pa.table({"id": [f"i{i}"], "text": [f"t{i}"], "source": ["s"], "source_ids": [["a"]],
+                                 "meta": [None]}, schema=DOCUMENTS), p)
+        files.append(p)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_publish_many, args=(warehouse, files[k::4], k)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    store = Store(warehouse)
+    vs = store.versions("shared")
+    assert len(vs) == 24 and len({v["run_id"] for v in vs}) == 24
+    assert store.read_arrow("shared").num_rows == 1  # overwrite: the last publish's one file
+    assert store.properties(f"shared@{vs[0]['snapshot_id']}")["note"] == "x" * 600  # from the lineage file
+
+
+def test_two_identical_runs_at_once_give_one_version_or_a_clear_error(tmp_path):
+    src = corpus(tmp_path, n_files=6, limit=300)
+    wh = str(tmp_path / "fresh")
+    cmd = [sys.executable, "tests/slow_pipeline.py", "--input", src, "--quiet", "--pause", "0.3",
+           "--executor", "local", "--warehouse", wh]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = [p.returncode for p in procs]
+    for (out, err), code in zip(outs, codes):
+        assert "Traceback" not in err, err[-3000:]
+        assert code == 0 or (code == 2 and "in progress" in err), err[-2000:]
+    assert codes.count(0) >= 1
+    assert len(Store(wh).versions("slow_docs")) == codes.count(0)
+
+
+def test_run_lock_is_released_when_the_holder_dies(tmp_path, warehouse):
+    from pipelines.runner import _run_lock
+    d = str(tmp_path / "lockdir")
+    with _run_lock(d, "k", "t"):
+        with pytest.raises(RunInProgress):
+            with _run_lock(d, "k", "t"):
+                pass
+    with _run_lock(d, "k", "t"):  # released
+        pass
+
+
+# ---- metadata stays small, nothing orphaned --------------------------------------------
+def test_metadata_does_not_grow_with_lineage_and_leaves_no_orphans(tmp_path, warehouse):
+    src = corpus(tmp_path, limit=40)
+    for i in range(12):
+        run_demo(warehouse, src, min_words=3 + i)
+    store = Store(warehouse)
+    t = store.table("docs")
+    for s in t.snapshots():
+        props = s.summary.additional_properties or {}
+        assert all(len(v) <= 256 for k, v in props.items() if k.startswith("curate.")), props
+    meta_dir = t.location().removeprefix("file://") + "/metadata"
+    current = os.path.getsize(t.metadata_location.removeprefix("file://"))
+    assert current < 30_000, current
+    referenced = {t.metadata_location} | {e.metadata_file for e in t.metadata.metadata_log}
+    on_disk = {f"file://{meta_dir}/{f}" for f in os.listdir(meta_dir) if f.endswith(".metadata.json")}
+    assert on_disk <= referenced and len(on_disk) <= 21
+    assert store.properties("docs")["accounting"]["rows_in"] > 0  # the lineage file resolves
+
+
+# ---- empty and unusable input --------------------------------------------------------
+@pytest.mark.parametrize("content", [b"", b'{"text": null}\n{"nope": 1}\nnull\n'])
+def test_text_curation_with_dedup_on_empty_or_unusable_input_is_one_clear_line(tmp_path, content):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(content)
+    proc = subprocess.run([sys.executable, "pipelines/text_curation.py", "--input", str(path), "--executor",
+                           "local", "--quiet", "--spacy-model", "", "--warehouse", str(tmp_path / "wh")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and ("hold no rows" in proc.stderr or "were rejected" in proc.stderr)
+
+
+# ---- disk full -----------------------------------------------------------------------
+def test_disk_full_is_a_clear_error_and_publishes_nothing(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        src = tmp_path / "big.jsonl"
+        jsonl(src, [{"text": os.urandom(2000).hex() + " words here"} for _ in range(1500)])
+        wh = str(mnt / "wh")
+        proc = subprocess.run([sys.executable, "pipelines/demo.py", "--input", str(src), "--executor", "local",
+                               "--quiet", "--warehouse", wh], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert "no space left" in proc.stderr and "Traceback" not in proc.stderr
+        with pytest.raises(VersionNotFound):
+            Store(wh).snapshot("documents_demo")
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+# ---- a kill at every phase (slow: a dozen real pipeline processes) -------------------
+PHASES = ["planned", "dedup", "shard-written:2", "rejects-committed", "output-committed"]
+
+
+def _curate(wh, src, env=None):
+    return subprocess.run([sys.executable, "pipelines/text_curation.py", "--input", src, "--executor", "local",
+                           "--quiet", "--spacy-model", "", "--shard-mb", "0.05", "--tag", "t1", "--warehouse", wh],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def _assert_paired(store):
+    """No version is visible without its pair."""
+    try:
+        _, out = store.snapshot("documents")
+    except VersionNotFound:
+        with pytest.raises(VersionNotFound):
+            store.snapshot("documents_rejects")
+        return
+    props = store.properties("documents")
+    assert store.snapshot("documents_rejects")[1].snapshot_id == props["rejects_snapshot"]
+    assert store.properties("documents_rejects")["run_id"] == props["run_id"]
+
+
+@pytest.mark.slow
+def test_sigkill_at_every_phase_then_rerun_equals_a_clean_run(tmp_path):
+    from pipelines.demo_corpus import write_text_curation_corpus
+    src = str(tmp_path / "src")
+    write_text_curation_corpus(src)
+    clean_wh = str(tmp_path / "clean")
+    assert _curate(clean_wh, src).returncode == 0
+    want = Store(clean_wh)
+    for phase in PHASES:
+        wh = str(tmp_path / phase.replace(":", "_"))
+        killed = _curate(wh, src, {"CURATE_FAILPOINT": phase})
+        assert killed.returncode == -9, (phase, killed.stderr[-2000:])
+        if os.path.exists(os.path.join(wh, "catalog.db")):
+            _assert_paired(Store(wh))
+        rerun = _curate(wh, src)
+        assert rerun.returncode == 0, (phase, rerun.stderr[-3000:])
+        got = Store(wh)
+        _assert_paired(got)
+        for table in ("documents", "documents_rejects"):
+            assert len(got.versions(table)) == 1, (phase, table)
+            g = sorted(got.read_arrow(f"{table}@t1", ["id"]).column("id").to_pylist())
+            w = sorted(want.read_arrow(f"{table}@t1", ["id"]).column("id").to_pylist())
+            assert g == w, (phase, table)
+        assert got.properties("documents")["accounting"] == want.properties("documents")["accounting"], phase
