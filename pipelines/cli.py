@@ -7,6 +7,7 @@
     curate show TABLE[@VER]               sample rows
     curate tag TABLE@VER NAME             name a version
     curate lineage TABLE[@VER]            run, config, code commit, inputs, models
+    curate gc TABLE                       delete files no version refers to
     curate validate FILE --schema NAME    check a file against a table schema
     curate annotate [ARGS]                grade documents' educational value with an LLM
     curate train-classifier               train the fastText quality classifier (labels or grades)
@@ -248,6 +249,24 @@ def tag(ctx, ref, name, force):
     except ValueError as e:
         _fail(str(e))
     click.echo(f"tagged {Ref.parse(ref).table}@{sid} as {name}")
+
+
+@main.command()
+@click.argument("table")
+@click.option("--older-than", default="1h", show_default=True,
+              help="only files older than this (s, m, h, d): younger ones may belong to a run in progress")
+@click.option("--runs", is_flag=True, help="also the data of runs that never published (killed, not rerun)")
+@click.option("--dry-run", is_flag=True, help="list, do not delete")
+@click.pass_context
+def gc(ctx, table, older_than, runs, dry_run):
+    """Delete files of TABLE that no version refers to (failed commits; with --runs, unpublished runs)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if older_than[-1:] not in units or not older_than[:-1].replace(".", "", 1).isdigit():
+        _fail(f"--older-than {older_than!r}: a number with s, m, h or d (e.g. 7d)")
+    removed = _store(ctx).sweep(table, float(older_than[:-1]) * units[older_than[-1]], runs=runs, dry_run=dry_run)
+    for path in removed:
+        click.echo(path)
+    click.echo(f"{'would remove' if dry_run else 'removed'} {len(removed)} unreferenced files of {table}", err=True)
 
 
 @main.command()

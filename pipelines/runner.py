@@ -185,6 +185,8 @@ class ShardProcessor:
         stage_rejects = [_drop_internal(r) for r in stage_rejects]
 
         # Write: ids from content, cast to the declared schema; rows that do not fit are rejects.
+        if kept.num_rows == 0:  # later stages never ran, so their columns are missing: nothing to fit
+            kept = job.output_schema.empty_table()
         kept = kept.drop_columns([c for c in ("id",) if c in kept.column_names])
         kept = kept.add_column(0, "id", table_ids(kept, id_fields(job.output_schema)))
         fitted = conform(kept, job.output_schema, stage="write", where=shard.path)
@@ -483,6 +485,11 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
                          mode=opts.mode)
     failpoint("output-committed")
     _tag_pair(store, opts.output, rname, snap, rsnap, opts.tag)
+    for name in (opts.output, rname):
+        try:
+            store.sweep(name)  # files of commits that lost a race or were killed, over an hour old
+        except OSError as e:  # the version is published; leftovers are only disk space
+            _log(opts, f"warning: could not sweep unreferenced files of {name}: {e}")
     return RunResult(lineage["run_id"], opts.output, snap, rsnap, accounting, stats, resumed, processed)
 
 

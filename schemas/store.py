@@ -55,6 +55,10 @@ class InvalidName(StoreError, ValueError):
     """A table or tag name that could break the warehouse (paths, reserved refs)."""
 
 
+class QueryError(StoreError, ValueError):
+    """A column or filter that the version does not have."""
+
+
 class DataFileError(StoreError, RuntimeError):
     """A data file of a version cannot be read, or holds other rows than the metadata says."""
 
@@ -385,21 +389,64 @@ class Store:
             inline[LINEAGE_KEY] = path
         return {PROPERTY_PREFIX + k: v for k, v in inline.items()}
 
+    # ---- garbage --------------------------------------------------------------------
+    def sweep(self, name: str, older_than_s: float = 3600, runs: bool = False, dry_run: bool = False) -> list[str]:
+        """Delete what no version refers to: metadata, manifests and lineage files left by failed
+        or lost commit races, and with `runs` the data of runs that never published (killed and
+        not rerun). Only files older than `older_than_s`: a concurrent writer's files-in-flight
+        and a killed run awaiting its rerun are younger than that. Returns the paths removed."""
+        t = self.table(name)
+        keep = {t.metadata_location} | {e.metadata_file for e in t.metadata.metadata_log}
+        for snap in t.snapshots():
+            keep.add(snap.manifest_list)
+            keep |= {m.manifest_path for m in snap.manifests(t.io)}
+            lineage = (snap.summary.additional_properties or {}).get(PROPERTY_PREFIX + LINEAGE_KEY)
+            if lineage:
+                keep.add(lineage)
+            if runs:
+                keep |= {task.file.file_path for task in t.scan(snapshot_id=snap.snapshot_id).plan_files()}
+        keep = {_local(p) for p in keep}
+        root = t.location().rstrip("/")
+        fs, base = pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), root)
+        now, removed = time.time(), []
+        for sub in ("metadata", "data") if runs else ("metadata",):
+            for info in fs.get_file_info(pafs.FileSelector(f"{base}/{sub}", recursive=True, allow_not_found=True)):
+                if info.type != pafs.FileType.File or _local(info.path) in keep:
+                    continue
+                if info.mtime is not None and now - info.mtime.timestamp() < older_than_s:
+                    continue
+                removed.append(info.path)
+                if not dry_run:
+                    fs.delete_file(info.path)
+        return removed
+
     # ---- reading --------------------------------------------------------------------
     def files(self, ref: str | Ref) -> pa.Table:
         """Per data file metadata of a version: rows, bytes, null counts, bounds (no scan)."""
         t, snap = self.snapshot(ref)
+        if not any(True for _ in t.scan(snapshot_id=snap.snapshot_id).plan_files()):
+            return EMPTY_FILES  # pyiceberg's inspect fails on a version with no files
         return t.inspect.files(snapshot_id=snap.snapshot_id)
 
     def read_arrow(self, ref: str | Ref, columns: Iterable[str] | None = None,
                    limit: int | None = None, where: str | None = None) -> pa.Table:
         """Rows of a version, verified: a file that cannot be read, or a full read whose row
         count differs from the table metadata, raises DataFileError naming the file."""
+        from pyiceberg.expressions.visitors import bind
+        from pyparsing import ParseException
         t, snap = self.snapshot(ref)
         fields = tuple(columns) if columns else ("*",)
         try:
-            table = t.scan(snapshot_id=snap.snapshot_id, selected_fields=fields, limit=limit,
-                           row_filter=where or "True").to_arrow()
+            scan = t.scan(snapshot_id=snap.snapshot_id, selected_fields=fields, limit=limit, row_filter=where or "True")
+            bind(scan.projection(), scan.row_filter, case_sensitive=True)
+        except ParseException as e:
+            raise QueryError(f"{ref}: cannot parse the filter {where!r} at character {e.loc + 1} "
+                             "(e.g. \"drop_reason == 'too_short'\", \"n_words > 50 and source == 'web'\")") from None
+        except ValueError as e:  # unknown column
+            names = ", ".join(f.name for f in t.schemas()[snap.schema_id].fields)
+            raise QueryError(f"{ref}: {e} (columns: {names})") from None
+        try:
+            table = scan.to_arrow()
         except (OSError, pa.ArrowException) as e:
             raise DataFileError(self._diagnose(t, snap, e)) from e
         if limit is None and where is None:
@@ -439,6 +486,11 @@ class Store:
         return json.loads(raw) if raw else None
 
 
+EMPTY_FILES = pa.table({"file_path": pa.array([], pa.string()), "record_count": pa.array([], pa.int64()),
+                        "file_size_in_bytes": pa.array([], pa.int64()),
+                        "readable_metrics": pa.array([], pa.struct([("_", pa.int8())]))})
+
+
 def check_data_file(io, path: str, expected_rows: int | None) -> str | None:
     """What is wrong with one Parquet data file (unreadable, or other rows than expected), or None."""
     try:
@@ -452,6 +504,10 @@ def check_data_file(io, path: str, expected_rows: int | None) -> str | None:
     if expected_rows is not None and rows != expected_rows:
         return f"data file {path} holds {rows:,} rows but the table metadata says {expected_rows:,}"
     return None
+
+
+def _local(path: str) -> str:
+    return path.removeprefix("file://")
 
 
 def _lineage_order(t) -> list:

@@ -352,3 +352,50 @@ def test_sigkill_at_every_phase_then_rerun_equals_a_clean_run(tmp_path):
             w = sorted(want.read_arrow(f"{table}@t1", ["id"]).column("id").to_pylist())
             assert g == w, (phase, table)
         assert got.properties("documents")["accounting"] == want.properties("documents")["accounting"], phase
+
+
+def test_speech_sft_whose_rows_all_fail_before_selection_is_one_clear_line(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"messages": [{"role": "assistant", "content": "hi"}]}\n{"messages": []}\n'
+                    '{"messages": "x"}\nnull\n')
+    proc = subprocess.run([sys.executable, "pipelines/speech_sft.py", "--input", str(path), "--executor", "local",
+                           "--quiet", "--voices", "flite:slt", "--warehouse", str(tmp_path / "wh")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "all 4 input rows were rejected" in proc.stderr and "no_user_turn=2" in proc.stderr
+
+
+def test_an_empty_version_and_bad_queries_never_print_a_traceback(tmp_path, warehouse):
+    bad = jsonl(tmp_path / "bad.jsonl", [], extra=b'{"text": 1}\nnot json\n')
+    run_demo(warehouse, bad, allow_empty=True)
+    for args in (["stats", "docs"], ["stats", "docs", "--json"], ["show", "docs"], ["diff", "docs", "docs"],
+                 ["stats", "docs", "--png", str(tmp_path / "e.png"), "--html", str(tmp_path / "e.html")]):
+        res = _cli("--warehouse", warehouse, *args)
+        assert res.exit_code == 0 and res.exception is None, (args, res.output)
+    assert json.loads(_cli("--warehouse", warehouse, "stats", "docs", "--json").output)["rows"] == 0
+    for args, msg in ((["show", "docs", "-c", "nope"], "Could not find column"),
+                      (["show", "docs", "--where", "nope == 1"], "nope"),
+                      (["show", "docs", "--where", "text ==== 1"], "cannot parse the filter")):
+        res = _cli("--warehouse", warehouse, *args)
+        assert res.exit_code == 2 and msg in res.output and res.exception is None or isinstance(
+            res.exception, SystemExit), (args, res.output)
+
+
+def test_gc_removes_only_what_no_version_refers_to(tmp_path, warehouse):
+    src = corpus(tmp_path, limit=40)
+    run_demo(warehouse, src)
+    store = Store(warehouse)
+    loc = store.table("docs").location().removeprefix("file://")
+    orphan_meta = f"{loc}/metadata/99999-lost-commit.metadata.json"
+    orphan_data = f"{loc}/data/run-deadbeef-0/killed.parquet"
+    os.makedirs(os.path.dirname(orphan_data))
+    for p in (orphan_meta, orphan_data):
+        open(p, "w").write("x")
+        os.utime(p, (1, 1))  # old
+    fresh = f"{loc}/metadata/99998-in-flight.metadata.json"
+    open(fresh, "w").write("x")
+    res = _cli("--warehouse", warehouse, "gc", "docs", "--runs", "--older-than", "1h")
+    assert res.exit_code == 0, res.output
+    assert not os.path.exists(orphan_meta) and not os.path.exists(orphan_data) and os.path.exists(fresh)
+    assert Store(warehouse).read_arrow("docs").num_rows > 0  # every version still reads
+    assert run_demo(warehouse, src).processed_shards == 4
