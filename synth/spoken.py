@@ -69,7 +69,8 @@ INLINE_MARK = re.compile(r"(?:(?<=\s)|^)\(?(\d{1,2}|[a-h])\)\s+")
 
 
 def _join_items(intro: str, items: list[str], ordered: bool, outro: str = "") -> str:
-    end = (re.search(r"[.?!](?=\W*$)", items[-1]) or re.match("", ".")).group(0) or "."
+    last = re.search(r"[.?!](?=\W*$)", items[-1])
+    end = last.group(0) if last else "."
     items = [re.sub(r"[\s.;,:?!]+$", "", " ".join(it.split())) for it in items]
     if ordered:
         body = "; ".join(f"{ORDINAL_WORDS.get(i + 1, ordinal(i + 1))}, {it}" for i, it in enumerate(items))
@@ -111,7 +112,7 @@ def inline_list_items(text: str) -> tuple[str, list[str]] | None:
     seq = []
     for m in marks:
         key = m.group(1)
-        want = str(len(seq) + 1) if key.isdigit() else "abcdefgh"[len(seq)]
+        want = str(len(seq) + 1) if key.isdigit() else "abcdefgh"[len(seq)] if len(seq) < 8 else None
         if key == want:
             seq.append(m)
     if len(seq) < 2:
@@ -129,11 +130,15 @@ def rewrite_inline_list(text: str) -> str:
 
 
 def lone_markers(text: str) -> str:
-    """An enumerator left over at a line start ("1) end of buffer") is said as an ordinal."""
+    """An enumerator outside a list ("1) end of buffer") is said as an ordinal, never "one)";
+    "(see 3)" closes a parenthesis and stays a number."""
     def say(m):
-        n = int(m.group(2))
-        return f"{m.group(1)}{ORDINAL_WORDS.get(n, ordinal(n))}, "
-    return re.sub(r"(?m)^(\s*)\(?(\d)\)\s+", say, text)
+        before = text[:m.start()]
+        if not m.group(0).startswith("(") and before.count("(") > before.count(")"):
+            return m.group(0)
+        n = int(m.group(1))
+        return f"{ORDINAL_WORDS.get(n, ordinal(n))}, "
+    return re.sub(r"(?<![\w(])\(?(\d{1,2})\)\s+", say, text)
 
 
 def strip_markup(text: str) -> str:
@@ -400,8 +405,16 @@ def spoken_form(text: str) -> str:
     return spoken(text)[0]
 
 
+ASR_CLOCK = re.compile(r"\b(\d{1,2})\.(\d{2})(?=\s*[AaPp]\.?\s?[Mm]\b)|(?<=\bat )(\d{1,2})\.(\d{2})\b(?!\.\d)")
+
+
 def wer_normalize(text: str) -> str:
-    """Shared by reference and hypothesis: spoken form, lower case, no punctuation."""
+    """Shared by reference and hypothesis: spoken form, lower case, no punctuation.
+
+    Whisper writes clock times with a dot ("7.27pm", "at 11.34"): read as times, not decimals.
+    """
+    text = ASR_CLOCK.sub(lambda m: f"{m.group(1) or m.group(3)}:{m.group(2) or m.group(4)}", text)
+    text = re.sub(r"\b(\d{1,2}(?::\d{2})?)([AaPp])\.?\s?([Mm])\b\.?", r"\1 \2\3", text)
     text = spoken_form(text).lower().replace("-", " ")
     text = re.sub(r"[^\w\s']", " ", text)
     return " ".join(w.strip("'") for w in text.split() if w.strip("'"))

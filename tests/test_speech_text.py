@@ -83,12 +83,18 @@ def test_spoken_rewrites_are_named_and_plain_text_is_untouched():
     assert rules == ["inline_list", "temperature", "currency"]
     assert "first, the seventy two degrees Fahrenheit day; second, the five dollars lunch" in text
     assert "degreesF" not in spoken_form("72°F") and "one)" not in spoken_form("Pick: 1) this 2) that")
+    assert spoken_form(" ".join(f"{i}) item" for i in range(1, 12))).endswith("tenth, item; eleventh, item.")
+    assert spoken_form("See 1) here, then 3) there") == "See first, here, then third, there"
+    assert spoken_form("It failed (see 3) twice") == "It failed (see three) twice"
 
 
 def test_wer_normalizer_agrees_on_written_and_spoken_forms():
     for written, said in SPOKEN:
         assert wer_normalize(written) == wer_normalize(said), written
     assert wer_normalize("It's 72°F on Elm St.") == "it's seventy two degrees fahrenheit on elm street"
+    assert wer_normalize("Can we meet at 7.27pm tomorrow?") == wer_normalize("Can we meet at 07:27 PM tomorrow?")
+    assert wer_normalize("We meet at 11.34 tomorrow.") == wer_normalize("We meet at 11:34 tomorrow.")
+    assert wer_normalize("It is 3.14 long") == "it is three point one four long"  # a decimal stays a decimal
     once = spoken_form("Meet at 10:30 on 2021-03-14 for $3.50")
     assert spoken_form(once) == once  # a second pass changes nothing (ASR output may already be words)
 
