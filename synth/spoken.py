@@ -215,9 +215,9 @@ def dates(text: str) -> str:
         said = f"the {ordinal(int(day))} of {month}" if day_first else f"{month} {ordinal(int(day))}"
         return said + (f", {year(int(yr))}" if yr else "")
 
-    text = re.sub(rf"\b({months})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(,?\s+(\d{{4}})\b)?",
+    text = re.sub(rf"\b({months})[ \t]+(\d{{1,2}})(?:st|nd|rd|th)?\b(,?[ \t]+(\d{{4}})\b)?",
                   lambda m: named(m.group(1), m.group(2), m.group(4), False), text)
-    return re.sub(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+({months})\b(,?\s+(\d{{4}})\b)?",
+    return re.sub(rf"(?<!number )\b(\d{{1,2}})(?:st|nd|rd|th)?[ \t]+({months})\b(,?[ \t]+(\d{{4}})\b)?",
                   lambda m: named(m.group(2), m.group(1), m.group(4), True), text)
 
 
@@ -357,11 +357,18 @@ def ordinals(text: str) -> str:
     return re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: ordinal(int(m.group(1))), text)
 
 
+YEAR_CONTEXT = re.compile(r"\b(?:in|since|by|until|till|from|during|year|circa|around|before|after|early|late|mid|"
+                          r"spring|summer|autumn|fall|winter|of (?:January|February|March|April|May|June|July|"
+                          r"August|September|October|November|December))\s*$", re.I)
+
+
 def numbers(text: str) -> str:
-    """Whatever numbers are left: years as years, others as cardinals; a sign before a number is minus."""
+    """Whatever numbers are left: a year after "in", "since", ... as a year, others as cardinals
+    ("the divisor of 1323" is not "thirteen twenty three"); a sign before a number is minus."""
     def num(m):
         sign, whole, frac = m.group(1) or "", m.group(2), m.group(3)
-        if not frac and not sign and len(whole) == 4 and 1100 <= int(whole) <= 2099:
+        if (not frac and not sign and len(whole) == 4 and 1100 <= int(whole) <= 2099
+                and YEAR_CONTEXT.search(m.string[:m.start()])):
             return year(int(whole))
         return number(whole, frac, sign)
     return re.sub(SIGN + r"(?<![\w.])" + NUM + r"(?![\w]|\.\d)", num, text)
