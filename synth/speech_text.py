@@ -122,7 +122,9 @@ LANGS = ("de", "fr", "es", "it", "pt", "nl", "pl", "cs", "la", "sv", "da", "ro",
 @functools.cache
 def stop_words(lang: str) -> frozenset[str]:
     spec = importlib.util.find_spec("spacy")
-    path = os.path.join(os.path.dirname(spec.origin), "lang", lang, "stop_words.py")
+    path = os.path.join(os.path.dirname(spec.origin), "lang", lang, "stop_words.py") if spec else ""
+    if not os.path.exists(path):  # a spaCy without this language: no votes from it
+        return frozenset()
     mod_spec = importlib.util.spec_from_file_location(f"_stop_words_{lang}", path)
     mod = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(mod)
