@@ -1,91 +1,179 @@
 """Text for speech: pick queries that read well aloud, and spell them as they are spoken.
 
+A query is rejected only on real evidence: code needs code syntax (a dotted name, a call, an
+underscore identifier, an assignment, an option flag ...), not a semicolon or an abbreviation;
+math needs a formula, not one "minus" between numbers. What a reader fixes on the fly (an inline
+or short list, a symbol, a unit, a date) is rewritten by `synth.spoken` and the rule names go
+to `spoken_rewrites`. Measured against human labels by bench/bench_speakable.py.
 The same `spoken_form` feeds the TTS engine and, through `wer_normalize`, both sides of the
 WER, so "17" read as "seventeen" and transcribed as "17" is no error.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
+import os
 import re
+import unicodedata
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.stage import annotate, reject_where, stage
 from schemas.tables import field
+from synth.spoken import line_list_items, spoken, spoken_form, wer_normalize  # noqa: F401 - re-exported
 
-ABBREVIATIONS = {"e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus",
-                 "Dr.": "doctor", "Mr.": "mister", "Mrs.": "missus", "Ms.": "miz", "St.": "saint",
-                 "approx.": "approximately", "No.": "number"}
-SYMBOLS = {"%": " percent", "&": " and ", "+": " plus ", "=": " equals ", "@": " at ", "°": " degrees",
-           "€": " euros", "£": " pounds"}
-ENGLISH_WORDS = frozenset("the a an is are were what how why when where who which do does did can could "
-                          "would should will i you we they it of to on for and or with my your this that".split())  # not "was", "in": German too
-CODE = re.compile(r"`|[{};]|==|!=|=>|->|\(\)|\bdef |\bimport |</?\w+>|\w+\.\w+\(|\$\w|::")
-MATH = re.compile(r"[\\^∑∫√≤≥≠±∞]|\b\d+\s*[a-z]\s*[+\-*/^]|[a-z]\s*=\s*-?\d|\b\w\s*\^\s*\d")
-URL = re.compile(r"https?://|www\.|\b[\w.-]+@[\w-]+\.\w+|\b\w+\.(com|org|net|io|html?)\b")
-LIST_LINE = re.compile(r"^\s*([-*•]|\d+[.)])\s+", re.M)
-NUMBER = re.compile(r"(?<![\w.])(\$|£|€)?(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(st|nd|rd|th|%)?(?![\w])")
+MAX_LIST_ITEMS = 6
+
+URL = re.compile(r"https?://|\bwww\.|\b[\w.+-]+@[\w-]+\.\w+|\b[\w-]+\.(?:com|org|net|io|biz|info|edu|gov|co|uk|de|fr|"
+                 r"html?|php|aspx?)\b(?!\.\w)")
+
+CODE = {  # name: pattern; any one is evidence a reader would have to pronounce code
+    "rest_role": r":\w+(?::\w+)?:`",
+    "backtick_code": r"`[^`\n]*[^\w\s`][^`\n]*`",
+    "call": r"\b[A-Za-z_][A-Za-z0-9_]+\((?!s\))",
+    "dotted_name": r"(?<![\w.])(?![A-Za-z]{1,2}\.[A-Za-z]{1,2}\b)[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]+"
+                   r"|(?<![\w.])[A-Za-z_][A-Za-z0-9_]{2,}\.[a-z_]\b(?!\.)",
+    "code_point": r"\bU\+[0-9A-F]{4,6}\b",
+    "underscore_name": r"\b[A-Za-z0-9]+_[A-Za-z0-9_]*|\b__\w+|(?<![\w])_[A-Za-z]\w*",
+    "operator": r"==|!=|<=|>=|->|=>|::|&&|\|\||<<|>>|\+=|-=|\*=|/=|\*\*|\+\+(?=\w)",
+    "assignment": r"(?m)^\s*[A-Za-z_][\w.\[\]'\"]+\s*=\s*\S|\b[A-Za-z_]\w+=(?:[\w\[\"'{(-]|\s)",
+    "keyword_line": r"(?m)^\s*(?:(?:def|class|elif|else|try|except|finally|while|with|if|for)\b[^\n]*:\s*$"
+                    r"|(?:return|import|raise|yield|def|class)\s+\S|from\s+[\w.]+\s+import\b)",
+    "subscript": r"[\w)\]>]\[[^\]\s]*\]|\[\]|\{\}|\(\)|\[\s*--?\w",
+    "brace": r"[{}]",
+    "option": r"(?<![\w-])--?[a-z][\w-]*",
+    "path": r"(?<![\w.])(?:~|\.{1,2})?/(?:[\w.-]+/)+[\w.-]*|\w\\\\?\w",
+    "file_name": r"\b[\w-]+\.(?:py|pyc|txt|cfg|ini|toml|json|ya?ml|xml|csv|tsv|gz|bz2|xz|zip|tar|whl|so|dll|dylib|"
+                 r"exe|sh|bat|c|h|cpp|hpp|js|ts|rs|go|java|md|rst|log|dat|mo|po|pth|db|sqlite|o)\b",
+    "prompt": r"(?m)^\s*(?:>>>|\$ )",
+    "placeholder": r"</?[A-Za-z_][\w-]*>",
+    "statement_end": r"\)\s*;",
+}
+CODE_RE = {k: re.compile(v) for k, v in CODE.items()}
+
+MATH = {
+    "equation_variable": r"(?<![\w.])[a-z]\s*=\s*[-−(\d]|[-−\d)]\s*=\s*[-−]?\s*\d*\s*\*?\s*[a-z]\b",
+    "coefficient_variable": r"\d\s*\*\s*[a-z]\b|\b\d+[a-z]\b(?=\s*[-+*/=^])",
+    "notation": r"[\^√∑∫∞≤≥≠±∂∆]|\\[a-z]+\{|\bd[A-Z]d[A-Z]\b",
+    "parenthesised_arithmetic": r"\(\s*[-−]?\d[\d.]*(?:\s*[+*/×÷]\s*|\s+[-−]\s+)[-−(]?\d"
+                                r"|\(\s*[-−]\d|\d\s*[-−+*/]\s*\(",
+}
+MATH_RE = {k: re.compile(v) for k, v in MATH.items()}
+SIMPLE_FRACTION = re.compile(r"(?<![\d.)/])\d+/\d+(?![\d./(])")
+BINARY_OP = re.compile(r"[\d)]\s*(?:[+*/×÷]|\s[-−]\s)\s*[-−(]?\s*\d")
+ONSETS = re.compile(r"^(?:[bcdfgkpt][hlr]|s[chklmnptw]|[a-z]y|[a-z][aeiouy]|wr|sch|thr|chr|phr|str|spr|spl|scr)")
 
 
-def _number_words(m: re.Match) -> str:
-    from num2words import num2words
-    cur, whole, frac, suffix = m.group(1), m.group(2).replace(",", ""), m.group(3), m.group(4)
-    n = int(whole)
-    if suffix in ("st", "nd", "rd", "th"):
-        return num2words(n, to="ordinal")
-    if frac:
-        words = num2words(float(whole + frac))
-    elif not cur and 1100 <= n <= 2099 and len(whole) == 4 and not suffix:
-        words = num2words(n, to="year")
-    else:
-        words = num2words(n)
-    words = words.replace("-", " ").replace(",", "")
-    if cur:
-        words += {"$": " dollars", "£": " pounds", "€": " euros"}[cur]
-    if suffix == "%":
-        words += " percent"
-    return words
+def _letter_soup(word: str) -> bool:
+    """A lowercase "word" to be spelled out (wwsshw, nkcyqyz, oooeeo): a letter thrice in a row, no vowel,
+    or y as the only vowel and not English-shaped."""
+    if len(word) < 4 or not word.isalpha() or not word.islower():
+        return False
+    if re.search(r"(.)\1\1", word):  # no English word has a letter three times in a row
+        return True
+    if re.search(r"[aeiou]", word):
+        return False
+    return "y" not in word or word.count("y") > 1 or not ONSETS.match(word) or bool(re.search(r"(.)\1\1", word))
 
 
-def spoken_form(text: str) -> str:
-    """Numbers, currency, symbols and common abbreviations as words; whitespace collapsed."""
-    for abbr, full in ABBREVIATIONS.items():
-        text = text.replace(abbr, full)
-    text = NUMBER.sub(_number_words, text)
-    for sym, word in SYMBOLS.items():
-        text = text.replace(sym, word)
-    return " ".join(text.split())
+def code_evidence(text: str) -> str | None:
+    """The first kind of code syntax found (None: no real code evidence)."""
+    for name, rx in CODE_RE.items():
+        if rx.search(text):
+            return name
+    return None
 
 
-def wer_normalize(text: str) -> str:
-    """Shared by reference and hypothesis: spoken form, lower case, no punctuation."""
-    text = spoken_form(text).lower().replace("-", " ")
-    text = re.sub(r"[^\w\s']", " ", text)
-    return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
+def math_evidence(text: str) -> str | None:
+    for name, rx in MATH_RE.items():
+        if rx.search(text):
+            return name
+    if len(BINARY_OP.findall(SIMPLE_FRACTION.sub("F", text))) >= 3:  # 5/2 is a number, not an operation
+        return "operator_chain"
+    if any(_letter_soup(w) for w in re.findall(r"[A-Za-z]+", text)):
+        return "spelled_letters"
+    return None
+
+
+def is_table(text: str) -> bool:
+    """Rows and columns: two or more piped rows, a grid/simple reST border, tab or comma columns."""
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    if sum(bool(re.search(r"\S\s*\|\s*\S|^\s*\|", ln)) for ln in lines) >= 2:
+        return True
+    if any(re.match(r"^\s*(?:\+[-=+]{3,}\+|={2,}(?:\s+={2,})+|\|?\s*:?-{3,}:?\s*\|)", ln) for ln in lines):
+        return True
+    if sum(bool(re.search(r"\S\t+\S", ln)) for ln in lines) >= 2:
+        return True
+    csv = [ln.count(",") for ln in lines if ", " not in ln and "," in ln and " " not in ln.strip().split(",")[0]]
+    return len(csv) >= 2 and len(set(csv)) == 1
+
+
+def is_unspeakable_list(text: str) -> bool:
+    """A list laid out one item a line that does not read as a sentence: nested, or too many items."""
+    got = line_list_items(text) if "\n" in text else None
+    return bool(got) and (got[3] or len(got[1]) > MAX_LIST_ITEMS)
+
+
+# ---- language: stop words of spaCy's language data (read from its files: no spaCy import) ----
+LANGS = ("de", "fr", "es", "it", "pt", "nl", "pl", "cs", "la", "sv", "da", "ro", "tr", "id", "ca", "fi", "hu")
+
+
+@functools.cache
+def stop_words(lang: str) -> frozenset[str]:
+    spec = importlib.util.find_spec("spacy")
+    path = os.path.join(os.path.dirname(spec.origin), "lang", lang, "stop_words.py") if spec else ""
+    if not os.path.exists(path):  # a spaCy without this language: no votes from it
+        return frozenset()
+    mod_spec = importlib.util.spec_from_file_location(f"_stop_words_{lang}", path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    return frozenset(w.lower() for w in mod.STOP_WORDS)
+
+
+def _is_latin(c: str) -> bool:
+    return unicodedata.name(c, "").startswith("LATIN")
+
+
+def is_non_english(text: str) -> bool:
+    """Another script, many accented letters, or more function words of one other language than of English."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return False
+    if sum(not _is_latin(c) for c in letters) / len(letters) > 0.3:
+        return True
+    if sum(not c.isascii() for c in letters) / len(letters) >= 0.1:
+        return True
+    words = [w.lower() for w in re.findall(r"[^\W\d_]+", text)]
+    en_stop = stop_words("en")
+    for lang in LANGS:  # a word that is a function word in both languages counts for neither
+        other = stop_words(lang)
+        en = len({w for w in words if w in en_stop and w not in other})
+        foreign = len({w for w in words if w in other and w not in en_stop and len(w) > 1})
+        if foreign > en and foreign >= 2 or en == 0 and foreign >= 1 and len(words) >= 3:
+            return True
+    return False
 
 
 def speakable_reason(query: str, min_words: int, max_words: int) -> str | None:
-    """Why a query would not read well aloud (None: it would)."""
-    if LIST_LINE.search(query) and query.count("\n") >= 1:
-        return "unspeakable:list"
-    if "|" in query:
+    """Why a query would not read well aloud (None: it would, after `spoken`'s rewrites)."""
+    if is_table(query):
         return "unspeakable:table"
+    if is_unspeakable_list(query):
+        return "unspeakable:list"
     if URL.search(query):
         return "unspeakable:url"
-    if CODE.search(query):
+    if code_evidence(query):
         return "unspeakable:code"
-    if MATH.search(query):
+    if math_evidence(query):
         return "unspeakable:math"
-    letters = [c for c in query if c.isalpha()]
-    if letters and sum(c.isascii() for c in letters) / len(letters) < 0.9:
+    if is_non_english(query):
         return "non_english"
     words = query.split()
     if len(words) < min_words:
         return "query_too_short"
     if len(words) > max_words:
         return "query_too_long"
-    if len(words) >= 4 and not any(w.lower().strip("?.,!") in ENGLISH_WORDS for w in words):
-        return "non_english"
     return None
 
 
@@ -107,12 +195,16 @@ def extract_turns(batch: pa.Table) -> pa.Table:
     return reject_where(batch, [not a or not a.strip() for a in answers], "no_answer")
 
 
-@stage(adds=[field("text", pa.string(), stats="text")])
+@stage(adds=[field("text", pa.string(), stats="text"),
+             field("spoken_rewrites", pa.list_(pa.string()),
+                   doc="rules that rewrote the query into its spoken form (list, unit, currency, ...)")])
 def select_speakable(batch: pa.Table, min_words: int = 3, max_words: int = 40) -> pa.Table:
-    """Reject queries that read badly aloud; `text` is the spoken form of those kept."""
+    """Reject queries that read badly aloud; `text` is the spoken form, `spoken_rewrites` how it was made."""
     queries = batch.column("query").to_pylist()
     reasons = [speakable_reason(q or "", min_words, max_words) for q in queries]
-    batch = annotate(batch, text=pa.array([spoken_form(q or "") for q in queries], pa.string()))
+    said = [spoken(q or "") for q in queries]
+    batch = annotate(batch, text=pa.array([s for s, _ in said], pa.string()),
+                     spoken_rewrites=pa.array([r for _, r in said], pa.list_(pa.string())))
     for r in sorted({r for r in reasons if r}):
         batch = reject_where(batch, [x == r for x in reasons], r)
     return batch
