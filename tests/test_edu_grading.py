@@ -154,7 +154,9 @@ def _train(wh, *extra):
 def _held_out_docs():
     fake = Faker("en_US")
     fake.seed_instance(99)
-    prose = [d["text"].strip() for d in docstrings() if len(d["text"]) > 300][150:160]   # not graded
+    docs = [d["text"].strip() for d in docstrings() if len(d["text"]) > 300]
+    # not graded (past the graded slice), and prose rather than code examples the heuristics reject
+    prose = [t for t in docs[150:] if ">>>" not in t and "::" not in t][:10]
     assert len(prose) == 10
     salad = [" ".join(fake.paragraph(nb_sentences=8) for _ in range(2)) for _ in range(10)]
     return prose, salad
