@@ -200,11 +200,13 @@ class ShardProcessor:
 
         rejects = concat_rejects([read_rejects, *stage_rejects, write_rejects])
         if rejects.num_rows:
-            rejects = rejects.drop_columns([c for c in ("id",) if c in rejects.column_names])
-            rejects = rejects.add_column(0, "id", _reject_ids(rejects, id_fields(job.output_schema)))
-            rejects = fit_rejects(rejects, job.rejects_schema)
+            rejects = fit_rejects(rejects.drop_columns([c for c in ("id",) if c in rejects.column_names]),
+                                  job.rejects_schema)
             if not job.raw_rejects:
                 rejects = self.redact(rejects)
+            # ids after redaction: a hash of a short removed value (a card number) could be reversed
+            rejects = rejects.set_column(rejects.schema.get_field_index("id"), job.rejects_schema.field("id"),
+                                         _reject_ids(rejects, id_fields(job.output_schema)))
 
         summary: dict[str, Any] = {"shard": shard.key, "input": shard.to_dict(), "rows_in": n_in,
                                    "kept": fitted.table.num_rows, "rejected": rejects.num_rows,
@@ -385,7 +387,7 @@ def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
                                                                    or "No space left" in str(c)))) is not None:
             raise StorageFull(f"no space left on the device holding the warehouse ({full}); free space and "
                               "rerun: finished shards are kept and the rerun resumes") from e
-        if (bad := _cause(e, lambda c: isinstance(c, UnreadableInput))) is not None and bad is not e:
+        if (bad := _cause(e, lambda c: isinstance(c, UnreadableInput))) is not None and type(bad) is not UnreadableInput:
             raise UnreadableInput(bad.path, bad.problem, bad.expected_rows) from None  # not Ray's wrapper
         raise
 

@@ -51,6 +51,19 @@ def test_ray_executor_matches_local_and_reads_back_as_a_ray_dataset(ray_session,
     assert min(r["n_words"] for r in ds.take_all()) >= 5
 
 
+def test_a_damaged_input_file_on_ray_fails_naming_it_not_with_a_ray_traceback(ray_session, tmp_path):
+    from pipelines.inputs import UnreadableInput
+    wh = str(tmp_path / "wh")
+    run_demo(wh, corpus(tmp_path, limit=100), executor="ray")
+    victim = Store(wh).files("docs").column("file_path")[0].as_py().removeprefix("file://")
+    data = open(victim, "rb").read()
+    open(victim, "wb").write(data[: len(data) // 2])
+    with pytest.raises(UnreadableInput) as e:
+        run_demo(wh, "docs", output="copy", executor="ray")
+    assert type(e.value) is UnreadableInput and os.path.basename(victim) in str(e.value)
+    assert "Traceback" not in str(e.value) and Store(wh).versions("copy") == []
+
+
 def test_killed_ray_run_resumes_and_matches(tmp_path):
     kill_and_resume(tmp_path, executor="ray", pause=0.8)
 
