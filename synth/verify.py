@@ -109,6 +109,9 @@ def _final_value(ans: str) -> str:
         ans = ans[:m.start()].strip()  # "1/3 \approx 0.33": the exact form
     elif m:
         ans = ans[m.end():].strip()    # "x \in [0, 1)", "x \approx 11"
+    items = _top_level_split(ans) if "," in ans and "=" in ans else None
+    if items and sum("=" in x for x in items) > 1:  # "a = 1, b = 2": a list of equations, kept whole
+        return ans
     if "=" in ans and not ans.lstrip().startswith("="):
         parts = ans.split("=")
         if len(parts) > 2 or _SIMPLE_LHS.fullmatch(parts[0]):
@@ -227,7 +230,8 @@ _SPACED_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?: \d{3})+(?:\.\d+)?")
 _SCI = re.compile(r"([-+]?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|×|\*|x)\s*10\s*(?:\^|\*\*)\s*\{?\s*([-+]?\d{1,4})\s*\}?"
                   r"|([-+]?\d+(?:\.\d+)?)[eE]\+?(-?\d{1,4})")
 _LONG = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_PERCENT_WORDS = re.compile(r"\s*(?:%|percent|per cent|pct)\s*$", re.I)
+_PERCENT_WORDS = re.compile(r"\s*(?:%|percent(?:age)?|per cent|pct)\s*$", re.I)
+_DECIMAL_COMMA = re.compile(r"([-+]?\d+),(\d+)")
 _FRACTION_DIGITS = 4000  # int() refuses longer digit strings; longer plain decimals compare as text
 
 
@@ -295,6 +299,9 @@ def as_number(text: str | None) -> Fraction | None:
         return value / 100 if percent else value
     s = re.sub(r"^([-+])\s+", r"\1", s)
     s = re.sub(r"\s*/\s*", "/", s)
+    m = _DECIMAL_COMMA.fullmatch(s)  # "1,22", "0,111", "1000,99": a decimal comma, not thousands
+    if m and (len(m.group(2)) != 3 or m.group(1).lstrip("+-") == "0" or len(m.group(1).lstrip("+-")) > 3):
+        s = f"{m.group(1)}.{m.group(2)}"
     if _SPACED_THOUSANDS.fullmatch(s):
         s = s.replace(" ", "")
     if not s or " " in s or not _PLAIN.fullmatch(s) or not re.search(r"\d", s):
@@ -333,12 +340,41 @@ def _child_loop() -> None:  # pragma: no cover - runs in the child process
         print(json.dumps(out), flush=True)
 
 
+_PY_NAMES = {"sqrt", "exp", "log", "ln", "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "sinh",
+             "cosh", "tanh", "factorial", "binomial", "Abs", "Min", "Max", "floor", "ceiling", "pi", "oo", "E", "I",
+             "Rational", "theta", "alpha", "beta", "gamma", "lambda_", "mu", "sigma", "phi", "omega"}
+_PY_EXPR = re.compile(r"[A-Za-z0-9_\s+\-*/^(),.]{1,400}")
+_PY_CALL = re.compile(r"[A-Za-z]{2,}\(|\*\*")
+
+
+def _python_syntax_latex(s: str) -> str | None:
+    """A sympy/Python-syntax answer (`log(x)/log(2)`, `binomial(n, k)`, `2*x**2`, DeepMind's
+    form) as LaTeX, which math-verify reads (as LaTeX, `log(x)` is l·o·g·x). Only for text made
+    of known names, single letters and numbers: `parse_expr` evaluates, so nothing else reaches it."""
+    if "\\" in s or "$" in s or "__" in s or not _PY_EXPR.fullmatch(s) or not _PY_CALL.search(s):
+        return None
+    if re.search(r"\.(?!\d)|(?<!\d)\.", s):  # a dot outside a decimal number (attribute access)
+        return None
+    if any(len(w) > 1 and w not in _PY_NAMES for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", s)):
+        return None
+    import sympy
+    from sympy.parsing.sympy_parser import parse_expr
+    try:
+        return sympy.latex(parse_expr(s.replace("^", "**"), evaluate=False))
+    except Exception:  # noqa: BLE001 - not valid Python syntax after all: the plain route
+        return None
+
+
 def _as_latex(s: str) -> str:
+    tex = _python_syntax_latex(s)
+    if tex is not None:
+        return f"${tex}$"
     s = s.replace("**", "^")  # Python-style powers (DeepMind's answers): LaTeX reads `**` as noise
     return s if "$" in s else f"${s}$"
 
 
-_FUNCS = {"sqrt", "sin", "cos", "tan", "log", "ln", "exp", "pi", "frac", "dfrac", "tfrac", "infty", "cdot",
+_FUNCS = {"binomial", "factorial", "binom", "min", "max", "abs", "floor", "ceiling", "sec", "csc", "cot", "asin",
+          "acos", "atan", "sinh", "cosh", "tanh", "arcsin", "arccos", "arctan", "pmatrix", "bmatrix", "vmatrix", "matrix", "array", "sqrt", "sin", "cos", "tan", "log", "ln", "exp", "pi", "frac", "dfrac", "tfrac", "infty", "cdot",
           "times", "left", "right", "text", "mathrm", "boxed", "le", "ge", "leq", "geq", "pm", "circ"}
 _WORD = re.compile(r"(?<![\\a-zA-Z])([a-zA-Z]{3,})")
 _OR = re.compile(r"(?<![\\a-zA-Z])or(?![a-zA-Z])")  # "5 or 6": a hedge, not an answer
@@ -482,6 +518,9 @@ class RuleVerifier:
                 a, b = _comparable(a), _comparable(b)
             if isinstance(a, tuple) != isinstance(b, tuple):  # a long decimal against a short fraction
                 return Verdict(UNDECIDED, "rule:numeric_long", pred)
+            if a != b and _PERCENT_WORDS.search(reference) and not _PERCENT_WORDS.search(pred) \
+                    and isinstance(a, Fraction) and a == b * 100:  # "28" for a reference of "28%"
+                a = b
             return Verdict(CORRECT if a == b else INCORRECT, "rule:numeric", pred)
         if _norm_text(pred) == _norm_text(reference):
             return Verdict(CORRECT, "rule:exact", pred)

@@ -65,7 +65,21 @@ def verifier():
     ("The answer is 5 or 6.", "5", "undecided"),
     ("The answer is the number of marbles Priya has now, which is 18.", "18", "correct"),
     ("The answer is that there are 5 apples left.", "5", "correct"),
-    ("The answer is not 5.", "5", "undecided"),               # a hedge
+    ("The answer is not 5.", "5", "undecided"),
+    # references in sympy / Python syntax (DeepMind's form): as LaTeX, log(x) would read l*o*g*x
+    ("The answer is $\\log_2 x$.", "log(x)/log(2)", "correct"),
+    ("The answer is $\\log_2 x$.", "log(x)/log(3)", "incorrect"),
+    ("The answer is $\\binom{n}{k}$.", "binomial(n, k)", "correct"),
+    ("The answer is $(x + 1)!$.", "factorial(x + 1)", "correct"),
+    # matrices and lists of equations go to math-verify whole
+    ("Here is a zero matrix: $ \\begin{pmatrix}0 & 0 \\\\0 & 0\\end{pmatrix} $",
+     "\\begin{bmatrix}0 & 0 \\\\0 & 0\\end{bmatrix}", "correct"),
+    ("$$\\boxed{a_{37} = 19, \\quad a_3 = 2}$$", "a_3 = 2, a_{37} = 19", "correct"),
+    # decimal commas and percent references
+    ("1,22", "1.22", "correct"),
+    ("1,000", "1000", "correct"),
+    ("28", "28%", "correct"),
+    ("2.8", "28%", "incorrect"),               # a hedge
     ("The answer is $(1, +\\infty)$.", "(1, +\\infty)", "correct"),  # "\\infty" is not "\\in"
 ])
 def test_answer_forms_that_were_misjudged(verifier, completion, reference, verdict):
@@ -97,6 +111,14 @@ def test_numbers_too_long_for_fraction_get_a_verdict(verifier):
     assert verifier(f"\\boxed{{{digits}.500}}", f"{digits}.5").verdict == "correct"
     assert verifier(f"The answer is -{digits}.", digits).verdict == "incorrect"
     assert number_key("0" * 5000 + digits) == number_key(digits)
+
+
+def test_python_syntax_reaches_sympy_only_when_it_is_plain_maths():
+    from synth.verify import _python_syntax_latex
+    assert _python_syntax_latex("2*x**2 + 3") == "2 x^{2} + 3"
+    for hostile in ("__import__('os').system('true')", "().__class__", "exec(1)", "x.conjugate()", "open(1)",
+                    "lambda: 1", "a" * 500 + "(1)"):
+        assert _python_syntax_latex(hostile) is None, hostile
 
 
 def test_number_words():
