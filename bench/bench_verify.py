@@ -244,6 +244,7 @@ def _adv_cases(n2w) -> list[dict]:
         salad = " ".join(fake.sentence(nb_words=rng.randint(4, 12)) for _ in range(rng.randint(1, 3)))
         out.append(_case("adv:word_salad", f"{salad} {n}", str(n), False, "Faker lorem + right number"))
         out.append(_case("adv:word_salad", f"{salad[:-1]} {n}.", str(n), False, "Faker lorem + right number"))
+        out.append(_case("adv:word_salad", f"{salad[:-1]} ${n}$.", str(n), False, "Faker lorem + right number in LaTeX"))
     for _ in range(40):
         n = rng.randint(1, 999)
         out.append(_case("adv:spaced_sign", f"The answer is - {n}.", str(-n), True, "negative with a space"))
@@ -317,7 +318,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     d = 1 + z * z / n
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (round(c - h, 4), round(c + h, 4))
+    return (round(max(0.0, c - h), 4), round(min(1.0, c + h), 4))
 
 
 def scores(rows: list[dict]) -> dict:

@@ -113,7 +113,7 @@ def _final_value(ans: str) -> str:
     if items and sum("=" in x for x in items) > 1:  # "a = 1, b = 2": a list of equations, kept whole
         return ans
     if "=" in ans and not ans.lstrip().startswith("="):
-        parts = ans.split("=")
+        parts = _top_level_split(ans, "=", keep_empty=True) or [ans]
         if len(parts) > 2 or _SIMPLE_LHS.fullmatch(parts[0]):
             ans = parts[-1].strip() or ans
     return re.sub(r"^([-+])\s+(?=[\d\\(])", r"\1", ans)  # "- 5" → "-5"
@@ -161,8 +161,9 @@ _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*")
 _MATHY = re.compile(r"[\w\\{}()\[\].,+\-*/^=<>|!%$€£°']+")
 _MATH_WORDS = {"sqrt", "pi", "sin", "cos", "tan", "log", "ln", "exp", "frac", "dfrac", "tfrac", "cdot", "times",
                "infty", "left", "right", "pm", "circ", "in", "cup", "cap", "le", "ge", "leq", "geq", "neq", "mod"}
-_CUE_WORDS = {"is", "are", "=", "equals", "so", "get", "gives", "obtain", "be", "total", "therefore", "thus",
+_CUE_WORDS = {"answer", "answer:", "is", "are", "=", "equals", "so", "get", "gives", "obtain", "obtained", "got", "yields", "find", "be", "total", "therefore", "thus",
               "hence", "makes", "result", "then", "have", "has", "left", "is:", "are:", ":", "to", "now"}
+_EQUALITY = {"=", "equals", "is", "are", "answer", "answer:", "is:", "are:"}  # enough without work shown
 _WORK = re.compile(r"\d\s*(?:[-+*/×=]|\\times|\\cdot)\s*[\d(]")
 
 
@@ -170,6 +171,12 @@ def _mathy(tok: str) -> bool:
     if not _MATHY.fullmatch(tok):
         return False
     return all(len(w) < 2 or w.lower() in _MATH_WORDS for w in re.findall(r"[A-Za-z]+", tok))
+
+
+def _shows_work(text: str, cue: bool) -> bool:
+    """A stated-answer cue, two numbers or a computation near the end: a solution, not salad."""
+    end = text[-4 * _TAIL:]
+    return cue or len(_NUMBER.findall(end)) >= 2 or _WORK.search(end) is not None
 
 
 def _fallback(text: str, cue: bool = False) -> tuple[str | None, str]:
@@ -190,7 +197,13 @@ def _fallback(text: str, cue: bool = False) -> tuple[str | None, str]:
             after = tail[j + len(b):]
             if len(after) <= 40 and not re.search(r"\d", after):
                 seg = _final_value(_strip_markup(tail[i + len(a):j]))
-                if seg:
+                words = tail[:i].split()
+                before = words[-1].lower() if words else ""
+                cued = before in _CUE_WORDS or before.endswith((",", ":"))
+                # a lone number needs a cue right before it and work shown (salad ends in numbers);
+                # a formula, or a text that is nothing but the segment, is an answer by itself
+                if seg and (len(text) - len(tail) + i < 3 or number_key(seg) is None
+                            or (cued and (before in _EQUALITY or _shows_work(text, cue)))):
                     return seg, "last_math"
             break
     line = next((ln for ln in reversed(tail.splitlines()) if re.search(r"\d", ln)), "")
@@ -204,8 +217,8 @@ def _fallback(text: str, cue: bool = False) -> tuple[str | None, str]:
     if not formula or not re.search(r"\d", formula):
         return None, "none"
     before = toks[k - 1].lower() if k else ""
-    shown = cue or "=" in formula or len(_NUMBER.findall(text[-4 * _TAIL:])) >= 2 or _WORK.search(text[-4 * _TAIL:])
-    if (before in _CUE_WORDS or before.endswith((",", ":"))) and shown:
+    if (before in _CUE_WORDS or before.endswith((",", ":"))) \
+            and ("=" in formula or before in _EQUALITY or _shows_work(text, cue)):
         return _final_value(formula), "last_number"
     return None, "none"
 
@@ -459,18 +472,18 @@ def _is_collection(s: str) -> bool:
     return s[:1] in "([{" or s.startswith("\\{")
 
 
-def _top_level_split(s: str) -> list[str] | None:
-    """`a, b, c` → [a, b, c] when the commas are outside brackets (else None)."""
+def _top_level_split(s: str, sep: str = ",", keep_empty: bool = False) -> list[str] | None:
+    """`a, b, c` → [a, b, c] when the separators are outside brackets (else None)."""
     depth, parts, cur = 0, [], []
     for c in s:
         depth += (c in "([{") - (c in ")]}")
-        if c == "," and depth == 0:
+        if c == sep and depth == 0:
             parts.append("".join(cur).strip())
             cur = []
         else:
             cur.append(c)
     parts.append("".join(cur).strip())
-    return parts if len(parts) > 1 and all(parts) else None
+    return parts if len(parts) > 1 and (keep_empty or all(parts)) else None
 
 
 def _compare_lists(pred: str, reference: str) -> str | None:

@@ -91,6 +91,7 @@ def test_answer_forms_that_were_misjudged(verifier, completion, reference, verdi
     "Scientist provide ask serve opportunity feeling all tend list. 42",
     "AZYUK42A",
     "purple monkey dishwasher 42.",
+    "Scientist provide ask serve opportunity feeling all tend list $42$.",
 ])
 def test_word_salad_ending_in_the_right_number_is_not_an_answer(verifier, salad):
     assert verifier(salad, "42").verdict == "incorrect"
