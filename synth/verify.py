@@ -161,8 +161,9 @@ _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,]\d+)*")
 _MATHY = re.compile(r"[\w\\{}()\[\].,+\-*/^=<>|!%$€£°']+")
 _MATH_WORDS = {"sqrt", "pi", "sin", "cos", "tan", "log", "ln", "exp", "frac", "dfrac", "tfrac", "cdot", "times",
                "infty", "left", "right", "pm", "circ", "in", "cup", "cap", "le", "ge", "leq", "geq", "neq", "mod"}
-_CUE_WORDS = {"answer", "answer:", "is", "are", "=", "equals", "so", "get", "gives", "obtain", "obtained", "got", "yields", "find", "be", "total", "therefore", "thus",
-              "hence", "makes", "result", "then", "have", "has", "left", "is:", "are:", ":", "to", "now"}
+_CUE_WORDS = {"answer", "answer:", "is", "are", "=", "equals", "so", "get", "gives", "obtain", "obtained",
+              "got", "yields", "find", "be", "total", "therefore", "thus", "hence", "makes", "result", "then",
+              "have", "has", "left", "is:", "are:", ":", "to", "now"}
 _EQUALITY = {"=", "equals", "is", "are", "answer", "answer:", "is:", "are:"}  # enough without work shown
 _WORK = re.compile(r"\d\s*(?:[-+*/×=]|\\times|\\cdot)\s*[\d(]")
 
@@ -386,9 +387,11 @@ def _as_latex(s: str) -> str:
     return s if "$" in s else f"${s}$"
 
 
-_FUNCS = {"binomial", "factorial", "binom", "min", "max", "abs", "floor", "ceiling", "sec", "csc", "cot", "asin",
-          "acos", "atan", "sinh", "cosh", "tanh", "arcsin", "arccos", "arctan", "pmatrix", "bmatrix", "vmatrix", "matrix", "array", "sqrt", "sin", "cos", "tan", "log", "ln", "exp", "pi", "frac", "dfrac", "tfrac", "infty", "cdot",
-          "times", "left", "right", "text", "mathrm", "boxed", "le", "ge", "leq", "geq", "pm", "circ"}
+_FUNCS = {"binomial", "factorial", "binom", "min", "max", "abs", "floor", "ceiling", "sec", "csc", "cot",
+          "asin", "acos", "atan", "sinh", "cosh", "tanh", "arcsin", "arccos", "arctan", "pmatrix", "bmatrix",
+          "vmatrix", "matrix", "array", "sqrt", "sin", "cos", "tan", "log", "ln", "exp", "pi", "frac", "dfrac",
+          "tfrac", "infty", "cdot", "times", "left", "right", "text", "mathrm", "boxed", "le", "ge", "leq",
+          "geq", "pm", "circ"}
 _WORD = re.compile(r"(?<![\\a-zA-Z])([a-zA-Z]{3,})")
 _OR = re.compile(r"(?<![\\a-zA-Z])or(?![a-zA-Z])")  # "5 or 6": a hedge, not an answer
 
