@@ -7,6 +7,12 @@ under a hard wall-clock limit. math-verify's own timeout uses `signal.alarm` and
 in a main thread; Ray runs stages in worker threads, and a pathological sympy simplification
 can hang for minutes, so the child is killed and restarted instead. What the rules cannot
 decide is `undecided` (for the model-based judge), never a guess.
+
+Extraction takes the last box, else the LAST stated answer (so a self-correction wins), else
+a final formula or number only where the text reads as a solution: word salad that happens to
+end in the right number is no answer. Numbers too long for `Fraction` compare as canonical
+digit strings. Every pattern applied to model output is linear or runs on a bounded slice, so
+a hostile 1 MB answer costs milliseconds in-process (`tests/test_verify.py`).
 """
 from __future__ import annotations
 
