@@ -46,23 +46,35 @@ _TAIL = 600      # the fallback looks only at the end of a solution
 _SHORT = 80      # `as_number` runs its patterns only on strings this short (or on plain digits)
 
 
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\{")
+
+
 def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, content) of every balanced `\\boxed{…}` / `\\fbox{…}`, in order (one pass)."""
-    out, i = [], 0
-    while True:
-        i = min((j for j in (text.find("\\boxed{", i), text.find("\\fbox{", i)) if j >= 0), default=-1)
-        if i < 0:
-            return out
-        k = text.index("{", i) + 1
-        depth, j = 1, k
+    out, pos = [], 0
+    for m in _BOX_OPEN.finditer(text):
+        if m.start() < pos:  # inside the previous box
+            continue
+        depth, j = 1, m.end()
         while j < len(text) and depth:
             c = text[j]
             depth += (c == "{") - (c == "}")
             j += 1
         if depth:
             return out
-        out.append((i, j, text[k:j - 1].strip()))
-        i = j
+        out.append((m.start(), j, text[m.end():j - 1].strip()))
+        pos = j
+    return out
+
+
+def _unwrap_box(c: str) -> str:
+    """`\\boxed{\\boxed{3}}` → `3`."""
+    for _ in range(5):
+        inner = _boxed_spans(c) if c.startswith(("\\boxed{", "\\fbox{")) else []
+        if len(inner) != 1 or inner[0][1] != len(c):
+            break
+        c = inner[0][2]
+    return c
 
 
 _BOX_JOIN = re.compile(r"(?:[\s$,.;&]|and|\\quad|\\qquad|\\text\{\s*and\s*\}|\\[][()])*")
@@ -74,13 +86,13 @@ def _last_boxed(text: str) -> str | None:
     spans = _boxed_spans(text)
     if not spans:
         return None
-    group = [spans[-1]]
-    for prev in reversed(spans[:-1]):
-        gap = text[prev[1]:group[0][0]]
+    group = [spans[-1]]  # built backwards, at most 20 boxes
+    for prev in reversed(spans[-20:-1]):
+        gap = text[prev[1]:group[-1][0]]
         if len(gap) > 40 or not _BOX_JOIN.fullmatch(gap):
             break
-        group.insert(0, prev)
-    parts = [c for _, _, c in group if c]
+        group.append(prev)
+    parts = [_unwrap_box(c) for _, _, c in reversed(group) if c]
     return ", ".join(parts) if parts else None
 
 
@@ -94,7 +106,7 @@ _FULL_STOP = re.compile(r"\.(?=\s|$)|\n")
 _LONG_STATED = re.compile(r"[ \t:*$]*([-+]?\d[\d,]*(?:\.\d+)?)(?=[\s.$*]|$)")
 _DISPLAY = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 _SIMPLE_LHS = re.compile(r"\s*\\?[A-Za-z]{1,8}(?:_\{?\w{1,8}\}?)?(?:\([^()=]{0,20}\))?\s*")
-_CONNECT = re.compile(r"\s*(?:\\in|\\approx|≈)(?![A-Za-z])\s*")
+_CONNECT = re.compile(r"(?:\\in|\\approx|≈)(?![A-Za-z])")
 
 
 def _strip_markup(ans: str) -> str:

@@ -153,6 +153,11 @@ ADVERSARIAL = {
     "spaced": "- " * 16_000 + "5",
     "equals": "x = " * 8_000 + "5",
     "words": "twenty " * 5_000,
+    "empty_boxes": "\\boxed{}" * 4_000,
+    "boxes": "\\boxed{1} and " * 2_000,
+    "nested_boxes": "\\boxed{" * 2_000 + "}" * 2_000,
+    "cues": "The answer is 5. " * 2_000,
+    "dollar_pairs": "$1$ " * 8_000,
 }
 
 
