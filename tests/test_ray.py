@@ -68,8 +68,12 @@ def test_killed_ray_run_resumes_and_matches(tmp_path):
     kill_and_resume(tmp_path, executor="ray", pause=0.8)
 
 
-TOY_LOOP = ["--rounds", "1", "--sft-steps", "20", "--rft-steps", "5", "--dpo-steps", "3", "--train-problems", "300",
-            "--eval-problems", "40", "--sample-problems", "40", "--min-pairs", "1", "--quiet", "--threads", "1"]
+# Level-1 problems and 60 SFT steps: enough for the toy model to state some right answers, so round 1
+# has real preference pairs (at 20 steps on all levels its only "correct" sample was word salad that
+# the old last-number fallback accepted).
+TOY_LOOP = ["--rounds", "1", "--sft-steps", "60", "--rft-steps", "5", "--dpo-steps", "3", "--train-problems", "300",
+            "--eval-problems", "40", "--sample-problems", "40", "--min-pairs", "1", "--quiet", "--threads", "1",
+            "--levels", "1"]
 
 
 def test_ray_job_submit_against_a_local_head(tmp_path):

@@ -62,7 +62,8 @@ def test_truncated_solution_only_counts_an_explicit_answer(verifier):
 def test_extraction_prefers_boxed_then_stated_answer():
     assert extract_answer("3 then 4. \\boxed{7} The answer is 9") == ("7", "boxed")
     assert extract_answer("first 3, The answer is 9. later 10")[0] == "9"
-    assert extract_answer("only numbers 3 and 4") == ("4", "last_number")
+    assert extract_answer("only numbers 3 and 4") == (None, "none")   # no cue before it: not an answer
+    assert extract_answer("3 + 4 = 7, so 7") == ("7", "last_number")
     assert as_number("\\$1,234.50") == as_number("1234.5")
     assert as_number("3 + 4") is None and as_number("x^2") is None
 
