@@ -182,7 +182,7 @@ def diff(ctx, a, b, n_ids, as_json):
         click.echo(json.dumps(out, indent=2, default=str))
         return
     console.print(f"[bold]{a}[/bold]  →  [bold]{b}[/bold]")
-    d = lambda x, y: "" if x is None or y is None else f"{y - x:+,.4g}"  # noqa: E731
+    d = lambda x, y: "" if x is None or y is None else f"{(y - x) + 0.0:+,.4g}"  # noqa: E731  (no -0)
     console.print(_table("summary", ["", "A", "B", "Δ"],
                          [["rows", da["rows"], db["rows"], d(da["rows"], db["rows"])],
                           ["bytes", da["bytes"], db["bytes"], d(da["bytes"], db["bytes"])],

@@ -45,7 +45,7 @@ def collect(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
         "rows": int(sum(files.column("record_count").to_pylist())) if files.num_rows else 0,
         "bytes": int(sum(files.column("file_size_in_bytes").to_pylist())) if files.num_rows else 0,
         "files": files.num_rows, "accounting": props.get("accounting"), "content": props.get("stats"),
-        "content_scored": props.get("stats_scored"),
+        "content_scored": props.get("stats_scored"), "percentiles": st.percentiles(props.get("stats")),
         "columns": _column_metadata(files, props.get("stats")), "shards": [],
     }
     if shards:
@@ -301,7 +301,7 @@ def _panels(data: dict[str, Any]) -> tuple[list[tuple[str, str, Any]], tuple[str
         if "values" in c and len(c["values"]) > 1:
             panels.append(("bar", f"{name} ({len(c['values'])} distinct)", c["values"]))
     reasons = (acc or {}).get("rejects_by_reason") or {}
-    if reasons:
+    if reasons and data.get("role") != "rejects":  # a rejects table plots its drop_reason column already
         panels.append(("bar", f"rejects by reason ({len(reasons)} reasons, {sum(reasons.values()):,} rows)", reasons))
     return panels, groups
 
@@ -455,7 +455,7 @@ def write_html(data: dict[str, Any], path: str) -> str:
                        [[s["file"], s["rows"], s["bytes"], sum(s["nulls"].values())] for s in data["shards"]]))
     parts.append(table("columns", "columns", COLUMN_HEAD, column_rows(data), COLUMN_NOTE))
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
              "img{max-width:100%}.note{color:#666;font-size:small}")
     with open(path, "w") as f:
         f.write(f"<!doctype html><meta charset=utf-8><title>{html.escape(data['table'])}</title>"

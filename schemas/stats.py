@@ -173,6 +173,8 @@ def column_stats(col: pa.ChunkedArray, kinds: str) -> dict[str, Any]:
         elif kind == "sum":
             vals = col.drop_null().to_numpy() if col.null_count < len(col) else np.array([])
             out["total"] = _numeric_summary(*_finite(vals))
+    if "total" in out and "hist" in out:
+        out["total"].pop("q")  # the same values: one sketch is enough
     return out
 
 
@@ -359,6 +361,19 @@ def describe(h: dict[str, Any], qs: tuple[float, ...] = (0.05, 0.5, 0.95)) -> di
 
 
 describe_lengths = describe
+
+
+def percentiles(content: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Every summary's `describe`, keyed `column.unit` or `column[group]`: the quantiles a
+    machine reading `curate stats --json` wants, with their rank error."""
+    out = {}
+    for name, c in (content or {}).get("columns", {}).items():
+        for unit in ("chars", "words", "hist", "total"):
+            if unit in c and "q" in c[unit]:
+                out[f"{name}.{unit}"] = describe(c[unit], (0.05, 0.1, 0.5, 0.9, 0.95))
+        for key, h in (c.get("hist_by") or {}).items():
+            out[f"{name}[{key}]"] = describe(h, (0.05, 0.1, 0.5, 0.9, 0.95))
+    return out
 
 
 def fmt_num(v: Any) -> str:

@@ -287,3 +287,17 @@ def test_validate_names_rows_not_only_byte_offsets(tmp_path):
     pq.write_table(pa.table({"text": ["a", None, "b", None]}), pq_path, row_group_size=1)
     out = CliRunner().invoke(cli, ["validate", str(pq_path), "--schema", "documents"]).output
     assert "y.parquet row 2 (index 1)" in out and "y.parquet row 4 (index 3)" in out
+
+
+def test_large_columns_state_their_rank_error_and_stay_small():
+    rng = np.random.default_rng(6)
+    parts = [st.table_stats(pa.table({"text": [" ".join(["w"] * int(n)) for n in rng.integers(1, 400, 2000)]}),
+                            DOCUMENTS) for _ in range(10)]
+    content = st.compact(st.merge_all(parts))
+    assert len(json.dumps(content)) < 8_000  # 20,000 rows: two sketches of ≤ ~600 float32 values each
+    rows = report.length_rows(content)
+    assert [r[-1] for r in rows] == ["±1.3% rank"] * 2 and rows[0][1] == 20_000
+    p = st.percentiles(content)["text.words"]
+    assert p["rank_error"] == pytest.approx(0.0133, abs=1e-4) and 150 < p["p50"] < 250
+    both = st.column_stats(pa.chunked_array([[1.0, 2.0]]), "sum,hist:0:10:10")
+    assert "q" not in both["total"] and "q" in both["hist"]  # one sketch per column, not two
