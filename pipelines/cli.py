@@ -162,8 +162,8 @@ def diff(ctx, a, b, n_ids, as_json):
         ca = cols_a.get(name, {})
         for unit in ("chars", "words"):
             if unit in cb:
-                xa = st.describe_lengths(ca[unit]) if unit in ca else {}
-                xb = st.describe_lengths(cb[unit])
+                xa = st.describe(ca[unit]) if unit in ca else {}
+                xb = st.describe(cb[unit])
                 for k in ("p50", "mean", "max"):
                     content.append({"stat": f"{name} {unit} {k}", "a": xa.get(k), "b": xb.get(k)})
         if "hist" in cb and cb["hist"]["count"]:

@@ -283,16 +283,11 @@ def _split_duplicate_ids(kept: pa.Table, fields: list[str]) -> tuple[pa.Table, p
     """Rows whose id (the hash of their id fields) already occurred in this shard are exact
     duplicates: the first is kept, the others become `duplicate_id` rejects. Only within a
     shard; duplicates across shards (and near-duplicates) are the dedup stage's job."""
+    ids = kept.column("id").to_pylist()
     first: dict[str, int] = {}
-    dups: list[int] = []
-    for i, rid in enumerate(kept.column("id").to_pylist()):
-        if rid in first:
-            dups.append(i)
-        else:
-            first[rid] = i
+    dups = [i for i, rid in enumerate(ids) if first.setdefault(rid, i) != i]
     if not dups:
         return kept, empty_rejects()
-    ids = kept.column("id").to_pylist()
     what = ", ".join(fields) or "content"
     details = [f"exact duplicate ({what}) of an earlier row of this shard, id {ids[i][:16]}" for i in dups]
     rejects = _merge_columns(kept.take(pa.array(dups, pa.int64())).drop_columns(["id"]),

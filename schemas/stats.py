@@ -360,9 +360,6 @@ def describe(h: dict[str, Any], qs: tuple[float, ...] = (0.05, 0.5, 0.95)) -> di
                   "count": h.get("count", 0), "rank_error": rank_error(h)}
 
 
-describe_lengths = describe
-
-
 def percentiles(content: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     """Every summary's `describe`, keyed `column.unit` or `column[group]`: the quantiles a
     machine reading `curate stats --json` wants, with their rank error."""
