@@ -32,6 +32,10 @@ def _store(ctx: click.Context) -> Store:
     return Store(ctx.obj["warehouse"])
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _fail(msg: str) -> None:
     click.echo(f"error: {msg}", err=True)
     sys.exit(2)
@@ -87,7 +91,7 @@ def versions(ctx, table, as_json):
     rows = [[("* " if v["current"] else "  ") + str(v["snapshot_id"]), str(v["parent_id"] or "-"), v["time"],
              v["operation"], v["rows"], v["files"], ", ".join(v["tags"]), v["run_id"] or "-", v["pipeline"] or "-"]
             for v in vs]
-    console.print(_table(f"{table}: {len(vs)} versions (* current)",
+    console.print(_table(f"{table}: {_plural(len(vs), 'version')} (* current)",
                          ["snapshot", "parent", "time", "op", "rows", "files", "tags", "run", "pipeline"], rows))
 
 
@@ -142,10 +146,11 @@ def diff(ctx, a, b, n_ids, as_json):
     fb = {f.name: str(f.field_type) for f in tb.schemas()[sb.schema_id].fields}
     schema = {"added": sorted(set(fb) - set(fa)), "removed": sorted(set(fa) - set(fb)),
               "changed": sorted(c for c in set(fa) & set(fb) if fa[c] != fb[c])}
-    ids_a = store.read_arrow(a, ["id"]).column("id")
-    ids_b = store.read_arrow(b, ["id"]).column("id")
-    added = pc.filter(ids_b, pc.invert(pc.is_in(ids_b, value_set=ids_a.combine_chunks())))
-    removed = pc.filter(ids_a, pc.invert(pc.is_in(ids_a, value_set=ids_b.combine_chunks())))
+    # Distinct ids, not rows: a version holding one id twice has not added it twice.
+    ids_a = pc.unique(store.read_arrow(a, ["id"]).column("id").combine_chunks()).sort()
+    ids_b = pc.unique(store.read_arrow(b, ["id"]).column("id").combine_chunks()).sort()
+    added = pc.filter(ids_b, pc.invert(pc.is_in(ids_b, value_set=ids_a)))
+    removed = pc.filter(ids_a, pc.invert(pc.is_in(ids_a, value_set=ids_b)))
     col_rows = []
     meta_a = {c["column"]: c for c in da["columns"]}
     for c in db["columns"]:
@@ -157,8 +162,8 @@ def diff(ctx, a, b, n_ids, as_json):
         ca = cols_a.get(name, {})
         for unit in ("chars", "words"):
             if unit in cb:
-                xa = st.describe_lengths(ca[unit]) if unit in ca else {}
-                xb = st.describe_lengths(cb[unit])
+                xa = st.describe(ca[unit]) if unit in ca else {}
+                xb = st.describe(cb[unit])
                 for k in ("p50", "mean", "max"):
                     content.append({"stat": f"{name} {unit} {k}", "a": xa.get(k), "b": xb.get(k)})
         if "hist" in cb and cb["hist"]["count"]:
@@ -170,19 +175,24 @@ def diff(ctx, a, b, n_ids, as_json):
     out = {"a": a, "b": b, "rows": [da["rows"], db["rows"]], "bytes": [da["bytes"], db["bytes"]],
            "files": [da["files"], db["files"]], "schema": schema, "columns": col_rows, "content": content,
            "rejects": {r: [reasons_a.get(r, 0), reasons_b.get(r, 0)] for r in sorted(set(reasons_a) | set(reasons_b))},
-           "ids": {"added": len(added), "removed": len(removed), "kept": len(ids_b) - len(added),
+           "ids": {"distinct": [len(ids_a), len(ids_b)], "duplicate_rows": [da["rows"] - len(ids_a), db["rows"] - len(ids_b)],
+                   "added": len(added), "removed": len(removed), "kept": len(ids_b) - len(added),
                    "added_sample": added.slice(0, n_ids).to_pylist(), "removed_sample": removed.slice(0, n_ids).to_pylist()}}
     if as_json:
         click.echo(json.dumps(out, indent=2, default=str))
         return
     console.print(f"[bold]{a}[/bold]  →  [bold]{b}[/bold]")
-    d = lambda x, y: "" if x is None or y is None else f"{y - x:+,.4g}"  # noqa: E731
+    d = lambda x, y: "" if x is None or y is None else f"{(y - x) + 0.0:+,.4g}"  # noqa: E731  (no -0)
     console.print(_table("summary", ["", "A", "B", "Δ"],
                          [["rows", da["rows"], db["rows"], d(da["rows"], db["rows"])],
                           ["bytes", da["bytes"], db["bytes"], d(da["bytes"], db["bytes"])],
                           ["files", da["files"], db["files"], d(da["files"], db["files"])],
-                          ["ids only in A (removed)", "", len(removed), ""],
-                          ["ids only in B (added)", "", len(added), ""]]))
+                          ["distinct ids", len(ids_a), len(ids_b), d(len(ids_a), len(ids_b))],
+                          ["distinct ids only in A (removed)", "", len(removed), ""],
+                          ["distinct ids only in B (added)", "", len(added), ""]]))
+    dup = out["ids"]["duplicate_rows"]
+    if any(dup):
+        console.print(f"rows sharing an id with another row: A {dup[0]:,}, B {dup[1]:,}")
     if any(schema.values()):
         console.print("schema: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in schema.items() if v))
     else:
@@ -290,17 +300,47 @@ def validate(path, schema_name, max_errors):
     if schema_name not in TABLES:
         _fail(f"unknown schema '{schema_name}' (one of {', '.join(TABLES)})")
     errors, rows, total = [], 0, 0
-    for shard in plan_file(path):
+    for shard in plan_file(path, shard_bytes=1 << 62, shard_rows=1 << 62):  # one shard: row numbers of the file
         ok, rejects, n = read_shard(shard, TABLES[schema_name])
         rows += ok.num_rows
         total += n
         errors += list(zip(rejects.column("drop_reason").to_pylist(), rejects.column("reject_detail").to_pylist()))
+    locate = _row_locator(path)
     for reason, detail in errors[:max_errors]:
-        click.echo(f"{reason}: {detail}")
+        click.echo(f"{reason}: {locate(detail or '')}")
     if len(errors) > max_errors:
         click.echo(f"... and {len(errors) - max_errors} more")
     click.echo(f"{os.path.basename(path)}: {rows:,} of {total:,} rows fit schema '{schema_name}'")
     sys.exit(1 if errors else 0)
+
+
+def _row_locator(path: str):
+    """Rewrites a reject detail's place in the file as its row: 1-based, counted as the README
+    promises; JSONL keeps the line (where blank lines make it differ) and byte offset as detail,
+    Parquet the 0-based row index."""
+    import bisect
+    import gzip
+    import re
+    base = re.escape(os.path.basename(path))
+    if path.endswith(".parquet"):
+        pat = re.compile(rf"row (\d+) in {base}")
+        return lambda d: pat.sub(lambda m: f"{os.path.basename(path)} row {int(m[1]) + 1:,} (index {m[1]})", d)
+    starts, rows, n = [], [], 0
+    with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as f:
+        pos = 0
+        for line in f:
+            n += bool(line.strip())
+            starts.append(pos)
+            rows.append(n)
+            pos += len(line)
+    pat = re.compile(rf"{base}(?: byte |@)(\d+)")
+
+    def where(m) -> str:
+        byte = int(m[1])
+        i = max(0, bisect.bisect_right(starts, byte) - 1)
+        line = f"line {i + 1:,}, " if rows[i] != i + 1 else ""
+        return f"{os.path.basename(path)} row {rows[i]:,} ({line}byte {byte:,})"
+    return lambda d: pat.sub(where, d) if starts else d
 
 
 @main.command("train-classifier")

@@ -29,6 +29,9 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 
 # ---- collecting ------------------------------------------------------------------------
+TOP_N = 15  # bars per category panel; the rest is one "other" bar, never dropped
+
+
 def collect(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
     """Everything `curate stats` shows, as plain data (the `--json` output)."""
     t, snap = store.snapshot(ref)
@@ -37,13 +40,13 @@ def collect(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
     files = store.files(f"{name}@{snap.snapshot_id}")
     out: dict[str, Any] = {
         "table": name, "snapshot_id": snap.snapshot_id, "run_id": props.get("run_id"),
-        "pipeline": props.get("pipeline"), "git_commit": props.get("git_commit"),
+        "pipeline": props.get("pipeline"), "git_commit": props.get("git_commit"), "role": props.get("role"),
         "tags": sorted(k for k, v in t.metadata.refs.items() if v.snapshot_id == snap.snapshot_id and k != "main"),
         "rows": int(sum(files.column("record_count").to_pylist())) if files.num_rows else 0,
         "bytes": int(sum(files.column("file_size_in_bytes").to_pylist())) if files.num_rows else 0,
         "files": files.num_rows, "accounting": props.get("accounting"), "content": props.get("stats"),
-        "content_scored": props.get("stats_scored"),
-        "columns": _column_metadata(files), "shards": [],
+        "content_scored": props.get("stats_scored"), "percentiles": st.percentiles(props.get("stats")),
+        "columns": _column_metadata(files, props.get("stats")), "shards": [],
     }
     if shards:
         metrics = files.column("readable_metrics").to_pylist() if files.num_rows else []
@@ -55,29 +58,138 @@ def collect(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
                 "file": os.path.basename(path), "path": path, "rows": rows, "bytes": size,
                 "nulls": {c: v["null_value_count"] for c, v in (m or {}).items() if v.get("null_value_count")},
                 "bounds": {c: [v["lower_bound"], v["upper_bound"]] for c, v in (m or {}).items()
-                           if v.get("lower_bound") is not None and not isinstance(v["lower_bound"], bytes)},
+                           if _is_number(v.get("lower_bound"))},
                 "content": content,
             })
     return out
 
 
-def _column_metadata(files) -> list[dict[str, Any]]:
-    """Per column over all files: null count and min/max bounds, from manifests only."""
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _column_metadata(files, content: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Per column over all files: null count and min/max bounds, from manifests only.
+
+    Iceberg keeps text bounds as 16-character truncated prefixes (an upper bound's last
+    character bumped), which read like values but are not: only numeric bounds are kept.
+    Nested columns (structs, lists) have no manifest metrics at all; their null counts come
+    from the content stats written with each shard where there are any, else stay unknown.
+    """
     cols: dict[str, dict[str, Any]] = {}
     if not files.num_rows:
         return []
+    rows = int(sum(files.column("record_count").to_pylist()))
     for m in files.column("readable_metrics").to_pylist():
         for c, v in (m or {}).items():
-            agg = cols.setdefault(c, {"column": c, "nulls": 0, "values": 0, "min": None, "max": None, "bytes": 0})
+            agg = cols.setdefault(c, {"column": c, "nulls": 0, "values": 0, "min": None, "max": None, "bytes": 0,
+                                      "kind": None})
+            if v.get("value_count") is None and v.get("column_size") is None:
+                agg["kind"] = agg["kind"] or "nested"
+                continue
             agg["nulls"] += v.get("null_value_count") or 0
             agg["values"] += v.get("value_count") or 0
             agg["bytes"] += v.get("column_size") or 0
             lo, hi = v.get("lower_bound"), v.get("upper_bound")
-            if lo is not None and not isinstance(lo, bytes):
-                agg["min"] = lo if agg["min"] is None else min(agg["min"], lo)
-            if hi is not None and not isinstance(hi, bytes):
-                agg["max"] = hi if agg["max"] is None else max(agg["max"], hi)
+            if isinstance(lo, str) or isinstance(hi, str):
+                agg["kind"] = "text"
+            elif isinstance(lo, bytes) or isinstance(hi, bytes):
+                agg["kind"] = "binary"
+            else:
+                agg["kind"] = agg["kind"] if agg["kind"] not in (None, "nested") else "number"
+                if _is_number(lo):
+                    agg["min"] = lo + 0.0 if agg["min"] is None else min(agg["min"], lo + 0.0)
+                if _is_number(hi):
+                    agg["max"] = hi + 0.0 if agg["max"] is None else max(agg["max"], hi + 0.0)
+    known = (content or {}).get("columns", {})
+    for agg in cols.values():
+        if agg["kind"] == "nested":
+            nulls = known.get(agg["column"], {}).get("nulls")
+            agg.update({"nulls": nulls, "values": None if nulls is None else rows - nulls, "bytes": None})
     return list(cols.values())
+
+
+# ---- rows shared by the terminal and HTML reports --------------------------------------
+def column_rows(data: dict[str, Any]) -> list[list[Any]]:
+    out = []
+    for c in data["columns"]:
+        if c["kind"] == "nested":
+            out.append([c["column"], c["values"], c["nulls"], "-", "nested", "", ""])
+        elif c["kind"] == "number":
+            out.append([c["column"], c["values"], c["nulls"], c["bytes"], "number", c["min"], c["max"]])
+        else:
+            out.append([c["column"], c["values"], c["nulls"], c["bytes"], c["kind"] or "-", "", ""])
+    return out
+
+
+COLUMN_HEAD = ["column", "values", "nulls", "bytes", "type", "min", "max"]
+COLUMN_NOTE = ("text bounds are not shown (Iceberg keeps 16-character truncated prefixes); nested columns "
+               "have no per-column metadata: their nulls come from the content stats, '-' if unknown")
+
+
+def length_rows(content: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for name, c in (content or {}).get("columns", {}).items():
+        for unit in ("chars", "words"):
+            if unit in c:
+                d = st.describe(c[unit])
+                rows.append([f"{name} {unit}", d["count"], d["min"], d["p5"], d["p50"], d["p95"], d["max"],
+                             d["mean"], st.fmt_error(d["rank_error"])])
+    return rows
+
+
+LENGTH_HEAD = ["column", "rows", "min", "p5", "p50", "p95", "max", "mean", "percentiles"]
+LENGTH_NOTE = (f"percentiles are exact up to {st.SKETCH_K} values, beyond from a KLL quantile sketch merged over "
+               "shards: '±x% rank' means the true rank of the value shown is within x% of the one asked for")
+
+
+def group_rows(data: dict[str, Any], name: str) -> tuple[str, list[str], list[list[Any]]]:
+    """Per-group percentiles (WER per voice). Over every scored row where the run kept the
+    rejected rows' scores too (kept share shown); a rejects table has no kept share."""
+    c = (data.get("content") or {}).get("columns", {}).get(name, {})
+    scored = ((data.get("content_scored") or {}).get("columns", {}).get(name) or {}).get("hist_by")
+    by = c.get("hist_by") or {}
+    rows = []
+    if scored and data.get("role") != "rejects":
+        for key, h in sorted(scored.items()):
+            d = st.describe(h, (0.5, 0.9))
+            kept = by.get(key, {"count": 0})["count"]
+            rows.append([key, h["count"], kept, f"{kept / h['count']:.0%}" if h["count"] else "-",
+                         d["p50"], d["p90"], d["mean"], st.fmt_error(d["rank_error"])])
+        return (f"{name} by group, over every scored row (kept and rejected)",
+                ["group", "scored", "kept", "kept %", "p50", "p90", "mean", "percentiles"], rows)
+    what = "rejected rows" if data.get("role") == "rejects" else "rows"
+    for key, h in sorted(by.items()):
+        d = st.describe(h, (0.5, 0.9))
+        rows.append([key, h["count"], d["p50"], d["p90"], d["mean"], st.fmt_error(d["rank_error"])])
+    return f"{name} by group, over the {what} of this table", ["group", what, "p50", "p90", "mean", "percentiles"], rows
+
+
+def top_n(values: dict[str, int], n: int = TOP_N) -> list[tuple[str, int]]:
+    """The n largest, then one "other (k more)" entry holding the rest: nothing silently cut."""
+    items = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(items) <= n + 1:
+        return items
+    head, rest = items[:n], items[n:]
+    return head + [(f"other ({len(rest)} more)", sum(v for _, v in rest))]
+
+
+def accounting_rows(acc: dict[str, Any] | None) -> list[list[Any]]:
+    return [[s["stage"], s["rows_in"], s["rows_out"], s["rejected"],
+             ", ".join(f"{k}={v}" for k, v in s["reasons"].items())] for s in (acc or {}).get("stages", [])]
+
+
+def _accounting_head(acc: dict[str, Any]) -> str:
+    if "unit" in acc:  # a derived table: its source's units, used or not (and why)
+        return (f"accounting: {acc['rows_in']:,} {acc['unit']} in = {acc['kept']:,} used + {acc['rejected']:,}"
+                f" not used → {acc.get('rows_out', acc['kept']):,} rows")
+    return f"accounting: {acc['rows_in']:,} in = {acc['kept']:,} kept + {acc['rejected']:,} rejected"
+
+
+def _hist_range(h: dict[str, Any]) -> tuple[int, int]:
+    """First and last bin holding rows (the whole range if none do)."""
+    nz = [i for i, c in enumerate(h["counts"]) if c]
+    return (nz[0], nz[-1]) if nz else (0, len(h["counts"]) - 1)
 
 
 # ---- terminal --------------------------------------------------------------------------
@@ -96,14 +208,7 @@ def print_run(result) -> None:
 def print_accounting(acc: dict[str, Any] | None) -> None:
     if not acc:
         return
-    rows = [[s["stage"], s["rows_in"], s["rows_out"], s["rejected"],
-             ", ".join(f"{k}={v}" for k, v in s["reasons"].items())] for s in acc["stages"]]
-    head = (f"accounting: {acc['rows_in']:,} in = {acc['kept']:,} kept + {acc['rejected']:,} rejected"
-            if "unit" not in acc else  # a derived table: its source's units, used or not (and why)
-            f"accounting: {acc['rows_in']:,} {acc['unit']} in = {acc['kept']:,} used + {acc['rejected']:,} not used"
-            f" → {acc.get('rows_out', acc['kept']):,} rows")
-    console.print(_table(head,
-                         ["stage", "in", "out", "rejected", "reasons"], rows))
+    console.print(_table(_accounting_head(acc), ["stage", "in", "out", "rejected", "reasons"], accounting_rows(acc)))
 
 
 def _hist_bar(counts: list[int], width: int = 30) -> list[str]:
@@ -125,10 +230,10 @@ def print_stats(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
                          text.get("p50"), text.get("max")])
         console.print(_table("shards (from table metadata; lengths from shard footers)",
                              ["file", "rows", "bytes", "null cells", "chars p50", "chars max"], rows))
-    console.print(_table("columns (from table metadata, no scan)", ["column", "values", "nulls", "bytes", "min", "max"],
-                         [[c["column"], c["values"], c["nulls"], c["bytes"], _short(c["min"]), _short(c["max"])]
-                          for c in data["columns"]]))
-    print_content(data["content"] or {}, data.get("content_scored"))
+    if data["columns"]:
+        console.print(_table("columns (from table metadata, no scan)", COLUMN_HEAD, column_rows(data)))
+        console.print(f"[dim]{COLUMN_NOTE}[/dim]")
+    print_content(data["content"] or {}, data.get("content_scored"), data)
     print_accounting(data["accounting"])
     return data
 
@@ -136,46 +241,40 @@ def print_stats(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
 def _first_text_stats(content: dict[str, Any] | None) -> dict[str, Any]:
     for col in (content or {}).get("columns", {}).values():
         if "chars" in col:
-            return st.describe_lengths(col["chars"])
+            return st.describe(col["chars"])
     return {}
 
 
-def print_content(content: dict[str, Any], scored: dict[str, Any] | None = None) -> None:
+def print_content(content: dict[str, Any], scored: dict[str, Any] | None = None,
+                  data: dict[str, Any] | None = None) -> None:
+    data = data or {"content": content, "content_scored": scored}
     cols = content.get("columns", {})
-    scored_cols = (scored or {}).get("columns", {})
-    lengths = []
-    for name, c in cols.items():
-        for unit in ("chars", "words"):
-            if unit in c:
-                d = st.describe_lengths(c[unit])
-                lengths.append([f"{name} {unit}", d["min"], d["p5"], d["p50"], d["p95"], d["max"], d["mean"]])
+    lengths = length_rows(content)
     if lengths:
-        console.print(_table("lengths (content stats written with each shard)",
-                             ["column", "min", "p5", "p50", "p95", "max", "mean"], lengths))
+        console.print(_table("lengths (content stats written with each shard)", LENGTH_HEAD, lengths))
+        console.print(f"[dim]{LENGTH_NOTE}[/dim]")
     for name, c in cols.items():
         if "hist" in c:
             h = c["hist"]
             n = len(h["counts"])
             step = (h["hi"] - h["lo"]) / n
+            first, last = _hist_range(h)
             bars = _hist_bar(h["counts"])
-            rows = [[f"{h['lo'] + i * step:.3g}–{h['lo'] + (i + 1) * step:.3g}", cnt, bars[i]]
-                    for i, cnt in enumerate(h["counts"]) if cnt or i in (0, n - 1)]
-            console.print(_table(f"{name} histogram (below {h['below']}, above {h['above']})",
-                                 ["bin", "rows", ""], rows))
+            rows = [[f"{h['lo'] + i * step:.3g}–{h['lo'] + (i + 1) * step:.3g}", h["counts"][i], bars[i]]
+                    for i in range(first, last + 1)]
+            d = st.describe(h, (0.1, 0.5, 0.9))
+            extra = "".join(f", {k} {h[k]}" for k in ("below", "above") if h.get(k))
+            extra += f", {h['nonfinite']} NaN/inf not counted" if h.get("nonfinite") else ""
+            console.print(_table(f"{name} histogram ({d['count']:,} rows{extra})", ["bin", "rows", ""], rows))
+            console.print(f"{name}: p10 {st.fmt_num(d['p10'])} · p50 {st.fmt_num(d['p50'])} · p90 "
+                          f"{st.fmt_num(d['p90'])} ({st.fmt_error(d['rank_error'])})")
         if c.get("hist_by"):
-            all_by = scored_cols.get(name, {}).get("hist_by") or c["hist_by"]
-            rows = []
-            for key, h in sorted(all_by.items()):
-                kept = c["hist_by"].get(key, {"count": 0})["count"]
-                rows.append([key, h["count"], kept, f"{kept / h['count']:.0%}" if h["count"] else "-",
-                             st.fixed_hist_percentile(h, 0.5), st.fixed_hist_percentile(h, 0.9),
-                             (h["sum"] / h["count"]) if h["count"] else None])
-            console.print(_table(f"{name} by group, over every scored row (kept and rejected)",
-                                 ["group", "scored", "kept", "kept %", "p50", "p90", "mean"], rows))
+            title, head, rows = group_rows(data, name)
+            console.print(_table(title, head, rows))
         if "values" in c:
-            vals = sorted(c["values"].items(), key=lambda kv: -kv[1])[:15]
+            vals = top_n(c["values"])
             bars = _hist_bar([v for _, v in vals])
-            console.print(_table(f"{name} values", ["value", "rows", ""],
+            console.print(_table(f"{name} values ({len(c['values'])} distinct)", ["value", "rows", ""],
                                  [[_short(k, 40), v, b] for (k, v), b in zip(vals, bars)]))
         if "total" in c:
             tot = c["total"]
@@ -184,60 +283,133 @@ def print_content(content: dict[str, Any], scored: dict[str, Any] | None = None)
 
 
 # ---- plots -----------------------------------------------------------------------------
-def figure(data: dict[str, Any]):
-    """One panel per histogram a person would rather look at than read."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = []
+def _panels(data: dict[str, Any]) -> tuple[list[tuple[str, str, Any]], tuple[str, dict] | None]:
+    """The main panels, and the per-group histograms drawn as small multiples."""
+    panels: list[tuple[str, str, Any]] = []
+    acc = data.get("accounting")
+    if acc and acc.get("stages"):
+        panels.append(("accounting", _accounting_head(acc), acc))
+    groups = None
     for name, c in (data.get("content") or {}).get("columns", {}).items():
         for unit in ("chars", "words"):
             if unit in c and c[unit].get("bins"):
                 panels.append(("log", f"{name}: {unit} per row", c[unit]))
         if "hist" in c and c["hist"]["count"]:
-            panels.append(("fixed", f"{name}", c["hist"]))
-        scored_by = ((data.get("content_scored") or {}).get("columns", {}).get(name) or {}).get("hist_by")
-        if scored_by or c.get("hist_by"):
-            panels.append(("fixed_by", f"{name} by group (all scored rows)", scored_by or c["hist_by"]))
+            panels.append(("fixed", name, c["hist"]))
+        if c.get("hist_by") and groups is None:
+            groups = name, c["hist_by"]
         if "values" in c and len(c["values"]) > 1:
-            panels.append(("bar", f"{name}", c["values"]))
-    reasons = (data.get("accounting") or {}).get("rejects_by_reason") or {}
-    if reasons:
-        panels.append(("bar", "rejects by reason", reasons))
+            panels.append(("bar", f"{name} ({len(c['values'])} distinct)", c["values"]))
+    reasons = (acc or {}).get("rejects_by_reason") or {}
+    if reasons and data.get("role") != "rejects":  # a rejects table plots its drop_reason column already
+        panels.append(("bar", f"rejects by reason ({len(reasons)} reasons, {sum(reasons.values()):,} rows)", reasons))
+    return panels, groups
+
+
+def _draw_accounting(ax, acc: dict[str, Any]) -> None:
+    stages = acc["stages"]
+    labels = [s["stage"] for s in stages][::-1]
+    out = [s["rows_out"] for s in stages][::-1]
+    rej = [s["rejected"] for s in stages][::-1]
+    lost = [s.get("lost", 0) for s in stages][::-1]
+    ax.barh(labels, out, color="tab:blue", label="passed on")
+    ax.barh(labels, rej, left=out, color="tab:red", label="rejected")
+    if any(lost):
+        ax.barh(labels, lost, left=[a + b for a, b in zip(out, rej)], color="tab:gray", label="lost")
+    top = max(s["rows_in"] for s in stages) or 1
+    for y, (o, r) in enumerate(zip(out, rej)):
+        ax.text(o + r + top * 0.01, y, f"{o:,}" + (f" + {r:,} rej." if r else ""), va="center", fontsize=7)
+    ax.set_xlim(0, top * 1.3)
+    ax.set_xlabel("rows")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.tick_params(axis="y", labelsize=7)
+
+
+def _fitted_edges(h: dict[str, Any]):
+    import numpy as np
+    first, last = _hist_range(h)
+    step = (h["hi"] - h["lo"]) / len(h["counts"])
+    lo, hi = max(0, first - 1), min(len(h["counts"]), last + 2)
+    return np.linspace(h["lo"] + lo * step, h["lo"] + hi * step, hi - lo + 1), h["counts"][lo:hi]
+
+
+def _quantile_lines(ax, h: dict[str, Any], qs=((0.5, "-"), (0.95, "--")), fmt: str = "{:,.3g}") -> None:
+    err = st.fmt_error(st.rank_error(h))
+    for q, style in qs:
+        v = st.quantile(h, q)
+        if v is not None:
+            ax.axvline(v, color="k", linestyle=style, linewidth=1, label=f"p{round(q * 100)}={fmt.format(v)}")
+    ax.legend(fontsize=7, title=err, title_fontsize=7)
+
+
+def _draw_bar(ax, values: dict[str, int]) -> None:
+    items = top_n(values)
+    ax.barh([_short(k, 28) for k, _ in items][::-1], [v for _, v in items][::-1],
+            color=["tab:gray" if k.startswith("other (") else "tab:blue" for k, _ in items][::-1])
+    top = max(v for _, v in items)
+    for y, (_, v) in enumerate(items[::-1]):
+        ax.text(v + top * 0.01, y, f"{v:,}", va="center", fontsize=7)
+    ax.set_xlim(0, top * 1.15)
+    ax.tick_params(axis="y", labelsize=7)
+
+
+def figure(data: dict[str, Any]):
+    """The main panels in two columns; a per-group histogram as small multiples beneath."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels, groups = _panels(data)
     n = max(1, len(panels))
     cols = 2 if n > 1 else 1
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.2 * rows), squeeze=False)
+    g_cols = 4
+    g_rows = (len(groups[1]) + g_cols - 1) // g_cols if groups else 0
+    main_h, g_h = 3.2 * rows, (1.9 * g_rows + 0.6 if groups else 0)
+    fig = plt.figure(figsize=(12, main_h + g_h + 0.5), layout="constrained")
+    subs = fig.subfigures(2, 1, height_ratios=[main_h, g_h]) if groups else [fig]
+    axes = subs[0].subplots(rows, cols, squeeze=False)
     for ax, (kind, title, d) in zip(axes.flat, panels):
-        if kind == "log":
+        if kind == "accounting":
+            _draw_accounting(ax, d)
+        elif kind == "log":
             edges, counts = st.log_hist_edges(d)
             ax.stairs(counts, [max(e, 0.5) for e in edges], fill=True, alpha=0.7)
             ax.set_xscale("log")
-            for q, style in ((0.5, "-"), (0.95, "--")):
-                v = st.log_hist_percentile(d, q)
-                if v:
-                    ax.axvline(max(v, 0.5), color="k", linestyle=style, linewidth=1, label=f"p{int(q * 100)}={v:,.0f}")
-            ax.legend(fontsize=8)
+            _quantile_lines(ax, d, fmt="{:,.0f}")
+            ax.set_ylabel("rows")
         elif kind == "fixed":
-            import numpy as np
-            edges = np.linspace(d["lo"], d["hi"], len(d["counts"]) + 1)
-            ax.stairs(d["counts"], edges, fill=True, alpha=0.7)
-        elif kind == "fixed_by":
-            import numpy as np
-            for key, h in sorted(d.items()):
-                edges = np.linspace(h["lo"], h["hi"], len(h["counts"]) + 1)
-                ax.stairs(h["counts"], edges, label=_short(key, 30), linewidth=1.5)
-            ax.legend(fontsize=7)
+            edges, counts = _fitted_edges(d)
+            ax.stairs(counts, edges, fill=True, alpha=0.7)
+            _quantile_lines(ax, d)
+            ax.set_ylabel("rows")
         else:
-            items = sorted(d.items(), key=lambda kv: -kv[1])[:12]
-            ax.barh([_short(k, 28) for k, _ in items][::-1], [v for _, v in items][::-1])
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel("rows" if kind != "bar" else "")
+            _draw_bar(ax, d)
+        ax.set_title(title, fontsize=9)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
+    if groups:
+        name, by = groups
+        title, _, _ = group_rows(data, name)
+        scored = ((data.get("content_scored") or {}).get("columns", {}).get(name) or {}).get("hist_by")
+        by = scored if scored and data.get("role") != "rejects" else by
+        gaxes = subs[1].subplots(g_rows, g_cols, squeeze=False, sharex=True, sharey=True)
+        lo = min(_fitted_edges(h)[0][0] for h in by.values())
+        hi = max(_fitted_edges(h)[0][-1] for h in by.values())
+        for ax, (key, h) in zip(gaxes.flat, sorted(by.items(), key=lambda kv: st.quantile(kv[1], 0.5) or 0)):
+            import numpy as np
+            edges = np.linspace(h["lo"], h["hi"], len(h["counts"]) + 1)
+            ax.stairs(h["counts"], edges, fill=True, alpha=0.7)
+            p50 = st.quantile(h, 0.5)
+            if p50 is not None:
+                ax.axvline(p50, color="k", linewidth=1)
+            ax.set_title(f"{_short(key, 30)}  n={h['count']}  p50={st.fmt_num(p50)}", fontsize=7)
+            ax.tick_params(labelsize=7)
+        for ax in list(gaxes.flat)[len(by):]:
+            ax.axis("off")
+        gaxes[0][0].set_xlim(lo, hi)
+        subs[1].suptitle(f"{title}; line: p50", fontsize=9)
     fig.suptitle(f"{data['table']}@{data['snapshot_id']}  ({data['rows']:,} rows)", fontsize=11)
-    fig.tight_layout()
     return fig
 
 
@@ -252,28 +424,39 @@ def write_html(data: dict[str, Any], path: str) -> str:
     figure(data).savefig(buf, format="png", dpi=110)
     img = base64.b64encode(buf.getvalue()).decode()
 
-    def table(title: str, cols: list[str], rows: list[list[Any]]) -> str:
+    def table(ident: str, title: str, cols: list[str], rows: list[list[Any]], note: str = "") -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(st.fmt_num(v) if not isinstance(v, str) else v)}</td>"
                                         for v in r) + "</tr>" for r in rows)
-        return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>"
+        note = f"<p class=note>{html.escape(note)}</p>" if note else ""
+        return f'<section id="{ident}"><h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>{note}</section>'
 
-    acc = data.get("accounting") or {"stages": []}
+    acc = data.get("accounting")
     parts = [f"<h1>{html.escape(data['table'])}@{data['snapshot_id']}</h1>",
-             f"<p>rows {data['rows']:,} · files {data['files']} · {data['bytes'] / 1e6:.2f} MB · run "
+             f"<p id=summary>rows {data['rows']:,} · files {data['files']} · {data['bytes'] / 1e6:.2f} MB · run "
              f"{html.escape(str(data['run_id']))} · pipeline {html.escape(str(data['pipeline']))} · commit "
              f"{html.escape(str(data['git_commit']))}</p>",
-             f'<img src="data:image/png;base64,{img}" alt="histograms">',
-             table("accounting", ["stage", "in", "out", "rejected", "reasons"],
-                   [[s["stage"], s["rows_in"], s["rows_out"], s["rejected"],
-                     ", ".join(f"{k}={v}" for k, v in s["reasons"].items())] for s in acc["stages"]]),
-             table("shards", ["file", "rows", "bytes", "null cells"],
-                   [[s["file"], s["rows"], s["bytes"], sum(s["nulls"].values())] for s in data["shards"]]),
-             table("columns", ["column", "values", "nulls", "min", "max"],
-                   [[c["column"], c["values"], c["nulls"], _short(c["min"], 40), _short(c["max"], 40)]
-                    for c in data["columns"]])]
+             f'<section id="plots"><img src="data:image/png;base64,{img}" alt="plots of {html.escape(data["table"])}">'
+             "</section>"]
+    if acc:
+        parts.append(table("accounting", _accounting_head(acc), ["stage", "in", "out", "rejected", "reasons"],
+                           accounting_rows(acc)))
+        reasons = acc.get("rejects_by_reason") or {}
+        parts.append(table("rejects", f"rejects by reason ({len(reasons)} reasons)", ["reason", "rows"],
+                           [[k, v] for k, v in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))]))
+    lengths = length_rows(data.get("content") or {})
+    if lengths:
+        parts.append(table("lengths", "lengths", LENGTH_HEAD, lengths, LENGTH_NOTE))
+    for name, c in (data.get("content") or {}).get("columns", {}).items():
+        if c.get("hist_by"):
+            title, head, rows = group_rows(data, name)
+            parts.append(table(f"groups-{html.escape(name)}", title, head, rows))
+    parts.append(table("shards", "shards", ["file", "rows", "bytes", "null cells"],
+                       [[s["file"], s["rows"], s["bytes"], sum(s["nulls"].values())] for s in data["shards"]]))
+    parts.append(table("columns", "columns", COLUMN_HEAD, column_rows(data), COLUMN_NOTE))
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}")
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+             "img{max-width:100%}.note{color:#666;font-size:small}")
     with open(path, "w") as f:
         f.write(f"<!doctype html><meta charset=utf-8><title>{html.escape(data['table'])}</title>"
                 f"<style>{style}</style>{''.join(parts)}")

@@ -34,7 +34,7 @@ from schemas import stats as st
 from schemas.ids import row_id, table_ids
 from schemas.store import Store, check_table_name, check_tag, rejects_name
 from schemas.tables import id_fields, rejects_schema, with_columns
-from schemas.validate import conform, empty_rejects
+from schemas.validate import conform, empty_rejects, make_rejects
 
 
 class AccountingError(RuntimeError):
@@ -189,16 +189,17 @@ class ShardProcessor:
             kept = job.output_schema.empty_table()
         kept = kept.drop_columns([c for c in ("id",) if c in kept.column_names])
         kept = kept.add_column(0, "id", table_ids(kept, id_fields(job.output_schema)))
+        kept, dup_rejects = _split_duplicate_ids(kept, id_fields(job.output_schema))
         fitted = conform(kept, job.output_schema, stage="write", where=shard.path)
-        write_count = StageCount("write", rows_in=kept.num_rows, rows_out=fitted.table.num_rows,
-                                 rejected=fitted.rejects.num_rows)
-        _count_reasons(write_count, fitted.rejects)
+        write_count = StageCount("write", rows_in=kept.num_rows + dup_rejects.num_rows,
+                                 rows_out=fitted.table.num_rows, rejected=fitted.rejects.num_rows + dup_rejects.num_rows)
+        _count_reasons(write_count, concat_rejects([dup_rejects, fitted.rejects]))
         write_rejects = fitted.rejects
         if write_rejects.num_rows:
             failed = kept.take(pa.array(fitted.reject_rows, pa.int64())).drop_columns(["id"])
             write_rejects = _merge_columns(failed, write_rejects)
 
-        rejects = concat_rejects([read_rejects, *stage_rejects, write_rejects])
+        rejects = concat_rejects([read_rejects, *stage_rejects, dup_rejects, write_rejects])
         if rejects.num_rows:
             rejects = fit_rejects(rejects.drop_columns([c for c in ("id",) if c in rejects.column_names]),
                                   job.rejects_schema)
@@ -278,6 +279,23 @@ def _merge_columns(rows: pa.Table, rejects: pa.Table) -> pa.Table:
             rows = rows.drop_columns([name])
         rows = rows.append_column(name, rejects.column(name))
     return rows
+
+
+def _split_duplicate_ids(kept: pa.Table, fields: list[str]) -> tuple[pa.Table, pa.Table]:
+    """Rows whose id (the hash of their id fields) already occurred in this shard are exact
+    duplicates: the first is kept, the others become `duplicate_id` rejects. Only within a
+    shard; duplicates across shards (and near-duplicates) are the dedup stage's job."""
+    ids = kept.column("id").to_pylist()
+    first: dict[str, int] = {}
+    dups = [i for i, rid in enumerate(ids) if first.setdefault(rid, i) != i]
+    if not dups:
+        return kept, empty_rejects()
+    what = ", ".join(fields) or "content"
+    details = [f"exact duplicate ({what}) of an earlier row of this shard, id {ids[i][:16]}" for i in dups]
+    rejects = _merge_columns(kept.take(pa.array(dups, pa.int64())).drop_columns(["id"]),
+                             make_rejects(["duplicate_id"] * len(dups), "write", details, [None] * len(dups)))
+    keep = sorted(first.values())
+    return kept.take(pa.array(keep, pa.int64())), rejects
 
 
 def _count_reasons(count: StageCount, rejects: pa.Table) -> None:

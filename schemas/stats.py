@@ -1,11 +1,14 @@
 """Content statistics computed when a shard is written, and merged across shards.
 
-Every statistic here is mergeable (histograms with fixed bins, counts, sums, min/max), so
-a table version's statistics are the exact merge of its shards' without rescanning rows.
-Length percentiles come from log-spaced histograms (8 bins per doubling: within ~5%).
+Every statistic here is mergeable (histograms with fixed bins, counts, sums, min/max and a
+quantile sketch), so a table version's statistics are the merge of its shards' without
+rescanning rows. Histograms are for plots; percentiles come from the sketch (`Quantiles`):
+exact while a column holds at most `SKETCH_K` values, otherwise within a stated rank error.
+Non-finite values (NaN, ±inf) are counted apart, never mixed into sums or quantiles.
 """
 from __future__ import annotations
 
+import base64
 import math
 from collections import Counter
 from typing import Any
@@ -18,20 +21,106 @@ from schemas.tables import stats_kind
 
 LOG_BINS_PER_DOUBLING = 8
 TOP_CATEGORIES = 50
+SKETCH_K = 200  # exact up to 200 values; beyond, ±1.3% rank (99% confidence), ≤ ~600 values kept
+
+
+# ---- quantile sketch --------------------------------------------------------------------
+class Quantiles:
+    """A KLL sketch (Karnin, Lang, Liberty 2016): levels of sorted samples, an item at level h
+    standing for 2**h values. A full level is compacted by keeping every other item (offset
+    picked by a coin seeded from the sketch's own state, so equal inputs give equal sketches).
+    Mergeable: merging shards' sketches is as accurate as sketching the whole column.
+    """
+
+    def __init__(self, k: int = SKETCH_K):
+        self.k, self.n, self.levels = k, 0, [np.empty(0, np.float32)]
+
+    def _capacity(self, h: int) -> int:
+        return max(8, math.ceil(self.k * (2 / 3) ** (len(self.levels) - 1 - h)))
+
+    def update(self, values: np.ndarray) -> "Quantiles":
+        v = np.asarray(values, np.float32)
+        self.n += int(v.size)
+        self.levels[0] = np.concatenate([self.levels[0], v])
+        self._compress()
+        return self
+
+    def merge(self, other: "Quantiles") -> "Quantiles":
+        out = Quantiles(max(self.k, other.k))
+        out.n = self.n + other.n
+        depth = max(len(self.levels), len(other.levels))
+        pad = lambda ls: ls + [np.empty(0, np.float32)] * (depth - len(ls))  # noqa: E731
+        out.levels = [np.concatenate([a, b]) for a, b in zip(pad(self.levels), pad(other.levels))]
+        out._compress()
+        return out
+
+    def _compress(self) -> None:
+        while sum(map(len, self.levels)) > sum(self._capacity(h) for h in range(len(self.levels))):
+            h = next(h for h, lv in enumerate(self.levels) if len(lv) >= self._capacity(h))
+            if h + 1 == len(self.levels):
+                self.levels.append(np.empty(0, np.float32))
+            lv = np.sort(self.levels[h])
+            coin = int(np.random.default_rng([self.n, h, len(lv)]).integers(2))
+            rest, lv = (lv[:1], lv[1:]) if len(lv) % 2 else (lv[:0], lv)
+            self.levels[h] = rest
+            self.levels[h + 1] = np.concatenate([self.levels[h + 1], lv[coin::2]])
+
+    @property
+    def exact(self) -> bool:
+        return len(self.levels) == 1
+
+    def rank_error(self) -> float:
+        """Normalised rank error of one quantile, 99% confidence (DataSketches' KLL bound); 0 if exact."""
+        return 0.0 if self.exact else 2.296 / self.k ** 0.9723
+
+    def quantile(self, q: float) -> float | None:
+        if self.n == 0:
+            return None
+        if self.exact:
+            return float(np.quantile(self.levels[0].astype(np.float64), q))
+        items = np.concatenate(self.levels).astype(np.float64)
+        weights = np.concatenate([np.full(len(lv), 2.0 ** h) for h, lv in enumerate(self.levels)])
+        order = np.argsort(items, kind="stable")
+        cum = np.cumsum(weights[order])
+        i = int(np.searchsorted(cum, q * cum[-1], side="left"))
+        return float(items[order][min(i, len(items) - 1)])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "k": self.k,
+                "levels": [base64.b64encode(np.sort(lv).astype("<f4").tobytes()).decode() for lv in self.levels]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Quantiles":
+        out = cls(d["k"])
+        out.n = d["n"]
+        out.levels = [np.frombuffer(base64.b64decode(s), "<f4").astype(np.float32) for s in d["levels"]]
+        return out
 
 
 # ---- per-kind computations --------------------------------------------------------------
-def _numeric_summary(values: np.ndarray) -> dict[str, Any]:
-    if values.size == 0:
-        return {"count": 0, "sum": 0.0, "min": None, "max": None}
-    return {"count": int(values.size), "sum": float(values.sum()),
-            "min": float(values.min()), "max": float(values.max())}
+def _finite(values: Any) -> tuple[np.ndarray, int]:
+    """Finite values (negative zero made zero) and how many were NaN or infinite."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    ok = np.isfinite(v)
+    return v[ok] + 0.0, int(v.size - ok.sum())
+
+
+def _numeric_summary(values: np.ndarray, nonfinite: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {"count": 0, "sum": 0.0, "min": None, "max": None}
+    if values.size:
+        out.update({"count": int(values.size), "sum": float(values.sum()) + 0.0,
+                    "min": float(values.min()), "max": float(values.max())})
+    out["q"] = Quantiles().update(values).to_json()
+    if nonfinite:
+        out["nonfinite"] = nonfinite
+    return out
 
 
 def log_hist(values: np.ndarray) -> dict[str, Any]:
     """Histogram of non-negative values on log2(v+1) bins: {bin: count} plus exact summary."""
-    v = np.asarray(values, dtype=np.float64)
-    out = _numeric_summary(v)
+    v, bad = _finite(values)
+    v = v[v >= 0]
+    out = _numeric_summary(v, bad)
     bins = np.floor(np.log2(v + 1.0) * LOG_BINS_PER_DOUBLING).astype(np.int64)
     idx, counts = np.unique(bins, return_counts=True)
     out["bins"] = {str(int(i)): int(c) for i, c in zip(idx, counts)}
@@ -39,9 +128,8 @@ def log_hist(values: np.ndarray) -> dict[str, Any]:
 
 
 def fixed_hist(values: np.ndarray, lo: float, hi: float, nbins: int) -> dict[str, Any]:
-    v = np.asarray(values, dtype=np.float64)
-    v = v[~np.isnan(v)]
-    out = _numeric_summary(v)
+    v, bad = _finite(values)
+    out = _numeric_summary(v, bad)
     counts, _ = np.histogram(np.clip(v, lo, hi), bins=nbins, range=(lo, hi))
     out.update({"lo": lo, "hi": hi, "counts": counts.astype(int).tolist(),
                 "below": int((v < lo).sum()), "above": int((v > hi).sum())})
@@ -84,7 +172,9 @@ def column_stats(col: pa.ChunkedArray, kinds: str) -> dict[str, Any]:
                                                              vc.field("counts").to_pylist())}
         elif kind == "sum":
             vals = col.drop_null().to_numpy() if col.null_count < len(col) else np.array([])
-            out["total"] = _numeric_summary(np.asarray(vals, dtype=np.float64))
+            out["total"] = _numeric_summary(*_finite(vals))
+    if "total" in out and "hist" in out:
+        out["total"].pop("q")  # the same values: one sketch is enough
     return out
 
 
@@ -98,7 +188,11 @@ def table_stats(table: pa.Table, schema: pa.Schema | None = None) -> dict[str, A
     cols = {}
     for f in schema:
         kinds = stats_kind(f)
-        if not kinds or f.name not in table.column_names:
+        if f.name not in table.column_names:
+            continue
+        if not kinds:
+            if pa.types.is_nested(f.type):  # Iceberg keeps no metrics for these: their nulls, at least
+                cols[f.name] = {"nulls": int(table.column(f.name).null_count)}
             continue
         plain = ",".join(k.split("@")[0] for k in kinds.split(","))
         cols[f.name] = column_stats(table.column(f.name), plain)
@@ -120,6 +214,10 @@ def table_stats(table: pa.Table, schema: pa.Schema | None = None) -> dict[str, A
 # ---- merging --------------------------------------------------------------------------
 def _merge_summary(a: dict, b: dict) -> dict:
     out = {"count": a["count"] + b["count"], "sum": a["sum"] + b["sum"]}
+    if "q" in a and "q" in b:  # stats written before sketches existed have none: no quantiles then
+        out["q"] = Quantiles.from_json(a["q"]).merge(Quantiles.from_json(b["q"])).to_json()
+    if a.get("nonfinite", 0) + b.get("nonfinite", 0):
+        out["nonfinite"] = a.get("nonfinite", 0) + b.get("nonfinite", 0)
     mins = [x for x in (a["min"], b["min"]) if x is not None]
     maxs = [x for x in (a["max"], b["max"]) if x is not None]
     out["min"], out["max"] = (min(mins) if mins else None), (max(maxs) if maxs else None)
@@ -183,8 +281,35 @@ def compact(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- reading ----------------------------------------------------------------------------
+def quantile(h: dict[str, Any], q: float) -> float | None:
+    """The q-quantile (0..1) of a summary: from its sketch (exact when small); the exact
+    min/max at the ends. Stats written before sketches fall back to their histogram."""
+    if not h.get("count"):
+        return None
+    if q <= 0 or q >= 1:
+        return h["min"] if q <= 0 else h["max"]
+    if "q" in h:
+        v = Quantiles.from_json(h["q"]).quantile(q)
+    elif "bins" in h:
+        v = log_hist_percentile(h, q)
+    else:
+        v = fixed_hist_percentile(h, q)
+    return None if v is None else float(min(max(v, h["min"]), h["max"])) + 0.0
+
+
+def rank_error(h: dict[str, Any]) -> float | None:
+    """The rank error of `quantile(h, ·)`: 0.0 exact, a fraction, or None (histogram fallback)."""
+    if not h.get("count"):
+        return 0.0
+    return Quantiles.from_json(h["q"]).rank_error() if "q" in h else None
+
+
+def fmt_error(err: float | None) -> str:
+    return "exact" if err == 0 else "histogram" if err is None else f"±{err:.1%} rank"
+
+
 def log_hist_percentile(h: dict[str, Any], q: float) -> float | None:
-    """Approximate q-quantile (0..1) from a log histogram, interpolating inside the bin."""
+    """Approximate q-quantile (0..1) from a log histogram (old stats without a sketch)."""
     total = h.get("count", 0)
     if not total:
         return None
@@ -203,7 +328,7 @@ def log_hist_percentile(h: dict[str, Any], q: float) -> float | None:
 
 
 def fixed_hist_percentile(h: dict[str, Any], q: float) -> float | None:
-    """Approximate q-quantile of a fixed-bin histogram (values clipped to its range)."""
+    """Approximate q-quantile of a fixed-bin histogram (old stats without a sketch)."""
     counts = h.get("counts") or []
     total = sum(counts)
     if not total:
@@ -228,19 +353,35 @@ def log_hist_edges(h: dict[str, Any]) -> tuple[list[float], list[int]]:
     return edges, counts
 
 
-def describe_lengths(h: dict[str, Any]) -> dict[str, Any]:
-    return {"min": h.get("min"), "p5": log_hist_percentile(h, 0.05),
-            "p50": log_hist_percentile(h, 0.5), "p95": log_hist_percentile(h, 0.95),
-            "max": h.get("max"), "mean": (h["sum"] / h["count"]) if h.get("count") else None}
+def describe(h: dict[str, Any], qs: tuple[float, ...] = (0.05, 0.5, 0.95)) -> dict[str, Any]:
+    """min, percentiles, max, mean and the percentiles' rank error of a numeric summary."""
+    out = {"min": h.get("min")} | {f"p{round(q * 100)}": quantile(h, q) for q in qs}
+    return out | {"max": h.get("max"), "mean": (h["sum"] / h["count"]) if h.get("count") else None,
+                  "count": h.get("count", 0), "rank_error": rank_error(h)}
+
+
+def percentiles(content: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Every summary's `describe`, keyed `column.unit` or `column[group]`: the quantiles a
+    machine reading `curate stats --json` wants, with their rank error."""
+    out = {}
+    for name, c in (content or {}).get("columns", {}).items():
+        for unit in ("chars", "words", "hist", "total"):
+            if unit in c and "q" in c[unit]:
+                out[f"{name}.{unit}"] = describe(c[unit], (0.05, 0.1, 0.5, 0.9, 0.95))
+        for key, h in (c.get("hist_by") or {}).items():
+            out[f"{name}[{key}]"] = describe(h, (0.05, 0.1, 0.5, 0.9, 0.95))
+    return out
 
 
 def fmt_num(v: Any) -> str:
+    """A number for people: no `-0`, thousands separators, 3 significant digits below 100."""
     if v is None:
         return "-"
     if isinstance(v, float):
         if math.isnan(v):
             return "nan"
-        if abs(v) >= 100 or v == int(v):
-            return f"{v:,.0f}"
-        return f"{v:.3g}"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        s = f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.3g}"
+        return "0" if s in ("-0", "0", "-0.0") else s
     return f"{v:,}" if isinstance(v, int) else str(v)

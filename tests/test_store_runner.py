@@ -198,7 +198,7 @@ def test_cli_validate_names_row_and_column(tmp_path):
     path = jsonl(tmp_path / "v.jsonl", [{"text": "fine text"}], extra=b'{"text": 3}\n{"nope": 1}\n')
     res = CliRunner().invoke(cli, ["validate", path, "--schema", "documents"])
     assert res.exit_code == 1
-    assert "wrong_type:text: v.jsonl@" in res.output and "missing_value:text" in res.output
+    assert "wrong_type:text: v.jsonl row 2 (byte 22)" in res.output and "missing_value:text: v.jsonl row 3" in res.output
     assert "1 of 3 rows fit" in res.output
 
 
