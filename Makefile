@@ -7,16 +7,24 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-nodeps.txt pyproject.toml | sha1sum | cut -c1-12)
 # TTS voices from Debian (flite, festival + two voices, espeak-ng); speech tests and demos need them.
 DEBS   := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng
+# Headless Chromium renders the HTML report in a test (screenshot checked).
+TEST_DEBS := chromium
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup debs demo test test-slow bench bench-setup clean
+.PHONY: setup debs test-debs install-debs demo test test-slow bench bench-setup clean
 
 setup: $(STAMP) debs
 
 debs:
-	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@$(MAKE) --no-print-directory install-debs PKGS="$(DEBS)"
+
+test-debs:
+	@$(MAKE) --no-print-directory install-debs PKGS="$(TEST_DEBS)"
+
+install-debs:
+	@missing=$$(for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
 	    echo "missing Debian packages: $$missing (install them as root; TTS voices need them)"; exit 1; fi; \
@@ -36,11 +44,11 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 demo: setup
 	$(PY) pipelines/demo.py
 
-test: setup
+test: setup test-debs
 	$(PY) -m pytest -q
 
 # The slow suites (a SIGKILL at every phase of a real pipeline, ...): CI runs them after `make test`.
-test-slow: setup
+test-slow: setup test-debs
 	$(PY) -m pytest -q -m slow
 
 bench-setup: setup
