@@ -172,7 +172,8 @@ class ShardProcessor:
             rows, read_rejects, n_in = read_shard(shard, job.input_schema)
         except UnreadableInput as e:
             if job.on_unreadable != "record":
-                raise
+                # Returned, not raised: Ray would wrap it (and drop its cause) in its own traceback.
+                return {"shard": shard.key, "unreadable": [e.path, e.problem, e.expected_rows]}
             rows, read_rejects, n_in = job.input_schema.empty_table(), empty_rejects(), e.expected_rows or 0
             lost_files[e.path] = {"rows": e.expected_rows, "problem": e.problem}
         # A stable key per row for stages that join cross-shard decisions (dedup); never written.
@@ -405,8 +406,6 @@ def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
                                                                    or "No space left" in str(c)))) is not None:
             raise StorageFull(f"no space left on the device holding the warehouse ({full}); free space and "
                               "rerun: finished shards are kept and the rerun resumes") from e
-        if (bad := _cause(e, lambda c: isinstance(c, UnreadableInput))) is not None and type(bad) is not UnreadableInput:
-            raise UnreadableInput(bad.path, bad.problem, bad.expected_rows) from None  # not Ray's wrapper
         raise
 
 
@@ -451,6 +450,8 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
         bar = _progress(opts, len(shards), resumed, pipeline.name)
 
         def on_done(summary: dict[str, Any]) -> None:
+            if "unreadable" in summary:  # fail the run naming the file; nothing is published
+                raise UnreadableInput(*summary["unreadable"])
             done[summary["shard"]] = summary
             if bar is not None:
                 bar.update(1)

@@ -171,7 +171,9 @@ def test_hostile_answers_verify_in_well_under_a_second(name, scale):
     v("The answer is " + text, "5")
     as_number(text)
     extract_answer(text + " so 42")
-    assert time.process_time() - t0 < 0.5, name
+    # 32 KB: well under a second (it took 99 s before). 1 MB: linear time allows ~32× that on a
+    # loaded 2-core machine; anything quadratic would take minutes.
+    assert time.process_time() - t0 < (0.5 if scale == 1 else 5.0), name
 
 
 def test_floor_on_the_broad_labeled_set():
