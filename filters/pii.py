@@ -22,14 +22,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from filters.pii_detect import (DEFAULT_SPACY_MODEL, NER_ENTITIES, PATTERN_ENTITIES, Detector, load_spacy,
-                                offline_tldextract, resolve_overlaps)
+from filters import pii_detect
+from filters.pii_detect import DEFAULT_SPACY_MODEL, NER_ENTITIES, Detector, load_spacy, offline_tldextract, resolve_overlaps
 from pipelines.stage import ModelStage, annotate, reject_where
 from schemas.tables import field
 
 __all__ = ["PiiScrubber", "redact", "DEFAULT_SPACY_MODEL", "PATTERN_ENTITIES", "NER_ENTITIES",
            "offline_tldextract", "resolve_overlaps"]
-DEFAULT_ENTITIES = PATTERN_ENTITIES + ["PERSON"]
+PATTERN_ENTITIES = [e for e in pii_detect.PATTERN_ENTITIES if e != "ADDRESS"]   # presidio's own recognizers
+DEFAULT_ENTITIES = pii_detect.PATTERN_ENTITIES + ["PERSON"]
 DEFAULT_THRESHOLDS = {"PHONE_NUMBER": 0.4,  # presidio scores a phone without context words 0.4
                       "URL": 0.6}           # a scheme or quotes; bare `a.b` is mostly code attributes
 PII_ENTITY = pa.struct([("type", pa.string()), ("start", pa.int32()), ("end", pa.int32()), ("score", pa.float32())])

@@ -38,11 +38,14 @@ access arcade boardwalk brace broadway circuit concourse dell end entrance fairw
 lookout meander nook outlook pathway promenade quays rotary round serviceway strip subway tollway trunkway
 riverway turn vale walkway wynd footway ring laneway quadrangle quadrant ramble reach reserve retreat ridgeway
 riviera steps tarn thoroughfare top tor yard arterial cutting deviation easement elbow follow gap highroad
-interchange line pocket shunt""".split()
+interchange line pocket shunt fall alleyway amble anchorage approach artery basin block brae break brow byway
+centre centreway circlet colonnade courtyard crossway cruiseway driveway edge firetrail foreshore formation
+gates ground gully intersection lees little lower mew parklands part plateau quad range ride roadside
+roadway ronde rosebowl siding slope sound stairs towers triangle upper villas wade corso piazza""".split()
 # glued suffixes: strong ones need only a house number, weak ones (also English word endings,
 # "String 3", "Spring 2020") need a postcode after the number too
 GLUED_STRONG = """straße strasse str. gasse allee platz weg chaussee straat laan plein gracht dreef kade singel
-gatan vägen väg gränd vej gade veien vegen gata katu kuja baan steeg""".split()
+gatan vägen väg gränd vej gade veien vegen gata katu kuja baan steeg boulevard""".split()
 GLUED_WEAK = "ring hof berg markt damm ufer pfad pad steig dijk tie polku torget way".split()
 ROMANCE_TYPES = """rue avenue av. boulevard bd chemin impasse allée place quai route cours passage calle c/
 avenida avda. paseo plaza camino carrera ronda travesía travesia cuesta vial glorieta pasaje rambla via viale
@@ -52,6 +55,7 @@ rodovia estrada bulevardul calea aleea jalan ulica ul. al. aleja""".split()
 
 W = r"\p{Lu}[\p{L}\p{M}'’.\-]*"                # a capitalised word (Oda-Preiß-Straße, O'Neil, St.)
 ORD = r"\d{1,3}(?:st|nd|rd|th)"
+WN = r"(?:St\.|Mt\.|Ft\.|\p{Lu}[\p{L}\p{M}'’\-]*)"   # a street-name word: no sentence-ending dot
 NUM = r"\d{1,6}[A-Za-z]?(?:[ ]?[-/][ ]?\d{1,5}[A-Za-z]?)?"
 UNIT = r"(?:,?[ ](?i:apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building|appartamento|piso|puerta" \
        r"|escalera|étage|bte)\.?[ ]?[#nº°]?[ ]?\w{1,6}\b|[ ]\#[ ]?\w{1,6}\b)?"
@@ -67,8 +71,8 @@ def _alt(words: list[str]) -> str:
 
 
 EN_STREET = (rf"(?:(?i:flat|apartment|apt\.?|unit|suite|studio|room)[ ]\w{{1,5}},?\s{{1,2}}(?:{NUM},?[ ])?|{NUM},?[ ])"
-             rf"(?:(?:[NSEW]|NE|NW|SE|SW|North|South|East|West)\.?[ ])?(?:{W}|{ORD})"
-             rf"(?:[ ](?:{W}|{ORD}|of|the|de|la|du|del)){{0,3}}?[ ](?i:{_alt(EN_TYPES)})\b\.?"
+             rf"(?:(?:[NSEW]|NE|NW|SE|SW|North|South|East|West)\.?[ ])?(?:{WN}|{ORD})"
+             rf"(?:[ ](?:{WN}|{ORD}|of|the|de|la|du|del)){{0,3}}?[ ](?i:{_alt(EN_TYPES)})\b\.?"
              rf"(?:[ ](?:N|S|E|W|NE|NW|SE|SW)\b\.?)?{UNIT}")
 GLUED = (rf"(?:(?:{W}|Am|An|Im|Auf|Zum|Zur|Op|De|Het)[ ]){{0,2}}(?=\p{{Lu}})[\p{{L}}\p{{M}}'’\-]*?"
          rf"(?:(?i:{_alt(GLUED_STRONG)})[ ]{NUM}|(?i:{_alt(GLUED_WEAK)})[ ]{NUM}(?={SEP}{POSTCODE}\b))\.?{UNIT}")
@@ -77,13 +81,15 @@ ROMANCE_NAME = (r"[ ](?:(?:de|del|de la|des|du|di|da|do|dos|das|della|delle|dei|
 ROMANCE_NO = r"(?:,?[ ](?:n[º°.]?[ ]?)?\d{1,4}[a-zA-Z]?\b)"
 # number first ("46, avenue Leroy") or a capitalised type word and a number after ("Via Roma, 12")
 ROMANCE = (rf"(?:\d{{1,4}}(?:[ ]?(?:bis|ter))?,?[ ](?i:{_alt(ROMANCE_TYPES)}){ROMANCE_NAME}{ROMANCE_NO}?"
-           rf"|(?:{_alt([t.capitalize() for t in ROMANCE_TYPES])}){ROMANCE_NAME}{ROMANCE_NO})")
+           rf"|(?:{_alt([t.capitalize() for t in ROMANCE_TYPES])}){ROMANCE_NAME}{ROMANCE_NO}"
+           rf"|(?i:{_alt(ROMANCE_TYPES)}){ROMANCE_NAME}(?={{tail}}))")
 PO_BOX = (r"(?:(?i:p\.?[ ]?o\.?[ ]?box|post[ ]office[ ]box|postfach|apartado(?:[ ]de[ ]correos)?|casella[ ]postale)"
           r"[ ]\d{1,6}|PSC[ ]\d{4},?[ ]Box[ ]\d{4}|Unit[ ]\d{4}[ ]Box[ ]\d{4}|(?:USNS|USNV|USS|USCGC)[ ]" + W + r")")
 MILITARY_TAIL = r"(?:[ ]?,?[ ]?\n?[ ]?(?:APO|FPO|DPO)[ ](?:AA|AE|AP)[ ]\d{5})"
 # the city / state / postcode lines after a street (at most two city lines before the postcode)
 TAIL = (rf"(?:{MILITARY_TAIL}|{SEP}(?:{CITY},?{SEP}){{0,2}}(?:{STATE},?[ ])?{POSTCODE}\b(?:,?[ ]{CITY})?(?:[ ]\([A-Z]{{2}}\))?"
         rf"|{SEP}{POSTCODE}\b,?{SEP}{CITY}(?:[ ]\([A-Z]{{2}}\))?(?:{SEP}[A-Z]{{2}}\b)?)")
+ROMANCE = ROMANCE.replace("{tail}", TAIL)
 STREET = rf"(?<![\w.@/\-])(?:{EN_STREET}|{GLUED}|{ROMANCE}|{PO_BOX}){UNIT}"
 ADDRESS_RE = regex.compile(rf"{STREET}(?:{TAIL})?(?![\w@])", regex.V0)
 POSTCODE_ALONE = regex.compile(r"(?<![\w\-])(?:[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}|[A-Z]\d[A-Z][ ]\d[A-Z]\d)(?![\w\-])")

@@ -40,7 +40,7 @@ GATES = {
     "URL": re.compile(r"://|www\."),
     "ADDRESS": re.compile(r"\d|(?i:box|postfach)"),
 }
-MARGIN = {"EMAIL_ADDRESS": 90, "IBAN_CODE": 50, "URL": 300, "ADDRESS": 160}
+MARGIN = {"EMAIL_ADDRESS": 90, "IBAN_CODE": 50, "URL": 300, "ADDRESS": 160, "PHONE_NUMBER": 4}
 # a run of capitalised words (particles and initials allowed): where a PERSON can be
 NAME_WORD = r"\p{Lu}[\p{L}\p{M}'’\-]*\.?"
 PARTICLES = "van|von|de|del|della|der|den|da|das|di|do|dos|du|la|le|bin|binti|ibn|al|el|ter|ten|y|e|zu|ó|ní|nic|uí|mac"
@@ -48,7 +48,9 @@ NAME_RUN = regex.compile(rf"(?<![\p{{L}}\p{{M}}])(?:{NAME_WORD})(?:(?:,?[ \t]+|[
                          rf"(?:(?:{PARTICLES})[ \t]+)*{NAME_WORD}){{1,5}}")
 NAME_LINE_RUN = regex.compile(rf"(?<![\p{{L}}\p{{M}}\w.])(?:{NAME_WORD})(?:,?[ ](?:(?:{PARTICLES})[ ])*{NAME_WORD}){{1,6}}")
 PARTICLE_SET = set(PARTICLES.split("|"))
-STOP = {"dear", "mr", "mrs", "ms", "dr", "prof", "sir", "madam", "thanks", "hi", "hello", "name", "employee"}
+STOP = {"dear", "mr", "mrs", "ms", "dr", "prof", "sir", "madam", "thanks", "hi", "hello", "name", "employee",
+        "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+        "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 NER_CONTEXT = 120
 NAME_TOKEN = regex.compile(rf"^(?:\p{{Lu}}[\p{{Ll}}\p{{M}}'’\-]*\.?|\p{{Lu}}\.|(?:Mc|Mac|O'|O’|D'|D’|De|Di|Da|La|Le|Van|Von)"
                            rf"\p{{Lu}}[\p{{Ll}}\p{{M}}'’\-]+|{PARTICLES}|\p{{Lu}}[\p{{Ll}}\p{{M}}]*-\p{{Lu}}[\p{{Ll}}\p{{M}}\-]*)$")
@@ -59,7 +61,7 @@ DOTTED_QUAD = re.compile(r"^\(?\d+\.\d+\.\d+\.\d+")
 PHONE_FORMAT = re.compile(r"^\+|^00|\(\d{1,5}\)|\d\s?(?:x|ext\.?)\s?\d|^1[-. ]\d{3}[-. ]\d{3}[-. ]\d{4}$"
                           r"|^\d{3}([-. ])\d{3}\1\d{4}$")
 EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d+$")
-PHONE_WORDS = re.compile(r"(?i)phone|number|tel\b|tel\.|cell|mobile|call|fax|sms|whatsapp|text me|contact|@")
+PHONE_WORDS = re.compile(r"(?i)phone|number|tel\b|tel\.|cell|mobile|call|fax|sms|whatsapp|text me|contact|hotline|helpline|support line|dial|@")
 NON_HOST_NETS = [ipaddress.ip_network(n) for n in
                  ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "233.252.0.0/24")]
 CARD_CONTEXT = re.compile(r"(?i)card|visa|credit|debit|amex|master|payment|charged")
@@ -179,6 +181,7 @@ def plausible_phone(span: str, before: str) -> bool:
     digits = sum(c.isdigit() for c in EXTENSION.sub("", span))
     if not 7 <= digits <= 15 or DATE_LIKE.search(span) or DOTTED_QUAD.match(span):
         return False
+    before = before.rsplit("\n\n", 1)[-1]                # context from this paragraph only
     if before[-1:].isalnum() or before[-2:-1].isalnum() and before[-1:] in "-.:":
         return False                                     # a piece of a UUID, hash or version
     if PHONE_FORMAT.search(span):
