@@ -57,6 +57,12 @@ def test_years_are_not_phones_and_street_names_are_not_people(stage):
     assert all(t != "PHONE_NUMBER" for t, _ in got) and all(t != "PERSON" for t, _ in got), got
 
 
+def test_eponyms_and_capitalised_technical_terms_are_not_people(stage):
+    text = ("Newton's method converges fast; Euler's formula and Dijkstra's algorithm are classics. "
+            "Run Python on Windows. Visual Studio builds it. The Python Software Foundation decides.")
+    assert stage.redact_strings([text]) == [text]
+
+
 def test_addresses_are_redacted_whole_in_several_countries(stage):
     cases = ["Flat 3, 12 High Street, Oxford OX1 4AB", "PO Box 4521, Austin, TX 78701",
              "221B Baker St., London NW1 6XE", "Hauptstraße 5, 10115 Berlin",
