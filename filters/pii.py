@@ -23,7 +23,8 @@ from typing import Any
 import pyarrow as pa
 
 from filters import pii_detect
-from filters.pii_detect import DEFAULT_SPACY_MODEL, NER_ENTITIES, Detector, load_spacy, offline_tldextract, resolve_overlaps
+from filters.pii_detect import (DEFAULT_SPACY_MODEL, NER_ENTITIES, Detector, load_spacy, offline_tldextract,
+                                resolve_overlaps)
 from pipelines.stage import ModelStage, annotate, reject_where
 from schemas.tables import field
 
@@ -109,7 +110,12 @@ class PiiScrubber(ModelStage):
     @classmethod
     def model_info(cls, spacy_model: str | None = DEFAULT_SPACY_MODEL, **params: Any) -> dict[str, Any]:
         import importlib.metadata as md
-        info = {"kind": "presidio", "presidio_analyzer": md.version("presidio-analyzer"), "spacy_model": spacy_model}
+        import hashlib
+
+        from filters.pii_lexicon import PATH as LEXICON
+        info = {"kind": "presidio", "presidio_analyzer": md.version("presidio-analyzer"), "spacy_model": spacy_model,
+                "entities": params.get("entities") or DEFAULT_ENTITIES,
+                "name_lexicon_sha256": hashlib.sha256(open(LEXICON, "rb").read()).hexdigest()}
         try:
             info["spacy_model_version"] = md.version((spacy_model or "").replace("_", "-"))
         except md.PackageNotFoundError:

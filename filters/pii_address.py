@@ -87,7 +87,8 @@ PO_BOX = (r"(?:(?i:p\.?[ ]?o\.?[ ]?box|post[ ]office[ ]box|postfach|apartado(?:[
           r"[ ]\d{1,6}|PSC[ ]\d{4},?[ ]Box[ ]\d{4}|Unit[ ]\d{4}[ ]Box[ ]\d{4}|(?:USNS|USNV|USS|USCGC)[ ]" + W + r")")
 MILITARY_TAIL = r"(?:[ ]?,?[ ]?\n?[ ]?(?:APO|FPO|DPO)[ ](?:AA|AE|AP)[ ]\d{5})"
 # the city / state / postcode lines after a street (at most two city lines before the postcode)
-TAIL = (rf"(?:{MILITARY_TAIL}|{SEP}(?:{CITY},?{SEP}){{0,2}}(?:{STATE},?[ ])?{POSTCODE}\b(?:,?[ ]{CITY})?(?:[ ]\([A-Z]{{2}}\))?"
+TAIL = (rf"(?:{MILITARY_TAIL}"
+        rf"|{SEP}(?:{CITY},?{SEP}){{0,2}}(?:{STATE},?[ ])?{POSTCODE}\b(?:,?[ ]{CITY})?(?:[ ]\([A-Z]{{2}}\))?"
         rf"|{SEP}{POSTCODE}\b,?{SEP}{CITY}(?:[ ]\([A-Z]{{2}}\))?(?:{SEP}[A-Z]{{2}}\b)?)")
 ROMANCE = ROMANCE.replace("{tail}", TAIL)
 STREET = rf"(?<![\w.@/\-])(?:{EN_STREET}|{GLUED}|{ROMANCE}|{PO_BOX}){UNIT}"
@@ -107,7 +108,8 @@ class AddressRecognizer(EntityRecognizer):
     def load(self) -> None:
         pass
 
-    def analyze(self, text: str, entities: list[str] | None = None, nlp_artifacts: Any = None) -> list[RecognizerResult]:
+    def analyze(self, text: str, entities: list[str] | None = None,
+                nlp_artifacts: Any = None) -> list[RecognizerResult]:
         out = [RecognizerResult(ENTITY, m.start(), m.end(), self.score) for m in self.spans(text)]
         covered = [(r.start, r.end) for r in out]
         for m in POSTCODE_ALONE.finditer(text):
@@ -117,7 +119,7 @@ class AddressRecognizer(EntityRecognizer):
 
     @staticmethod
     def spans(text: str) -> list[Any]:
-        """Address matches with trailing punctuation trimmed."""
+        """Street-address matches (none in a text without a digit)."""
         if not GATE.search(text):
             return []
         return list(ADDRESS_RE.finditer(text, overlapped=False))

@@ -43,17 +43,22 @@ GATES = {
 MARGIN = {"EMAIL_ADDRESS": 90, "IBAN_CODE": 50, "URL": 300, "ADDRESS": 160, "PHONE_NUMBER": 4}
 # a run of capitalised words (particles and initials allowed): where a PERSON can be
 NAME_WORD = r"\p{Lu}[\p{L}\p{M}'’\-]*\.?"
-PARTICLES = "van|von|de|del|della|der|den|da|das|di|do|dos|du|la|le|bin|binti|ibn|al|el|ter|ten|y|e|zu|ó|ní|nic|uí|mac"
+PARTICLES = ("van|von|de|del|della|der|den|da|das|di|do|dos|du|la|le|bin|binti|ibn|al|el|ter|ten|y|e|zu"
+             "|ó|ní|nic|uí|mac")
 NAME_RUN = regex.compile(rf"(?<![\p{{L}}\p{{M}}])(?:{NAME_WORD})(?:(?:,?[ \t]+|[ \t]*\n[ \t]*)"
                          rf"(?:(?:{PARTICLES})[ \t]+)*{NAME_WORD}){{1,5}}")
-NAME_LINE_RUN = regex.compile(rf"(?<![\p{{L}}\p{{M}}\w.])(?:{NAME_WORD})(?:,?[ ](?:(?:{PARTICLES})[ ])*{NAME_WORD}){{1,6}}")
+# the same on one line, single spaces: the candidate names themselves
+NAME_LINE_RUN = regex.compile(rf"(?<![\p{{L}}\p{{M}}\w.])(?:{NAME_WORD})"
+                              rf"(?:,?[ ](?:(?:{PARTICLES})[ ])*{NAME_WORD}){{1,6}}")
 PARTICLE_SET = set(PARTICLES.split("|"))
 STOP = {"dear", "mr", "mrs", "ms", "dr", "prof", "sir", "madam", "thanks", "hi", "hello", "name", "employee",
         "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
         "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 NER_CONTEXT = 120
-NAME_TOKEN = regex.compile(rf"^(?:\p{{Lu}}[\p{{Ll}}\p{{M}}'’\-]*\.?|\p{{Lu}}\.|(?:Mc|Mac|O'|O’|D'|D’|De|Di|Da|La|Le|Van|Von)"
-                           rf"\p{{Lu}}[\p{{Ll}}\p{{M}}'’\-]+|{PARTICLES}|\p{{Lu}}[\p{{Ll}}\p{{M}}]*-\p{{Lu}}[\p{{Ll}}\p{{M}}\-]*)$")
+NAME_TOKEN = regex.compile(rf"^(?:\p{{Lu}}[\p{{Ll}}\p{{M}}'’\-]*\.?|\p{{Lu}}\."
+                           rf"|(?:Mc|Mac|O'|O’|D'|D’|De|Di|Da|La|Le|Van|Von)\p{{Lu}}[\p{{Ll}}\p{{M}}'’\-]+"
+                           rf"|{PARTICLES}"
+                           rf"|\p{{Lu}}[\p{{Ll}}\p{{M}}]*-\p{{Lu}}[\p{{Ll}}\p{{M}}\-]*)$")
 STREET_WORDS = set(EN_TYPES) | {"straße", "strasse"} | set(GLUED_STRONG)
 DATE_LIKE = re.compile(r"^\(?\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|^\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b|\d{1,2}:\d{2}")
 DOTTED_QUAD = re.compile(r"^\(?\d+\.\d+\.\d+\.\d+")
@@ -61,7 +66,9 @@ DOTTED_QUAD = re.compile(r"^\(?\d+\.\d+\.\d+\.\d+")
 PHONE_FORMAT = re.compile(r"^\+|^00|\(\d{1,5}\)|\d\s?(?:x|ext\.?)\s?\d|^1[-. ]\d{3}[-. ]\d{3}[-. ]\d{4}$"
                           r"|^\d{3}([-. ])\d{3}\1\d{4}$")
 EXTENSION = re.compile(r"\s?(?:x|ext\.?)\s?\d+$")
-PHONE_WORDS = re.compile(r"(?i)phone|number|tel\b|tel\.|cell|mobile|call|fax|sms|whatsapp|text me|contact|hotline|helpline|support line|dial|@")
+# presidio's phone context words, plus a few more and "@" (a contact line with an e-mail)
+PHONE_WORDS = re.compile(r"(?i)phone|number|tel\b|tel\.|cell|mobile|call|fax|sms|whatsapp|text me|contact|hotline"
+                         r"|helpline|support line|dial|@")
 NON_HOST_NETS = [ipaddress.ip_network(n) for n in
                  ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "233.252.0.0/24")]
 CARD_CONTEXT = re.compile(r"(?i)card|visa|credit|debit|amex|master|payment|charged")
@@ -177,7 +184,6 @@ def plausible_phone(span: str, before: str) -> bool:
     code or an extension is a phone's own format; otherwise the number must be valid in one of
     the regions, written with its grouping or after a phone word (presidio's list); a bare digit
     run needs both validity and a phone word just before."""
-    import phonenumbers
     digits = sum(c.isdigit() for c in EXTENSION.sub("", span))
     if not 7 <= digits <= 15 or DATE_LIKE.search(span) or DOTTED_QUAD.match(span):
         return False
@@ -337,7 +343,8 @@ def person_spans(text: str, start: int, end: int, ents: list[tuple[str, int, int
             lo, hi = 0, len(words)
             pa = min((a for a, _ in persons), default=None)
             pb = max((b for _, b in persons), default=None)
-            while lo < hi and (ordinary[lo] or particle[lo] or caps[lo]) and not (pa is not None and words[lo][0] >= pa):
+            while lo < hi and (ordinary[lo] or particle[lo] or caps[lo]) and \
+                    not (pa is not None and words[lo][0] >= pa):
                 lo += 1
             while hi > lo and (ordinary[hi - 1] and not (pb is not None and words[hi - 1][1] <= pb)
                                or particle[hi - 1] or initial[hi - 1] or caps[hi - 1]):
