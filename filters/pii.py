@@ -18,6 +18,7 @@ words).
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -34,6 +35,7 @@ PATTERN_ENTITIES = [e for e in pii_detect.PATTERN_ENTITIES if e != "ADDRESS"]   
 DEFAULT_ENTITIES = pii_detect.PATTERN_ENTITIES + ["PERSON"]
 DEFAULT_THRESHOLDS = {"PHONE_NUMBER": 0.4,  # presidio scores a phone without context words 0.4
                       "URL": 0.6}           # a scheme or quotes; bare `a.b` is mostly code attributes
+JSON_ESCAPE = re.compile(r'\\[nrtbf"\\/]')
 PII_ENTITY = pa.struct([("type", pa.string()), ("start", pa.int32()), ("end", pa.int32()), ("score", pa.float32())])
 
 
@@ -83,10 +85,15 @@ class PiiScrubber(ModelStage):
         return results
 
     def redact_strings(self, values: list[str | None]) -> list[str | None]:
-        """Every entity found (any type, whatever the policy) replaced by `<TYPE>`; None stays."""
+        """Every entity found (any type, whatever the policy) replaced by `<TYPE>`; None stays.
+
+        Raw input lines are often JSON: detection sees their two-character escapes (`\\n`,
+        `\\"`) as the whitespace they stand for, so "Dear Jane Smith,\\nJohn Doe" still shows
+        two names; offsets are unchanged and the original string is what gets redacted."""
         idx = [i for i, v in enumerate(values) if v]
         out = list(values)
-        for i, res in zip(idx, self.analyze([values[i] for i in idx])):
+        probes = [JSON_ESCAPE.sub(_unescape, values[i]) for i in idx]
+        for i, res in zip(idx, self.analyze(probes)):
             out[i] = redact(values[i], res)
         return out
 
@@ -121,6 +128,11 @@ class PiiScrubber(ModelStage):
         except md.PackageNotFoundError:
             info["spacy_model_version"] = None
         return info
+
+
+def _unescape(m: re.Match) -> str:
+    """A JSON escape as two characters of the whitespace it stands for."""
+    return " \n" if m.group() in ("\\n", "\\r") else "  "
 
 
 def _windows(text: str, size: int) -> list[tuple[int, str]]:

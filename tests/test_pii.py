@@ -48,6 +48,15 @@ def test_redact_strings_redacts_every_type_whatever_the_policy(stage):
     assert PiiScrubber(spacy_model=None).redact_strings(["mail a.b@example.org"]) == ["mail <EMAIL_ADDRESS>"]
 
 
+def test_redact_strings_sees_through_json_escapes_of_raw_lines(stage):
+    raw = json.dumps({"id": 7, "text": "Dear Ngozi Okonjo,\nSzabolcs Kovács\nKastanienallee 17\n10435 Berlin"},
+                     ensure_ascii=False)
+    out = stage.redact_strings([raw])[0]
+    for secret in ["Ngozi", "Okonjo", "Szabolcs", "Kovács", "Kastanienallee", "10435"]:
+        assert secret not in out, out
+    assert json.loads(out)["id"] == 7     # still valid JSON
+
+
 def test_years_are_not_phones_and_street_names_are_not_people(stage):
     text = ("Order 4402981123 shipped. In 1998 the committee met, and by 2004 it had met 12 times. "
             "She lives at 1200 Martin Luther King Boulevard, Apt. 4, Oakland, CA 94612-1234.")
