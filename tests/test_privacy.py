@@ -13,6 +13,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.demo_corpus import docstrings
 from schemas.store import Store
 from test_text_filters import PROSE
 
@@ -22,14 +23,24 @@ CARD, SSN, EMAIL, PHONE, NAME = "4111 1111 1111 1111", "078-05-1120", "marta.kow
 SECRETS = [CARD, CARD.replace(" ", ""), SSN, EMAIL, "marta.kowalczyk", PHONE, "555-0134", NAME]
 
 
+def _clean_prose(n):
+    """Docstrings the heuristics keep, so the rows built on them reach the PII stage."""
+    import pyarrow as pa
+    from filters.heuristics import GopherFilter
+    texts = [t for t in (d["text"] for d in docstrings()) if len(t) > 600][:60]
+    out = GopherFilter(min_words=20)(pa.table({"text": texts}))
+    return [t for t, r in zip(texts, out.column("drop_reason").to_pylist()) if r is None][:n]
+
+
 def _docs():
     contact = f"Please write to {NAME} at {EMAIL} or call {PHONE}."
+    prose = _clean_prose(2)
     docs = [
         {"text": PROSE + "\n\n" + contact},                                   # kept, redacted
-        {"text": PROSE + "\n\nReviewed by the team. " + contact},             # kept or near-duplicate
-        {"text": PROSE + "\n\nReviewed by the team. " + contact},             # exact duplicate
+        {"text": prose[0] + "\n\nReviewed by the team. " + contact},          # kept
+        {"text": prose[0] + "\n\nReviewed by the team. " + contact},          # its exact duplicate
         {"text": f"SSN {SSN} belongs to {NAME}."},                            # too few words
-        {"text": PROSE + f"\n\nBilling card {CARD}, holder {NAME}."},        # card: dropped by policy
+        {"text": prose[1] + f"\n\nBilling card {CARD}, holder {NAME}."},     # card: dropped by policy
         {"text": " ".join(["banana purple quickly the"] * 30) + f" {EMAIL} {PHONE}"},  # word salad
     ]
     lines = [json.dumps(d) for d in docs]
