@@ -74,8 +74,8 @@ def test_math_verify_hard_time_limit_works_off_the_main_thread():
 
     def work():  # Ray runs stages in worker threads: signal.alarm would fail here
         results["eq"] = mv("(x+1)^2", "x^2+2x+1")
-        mv.timeout_s = 1e-4                  # nothing answers that fast: the child is killed
-        results["timeout"] = mv("(x+1)^2", "x^2+2x+1")
+        mv.timeout_s = 1e-4                  # nothing new parses that fast: the child is killed
+        results["timeout"] = mv("(x+3)^5", "x^5+15x^4+90x^3+270x^2+405x+243")  # (a repeat can hit its caches)
         mv.timeout_s = 10
         results["after"] = mv("\\frac{1}{2}", "0.5")   # a fresh child takes over
 
