@@ -76,20 +76,43 @@ TOY_LOOP = ["--rounds", "1", "--sft-steps", "60", "--rft-steps", "5", "--dpo-ste
             "--levels", "1"]
 
 
+def readme_ray_start() -> list[str]:
+    """The README's `ray start --head` command (Running on Ray), as argv."""
+    import re
+    import shlex
+    text = open(os.path.join(REPO, "README.md")).read()
+    section = text[text.index("## Running on Ray"):]
+    cmd = re.search(r"^ray start --head(?:.*\\\n)*.*$", section, re.M).group(0)
+    return shlex.split(cmd.replace("\\\n", " "))
+
+
+PORT_FLAGS = {"--port", "--dashboard-port", "--dashboard-agent-listen-port", "--ray-client-server-port",
+              "--metrics-export-port"}
+
+
 def test_ray_job_submit_against_a_local_head(tmp_path):
-    """The documented cluster path: `ray start --head`, then `ray job submit --working-dir .`."""
+    """The documented cluster path: the README's `ray start --head`, then `ray job submit --working-dir .`.
+
+    Its port numbers are swapped for free ones (CI may run beside another Ray on the README's);
+    its flags are used as written: every default port Ray would otherwise take is named."""
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
-    dash = free_port()
+    argv = readme_ray_start()
+    assert PORT_FLAGS <= set(argv), f"README's ray start lacks {PORT_FLAGS - set(argv)}"
+    readme_dash = argv[argv.index("--dashboard-port") + 1]
+    readme = open(os.path.join(REPO, "README.md")).read()
+    submits = [line for line in readme.splitlines() if line.startswith("ray job submit")]
+    assert submits and all(f"--address http://127.0.0.1:{readme_dash} " in line for line in submits), submits
+    client = int(argv[argv.index("--ray-client-server-port") + 1])
+    assert not 10002 <= client <= 19999  # outside Ray's default worker port range
     temp = f"/tmp/rt{os.getpid()}"
-    head = subprocess.Popen(
-        [os.path.join(bin_dir, "ray"), "start", "--head", "--block", "--num-cpus", "2",
-         "--object-store-memory", "500000000", "--disable-usage-stats", "--port", str(free_port()),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-         "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-         "--metrics-export-port", str(free_port()), "--temp-dir", temp],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ports = {flag: str(free_port()) for flag in PORT_FLAGS}
+    dash = ports["--dashboard-port"]
+    for flag, value in [*ports.items(), ("--temp-dir", temp)]:
+        argv[argv.index(flag) + 1] = value
+    head = subprocess.Popen([os.path.join(bin_dir, "ray"), *argv[1:], "--block"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wh = str(tmp_path / "warehouse")
         submit = [os.path.join(bin_dir, "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}",
