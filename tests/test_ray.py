@@ -12,7 +12,7 @@ import pytest
 from filters.text_basic import length_filter, normalize_text
 from chat_server import ChatServer
 from helpers import corpus, free_port, kill_and_resume, kill_session, run_demo
-from pipelines.stage import StageSpec
+from pipelines.stage import ModelStage, StageSpec
 from schemas.store import Store
 from synth.problems import word_problems
 from test_stage import Doubler
@@ -62,6 +62,29 @@ def test_a_damaged_input_file_on_ray_fails_naming_it_not_with_a_ray_traceback(ra
         run_demo(wh, "docs", output="copy", executor="ray")
     assert type(e.value) is UnreadableInput and os.path.basename(victim) in str(e.value)
     assert "Traceback" not in str(e.value) and Store(wh).versions("copy") == []
+
+
+class Crasher(ModelStage):
+    """A model stage whose worker dies mid-shard, as on a segfault or an OOM kill."""
+    name = "crasher"
+
+    def __call__(self, batch):
+        os._exit(3)
+
+
+def test_a_dying_actor_fails_the_run_instead_of_retrying_forever(ray_session, tmp_path):
+    """Ray Data's default restarts a dead actor and retries its shard without end (the run never
+    returned); ours fails with ActorDiedError, publishes nothing, and the rerun resumes."""
+    import ray.exceptions
+    from pipelines.runner import Pipeline, RunOptions, run
+    from schemas.tables import DOCUMENTS
+    wh = str(tmp_path / "wh")
+    started = time.time()
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        run(Pipeline("crash", DOCUMENTS, DOCUMENTS, [normalize_text, StageSpec(Crasher, {})]),
+            RunOptions(inputs=[corpus(tmp_path, n_files=2, limit=50)], output="docs", warehouse=wh,
+                       executor="ray", progress=False))
+    assert time.time() - started < 120 and Store(wh).versions("docs") == []
 
 
 def test_killed_ray_run_resumes_and_matches(tmp_path):
@@ -135,6 +158,8 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
         assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
         props = Store(wh).properties("documents")
         assert props["pipeline"] == "text_curation" and props["accounting"]["rejects_by_reason"]["contaminated"] == 3
+        for noise in ("max_restarts > 0", "Progress bars disabled"):  # Ray's log lines a user cannot act on
+            assert noise not in res.stdout + res.stderr
         # and the speech pipeline: TTS engines and Whisper inside Ray actors of a submitted job
         res = subprocess.run(submit + ["pipelines/speech_sft.py", "--warehouse", wh, "--quiet"], cwd=REPO,
                              env=env, capture_output=True, text=True, timeout=400)
