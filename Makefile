@@ -13,7 +13,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup debs test-debs install-debs demo test test-slow bench bench-setup clean
+.PHONY: setup debs test-debs install-debs demo test test-slow test-interop bench bench-setup clean
 
 setup: $(STAMP) debs
 
@@ -50,6 +50,12 @@ test: setup test-debs
 # The slow suites (a SIGKILL at every phase of a real pipeline, ...): CI runs them after `make test`.
 test-slow: setup test-debs
 	$(PY) -m pytest -q -m slow
+
+# Our tables in the tools users load them with: pyiceberg, polars, DuckDB, Hugging Face datasets,
+# TRL (requirements-interop.txt, installed into the same .venv); CI runs it after test-slow.
+test-interop: setup
+	$(PY) -m pip install -q -r requirements-interop.txt
+	$(PY) -m pytest -q -m interop
 
 bench-setup: setup
 	$(PY) -m pip install -q --no-deps -r bench/requirements.txt

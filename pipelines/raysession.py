@@ -71,5 +71,6 @@ def _quiet_ray_data() -> None:
     """Our progress bar and report say what matters; Ray Data's per-operator logs do not."""
     import ray.data
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False

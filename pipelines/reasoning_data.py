@@ -77,8 +77,8 @@ def publish_tables(store, source_ref: str, args) -> tuple[dict[str, int], dict[s
     common = {"source": source_ref, "pipeline": "reasoning_data", "mode": args.mode, "tag": args.tag,
               "extra": {"models": props.get("models", {}), "round": args.round}}
     samples, c1 = cot_samples(problems, args.round)
-    sft, c2 = sft_rows(samples)
-    pairs, c3 = preference_pairs(samples, args.max_pairs_per_prompt or None, args.seed)
+    sft, c2 = sft_rows(samples, args.system)  # the conversation as it was generated, system prompt included
+    pairs, c3 = preference_pairs(samples, args.max_pairs_per_prompt or None, args.seed, args.system)
     not_used = lambda c, prefix: {k[len(prefix):]: v for k, v in c.items() if k.startswith(prefix)}  # noqa: E731
     out = {
         args.samples_table: publish_derived(

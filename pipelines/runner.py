@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -379,8 +380,15 @@ def _execute(pending: list[InputShard], job: ShardJob, opts: RunOptions,
     cpus = int(ray.cluster_resources().get("CPU", 1))
     if any(s.kind == "actor" for s in job.specs):
         # min 1: on a 2-CPU machine a fixed pool of 2 deadlocks against the tasks feeding it
-        ds = ds.map_batches(ShardProcessor, fn_constructor_kwargs={"job": job}, batch_size=1,
-                            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)))
+        # max_restarts=0: a dead actor fails the run (the rerun resumes from the markers) instead of
+        # Ray Data's default of restarting it and retrying its shard forever, which also logs a
+        # core_worker.cc error on every run (its constructor arguments live in the object store).
+        # Ray 2.60 takes it only through the deprecated **ray_remote_args (no named parameter yet).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            ds = ds.map_batches(ShardProcessor, fn_constructor_kwargs={"job": job}, batch_size=1, max_restarts=0,
+                                batch_format="pyarrow",
+                                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)))
     else:
         ds = ds.map_batches(_process_in_task, fn_kwargs={"job": job}, batch_size=1, batch_format="pyarrow")
     for row in ds.iter_rows():

@@ -25,7 +25,10 @@ COT_TABLE = with_columns(COT_SAMPLES, [
     field("problem_pass_rate", pa.float32(), stats="hist:0:1:10"),
     field("round", pa.int32(), stats="category"),
 ])
-PREFERENCE_TABLE = with_columns(PREFERENCES, [field("level", pa.int32(), stats="category")])
+PREFERENCE_TABLE = with_columns(PREFERENCES, [
+    field("level", pa.int32(), stats="category"),
+    field("system", pa.string(), doc="the system prompt the samples were generated under (null: none)"),
+])
 
 
 def cot_samples(problems: pa.Table, round_: int = 0) -> tuple[pa.Table, dict[str, int]]:
@@ -77,9 +80,12 @@ def sft_rows(samples: pa.Table, system: str | None = None) -> tuple[pa.Table, di
     return _table(rows, SFT), dict(counts)
 
 
-def preference_pairs(samples: pa.Table, max_pairs_per_prompt: int | None = 4, seed: int = 0
-                     ) -> tuple[pa.Table, dict[str, int]]:
+def preference_pairs(samples: pa.Table, max_pairs_per_prompt: int | None = 4, seed: int = 0,
+                     system: str | None = None) -> tuple[pa.Table, dict[str, int]]:
     """Pairs (correct = chosen, incorrect = rejected) for prompts with at least one of each.
+
+    `prompt` is the problem as the user turn; `system` records the system prompt it was
+    sampled under, so a trainer can rebuild the generation context (`conversational`).
 
     Undecided samples are never used; texts are deduplicated per side first, so chosen and
     rejected are never equal; with a cap, pairs are drawn without replacement, spread so
@@ -108,9 +114,27 @@ def preference_pairs(samples: pa.Table, max_pairs_per_prompt: int | None = 4, se
             rows.append({"prompt_id": pid, "prompt": d["problem"], "chosen": g["completion"].strip(),
                          "rejected": b["completion"].strip(), "chosen_score": 1.0, "rejected_score": 0.0,
                          "strategy": strategy, "source": d["source"], "source_ids": [g["id"], b["id"]],
-                         "level": d["level"]})
+                         "level": d["level"], "system": system or None})
     counts["pairs"] = len(rows)
     return _table(rows, PREFERENCE_TABLE), dict(counts)
+
+
+def conversational(pairs: pa.Table) -> pa.Table:
+    """TRL's conversational preference format: `prompt` as the messages the generator saw
+    (system, when recorded, then user), `chosen`/`rejected` as one assistant message each.
+
+    A trainer then applies its tokenizer's chat template, so the pair is scored in the
+    context it was sampled in; the other columns are kept as they are.
+    """
+    system = pairs.column("system").to_pylist() if "system" in pairs.column_names else [None] * pairs.num_rows
+    prompt = [([{"role": "system", "content": s}] if s else []) + [{"role": "user", "content": p}]
+              for s, p in zip(system, pairs.column("prompt").to_pylist())]
+    turn = lambda col: [[{"role": "assistant", "content": t}] for t in pairs.column(col).to_pylist()]  # noqa: E731
+    msg = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    out = pairs
+    for name, values in (("prompt", prompt), ("chosen", turn("chosen")), ("rejected", turn("rejected"))):
+        out = out.set_column(out.schema.get_field_index(name), name, pa.array(values, msg))
+    return out
 
 
 def _spread(pairs: list[tuple[dict, dict]], n: int) -> list[tuple[dict, dict]]:

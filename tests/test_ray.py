@@ -12,7 +12,7 @@ import pytest
 from filters.text_basic import length_filter, normalize_text
 from chat_server import ChatServer
 from helpers import corpus, free_port, kill_and_resume, kill_session, run_demo
-from pipelines.stage import StageSpec
+from pipelines.stage import ModelStage, StageSpec
 from schemas.store import Store
 from synth.problems import word_problems
 from test_stage import Doubler
@@ -64,6 +64,29 @@ def test_a_damaged_input_file_on_ray_fails_naming_it_not_with_a_ray_traceback(ra
     assert "Traceback" not in str(e.value) and Store(wh).versions("copy") == []
 
 
+class Crasher(ModelStage):
+    """A model stage whose worker dies mid-shard, as on a segfault or an OOM kill."""
+    name = "crasher"
+
+    def __call__(self, batch):
+        os._exit(3)
+
+
+def test_a_dying_actor_fails_the_run_instead_of_retrying_forever(ray_session, tmp_path):
+    """Ray Data's default restarts a dead actor and retries its shard without end (the run never
+    returned); ours fails with ActorDiedError, publishes nothing, and the rerun resumes."""
+    import ray.exceptions
+    from pipelines.runner import Pipeline, RunOptions, run
+    from schemas.tables import DOCUMENTS
+    wh = str(tmp_path / "wh")
+    started = time.time()
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        run(Pipeline("crash", DOCUMENTS, DOCUMENTS, [normalize_text, StageSpec(Crasher, {})]),
+            RunOptions(inputs=[corpus(tmp_path, n_files=2, limit=50)], output="docs", warehouse=wh,
+                       executor="ray", progress=False))
+    assert time.time() - started < 120 and Store(wh).versions("docs") == []
+
+
 def test_killed_ray_run_resumes_and_matches(tmp_path):
     kill_and_resume(tmp_path, executor="ray", pause=0.8)
 
@@ -76,20 +99,43 @@ TOY_LOOP = ["--rounds", "1", "--sft-steps", "60", "--rft-steps", "5", "--dpo-ste
             "--levels", "1"]
 
 
+def readme_ray_start() -> list[str]:
+    """The README's `ray start --head` command (Running on Ray), as argv."""
+    import re
+    import shlex
+    text = open(os.path.join(REPO, "README.md")).read()
+    section = text[text.index("## Running on Ray"):]
+    cmd = re.search(r"^ray start --head(?:.*\\\n)*.*$", section, re.M).group(0)
+    return shlex.split(cmd.replace("\\\n", " "))
+
+
+PORT_FLAGS = {"--port", "--dashboard-port", "--dashboard-agent-listen-port", "--ray-client-server-port",
+              "--metrics-export-port"}
+
+
 def test_ray_job_submit_against_a_local_head(tmp_path):
-    """The documented cluster path: `ray start --head`, then `ray job submit --working-dir .`."""
+    """The documented cluster path: the README's `ray start --head`, then `ray job submit --working-dir .`.
+
+    Its port numbers are swapped for free ones (CI may run beside another Ray on the README's);
+    its flags are used as written: every default port Ray would otherwise take is named."""
     bin_dir = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
-    dash = free_port()
+    argv = readme_ray_start()
+    assert PORT_FLAGS <= set(argv), f"README's ray start lacks {PORT_FLAGS - set(argv)}"
+    readme_dash = argv[argv.index("--dashboard-port") + 1]
+    readme = open(os.path.join(REPO, "README.md")).read()
+    submits = [line for line in readme.splitlines() if line.startswith("ray job submit")]
+    assert submits and all(f"--address http://127.0.0.1:{readme_dash} " in line for line in submits), submits
+    client = int(argv[argv.index("--ray-client-server-port") + 1])
+    assert not 10002 <= client <= 19999  # outside Ray's default worker port range
     temp = f"/tmp/rt{os.getpid()}"
-    head = subprocess.Popen(
-        [os.path.join(bin_dir, "ray"), "start", "--head", "--block", "--num-cpus", "2",
-         "--object-store-memory", "500000000", "--disable-usage-stats", "--port", str(free_port()),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-         "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-         "--metrics-export-port", str(free_port()), "--temp-dir", temp],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ports = {flag: str(free_port()) for flag in PORT_FLAGS}
+    dash = ports["--dashboard-port"]
+    for flag, value in [*ports.items(), ("--temp-dir", temp)]:
+        argv[argv.index(flag) + 1] = value
+    head = subprocess.Popen([os.path.join(bin_dir, "ray"), *argv[1:], "--block"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wh = str(tmp_path / "warehouse")
         submit = [os.path.join(bin_dir, "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}",
@@ -112,6 +158,8 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
         assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
         props = Store(wh).properties("documents")
         assert props["pipeline"] == "text_curation" and props["accounting"]["rejects_by_reason"]["contaminated"] == 3
+        for noise in ("max_restarts > 0", "Progress bars disabled"):  # Ray's log lines a user cannot act on
+            assert noise not in res.stdout + res.stderr
         # and the speech pipeline: TTS engines and Whisper inside Ray actors of a submitted job
         res = subprocess.run(submit + ["pipelines/speech_sft.py", "--warehouse", wh, "--quiet"], cwd=REPO,
                              env=env, capture_output=True, text=True, timeout=400)
