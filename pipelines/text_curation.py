@@ -2,7 +2,7 @@
 
     python pipelines/text_curation.py                      # demo corpus, embedded Ray
     python pipelines/text_curation.py --input data/*.jsonl --output web_curated
-    ray job submit --working-dir . -- python pipelines/text_curation.py --warehouse /abs/warehouse
+    ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/text_curation.py --warehouse /abs/warehouse
 
 Stages, cheapest first: normalise → dedup marks (clusters found beforehand by a MinHash
 shuffle over all shards) → benchmark decontamination (before the heuristics, so a leaked
