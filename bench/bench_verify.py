@@ -34,7 +34,6 @@ import ast
 import gzip
 import importlib.util
 import json
-import math
 import os
 import random
 import sys
@@ -43,6 +42,7 @@ from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from schemas.stats import wilson  # noqa: E402
 DATA = os.path.join(ROOT, "tests", "data", "verify_eval.jsonl.gz")
 
 # math-verify cases whose expected value encodes a parser convention rather than whether the
@@ -307,16 +307,6 @@ def build(mv_tests: str, n2w_dir: str) -> list[dict]:
 
 
 # ---- evaluating ---------------------------------------------------------------------------
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (round(max(0.0, c - h), 4), round(min(1.0, c + h), 4))
-
-
 def scores(rows: list[dict]) -> dict:
     """precision/recall of `correct` (undecided counts as not `correct`), undecided rate."""
     tp = sum(r["label"] == "correct" and r["verdict"] == "correct" for r in rows)

@@ -17,7 +17,6 @@ Japanese/Chinese names; non-Latin scripts are out of scope for an English NER mo
 from __future__ import annotations
 
 import glob
-import math
 import os
 import random
 import re
@@ -26,6 +25,7 @@ from collections import Counter, defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from schemas.stats import wilson  # noqa: E402
 DOCS_SRC = os.path.join(ROOT, "bench/data/pii-src/root/usr/share/doc/python3.11/html/_sources")
 
 TYPES = ["PERSON", "ADDRESS", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS"]
@@ -83,17 +83,6 @@ NEGATIVE_LINES = [
     "Table 3 lists {D2} runs; the median of {D2}{D2}.{D1} ms was measured on 20{D2}-1{D1}-0{D1}.",
     "ISBN 978-{D1}-{D2}{D2}-{D2}{D2}{D2}{D2}-{D1}, first printed in 19{D2}.",
 ]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of k successes in n trials."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
 
 
 class Fakers:

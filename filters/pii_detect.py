@@ -304,7 +304,6 @@ def _subruns(text: str, start: int, end: int) -> list[list[tuple[int, int]]]:
     letter ("C, C++", "A Python") and at commas, plus "Last, First" pairs; an initial ("P.")
     stays inside a run."""
     runs: list[list[tuple[int, int]]] = [[]]
-    comma_after: list[bool] = []
     for m in re.finditer(r"[^\s,]+", text[start:end]):
         a, b = start + m.start(), start + m.end()
         w = text[a:b]

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.stats import wilson
 from schemas.tables import field
 
 SHIPPED_SET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "quality_labeled.jsonl.gz")
@@ -76,15 +77,6 @@ class Artifact:
 
 def _f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    """95% Wilson score interval of a proportion k/n (honest for small held-out sets)."""
-    if not n:
-        return [0.0, 1.0]
-    p = k / n
-    mid, half = (p + z * z / (2 * n)), z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5)
-    return [round(max(0.0, (mid - half) / (1 + z * z / n)), 4), round(min(1.0, (mid + half) / (1 + z * z / n)), 4)]
 
 
 def evaluate(model, rows: list[tuple[str, str]], positive: str | list[str], threshold: float = 0.5,

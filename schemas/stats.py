@@ -19,6 +19,18 @@ import pyarrow.compute as pc
 
 from schemas.tables import stats_kind
 
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval of a proportion k/n, to 4 places: honest for small sets and
+    for proportions near 0 or 1, where the normal approximation is not. n = 0 → [0, 1]."""
+    if not n:
+        return [0.0, 1.0]
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return [round(max(0.0, c - h), 4), round(min(1.0, c + h), 4)]
+
 LOG_BINS_PER_DOUBLING = 8
 TOP_CATEGORIES = 50
 SKETCH_K = 200  # exact up to 200 values; beyond, ±1.3% rank (99% confidence), ≤ ~600 values kept
