@@ -30,7 +30,7 @@ from pyarrow import fs as pafs
 from pipelines.failpoints import failpoint
 from pipelines.inputs import InputError, InputShard, UnreadableInput, concat_rejects, plan_inputs, read_shard
 from pipelines.lineage import code_fingerprint, config_hash, git_commit
-from pipelines.stage import StageCount, StageSpec, as_spec, run_chain
+from pipelines.stage import ERROR_BUDGET, StageCount, StageFailed, StageSpec, as_spec, run_chain
 from schemas import stats as st
 from schemas.ids import row_id, table_ids
 from schemas.store import Store, check_table_name, check_tag, rejects_name
@@ -86,6 +86,7 @@ class RunOptions:
     allow_empty: bool = False        # publish an empty version when every row was rejected
     on_unreadable: str = "fail"      # fail | record (an unreadable input file's rows count as lost)
     raw_rejects: bool = False        # keep rejects verbatim even where a privacy stage would redact them
+    error_budget: float = ERROR_BUDGET  # a stage failing on a larger share of a batch fails the run
     extra_config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,6 +115,7 @@ class ShardJob:
     run_id: str
     on_unreadable: str = "fail"
     raw_rejects: bool = False
+    error_budget: float = ERROR_BUDGET
 
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -182,7 +184,10 @@ class ShardProcessor:
         read_count = StageCount("read", rows_in=n_in, rows_out=rows.num_rows, rejected=read_rejects.num_rows,
                                 lost=n_in - rows.num_rows - read_rejects.num_rows)
         _count_reasons(read_count, read_rejects)
-        kept, stage_rejects, counts = run_chain(self.stages, rows)
+        try:
+            kept, stage_rejects, counts = run_chain(self.stages, rows, job.error_budget)
+        except StageFailed as e:  # returned like an unreadable input: the run fails with this cause
+            return {"shard": shard.key, "stage_failed": str(e)}
         kept = _drop_internal(kept)
         stage_rejects = [_drop_internal(r) for r in stage_rejects]
 
@@ -430,7 +435,8 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
     config = {"pipeline": pipeline.name, "output": opts.output, "mode": opts.mode,
               "stages": described, "schema": schema.to_string(show_schema_metadata=False),
               "shard_bytes": opts.shard_bytes, "shard_rows": opts.shard_rows, "code": code,
-              "on_unreadable": opts.on_unreadable, "raw_rejects": opts.raw_rejects, **opts.extra_config}
+              "on_unreadable": opts.on_unreadable, "raw_rejects": opts.raw_rejects,
+              "error_budget": opts.error_budget, **opts.extra_config}
     run_key = config_hash({**config, "shards": sorted(s.key for s in shards)})
     store.ensure_table(opts.output, schema)
     store.ensure_table(rname, rschema)
@@ -449,7 +455,7 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
             return _finish_tags(store, opts, rname, run_id, published)  # killed before its tags
         job = ShardJob(pipeline.input_schema, schema, rschema, specs,
                        f"{out_data}/run-{run_id}", f"{rej_data}/run-{run_id}", run_id,
-                       opts.on_unreadable, opts.raw_rejects)
+                       opts.on_unreadable, opts.raw_rejects, opts.error_budget)
         done = {k: v for k, v in _list_markers(job.out_dir).items() if k in {s.key for s in shards}}
         pending = [s for s in shards if s.key not in done]
         resumed = len(done)
@@ -460,6 +466,8 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
         def on_done(summary: dict[str, Any]) -> None:
             if "unreadable" in summary:  # fail the run naming the file; nothing is published
                 raise UnreadableInput(*summary["unreadable"])
+            if "stage_failed" in summary:
+                raise StageFailed(summary["stage_failed"])
             done[summary["shard"]] = summary
             if bar is not None:
                 bar.update(1)

@@ -35,6 +35,9 @@ def common_parser(description: str, default_output: str) -> argparse.ArgumentPar
     p.add_argument("--raw-rejects", action="store_true",
                    help="persist rejected rows verbatim even where a privacy stage (PII) would redact them; "
                         "recorded in lineage")
+    p.add_argument("--error-budget", type=float, default=0.5,
+                   help="share of a batch a stage may fail on (those rows become error: rejects) before the "
+                        "run fails as a broken stage; out-of-memory and missing libraries always fail it")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report")
     return p
 
@@ -44,18 +47,20 @@ def options(args: argparse.Namespace, inputs: list[str]) -> RunOptions:
                       executor=args.executor, num_cpus=args.num_cpus, mode=args.mode, tag=args.tag,
                       shard_bytes=int(args.shard_mb * (1 << 20)), shard_rows=args.shard_rows,
                       progress=not args.quiet, allow_empty=args.allow_empty,
-                      on_unreadable=args.on_unreadable, raw_rejects=args.raw_rejects)
+                      on_unreadable=args.on_unreadable, raw_rejects=args.raw_rejects,
+                      error_budget=args.error_budget)
 
 
 def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) -> int:
     from pipelines import report
     from pipelines.inputs import InputError, UnreadableInput
     from pipelines.runner import NothingKept, RunInProgress, StorageFull
+    from pipelines.stage import StageFailed
     from schemas.store import Store, StoreError
 
     try:
         result = run(pipeline, opts)
-    except (InputError, NothingKept, UnreadableInput, RunInProgress, StorageFull, StoreError) as e:
+    except (InputError, NothingKept, UnreadableInput, RunInProgress, StorageFull, StoreError, StageFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not quiet:

@@ -173,23 +173,47 @@ def _error_rows(batch: pa.Table, name: str, exc: BaseException) -> pa.Table:
                               DETAIL: pa.array([detail] * batch.num_rows, pa.string())})
 
 
-def call_isolated(fn: Callable[[pa.Table], pa.Table], name: str, batch: pa.Table) -> pa.Table:
-    """Run a stage; if it raises, retry row by row so only the rows that fail become rejects."""
+class StageFailed(RuntimeError):
+    """A stage that cannot run (out of memory, a missing library, failing on most rows): an
+    infrastructure failure that fails the run loudly, never recorded as bad data."""
+
+
+ERROR_BUDGET = 0.5     # default share of a batch a stage may fail on before the run fails
+MIN_BUDGET_ROWS = 4    # below this many rows a batch says too little about the stage
+
+
+def _infrastructure(exc: BaseException) -> bool:
+    return isinstance(exc, (MemoryError, ImportError, StageFailed)) or "out of memory" in str(exc).lower()
+
+
+def call_isolated(fn: Callable[[pa.Table], pa.Table], name: str, batch: pa.Table,
+                  budget: float = ERROR_BUDGET) -> pa.Table:
+    """Run a stage; if it raises, retry row by row so only the rows that fail become rejects.
+
+    Within the error budget: a stage that fails on more than `budget` of a batch, or with an
+    infrastructure error, is broken, not the data, and the run fails with the cause."""
     try:
         out = fn(batch)
-    except Exception as exc:  # noqa: BLE001 - any stage failure becomes a reject, never a job failure
+    except Exception as exc:  # noqa: BLE001 - sorted below into bad rows and a broken stage
+        if _infrastructure(exc):
+            raise StageFailed(f"stage '{name}' cannot run: {type(exc).__name__}: {exc}") from exc
         if batch.num_rows <= 1:
             return _error_rows(batch, name, exc)
-        parts = [call_isolated(fn, name, batch.slice(i, 1)) for i in range(batch.num_rows)]
-        return pa.concat_tables(parts, promote_options="permissive")
+        parts = [call_isolated(fn, name, batch.slice(i, 1), budget=1.0) for i in range(batch.num_rows)]
+        out = pa.concat_tables(parts, promote_options="permissive")
+        failed = pc.sum(pc.starts_with(out.column(DROP), f"error:{name}:")).as_py() or 0
+        if batch.num_rows >= MIN_BUDGET_ROWS and failed > budget * batch.num_rows:
+            raise StageFailed(f"stage '{name}' failed on {failed} of {batch.num_rows} rows (error budget "
+                              f"{budget:.0%}); first error: {type(exc).__name__}: {exc}"[:2000]) from exc
+        return out
     if out.num_rows != batch.num_rows:
         raise RuntimeError(f"stage '{name}' returned {out.num_rows} rows for {batch.num_rows}: "
                            "stages annotate rows and mark drop_reason, they never drop them")
     return out
 
 
-def run_chain(stages: list[tuple[str, Callable[[pa.Table], pa.Table]]], batch: pa.Table
-              ) -> tuple[pa.Table, list[pa.Table], list[StageCount]]:
+def run_chain(stages: list[tuple[str, Callable[[pa.Table], pa.Table]]], batch: pa.Table,
+              budget: float = ERROR_BUDGET) -> tuple[pa.Table, list[pa.Table], list[StageCount]]:
     """Apply stages in order to the live rows; return (kept, rejects per stage, counts)."""
     rejects: list[pa.Table] = []
     counts: list[StageCount] = []
@@ -197,7 +221,7 @@ def run_chain(stages: list[tuple[str, Callable[[pa.Table], pa.Table]]], batch: p
     for name, fn in stages:
         count = StageCount(name, rows_in=live.num_rows)
         if live.num_rows:
-            out = call_isolated(fn, name, live)
+            out = call_isolated(fn, name, live, budget)
             if DROP in out.column_names:
                 dropped = pc.is_valid(out.column(DROP))
                 rej = out.filter(dropped)

@@ -45,7 +45,9 @@ class WhisperASR(ModelStage):
         self.beam_size, self.language = beam_size, language
 
     def transcribe(self, audio_bytes: bytes) -> str:
-        x = load_16k(audio_bytes)
+        return self.transcribe_samples(load_16k(audio_bytes))
+
+    def transcribe_samples(self, x) -> str:
         segments, _ = self.model.transcribe(x, language=self.language, beam_size=self.beam_size,
                                             condition_on_previous_text=False, without_timestamps=True,
                                             vad_filter=False)
@@ -55,11 +57,16 @@ class WhisperASR(ModelStage):
         texts, errors = [], []
         for audio in batch.column("audio").to_pylist():
             try:
-                texts.append(self.transcribe(audio["bytes"]))
-                errors.append(None)
+                samples = load_16k(audio["bytes"])
+                if not len(samples):
+                    raise ValueError("no samples")
             except Exception as e:  # noqa: BLE001 - undecodable or empty audio is a reject, not a crash
                 texts.append(None)
                 errors.append(f"{type(e).__name__}: {e}"[:300])
+                continue
+            # The model's own failures (out of memory, a broken model) raise: a broken stage, not bad audio.
+            texts.append(self.transcribe_samples(samples))
+            errors.append(None)
         batch = annotate(batch, asr_text=pa.array(texts, pa.string()))
         return reject_where(batch, [e is not None for e in errors], "bad_audio", errors)
 

@@ -87,6 +87,18 @@ def test_a_dying_actor_fails_the_run_instead_of_retrying_forever(ray_session, tm
     assert time.time() - started < 120 and Store(wh).versions("docs") == []
 
 
+def test_a_broken_stage_on_ray_fails_the_run_with_its_cause(ray_session, tmp_path):
+    from pipelines.runner import Pipeline, RunOptions, run
+    from pipelines.stage import StageFailed
+    from schemas.tables import DOCUMENTS
+    from slow_pipeline import pause
+    pipeline = Pipeline("broken", DOCUMENTS, DOCUMENTS, [normalize_text, pause.configure(seconds=-1)])
+    opts = RunOptions([corpus(tmp_path, limit=60)], "docs", str(tmp_path / "wh"), executor="ray", progress=False)
+    with pytest.raises(StageFailed, match="stage 'pause' failed on") as e:
+        run(pipeline, opts)
+    assert type(e.value) is StageFailed and Store(str(tmp_path / "wh")).versions("docs") == []
+
+
 def test_killed_ray_run_resumes_and_matches(tmp_path):
     kill_and_resume(tmp_path, executor="ray", pause=0.8)
 

@@ -111,6 +111,25 @@ def test_filter_catches_broken_audio(asr):
     assert high.column("wer")[0].as_py() > 0.5  # the score stays on the reject for inspection
 
 
+def test_a_failing_asr_model_fails_the_run_it_is_not_bad_audio(asr, monkeypatch):
+    """Only undecodable audio is `bad_audio`; the model's own failure is a broken stage."""
+    from pipelines.stage import StageFailed
+    x, sr = load_voice("flite:slt")("How many minutes are there in three hours?")
+    from synth.audio import resample
+    good = audio_struct(resample(x, sr))
+    garbage = {"bytes": b"RIFF\x00\x00not a wav at all", "path": None, "sampling_rate": SAMPLE_RATE}
+    batch = pa.table({"text": ["q"] * 5, "audio": pa.array([good, good, garbage, good, good], AUDIO)})
+
+    def oom(*a, **k):
+        raise RuntimeError("CUDA failed with error out of memory")
+    monkeypatch.setattr(asr.model, "transcribe", oom)
+    with pytest.raises(StageFailed, match="out of memory"):
+        run_chain([("asr", asr)], batch)
+    monkeypatch.undo()
+    kept, rejects, counts = run_chain([("asr", asr)], batch)
+    assert counts[0].reasons == {"bad_audio": 1} and kept.num_rows == 4
+
+
 def test_decode_round_trip():
     x = np.sin(np.linspace(0, 100, 16000)).astype(np.float32) * 0.5
     y, sr = decode(audio_struct(x)["bytes"])

@@ -1,3 +1,5 @@
+import os
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -86,3 +88,41 @@ def test_specs_build_classes_once_and_describe_lineage():
     assert fspec.kind == "task" and fspec.name == "length_filter"
     assert fspec.describe()["params"] == {"min_words": 2}
     assert fspec.describe()["code"] == "filters.text_basic.length_filter"
+
+
+@stage()
+def always_fails(batch):
+    raise KeyError("the stage itself is broken")
+
+
+def test_a_stage_failing_on_most_of_a_batch_fails_loudly_not_as_rejects():
+    from pipelines.stage import StageFailed
+    with pytest.raises(StageFailed, match="failed on 10 of 10 rows"):
+        run_chain([("always_fails", always_fails)], pa.table({"x": list(range(10))}))
+    kept, rejects, _ = run_chain([("always_fails", always_fails)], pa.table({"x": list(range(10))}), budget=1.0)
+    assert rejects[0].num_rows == 10  # an explicit budget of 100% keeps the old behaviour
+
+
+def test_out_of_memory_fails_loudly_even_on_one_row():
+    from pipelines.stage import StageFailed
+
+    @stage()
+    def oom_on_zero(batch):
+        if 0 in batch.column("x").to_pylist():
+            raise RuntimeError("CUDA error: out of memory")
+        return batch
+    with pytest.raises(StageFailed, match="out of memory"):
+        run_chain([("oom", oom_on_zero)], pa.table({"x": [3, 0, 5, 7, 9]}))
+
+
+def test_a_broken_stage_fails_the_run_with_its_cause_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from helpers import corpus
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = corpus(tmp_path, n_files=2, limit=40)
+    proc = subprocess.run([sys.executable, "tests/slow_pipeline.py", "--input", src, "--executor", "local", "--quiet",
+                           "--pause", "-1", "--warehouse", str(tmp_path / "wh")],
+                          cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "stage 'pause' failed on" in proc.stderr and "error budget" in proc.stderr
