@@ -243,15 +243,13 @@ class TransformersGenerator(Generator):
                        for r in chunk]
             enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             t0 = time.perf_counter()
-            try:
-                with torch.no_grad():
-                    gen = self.model.generate(**enc, do_sample=s.temperature > 0, temperature=s.temperature or None,
-                                              top_p=s.top_p, max_new_tokens=max(r.sampling.max_tokens for r in chunk),
-                                              pad_token_id=self.tok.pad_token_id,
-                                              stop_strings=list(s.stop) or None, tokenizer=self.tok)
-            except Exception as e:  # noqa: BLE001 - e.g. out of memory: these requests fail, not the job
-                out += [Completion(None, "error", type(e).__name__)] * len(chunk)
-                continue
+            # A local model that raises (out of memory, a broken checkpoint) is a broken stage, not
+            # failed requests: it propagates, and the runner fails the run with the cause.
+            with torch.no_grad():
+                gen = self.model.generate(**enc, do_sample=s.temperature > 0, temperature=s.temperature or None,
+                                          top_p=s.top_p, max_new_tokens=max(r.sampling.max_tokens for r in chunk),
+                                          pad_token_id=self.tok.pad_token_id,
+                                          stop_strings=list(s.stop) or None, tokenizer=self.tok)
             dt = (time.perf_counter() - t0) / len(chunk)
             new = gen[:, enc["input_ids"].shape[1]:]
             for r, ids in zip(chunk, new):
