@@ -1,6 +1,6 @@
 """Reasoning data: CoT rejection sampling with verifiers, resampling, SFT rows and DPO pairs.
 
-    python pipelines/reasoning_data.py                         # 150 word + 100 DeepMind problems, SmolLM2 (~16 min on 2 cores)
+    python pipelines/reasoning_data.py                         # 20 one-step word problems, SmolLM2, k=4 (~3.5 min on 2 cores)
     python pipelines/reasoning_data.py --input problems.jsonl --generator openai:http://localhost:8000/v1#my-model
     ray job submit --working-dir . -- python pipelines/reasoning_data.py --warehouse /abs/warehouse
 
