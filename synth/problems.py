@@ -148,10 +148,10 @@ def iter_sources(spec: list[str], seed: int, error_rate: float) -> Iterator[dict
     names the levels (1-3, e.g. `1` or `1,2`): level 1 is what a 135M model can partly solve."""
     for s in spec:
         name, _, rest = s.partition(":")
-        count, _, lv = rest.partition(":")
+        count, sep, lv = rest.partition(":")
         n = int(count or 100)
-        levels = tuple(int(x) for x in lv.split(",")) if lv else (1, 2, 3)
-        if not n >= 0 or not levels or any(x not in (1, 2, 3) for x in levels):
+        levels = tuple(int(x) for x in lv.split(",") if x.strip()) if sep else (1, 2, 3)
+        if n < 0 or not levels or any(x not in (1, 2, 3) for x in levels):
             raise ValueError(f"bad problem source {s!r}: name:count[:levels], levels among 1,2,3")
         if name == "word":
             yield from word_problems(n, seed, levels=levels, error_rate=error_rate)

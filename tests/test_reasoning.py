@@ -266,8 +266,12 @@ def test_defaults_are_a_small_partly_solvable_mix():
     assert {r["level"] for r in rows} == {1} and {r["source"] for r in rows} == {"word_problems"}
     assert len(rows) * args.k * args.max_attempts <= 160 and args.max_tokens <= 96
     assert len(rows) // args.problems_per_file >= 4        # the bar moves several times
-    with pytest.raises(ValueError):
-        list(__import__("synth.problems", fromlist=["x"]).iter_sources(["word:5:4"], 0, 0.0))
+    from synth.problems import iter_sources
+    assert {r["level"] for r in iter_sources(["word:30:2,3"], 0, 0.0)} == {2, 3}
+    assert {r["level"] for r in iter_sources(["word:30"], 0, 0.0)} == {1, 2, 3}
+    for bad in (["word:5:4"], ["word:5:0"], ["word:-1"], ["word:5:"], ["mathematics:5:1,9"]):
+        with pytest.raises(ValueError):
+            list(iter_sources(bad, 0, 0.0))
 
 
 def test_default_mix_publishes_a_non_empty_preferences_table(tmp_path, monkeypatch, capsys):
