@@ -1,6 +1,6 @@
 """Reasoning data: CoT rejection sampling with verifiers, resampling, SFT rows and DPO pairs.
 
-    python pipelines/reasoning_data.py                         # 150 word + 100 DeepMind problems, SmolLM2 (~16 min on 2 cores)
+    python pipelines/reasoning_data.py                         # 20 one-step word problems, SmolLM2, k=4 (~3.5 min on 2 cores)
     python pipelines/reasoning_data.py --input problems.jsonl --generator openai:http://localhost:8000/v1#my-model
     ray job submit --working-dir . -- python pipelines/reasoning_data.py --warehouse /abs/warehouse
 
@@ -60,10 +60,29 @@ def sampler_params(args) -> dict:
             "retries": args.retries}
 
 
+def generation_progress(summaries: list[dict], seconds: float) -> dict[str, str]:
+    """Progress-bar fields from the shards finished so far: samples/s and the pass rate."""
+    cols = [s.get("stats", {}).get("columns", {}) for s in summaries]
+    total = lambda name: sum(((c.get(name) or {}).get("total") or {}).get("sum") or 0 for c in cols)  # noqa: E731
+    n, ok = total("n_samples"), total("n_correct")
+    return {"samples/s": f"{n / max(seconds, 1e-9):.2f}", "pass": f"{ok / n:.1%}" if n else "-"}
+
+
 def build(args):
     inputs = args.inputs or default_inputs(args)
     stages = [check_problem, StageSpec(CoTSampler, sampler_params(args))]
-    return Pipeline("reasoning_data", PROBLEMS, PROBLEMS, stages), inputs
+    return Pipeline("reasoning_data", PROBLEMS, PROBLEMS, stages, progress=generation_progress), inputs
+
+
+def empty_pairs_warning(pairs: dict[str, int], table: str, snapshot) -> str | None:
+    """Why a run published no preference pair, or None when it has some."""
+    if pairs.get("pairs", 0):
+        return None
+    none_ok = pairs.get("prompts_without_pair:no_correct", 0)
+    none_bad = pairs.get("prompts_without_pair:no_incorrect", 0)
+    return (f"warning: {table}@{snapshot} is empty: no prompt had both a correct and an incorrect sample "
+            f"({none_ok} of {pairs.get('prompts', 0)} prompts had no correct sample, {none_bad} no incorrect one); "
+            "try easier problems (--sources word:N:1), more samples (--k) or a stronger --generator")
 
 
 def publish_tables(store, source_ref: str, args) -> tuple[dict[str, int], dict[str, dict]]:
@@ -102,19 +121,22 @@ def parser():
     p = common_parser(__doc__.splitlines()[0], default_output="reasoning")
     p.set_defaults(shard_mb=0.05)
     g = p.add_argument_group("problems (when no --input)")
-    g.add_argument("--sources", nargs="+", default=["word:150", "mathematics:100"],
-                   help="word:N (programmatic word problems with worked solutions), mathematics:N (DeepMind)")
+    g.add_argument("--sources", nargs="+", default=["word:20:1"],
+                   help="word:N[:levels] (programmatic word problems with worked solutions), mathematics:N[:levels] "
+                        "(DeepMind); levels 1-3, e.g. word:150:1,2 (default: one-step word problems, the level "
+                        "SmolLM2-135M partly solves)")
     g.add_argument("--teacher-error-rate", type=float, default=0.0,
                    help="share of word-problem reference solutions with a slipped step")
-    g.add_argument("--problems-per-file", type=int, default=50, help="problems per generated input file (= shard)")
+    g.add_argument("--problems-per-file", type=int, default=5,
+                   help="problems per generated input file (= shard; the progress bar moves per shard)")
     g = p.add_argument_group("sampling")
     g.add_argument("--generator", default="smollm2",
                    help="smollm2 | hf:<dir>[#file.gguf] | openai:<base_url>[#model] | builtin:<checkpoint>")
-    g.add_argument("--k", type=int, default=2, help="samples per problem per attempt")
+    g.add_argument("--k", type=int, default=4, help="samples per problem per attempt")
     g.add_argument("--max-attempts", type=int, default=2, help="attempts for problems with no correct sample")
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--max-tokens", type=int, default=128)
+    g.add_argument("--max-tokens", type=int, default=96)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--system", default=SYSTEM, help="system prompt ('' for none)")
     g.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: 1 under Ray)")
@@ -151,6 +173,11 @@ def run_main(argv: list[str] | None = None) -> int:
         return 2
     store = Store(opts.warehouse, opts.catalog)
     snaps, counts = publish_tables(store, f"{result.output}@{result.snapshot_id}", args)
+    # The empty version is still published: it is this run's result (its counts say why), and
+    # keeping an older, non-empty version current would pair it with problems it did not come from.
+    warning = empty_pairs_warning(counts["pairs"], args.pairs_table, snaps[args.pairs_table])
+    if warning:
+        print(warning, file=sys.stderr)
     if args.quiet:
         print(f"published {result.output}@{result.snapshot_id} " +
               " ".join(f"{k}@{v}" for k, v in snaps.items()))

@@ -60,6 +60,9 @@ class Pipeline:
     input_schema: pa.Schema
     output_schema: pa.Schema
     stages: list[Any]
+    # Extra progress-bar fields from the shard summaries finished in this run and the seconds
+    # since it started (the reasoning pipeline shows samples/s and the pass rate so far).
+    progress: Callable[[list[dict[str, Any]], float], dict[str, Any]] | None = None
 
     def specs(self) -> list[StageSpec]:
         return [as_spec(s) for s in self.stages]
@@ -462,6 +465,8 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
         if done:
             _log(opts, f"resuming run {run_id}: {len(done)} of {len(shards)} shards already done")
         bar = _progress(opts, len(shards), resumed, pipeline.name)
+        fresh: list[dict[str, Any]] = []
+        started = time.perf_counter()
 
         def on_done(summary: dict[str, Any]) -> None:
             if "unreadable" in summary:  # fail the run naming the file; nothing is published
@@ -469,10 +474,12 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
             if "stage_failed" in summary:
                 raise StageFailed(summary["stage_failed"])
             done[summary["shard"]] = summary
+            fresh.append(summary)
             if bar is not None:
                 bar.update(1)
+                extra = pipeline.progress(fresh, time.perf_counter() - started) if pipeline.progress else {}
                 bar.set_postfix(kept=sum(s["kept"] for s in done.values()),
-                                rejected=sum(s["rejected"] for s in done.values()))
+                                rejected=sum(s["rejected"] for s in done.values()), **extra)
 
         if pending:
             _execute(pending, job, opts, on_done)

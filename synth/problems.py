@@ -144,13 +144,18 @@ def write_jsonl(rows: list[dict], path: str) -> str:
 
 
 def iter_sources(spec: list[str], seed: int, error_rate: float) -> Iterator[dict]:
-    """`word:300 mathematics:100` → rows from each source in turn."""
+    """`word:300 mathematics:100:1` → rows from each source in turn; the optional third part
+    names the levels (1-3, e.g. `1` or `1,2`): level 1 is what a 135M model can partly solve."""
     for s in spec:
-        name, _, count = s.partition(":")
+        name, _, rest = s.partition(":")
+        count, sep, lv = rest.partition(":")
         n = int(count or 100)
+        levels = tuple(int(x) for x in lv.split(",") if x.strip()) if sep else (1, 2, 3)
+        if n < 0 or not levels or any(x not in (1, 2, 3) for x in levels):
+            raise ValueError(f"bad problem source {s!r}: name:count[:levels], levels among 1,2,3")
         if name == "word":
-            yield from word_problems(n, seed, error_rate=error_rate)
+            yield from word_problems(n, seed, levels=levels, error_rate=error_rate)
         elif name in ("mathematics", "mathematics_dataset"):
-            yield from mathematics_dataset_problems(n, seed)
+            yield from mathematics_dataset_problems(n, seed, levels=tuple(x - 1 for x in levels))
         else:
             raise ValueError(f"unknown problem source {name!r} (word, mathematics)")

@@ -250,3 +250,79 @@ def test_smollm2_from_its_pypi_package_generates_and_caches(tmp_path):
     assert all(c.error is None and c.text and 0 < c.tokens <= 12 for c in out)
     assert g.model_id.endswith(".gguf") and g.stats["cache_hits"] == 0
     assert [c.text for c in g.generate(reqs)] == [c.text for c in out] and g.stats["cache_hits"] == 2
+
+
+# ---- defaults, the empty-preferences warning, the generation progress bar -------------
+def _default_problems():
+    from pipelines.reasoning_data import parser
+    from synth.problems import iter_sources
+    args = parser().parse_args([])
+    return args, list(iter_sources(args.sources, args.seed, args.teacher_error_rate))
+
+
+def test_defaults_are_a_small_partly_solvable_mix():
+    """What makes the default run take minutes on 2 cores with SmolLM2-135M (README: measured)."""
+    args, rows = _default_problems()
+    assert {r["level"] for r in rows} == {1} and {r["source"] for r in rows} == {"word_problems"}
+    assert len(rows) * args.k * args.max_attempts <= 160 and args.max_tokens <= 96
+    assert len(rows) // args.problems_per_file >= 4        # the bar moves several times
+    from synth.problems import iter_sources
+    assert {r["level"] for r in iter_sources(["word:30:2,3"], 0, 0.0)} == {2, 3}
+    assert {r["level"] for r in iter_sources(["word:30"], 0, 0.0)} == {1, 2, 3}
+    for bad in (["word:5:4"], ["word:5:0"], ["word:-1"], ["word:5:"], ["mathematics:5:1,9"]):
+        with pytest.raises(ValueError):
+            list(iter_sources(bad, 0, 0.0))
+
+
+def test_default_mix_publishes_a_non_empty_preferences_table(tmp_path, monkeypatch, capsys):
+    from pipelines.reasoning_data import run_main
+    from schemas.store import Store
+    _, rows = _default_problems()
+    monkeypatch.setenv("CURATE_PROGRESS", "1")
+    with ChatServer({r["problem"]: r["answer"] for r in rows}) as srv:
+        rc = run_main(["--warehouse", str(tmp_path / "wh"), "--generator", f"openai:{srv.url}#m",
+                       "--executor", "local", "--tag", "d"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    store = Store(str(tmp_path / "wh"))
+    assert store.read_arrow("reasoning@d").num_rows == len(rows)
+    assert store.read_arrow("preferences@d").num_rows > 0
+    assert "warning" not in err
+    bar = err.replace("\r", "\n").splitlines()
+    assert any("samples/s=" in ln and "pass=" in ln for ln in bar), err[-2000:]
+    last = [ln for ln in bar if "pass=" in ln][-1]
+    ok = sum(store.read_arrow("reasoning@d").column("n_correct").to_pylist())
+    n = sum(store.read_arrow("reasoning@d").column("n_samples").to_pylist())
+    assert f"pass={ok / n:.1%}" in last          # the bar's pass rate is the published one
+
+
+def test_run_with_no_pair_warns_and_publishes_the_empty_version(tmp_path, capsys):
+    from pipelines.reasoning_data import run_main
+    from schemas.store import Store
+    probs = word_problems(6, seed=3, levels=(1,))
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in probs))
+    with ChatServer({p["problem"]: p["answer"] for p in probs}, always_wrong={p["problem"] for p in probs}) as srv:
+        rc = run_main(["--input", str(path), "--warehouse", str(tmp_path / "wh"), "--generator",
+                       f"openai:{srv.url}#m", "--executor", "local", "--quiet", "--tag", "e"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert Store(str(tmp_path / "wh")).read_arrow("preferences@e").num_rows == 0
+    assert "warning: preferences@" in err and "is empty" in err
+    assert "no prompt had both a correct and an incorrect sample" in err and "6 of 6 prompts had no correct" in err
+
+
+def test_empty_pairs_warning_names_the_reason():
+    from pipelines.reasoning_data import empty_pairs_warning
+    assert empty_pairs_warning({"pairs": 3, "prompts": 5}, "preferences", 1) is None
+    w = empty_pairs_warning({"pairs": 0, "prompts": 4, "prompts_without_pair:no_incorrect": 4}, "prefs", 7)
+    assert w.startswith("warning: prefs@7 is empty") and "0 of 4 prompts had no correct sample, 4 no incorrect" in w
+    assert "0 of 0 prompts" in empty_pairs_warning({}, "p", 1)      # no problem at all: still a warning
+
+
+def test_generation_progress_from_shard_summaries():
+    from pipelines.reasoning_data import generation_progress
+    s = [{"stats": {"columns": {"n_samples": {"total": {"sum": 8.0}}, "n_correct": {"total": {"sum": 2.0}}}}},
+         {"stats": {"columns": {}}}, {}]                    # a shard whose rows were all rejected
+    assert generation_progress(s, 4.0) == {"samples/s": "2.00", "pass": "25.0%"}
+    assert generation_progress([], 0.0) == {"samples/s": "0.00", "pass": "-"}
