@@ -2,7 +2,7 @@
 
     python pipelines/reasoning_data.py                         # 20 one-step word problems, SmolLM2, k=4 (~3.5 min on 2 cores)
     python pipelines/reasoning_data.py --input problems.jsonl --generator openai:http://localhost:8000/v1#my-model
-    ray job submit --working-dir . -- python pipelines/reasoning_data.py --warehouse /abs/warehouse
+    ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/reasoning_data.py --warehouse /abs/warehouse
 
 Flow (Phi-4-Mini's recipe): problems (any table or file with `problem` and `answer`) → k
 samples per problem with distinct seeds → rule verifier (numeric / exact / math-verify

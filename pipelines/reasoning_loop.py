@@ -2,7 +2,7 @@
 
     python pipelines/reasoning_loop.py                    # default loop: tiny model, CPU, ~6 min on 2 cores
     python pipelines/reasoning_loop.py --rounds 1 --no-ablation --sft-steps 100   # a quick look
-    ray job submit --working-dir . -- python pipelines/reasoning_loop.py --warehouse /abs/warehouse
+    ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/reasoning_loop.py --warehouse /abs/warehouse
 
 Round 0: programmatic word problems with worked solutions from a teacher that slips on
 `--teacher-error-rate` of them → the rule verifier keeps the right ones (`sft-round-0`) →
