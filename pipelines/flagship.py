@@ -1,6 +1,6 @@
 """The whole recipe end to end at demo size, on one embedded Ray session (what `make demo` runs).
 
-    python pipelines/flagship.py                     # ./warehouse, embedded Ray, ~6 min on 2 cores
+    python pipelines/flagship.py                     # ./warehouse, embedded Ray: 1 min on 2 idle cores, 4+ when shared
     python pipelines/flagship.py --warehouse /tmp/wh --speech-rows 8
 
 1. text curation: the demo web corpus → `documents` (normalise, dedup, decontamination,
@@ -147,14 +147,15 @@ class Steps:
                 "--run", "flagship", "--levels", "1", "--train-problems", str(a.train_problems),
                 "--eval-problems", "40", "--dev-problems", "40", "--sample-problems", str(a.sample_problems),
                 "--sft-steps", str(a.sft_steps), "--rft-steps", "20", "--dpo-steps", "10", "--min-pairs", "1",
-                "--k", "4", "--quiet"]
+                "--k", "4"]
+        if a.quiet or not sys.stderr.isatty():  # training step bars only on a terminal
+            argv.append("--quiet")
         if a.num_cpus:
             argv += ["--num-cpus", str(a.num_cpus)]
         record = rl.Loop(rl.parser().parse_args(argv)).run()
         if not a.quiet:
             rl.print_table(record)
         return record
-
 
     def next_round(self, record: dict):
         """The reasoning-data pipeline on its own, with the newest model as generator, on the

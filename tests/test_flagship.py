@@ -24,8 +24,8 @@ def test_flagship_writes_every_table_and_summarises_them(tmp_path):
     out = proc.stdout
     assert proc.returncode == 0, (out + proc.stderr)[-4000:]
     assert "Traceback" not in proc.stderr
-    for n in range(1, 5):
-        assert re.search(rf"^\[{n}/4\] .*: done in \d+ s \(total \d+ s\)$", out, re.M), out
+    for n in range(1, 6):  # a line per step with its time
+        assert re.search(rf"^\[{n}/5\] .*: done in \d+ s \(total \d+ s\)$", out, re.M), out
     store = Store(wh)
     summary = out[out.index("=== summary"):]
     for name in TABLES:
@@ -42,7 +42,7 @@ def test_flagship_writes_every_table_and_summarises_them(tmp_path):
     assert all(r["messages"][1]["content"] and r["messages"][0]["content"].startswith("Explain") for r in sft)
     speech = store.read_arrow("speech_sft", ["source_ids", "voice", "wer"]).to_pylist()
     assert all(set(r["source_ids"]) <= {r["id"] for r in sft} for r in speech)
-    assert len({r["voice"] for r in speech}) >= 3 and all(r["wer"] <= 0.2 for r in speech)
+    assert len({r["voice"] for r in speech}) >= 3 and all(r["wer"] <= 0.2 + 1e-6 for r in speech)  # float32
     # one training round: the round-1 model exists, trained on what the round-0 model generated
     assert "model-round-1" in store.table("models").metadata.refs
     assert store.read_arrow("loop_preferences@dpo-round-1").num_rows > 0
