@@ -47,3 +47,16 @@ def test_flagship_writes_every_table_and_summarises_them(tmp_path):
     assert "model-round-1" in store.table("models").metadata.refs
     assert store.read_arrow("loop_preferences@dpo-round-1").num_rows > 0
     assert os.path.exists(os.path.join(wh, "_loop", "flagship", "record.json"))
+
+
+def test_sft_pairs_from_documents_use_the_documents_own_text_or_reject():
+    import pyarrow as pa
+    from pipelines.flagship import explain_pair, summary_and_detail
+    assert summary_and_detail("Summary line.\n\nFirst one. Second one. Third one.") == \
+        ("Summary line.", "First one. Second one.")
+    texts = ["Only one paragraph. With two sentences.", "", "  \n\n  \n\n", "Head.\n\n\n\nBody  text\nwrapped."]
+    out = explain_pair(pa.table({"text": texts}))
+    assert out.column("drop_reason").to_pylist() == ["single_paragraph"] * 3 + [None]
+    kept = out.column("messages").to_pylist()[3]
+    assert kept == [{"role": "user", "content": "Explain in a sentence or two: Head."},
+                    {"role": "assistant", "content": "Body text wrapped."}]
