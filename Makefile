@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine (see README):
-#   make demo   set up .venv from the pinned lock file, run the demo pipeline on embedded Ray
+#   make demo   set up .venv from the pinned lock file, run the whole recipe at demo size on embedded Ray
 #   make test   set up .venv if needed, run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -13,7 +13,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup debs test-debs install-debs demo test test-slow test-interop bench bench-setup clean
+.PHONY: setup debs test-debs install-debs demo demo-quick test test-slow test-interop bench bench-setup clean
 
 setup: $(STAMP) debs
 
@@ -41,7 +41,12 @@ $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The flagship: text curation → SFT → speech SFT → reasoning data → one training round → summary.
 demo: setup
+	$(PY) pipelines/flagship.py
+
+# The one-stage demo (normalise + length filter over docstrings, seconds): `documents_demo`.
+demo-quick: setup
 	$(PY) pipelines/demo.py
 
 test: setup test-debs
