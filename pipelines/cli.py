@@ -435,7 +435,7 @@ def serve(checkpoint, host, port, threads):
         pass
 
 
-PIPELINES = ("demo", "text_curation", "speech_sft", "reasoning_data", "reasoning_loop", "annotate_edu")
+PIPELINES = ("flagship", "demo", "text_curation", "speech_sft", "reasoning_data", "reasoning_loop", "annotate_edu")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
