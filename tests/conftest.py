@@ -28,3 +28,12 @@ def ray_session():
 @pytest.fixture
 def warehouse(tmp_path):
     return str(tmp_path / "warehouse")
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    """The rule verifier with math-verify in its child process (closed after the module)."""
+    from synth.verify import RuleVerifier
+    v = RuleVerifier(timeout_s=10)
+    yield v
+    v.close()

@@ -11,14 +11,7 @@ from synth.cot_sampling import CoTSampler
 from synth.generators import OpenAIGenerator, Request, Sampling
 from synth.problems import mathematics_dataset_problems, word_problems
 from synth.reasoning_tables import cot_samples, preference_pairs, sft_rows
-from synth.verify import MathVerify, RuleVerifier, as_number, extract_answer
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    v = RuleVerifier(timeout_s=10)
-    yield v
-    v.close()
+from synth.verify import MathVerify, as_number, extract_answer
 
 
 # ---- verifiers ------------------------------------------------------------------------

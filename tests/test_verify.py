@@ -13,13 +13,6 @@ from synth.verify import RuleVerifier, as_number, extract_answer, number_key
 DATA = os.path.join(os.path.dirname(__file__), "data", "verify_eval.jsonl.gz")
 
 
-@pytest.fixture(scope="module")
-def verifier():
-    v = RuleVerifier(timeout_s=10)
-    yield v
-    v.close()
-
-
 @pytest.mark.parametrize("completion,reference,verdict", [
     # a bare LaTeX / algebraic final answer without \boxed{} (was reduced to its last number)
     ("Therefore the probability is $\\frac{3}{4}$", "3/4", "correct"),
