@@ -232,13 +232,19 @@ class Store:
             if (props.get(PROPERTY_PREFIX + "standalone") == "true" or PROPERTY_PREFIX + "run_id" not in props
                     or PROPERTY_PREFIX + "output_snapshot" in props):  # published alone, by hand, or before pairing
                 ok.add(s.snapshot_id)
-        out_name = name[:-len(REJECTS_SUFFIX)]
-        if self.exists(out_name):
-            for s in self.table(out_name).snapshots():
-                sid = (s.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot")
-                if sid and sid.lstrip("-").isdigit():
-                    ok.add(int(sid))
-        return ok
+        return ok | set(self._pairs(name))
+
+    def _pairs(self, rejects_table: str) -> dict[int, int]:
+        """rejects snapshot id → the output snapshot that names it (`rejects_snapshot`)."""
+        out_name = rejects_table[:-len(REJECTS_SUFFIX)]
+        if not self.exists(out_name):
+            return {}
+        pairs = {}
+        for s in self.table(out_name).snapshots():
+            sid = (s.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot")
+            if sid and sid.lstrip("-").isdigit():
+                pairs[int(sid)] = s.snapshot_id
+        return pairs
 
     def properties(self, ref: str | Ref) -> dict[str, Any]:
         """The snapshot's `curate.*` properties, JSON values decoded, with the run's full lineage
@@ -255,10 +261,10 @@ class Store:
         if LINEAGE_KEY in out:
             out = {**self._lineage(t, out[LINEAGE_KEY]), **out}
         name = Ref.parse(ref).table if isinstance(ref, str) else ref.table
-        if name.endswith(REJECTS_SUFFIX) and "output_snapshot" not in out and self.exists(name[:-len(REJECTS_SUFFIX)]):
-            for s in self.table(name[:-len(REJECTS_SUFFIX)]).snapshots():  # the pair, seen from this side
-                if (s.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot") == str(snap.snapshot_id):
-                    out["output_snapshot"] = s.snapshot_id
+        if name.endswith(REJECTS_SUFFIX) and "output_snapshot" not in out:  # the pair, seen from this side
+            paired = self._pairs(name).get(snap.snapshot_id)
+            if paired is not None:
+                out["output_snapshot"] = paired
         return out
 
     def _lineage(self, t, path: str) -> dict[str, Any]:
@@ -309,21 +315,17 @@ class Store:
 
     def tag(self, ref: str, tag: str, replace: bool = False) -> int:
         check_tag(tag)
-        for attempt in range(8):
+
+        def once() -> int:  # re-resolved on every try: a concurrent commit moves the refs
             t, snap = self.snapshot(ref)
             if tag in t.metadata.refs and not replace:
                 raise ValueError(f"tag '{tag}' already exists on '{Ref.parse(ref).table}' (use --force to move it)")
             ms = t.manage_snapshots()
             if tag in t.metadata.refs:
                 ms = ms.remove_tag(tag)
-            try:
-                ms.create_tag(snap.snapshot_id, tag).commit()
-                return snap.snapshot_id
-            except _retryable():
-                if attempt == 7:
-                    raise
-                _backoff(attempt)
-        raise AssertionError("unreachable")
+            ms.create_tag(snap.snapshot_id, tag).commit()
+            return snap.snapshot_id
+        return _retry(once)
 
     # ---- publishing -----------------------------------------------------------------
     def publish(self, name: str, schema: pa.Schema, files: list[str], properties: dict[str, Any],
