@@ -37,7 +37,7 @@ def child(cmd: list[str]) -> dict:
 DEDUP = """
 import json, sys, time
 sys.path.insert(0, {root!r})
-from pipelines.inputs import plan_inputs
+from schemas.engine.inputs import plan_inputs
 from filters.dedup import plan_dedup
 from schemas.tables import DOCUMENTS
 shards = plan_inputs({files!r}, None, 1 << 26, 100000)

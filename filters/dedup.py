@@ -25,10 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.failpoints import failpoint
-from pipelines.inputs import InputShard, UnreadableInput, read_shard
-from pipelines.lineage import code_fingerprint
-from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.engine.failpoints import failpoint
+from schemas.engine.inputs import InputShard, UnreadableInput, read_shard
+from schemas.engine.lineage import code_fingerprint
+from schemas.engine.stage import ModelStage, annotate, reject_where
 from schemas.tables import field
 
 SIG_SCHEMA = pa.schema([("node", pa.string()), ("content_hash", pa.string()),
@@ -210,7 +210,7 @@ def plan_dedup(shards: list[InputShard], schema: pa.Schema, work_dir: str, execu
         if executor == "ray":
             import ray.data
 
-            from pipelines.raysession import init_ray
+            from schemas.engine.raysession import init_ray
             init_ray()
             items = [{"shard": json.dumps(s.to_dict())} for s in shards]
             ray.data.from_items(items, override_num_blocks=len(items)).map_batches(

@@ -295,7 +295,7 @@ def lineage(ctx, ref):
 @click.option("--max-errors", default=20, show_default=True)
 def validate(path, schema_name, max_errors):
     """Check a JSONL or Parquet file against a table schema; name the column and row of each problem."""
-    from pipelines.inputs import plan_file, read_shard
+    from schemas.engine.inputs import plan_file, read_shard
     from schemas.tables import TABLES
     if schema_name not in TABLES:
         _fail(f"unknown schema '{schema_name}' (one of {', '.join(TABLES)})")

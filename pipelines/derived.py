@@ -7,8 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.lineage import config_hash, git_commit
-from pipelines.runner import AccountingError, _write_parquet
+from schemas.engine.lineage import config_hash, git_commit
+from schemas.engine.runner import AccountingError, _write_parquet
 from schemas import stats as st
 from schemas.store import Store
 

@@ -56,7 +56,7 @@ class Loop:
 
     # ---- tables ---------------------------------------------------------------------
     def _run(self, pipeline, inputs: list[str], output: str, tag: str | None, mode: str = "overwrite"):
-        from pipelines.runner import RunOptions, run
+        from schemas.engine.runner import RunOptions, run
         res = run(pipeline, RunOptions(inputs=inputs, output=output, warehouse=self.wh, executor=self.args.executor,
                                        num_cpus=self.args.num_cpus, mode=mode, tag=tag, progress=False,
                                        shard_bytes=64 << 10))
@@ -68,8 +68,8 @@ class Loop:
         """Train pool (decontaminated against the held-out set) and the held-out set, as tables."""
         from filters.decontaminate import Decontaminator
         from pipelines.reasoning_data import check_problem
-        from pipelines.runner import Pipeline
-        from pipelines.stage import StageSpec
+        from schemas.engine.runner import Pipeline
+        from schemas.engine.stage import StageSpec
         from schemas.tables import PROBLEMS
         from synth.problems import word_problems, write_jsonl
 
@@ -96,7 +96,7 @@ class Loop:
         return "loop_problems@pool", held
 
     def teacher_tables(self) -> dict[str, str]:
-        from pipelines.runner import Pipeline
+        from schemas.engine.runner import Pipeline
         from schemas.tables import PROBLEMS, SFT
         from synth.teacher import teacher_sft
 
@@ -165,7 +165,7 @@ class Loop:
         """The reasoning-data pipeline with the current model as generator, on a fresh slice of the pool."""
         from pipelines import reasoning_data as rd
         from pipelines.script import options
-        from pipelines.runner import run
+        from schemas.engine.runner import run
 
         a = self.args
         pool = self.store.read_arrow("loop_problems@pool").to_pylist()

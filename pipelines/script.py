@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Callable
 
-from pipelines.runner import Pipeline, RunOptions, run
+from schemas.engine.runner import Pipeline, RunOptions, run
 from schemas.store import default_warehouse
 
 
@@ -53,9 +53,9 @@ def options(args: argparse.Namespace, inputs: list[str]) -> RunOptions:
 
 def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) -> int:
     from pipelines import report
-    from pipelines.inputs import InputError, UnreadableInput
-    from pipelines.runner import NothingKept, RunInProgress, StorageFull
-    from pipelines.stage import StageFailed
+    from schemas.engine.inputs import InputError, UnreadableInput
+    from schemas.engine.runner import NothingKept, RunInProgress, StorageFull
+    from schemas.engine.stage import StageFailed
     from schemas.store import Store, StoreError
 
     try:

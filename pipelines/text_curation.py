@@ -24,10 +24,10 @@ from filters.pii import PiiScrubber  # noqa: E402
 from filters.quality import QualityClassifier, default_model  # noqa: E402
 from filters.text_basic import normalize_text  # noqa: E402
 from pipelines.demo_corpus import write_text_curation_corpus  # noqa: E402
-from pipelines.inputs import plan_inputs  # noqa: E402
-from pipelines.runner import Pipeline  # noqa: E402
+from schemas.engine.inputs import plan_inputs  # noqa: E402
+from schemas.engine.runner import Pipeline  # noqa: E402
 from pipelines.script import common_parser, main  # noqa: E402
-from pipelines.stage import StageSpec  # noqa: E402
+from schemas.engine.stage import StageSpec  # noqa: E402
 from schemas.store import Store  # noqa: E402
 from schemas.tables import DOCUMENTS  # noqa: E402
 

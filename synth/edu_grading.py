@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.engine.stage import ModelStage, annotate, reject_where
 from schemas.ids import table_ids
 from schemas.tables import DOCUMENTS, EDU_GRADES, id_fields
 from synth.generators import Request, Sampling, describe_generator, make_generator

@@ -4,7 +4,7 @@ import os
 
 from filters.text_basic import length_filter, normalize_text
 from pipelines.demo_corpus import write_demo_corpus
-from pipelines.runner import Pipeline, RunOptions, run
+from schemas.engine.runner import Pipeline, RunOptions, run
 from schemas.tables import DOCUMENTS
 
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from helpers import corpus, jsonl, run_demo
 from pipelines.cli import main as cli
-from pipelines.inputs import UnreadableInput
-from pipelines.runner import Pipeline, RunInProgress, RunOptions, run
+from schemas.engine.inputs import UnreadableInput
+from schemas.engine.runner import Pipeline, RunInProgress, RunOptions, run
 from schemas.store import InvalidName, Store, VersionNotFound
 from schemas.tables import DOCUMENTS
 
@@ -77,7 +77,7 @@ def test_a_file_with_other_rows_than_the_metadata_fails(tmp_path, warehouse):
 STAGE_SOURCE = '''
 import os
 import pyarrow.compute as pc
-from pipelines.stage import reject_where, stage
+from schemas.engine.stage import reject_where, stage
 
 
 @stage()
@@ -243,7 +243,7 @@ def test_two_identical_runs_at_once_give_one_version_or_a_clear_error(tmp_path):
 
 
 def test_run_lock_is_released_when_the_holder_dies(tmp_path, warehouse):
-    from pipelines.runner import _run_lock
+    from schemas.engine.runner import _run_lock
     d = str(tmp_path / "lockdir")
     with _run_lock(d, "k", "t"):
         with pytest.raises(RunInProgress):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipelines.runner import run
+from schemas.engine.runner import run
 from pipelines.script import options
 from pipelines.text_curation import build, parser
 from schemas.store import Store

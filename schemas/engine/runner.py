@@ -27,10 +27,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from pipelines.failpoints import failpoint
-from pipelines.inputs import InputError, InputShard, UnreadableInput, concat_rejects, plan_inputs, read_shard
-from pipelines.lineage import code_fingerprint, config_hash, git_commit
-from pipelines.stage import ERROR_BUDGET, StageCount, StageFailed, StageSpec, as_spec, run_chain
+from schemas.engine.failpoints import failpoint
+from schemas.engine.inputs import InputError, InputShard, UnreadableInput, concat_rejects, plan_inputs, read_shard
+from schemas.engine.lineage import code_fingerprint, config_hash, git_commit
+from schemas.engine.stage import ERROR_BUDGET, StageCount, StageFailed, StageSpec, as_spec, run_chain
 from schemas import stats as st
 from schemas.ids import row_id, table_ids
 from schemas.store import Store, check_table_name, check_tag, rejects_name
@@ -382,7 +382,7 @@ def _execute(pending: list[InputShard], job: ShardJob, opts: RunOptions,
             on_done(proc.process(shard))
         return
     import ray.data
-    from pipelines.raysession import init_ray
+    from schemas.engine.raysession import init_ray
 
     init_ray(opts.num_cpus)
     items = [{"shard": json.dumps(s.to_dict())} for s in pending]
