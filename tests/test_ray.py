@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from filters.text_basic import length_filter, normalize_text
 from chat_server import ChatServer
 from helpers import corpus, counts, free_port, kill_and_resume, kill_session, run_demo
-from schemas.engine.stage import ModelStage, StageSpec
+from schemas.engine.stage import ModelStage, Resources, StageSpec
 from schemas.store import Store
 from synth.problems import word_problems
 from test_stage import Doubler
@@ -218,3 +219,71 @@ def test_text_curation_on_ray_matches_in_process(ray_session, tmp_path):
     (ray_r, ray_ids), (local_r, local_ids) = results["ray"], results["local"]
     assert counts(ray_r.accounting) == counts(local_r.accounting)
     assert ray_ids == local_ids
+
+
+class SlowModel(ModelStage):
+    """An actor stage that takes its time per shard: the stage the reader must not wait for."""
+    name = "slow_model"
+    resources = Resources(cpus=0.5, actors=(1, 1))
+
+    def __init__(self, seconds: float = 0.6):
+        self.seconds = seconds
+
+    def __call__(self, batch):
+        time.sleep(self.seconds)
+        return batch
+
+
+def test_stages_are_operators_that_stream_past_a_slow_stage(ray_session, tmp_path):
+    """One operator per stage, with its resources in lineage; the reader runs ahead of a slow
+    actor stage (one actor, so the stage is the bottleneck) instead of waiting for it."""
+    from filters.text_basic import length_filter
+    from schemas.engine.runner import Pipeline, RunOptions, run
+    from schemas.engine.stage import Resources
+    from schemas.tables import DOCUMENTS
+    SlowModel.resources = Resources(cpus=0.5, actors=(1, 1))
+    wh = str(tmp_path / "wh")
+    pipeline = Pipeline("stream", DOCUMENTS, DOCUMENTS,
+                        [normalize_text, StageSpec(SlowModel, {"seconds": 0.6}), length_filter.configure(min_words=3)])
+    r = run(pipeline, RunOptions([corpus(tmp_path, n_files=8, limit=20)], "docs", wh, executor="ray",
+                                 progress=False, resources={"slow_model": {"batch_rows": 1000}}))
+    lin = Store(wh).properties(f"docs@{r.snapshot_id}")
+    ops = {o["operator"]: o for o in lin["execution"]["operators"]}
+    assert list(ops) == ["read", "normalize_text", "slow_model", "length_filter", "write"]
+    assert ops["slow_model"]["kind"] == "actor" and ops["slow_model"]["actors"] == [1, 1]
+    assert ops["slow_model"]["batch_rows"] == 1000 and ops["normalize_text"]["kind"] == "task"
+    assert [s["stage"] for s in lin["accounting"]["stages"]] == ["read", "normalize_text", "slow_model",
+                                                                "length_filter", "write"]
+    slow = next(s for s in lin["accounting"]["stages"] if s["stage"] == "slow_model")
+    assert slow["seconds"] >= 0.6 * 8 * 0.9  # where the time went
+    # Read from the markers' timelines: by the time the slow stage finished its first shard, the
+    # reader had read more than one shard (it streams ahead, bounded by Ray Data's backpressure).
+    markers = [json.loads(p.read_text()) for p in (Path(wh).rglob("_markers/*.json"))]
+    assert len(markers) == 8
+    first_slow_end = min(m["timeline"]["slow_model"][1] for m in markers)
+    read_before = sum(m["timeline"]["read"][1] <= first_slow_end for m in markers)
+    assert read_before >= 2, [m["timeline"] for m in markers]
+
+
+def test_resources_errors_are_one_line(tmp_path):
+    """Unknown stage, bad values: the script exits with one line, before anything runs."""
+    for bad, expect in [("nosuch=cpus:1", "no stage named nosuch"), ("normalize_text=gpus:x", "bad value for gpus"),
+                        ("normalize_text=actors:3-1", "bad value for actors"), ("length_filter", "expected STAGE=")]:
+        proc = subprocess.run([sys.executable, "tests/slow_pipeline.py", "--input", corpus(tmp_path, limit=5),
+                               "--warehouse", str(tmp_path / "wh"), "--executor", "local", "--quiet",
+                               "--resources", bad], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert proc.returncode != 0 and expect in proc.stderr, (bad, proc.stderr[-500:])
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_stage_that_needs_a_gpu_fails_before_any_work_on_a_cpu_cluster(ray_session, tmp_path):
+    from schemas.engine.runner import Pipeline, RunOptions, run
+    from schemas.engine.stage import StageFailed
+    from schemas.tables import DOCUMENTS
+    wh = str(tmp_path / "wh")
+    with pytest.raises(StageFailed, match="needs 0.5 GPU per worker and the Ray cluster has none"):
+        run(Pipeline("gpu", DOCUMENTS, DOCUMENTS, [normalize_text]),
+            RunOptions([corpus(tmp_path, limit=5)], "docs", wh, executor="ray", progress=False,
+                       resources={"normalize_text": {"gpus": 0.5}}))
+    assert Store(wh).versions("docs") == []

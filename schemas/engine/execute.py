@@ -19,6 +19,7 @@ replaced, kept for comparison in bench/).
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import time
 import warnings
@@ -71,6 +72,7 @@ class ShardState:
     failure: dict[str, Any] | None = None   # {"unreadable": [...]} or {"stage_failed": "..."}
     started: float = field(default_factory=time.time)
     placement: dict[str, str] = field(default_factory=dict)  # stage → the Ray node it ran on
+    timeline: dict[str, list[float]] = field(default_factory=dict)  # stage → [start, end], epoch seconds
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Operator:
 
 # ---- the operators' work, the same in-process and under Ray ---------------------------------
 def read_state(shard: InputShard, job: ShardJob) -> ShardState:
+    started = time.time()
     lost_files: dict[str, Any] = {}
     try:
         rows, read_rejects, n_in = read_shard(shard, job.input_schema)
@@ -102,7 +105,7 @@ def read_state(shard: InputShard, job: ShardJob) -> ShardState:
                        lost=n_in - rows.num_rows - read_rejects.num_rows)
     _count_reasons(count, read_rejects)
     return ShardState(shard.to_dict(), rows, [read_rejects] if read_rejects.num_rows else [], [count], n_in,
-                      lost_files, placement={"read": node()})
+                      lost_files, placement={"read": node()}, timeline={"read": [started, time.time()]})
 
 
 def node() -> str:
@@ -131,6 +134,7 @@ class StageOp:
         if state.failure:
             return state
         for name, fn, batch_rows in self.stages:
+            started = time.time()
             try:
                 state.live, rej, count = run_stage(name, fn, state.live, self.job.error_budget, batch_rows)
             except StageFailed as e:  # carried like an unreadable input: the run fails with this cause
@@ -140,6 +144,7 @@ class StageOp:
                 state.rejects.append(rej)
             state.counts.append(count)
             state.placement[name] = node()
+            state.timeline[name] = [started, time.time()]
             if hasattr(fn, "redact_strings") and not self.job.raw_rejects:
                 # Rejects are persisted too: everything rejected so far is redacted here; rows
                 # rejected later passed this stage, so their text already is.
@@ -208,6 +213,7 @@ def write_state(state: ShardState, job: ShardJob) -> dict[str, Any]:
     write_count.seconds = time.perf_counter() - t0
     summary["stages"] = [c.to_dict() for c in (*state.counts, write_count)]
     summary["placement"] = {**state.placement, "write": node()}
+    summary["timeline"] = {**state.timeline, "write": [time.time() - write_count.seconds, time.time()]}
     summary["seconds"] = round(time.time() - state.started, 4)
     check_shard(summary)
     write_json(f"{job.out_dir}/_markers/{shard.key}.json", summary)
@@ -239,8 +245,9 @@ def plan_operators(job: ShardJob, indices: list[int], cluster: dict[str, float] 
     """One operator per stage (adjacent cheap stages fused unless fuse="none"; everything in one
     under fuse="all"), resources resolved against the cluster: a GPU a stage would use is
     dropped on a CPU-only cluster unless the stage needs one, which fails here, before any
-    work; actor CPUs are scaled down when the pools' minimum would not fit (logical CPUs:
-    the pools then share the cores instead of waiting for each other forever)."""
+    work; CPUs are scaled down when the actor pools' minimum and a task would not fit at once
+    (logical CPUs: the pools then share the cores instead of waiting for each other forever).
+    The first and last operators are the read and the write."""
     names = {s.name for s in job.specs}
     unknown = sorted(set(job.resources) - names)
     if unknown:
@@ -252,30 +259,61 @@ def plan_operators(job: ShardJob, indices: list[int], cluster: dict[str, float] 
     for i in indices:
         spec = job.specs[i]
         res = with_overrides(spec.resources, job.resources.get(spec.name, {}))
-        if res.gpus and not gpus and cluster is not None:
-            if res.needs_gpu:
+        if res.gpus and not gpus:
+            if res.needs_gpu and cluster is not None:
                 raise StageFailed(f"stage '{spec.name}' needs {res.gpus:g} GPU per worker and the Ray cluster has "
                                   "none; run it on a cluster with GPUs or set --resources "
                                   f"{spec.name}=gpus:0 to run it on CPU")
-            res = replace(res, gpus=0.0)
+            if not res.needs_gpu:
+                res = replace(res, gpus=0.0)
         kind = "actor" if spec.kind == "actor" or res.gpus else "task"
         prev = ops[-1] if ops else None
         if prev is not None and (job.fuse == "all" or (job.fuse == "tasks" and kind == prev.kind == "task"
                                                        and res == prev.resources)):
             prev.stages.append(i)
             prev.name += f"+{spec.name}"
-            if kind == "actor":
-                prev.kind = "actor"
+            if kind == "actor" and prev.kind != "actor":
+                prev.kind, prev.resources = "actor", replace(res, cpus=max(res.cpus, prev.resources.cpus))
+            elif res != prev.resources:  # fused under fuse="all": the most any of them needs
+                prev.resources = replace(prev.resources, cpus=max(res.cpus, prev.resources.cpus),
+                                         gpus=max(res.gpus, prev.resources.gpus))
             continue
         ops.append(Operator(spec.name, [i], kind, res))
-    actors = [o for o in ops if o.kind == "actor"]
-    need = sum(o.resources.cpus * o.resources.actors[0] for o in actors)
-    room = cpus - 0.5  # leave room for the read, task and write operators
-    if actors and need > room:
-        scale = room / need
-        for o in actors:
-            o.resources = replace(o.resources, cpus=round(o.resources.cpus * scale, 3))
-    return ops
+    io = Resources(cpus=1.0)
+    # Every actor pool's first actor plus the biggest task must fit at once, or the tasks wait
+    # for CPUs the actors hold and the run never ends: scale everyone's (logical) CPUs to fit.
+    need = sum(o.resources.cpus * o.resources.actors[0] for o in ops if o.kind == "actor") + max(
+        [io.cpus] + [o.resources.cpus for o in ops if o.kind == "task"])
+    if need > cpus:
+        scale = cpus / need
+        for o in ops:  # rounded down: rounded up, 2 × 0.667 + 0.667 would not fit in 2 CPUs
+            o.resources = replace(o.resources, cpus=math.floor(o.resources.cpus * scale * 1000) / 1000)
+        io = replace(io, cpus=math.floor(io.cpus * scale * 1000) / 1000)
+    _size_pools([o for o in ops if o.kind == "actor"], cpus - max([io.cpus] + [o.resources.cpus for o in ops
+                                                                                if o.kind == "task"]), gpus)
+    return [Operator("read", [], "task", io), *ops, Operator("write", [], "task", io)]
+
+
+def _size_pools(pools: list[Operator], cpus: float, gpus: float) -> None:
+    """Each pool's maximum size: together the pools never hold the CPUs (or GPUs) the tasks
+    between them need, or Ray Data grows a busy pool until nothing else can be scheduled and
+    the run waits forever. The room left after every pool's minimum goes one actor at a time
+    to the pool with the fewest actors for its declared minimum, up to the declared maximum."""
+    size = {id(o): o.resources.actors[0] for o in pools}
+    used_c = sum(o.resources.cpus * size[id(o)] for o in pools)
+    used_g = sum(o.resources.gpus * size[id(o)] for o in pools)
+    while True:
+        grow = [o for o in pools if (o.resources.actors[1] is None or size[id(o)] < o.resources.actors[1])
+                and used_c + o.resources.cpus <= cpus + 1e-9 and used_g + o.resources.gpus <= gpus + 1e-9
+                and size[id(o)] < 64]
+        if not grow:
+            break
+        o = min(grow, key=lambda o: size[id(o)] / o.resources.actors[0])
+        size[id(o)] += 1
+        used_c += o.resources.cpus
+        used_g += o.resources.gpus
+    for o in pools:
+        o.resources = replace(o.resources, actors=(o.resources.actors[0], size[id(o)]))
 
 
 # ---- running ------------------------------------------------------------------------------------
@@ -298,7 +336,7 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
         passes.append(info)
     ops = plan_operators(job, list(range(len(job.specs))), cluster)
     if pending:
-        _stream(pending, job, ops, decisions, executor, on_done, final=lambda s: write_state(s, job))
+        _stream(pending, job, ops, decisions, executor, on_done, final=lambda s: write_state(s, job), log=log)
     return {"operators": [o.describe() for o in ops], "global_passes": passes,
             "cluster": cluster or {"executor": executor}}
 
@@ -320,7 +358,7 @@ def _global_pass(shards: list[InputShard], pending: list[InputShard], job: Shard
         def check(summary: dict[str, Any]) -> None:
             if "signatures" not in summary:
                 _raise_failure(summary)
-        _stream(todo, job, ops, decisions, executor, check, final=lambda s: sign_state(s, job, g))
+        _stream(todo, job, ops, decisions, executor, check, final=lambda s: sign_state(s, job, g), log=log)
     failpoint("dedup")
     summary = spec.target.decide([signature_uri(job, g, s.key) for s in shards], out, executor, **spec.params)
     log(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int)))
@@ -336,20 +374,55 @@ def _raise_failure(summary: dict[str, Any]) -> None:
 
 
 def _stream(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions: dict[int, str], executor: str,
-            on_done: Callable[[dict[str, Any]], None], final: Callable[[ShardState], dict[str, Any]]) -> None:
+            on_done: Callable[[dict[str, Any]], None], final: Callable[[ShardState], dict[str, Any]],
+            log: Callable[[str], None] = print) -> None:
+    """Shards through the operators; a shard whose worker or node is lost is run again (the
+    shard's files have deterministic names, so a rerun rewrites the same ones), in a fresh DAG
+    over the unfinished shards, up to RETRIES times."""
     if executor == "local":
-        built = [StageOp(job, o.stages, decisions) for o in ops]
+        built = [StageOp(job, o.stages, decisions) for o in ops if o.stages]
         for shard in shards:
             state = read_state(shard, job)
             for op in built:
                 state = op.process(state)
             on_done(final(state))
         return
-    with warnings.catch_warnings():  # Ray 2.60 takes retries only through the deprecated **ray_remote_args
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        ds = _dag(shards, job, ops, decisions, final)
-        for row in ds.iter_rows():
-            on_done(json.loads(row["summary"]))
+    remaining = list(shards)
+    for attempt in range(1, RETRIES + 2):
+        finished: set[str] = set()
+        try:
+            with warnings.catch_warnings():  # Ray 2.60 takes max_restarts only through **ray_remote_args
+                warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+                for row in _dag(remaining, job, ops, decisions, final).iter_rows():
+                    summary = json.loads(row["summary"])
+                    on_done(summary)
+                    finished.add(summary["shard"])
+            return
+        except Exception as e:  # noqa: BLE001 - only a lost worker or node is retried
+            lost = _lost_worker(e)
+            if lost is None or attempt > RETRIES:
+                raise
+            remaining = [s for s in remaining if s.key not in finished]
+            log(f"a Ray worker or node was lost ({type(lost).__name__}); retrying the {len(remaining)} unfinished "
+                f"shards (retry {attempt} of {RETRIES})")
+
+
+def _lost_worker(exc: BaseException) -> BaseException | None:
+    """The Ray system failure (a dead actor, worker or node, lost objects) in `exc`'s chain."""
+    import ray.exceptions as rex
+    kinds = tuple(k for k in (getattr(rex, n, None) for n in (
+        "RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
+        "ActorUnavailableError", "LocalRayletDiedError")) if isinstance(k, type))
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, kinds):
+            return e
+        todo += [c for c in (e.__cause__, e.__context__, getattr(e, "cause", None)) if isinstance(c, BaseException)]
+    return None
 
 
 def _dag(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions: dict[int, str],
@@ -358,31 +431,34 @@ def _dag(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions
     import ray.data
 
     ds = ray.data.from_items([{"shard": json.dumps(s.to_dict())} for s in shards], override_num_blocks=len(shards))
+    read, *stages, write = ops
     ds = ds.map_batches(_named("read", _read_batch, job=job), batch_size=1, batch_format="pyarrow",
-                        max_retries=RETRIES)
-    for op in ops:
+                        num_cpus=read.resources.cpus, max_retries=RETRIES)
+    for op in stages:
         res = op.resources
         if op.kind == "actor":
             # Restarted where a node dies (Ray Data retries the shard on another actor; the
             # shard's outputs have deterministic names, so a retry rewrites the same files).
             cls = type(f"Stage_{op.name.replace('+', '_')}", (StageOp,), {})
-            max_actors = res.actors[1] or max(1, int(ray.cluster_resources().get("CPU", 1) // max(res.cpus, 0.25)))
-            max_actors = max(res.actors[0], min(max_actors, len(shards)))
+            max_actors = max(res.actors[0], min(res.actors[1] or res.actors[0], len(shards)))
             ds = ds.map_batches(cls, fn_constructor_kwargs={"job": job, "indices": op.stages, "decisions": decisions},
                                 batch_size=1, batch_format="pyarrow", num_cpus=res.cpus, num_gpus=res.gpus or None,
                                 compute=ray.data.ActorPoolStrategy(min_size=res.actors[0], max_size=max_actors),
-                                max_restarts=RETRIES, max_task_retries=RETRIES)
+                                max_restarts=0)
         else:
             ds = ds.map_batches(_named(f"stage_{op.name.replace('+', '_')}", _stage_batch, job=job,
                                        indices=op.stages, decisions=decisions),
                                 batch_size=1, batch_format="pyarrow", num_cpus=res.cpus, max_retries=RETRIES)
     return ds.map_batches(_named("write", _final_batch, final=final), batch_size=1, batch_format="pyarrow",
-                          max_retries=RETRIES)
+                          num_cpus=write.resources.cpus, max_retries=RETRIES)
 
 
 # A worker or node that dies is replaced and its shard retried (outputs have deterministic names,
 # so a retry rewrites the same files), a bounded number of times: a stage that kills its process
 # on some input (a segfault) fails the run instead of being retried forever, Ray Data's default.
+# Tasks are retried by Ray; actors are not restarted by Ray (a restartable actor whose arguments
+# live in the object store, as Ray Data's do, logs a warning on every run) but by `_stream`, which
+# runs the unfinished shards again in a fresh DAG.
 RETRIES = 3
 
 

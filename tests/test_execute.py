@@ -1,0 +1,70 @@
+"""The operator plan: every pipeline shape fits the cluster it runs on (or fails before work)."""
+import itertools
+
+import pyarrow as pa
+import pytest
+
+from schemas.engine.execute import ShardJob, plan_operators
+from schemas.engine.stage import ModelStage, Resources, StageFailed, StageSpec, stage
+from schemas.tables import DOCUMENTS, rejects_schema
+
+
+@stage()
+def cheap(batch: pa.Table) -> pa.Table:
+    return batch
+
+
+def _model(name: str, res: Resources):
+    return type(f"M_{name}", (ModelStage,), {"name": name, "resources": res, "__call__": lambda self, b: b})
+
+
+def _job(specs, resources=None, fuse="tasks"):
+    return ShardJob(DOCUMENTS, DOCUMENTS, rejects_schema(DOCUMENTS), specs, "/x", "/y", "r",
+                    resources=resources or {}, fuse=fuse)
+
+
+@pytest.mark.parametrize("n_actors,cpus,gpus_decl,cluster_cpus", itertools.product(
+    [0, 1, 2, 3, 5], [0.5, 1.0, 2.0], [0.0, 1.0], [1.0, 2.0, 3.0, 16.0]))
+def test_actor_pools_and_a_task_always_fit_the_cluster(n_actors, cpus, gpus_decl, cluster_cpus):
+    """Rounding or greedy pools must never leave the tasks between them without a CPU: that
+    hangs the run forever (it did, with 2 × 0.667 + 0.667 > 2)."""
+    specs = [cheap.spec()]
+    for i in range(n_actors):
+        specs += [StageSpec(_model(f"m{i}", Resources(cpus=cpus, gpus=gpus_decl))), cheap.configure(k=i).spec()]
+    ops = plan_operators(_job(specs), list(range(len(specs))), {"CPU": cluster_cpus, "GPU": 0.0})
+    assert ops[0].name == "read" and ops[-1].name == "write"
+    actors = [o for o in ops if o.kind == "actor"]
+    tasks = [o for o in ops if o.kind == "task"]
+    assert len(actors) == n_actors and all(o.resources.gpus == 0 for o in ops)  # no GPU here: CPU
+    held = sum(o.resources.cpus * o.resources.actors[1] for o in actors)  # pools at their largest
+    assert held + max(o.resources.cpus for o in tasks) <= cluster_cpus + 1e-9
+    assert all(o.resources.actors[1] >= o.resources.actors[0] >= 1 for o in actors)
+
+
+def test_gpu_pools_never_hold_more_gpus_than_the_cluster_has():
+    specs = [cheap.spec(), StageSpec(_model("asr", Resources(cpus=1, gpus=0.5))),
+             StageSpec(_model("gen", Resources(cpus=1, gpus=1)))]
+    ops = {o.name: o for o in plan_operators(_job(specs), [0, 1, 2], {"CPU": 16.0, "GPU": 2.0})}
+    assert ops["asr"].resources.gpus == 0.5 and ops["gen"].resources.gpus == 1
+    assert ops["asr"].resources.actors[1] * 0.5 + ops["gen"].resources.actors[1] * 1 <= 2
+
+
+def test_overrides_and_their_errors():
+    specs = [cheap.spec(), StageSpec(_model("asr", Resources(cpus=1, gpus=1)))]
+    ops = {o.name: o for o in plan_operators(_job(specs, {"asr": {"gpus": 0.5, "actors": [1, 2]}}), [0, 1],
+                                             {"CPU": 8.0, "GPU": 1.0})}
+    assert ops["asr"].resources.gpus == 0.5 and ops["asr"].resources.actors == (1, 2)
+    with pytest.raises(StageFailed, match="needs 0.5 GPU"):
+        plan_operators(_job(specs, {"asr": {"gpus": 0.5}}), [0, 1], {"CPU": 8.0})
+    with pytest.raises(ValueError, match="no stage named asrr"):
+        plan_operators(_job(specs, {"asrr": {"cpus": 1}}), [0, 1], {"CPU": 8.0})
+    # a GPU the stage would only use where there is one: CPU on a CPU-only cluster
+    ops = {o.name: o for o in plan_operators(_job(specs), [0, 1], {"CPU": 2.0})}
+    assert ops["asr"].resources.gpus == 0
+
+
+def test_fuse_all_is_one_operator_with_the_most_any_stage_needs():
+    specs = [cheap.spec(), StageSpec(_model("asr", Resources(cpus=1, gpus=1))), cheap.configure(k=1).spec()]
+    ops = plan_operators(_job(specs, fuse="all"), [0, 1, 2], {"CPU": 4.0, "GPU": 1.0})
+    assert [o.name for o in ops] == ["read", "cheap+asr+cheap", "write"]
+    assert ops[1].kind == "actor" and ops[1].resources.gpus == 1
