@@ -29,6 +29,7 @@ from schemas.engine.runner import Pipeline  # noqa: E402
 from pipelines.script import common_parser, main  # noqa: E402
 from schemas.engine.stage import StageSpec  # noqa: E402
 from schemas.store import Store  # noqa: E402
+from schemas.filesystem import is_remote, work_dir  # noqa: E402
 from schemas.tables import DOCUMENTS  # noqa: E402
 
 
@@ -44,16 +45,18 @@ def parse_policy(text: str) -> dict[str, str]:
 
 def build(args):
     inputs = args.inputs
-    warehouse = os.path.abspath(args.warehouse)
+    # The store may be on S3; scratch files (demo corpus, dedup work, the default model) stay local.
+    warehouse = args.warehouse if is_remote(args.warehouse) else os.path.abspath(args.warehouse)
+    work = work_dir(args.warehouse)
     if not inputs:
-        corpus = os.path.join(warehouse, "_demo_input_text")
+        corpus = os.path.join(work, "_demo_input_text")
         write_text_curation_corpus(corpus)
         inputs = [corpus]
     stages = [normalize_text]
     if not args.no_dedup:
         store = Store(warehouse)
         shards = plan_inputs(inputs, store, int(args.shard_mb * (1 << 20)), args.shard_rows)
-        dups, summary = plan_dedup(shards, DOCUMENTS, os.path.join(warehouse, "_work"), args.executor,
+        dups, summary = plan_dedup(shards, DOCUMENTS, os.path.join(work, "_work"), args.executor,
                                    num_perm=args.num_perm, ngram=args.ngram, threshold=args.dedup_threshold)
         print(f"dedup: {summary['exact_duplicates']} exact and {summary['near_duplicates']} near duplicates "
               f"in {summary['clusters']} clusters", file=sys.stderr)
@@ -62,7 +65,7 @@ def build(args):
         stages.append(StageSpec(Decontaminator, {"benchmarks": args.benchmarks, "n": args.ngram_decontam,
                                                  "warehouse": warehouse}))
     stages.append(StageSpec(GopherFilter, {"min_words": args.min_words, "max_words": args.max_words}))
-    model = args.quality_model or default_model(warehouse).path
+    model = args.quality_model or default_model(work).path
     stages.append(StageSpec(QualityClassifier, {"model_path": model, "threshold": args.quality_threshold}))
     if not args.no_pii:
         stages.append(StageSpec(PiiScrubber, {"policy": parse_policy(args.pii_policy),

@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -28,9 +27,11 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from schemas.engine.failpoints import failpoint
-from schemas.engine.inputs import InputError, InputShard, UnreadableInput, concat_rejects, plan_inputs, read_shard
+from schemas.engine.inputs import (InputError, InputShard, UnreadableInput, concat_rejects, location, plan_inputs,
+                                   read_shard)
 from schemas.engine.lineage import code_fingerprint, config_hash, git_commit
 from schemas.engine.stage import ERROR_BUDGET, StageCount, StageFailed, StageSpec, as_spec, run_chain
+from schemas import filesystem as fsys
 from schemas import stats as st
 from schemas.ids import row_id, table_ids
 from schemas.store import Store, check_table_name, check_tag, rejects_name
@@ -122,29 +123,20 @@ class ShardJob:
 
 
 def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), uri
+    return fsys.filesystem(uri)
 
 
 def _write_json(uri: str, obj: Any) -> None:
-    fs, path = _fs(uri)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    with fs.open_output_stream(tmp) as f:
-        f.write(json.dumps(obj, default=str).encode())
-    fs.move(tmp, path)  # a marker is either whole or absent
+    fsys.write_json(uri, obj)  # a marker is either whole or absent (rename locally, one PUT on S3)
 
 
 def _read_json(uri: str) -> Any:
-    fs, path = _fs(uri)
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.read())
+    return fsys.read_json(uri)
 
 
 def _write_parquet(table: pa.Table, uri: str, stats: dict[str, Any]) -> None:
     fs, path = _fs(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
+    fsys.makedirs(os.path.dirname(uri))  # object stores have no directories to create
     meta = dict(table.schema.metadata or {})
     meta[b"curate.stats"] = json.dumps(stats).encode()
     pq.write_table(table.replace_schema_metadata(meta), path, filesystem=fs, compression="zstd")
@@ -575,7 +567,7 @@ def _finish_tags(store: Store, opts: RunOptions, rname: str, run_id: str, publis
 def _run_lock(data_dir: str, run_key: str, output: str):
     """One process at a time per run key on a local warehouse (flock: released when the
     process dies, so a killed run never blocks its rerun)."""
-    if "://" in data_dir and not data_dir.startswith("file://"):
+    if fsys.is_remote(data_dir):
         yield  # object stores have no flock; identical concurrent runs still publish once (run id)
         return
     import fcntl
@@ -614,7 +606,7 @@ def _input_lineage(shards: list[InputShard]) -> dict[str, Any]:
     files: dict[str, str] = {}
     for s in shards:
         if s.kind != "table":
-            files[os.path.abspath(s.path)] = s.fingerprint
+            files[location(s.path)] = s.fingerprint
     listed = dict(sorted(files.items())[:100])
     return {"tables": tables, "files": listed, "n_files": len(files), "n_shards": len(shards),
             "files_hash": row_id(json.dumps(sorted(files.items())))[:16]}

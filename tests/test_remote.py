@@ -1,0 +1,248 @@
+"""Remote storage end to end: inputs, outputs, markers and the warehouse on an S3-protocol server
+(moto's, started here), the catalog on PostgreSQL (started here), as a team would deploy it.
+
+Each test gets its own bucket and database; both servers run on 127.0.0.1 at free ports and are
+stopped by their process ids. Results are compared with the same run on the local default
+(SQLite + a directory), which must stay unchanged."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import corpus, run_demo
+from schemas import filesystem as fsys
+from schemas.store import Store, StoreError
+from servers import Postgres, S3Server, postgres_bindir
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg():
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries (initdb, postgres) not found: `apt-get install postgresql` "
+                    "(make test-debs installs it)")
+    server = Postgres(bindir)
+    yield server
+    server.stop()
+
+
+class Remote:
+    def __init__(self, s3, pg):
+        self.bucket = s3.bucket()
+        self.db = pg.database()
+        self.warehouse = f"s3://{self.bucket}/wh"
+        self.catalog = {"uri": self.db, "warehouse": self.warehouse}
+        self.env = {**s3.env, "CURATE_CATALOG": json.dumps(self.catalog)}
+
+    def upload(self, local_dir, prefix="in"):
+        for name in sorted(os.listdir(local_dir)):
+            with open(os.path.join(local_dir, name), "rb") as f:
+                fsys.write_bytes(f"s3://{self.bucket}/{prefix}/{name}", f.read())
+        return f"s3://{self.bucket}/{prefix}"
+
+
+@pytest.fixture
+def remote(s3, pg, monkeypatch):
+    r = Remote(s3, pg)
+    for k, v in r.env.items():
+        monkeypatch.setenv(k, v)
+    yield r
+    fsys.use_catalog(None)
+
+
+def _ids(store, ref):
+    return sorted(store.read_arrow(ref, ["id"]).column("id").to_pylist())
+
+
+def _inputs(tmp_path):
+    """Real text in three formats: JSONL (with bad lines), gzipped JSONL, Parquet of several row groups."""
+    src = corpus(tmp_path, n_files=2, limit=160)
+    names = sorted(os.listdir(src))
+    with open(os.path.join(src, names[0]), "ab") as f:
+        f.write(b"not json\n\xff\xfe broken utf8\n")
+    with open(os.path.join(src, names[1]), "rb") as f:
+        lines = f.read().splitlines(keepends=True)
+    os.remove(os.path.join(src, names[1]))
+    with gzip.open(os.path.join(src, "gz.jsonl.gz"), "wb") as f:
+        f.writelines(lines[:40])
+    rows = [json.loads(line) for line in lines[40:]]
+    assert len(rows) > 30
+    pq.write_table(pa.table({"text": [r["text"] for r in rows]}), os.path.join(src, "pq.parquet"), row_group_size=7)
+    return src
+
+
+def test_filesystem_on_s3_lists_globs_and_fingerprints_like_local(remote):
+    b = f"s3://{remote.bucket}"
+    for key in ("d/a.jsonl", "d/sub/b.jsonl", "d/sub/deep/c.jsonl", "d/x.parquet", "other/a.jsonl"):
+        fsys.write_bytes(f"{b}/{key}", b'{"text": "x"}\n')
+    assert fsys.isdir(f"{b}/d") and not fsys.isdir(f"{b}/d/a.jsonl") and not fsys.exists(f"{b}/nope")
+    assert fsys.walk(f"{b}/d") == [f"{b}/d/a.jsonl", f"{b}/d/sub/b.jsonl", f"{b}/d/sub/deep/c.jsonl", f"{b}/d/x.parquet"]
+    assert fsys.glob(f"{b}/d/*.jsonl") == [f"{b}/d/a.jsonl"]  # `*` stays within one part, as glob does
+    assert fsys.glob(f"{b}/d/**/*.jsonl") == [f"{b}/d/a.jsonl", f"{b}/d/sub/b.jsonl", f"{b}/d/sub/deep/c.jsonl"]
+    assert fsys.glob(f"{b}/*/a.jsonl") == [f"{b}/d/a.jsonl", f"{b}/other/a.jsonl"]
+    assert fsys.glob(f"{b}/d/s?b/[b]*") == [f"{b}/d/sub/b.jsonl"]
+    before = fsys.fingerprint(f"{b}/d/a.jsonl")
+    fsys.write_bytes(f"{b}/d/a.jsonl", b'{"text": "y"}\n')  # same size, same second
+    assert fsys.fingerprint(f"{b}/d/a.jsonl") != before
+    fsys.write_json(f"{b}/m/marker.json", {"k": [1, 2]})
+    assert fsys.read_json(f"{b}/m/marker.json") == {"k": [1, 2]}
+    with fsys.open_input(f"{b}/d/sub/b.jsonl") as f:
+        f.seek(2)
+        assert f.readline() == b'text": "x"}\n'
+
+
+def test_text_pipeline_reads_s3_inputs_publishes_to_s3_with_a_postgres_catalog(remote, tmp_path):
+    src = _inputs(tmp_path)
+    prefix = remote.upload(src)
+    got = run_demo(None, [f"{prefix}/*.jsonl*", f"{prefix}/pq.parquet"], shard_rows=10)
+    want = run_demo(str(tmp_path / "local"), [f"{src}/*.jsonl*", f"{src}/pq.parquet"], shard_rows=10, catalog={})
+    acc = got.accounting
+    assert acc["rows_in"] == acc["kept"] + acc["rejected"] == want.accounting["rows_in"] > 100
+    assert acc["rejects_by_reason"]["malformed_json"] >= 1 and acc["rejects_by_reason"]["invalid_utf8"] >= 1
+    assert acc["shards"] == want.accounting["shards"] >= 5  # several Parquet row-group shards
+    store, local = Store(), Store(str(tmp_path / "local"), {})  # {}: the local default, whatever the env says
+    assert store.location == remote.warehouse
+    for table in ("docs", "docs_rejects"):
+        assert _ids(store, table) == _ids(local, table)
+        paths = store.files(table).column("file_path").to_pylist()
+        assert paths and all(p.startswith(f"{remote.warehouse}/curate/{table}/data/") for p in paths)
+    props = store.properties("docs")
+    assert props["accounting"] == want.accounting
+    assert props["inputs"]["files"] == {f"{prefix}/{n}": fp for n, fp in
+                                        ((os.path.basename(k), v) for k, v in props["inputs"]["files"].items())}
+    assert all(k.startswith("s3://") for k in props["inputs"]["files"])
+    # The catalog is PostgreSQL's, not a SQLite file; nothing of the run landed on local disk.
+    import psycopg
+    with psycopg.connect(remote.db.replace("+psycopg", "")) as conn:
+        rows = conn.execute("select table_name, metadata_location from iceberg_tables order by 1").fetchall()
+    assert [r[0] for r in rows] == ["docs", "docs_rejects"]
+    assert all(r[1].startswith(f"{remote.warehouse}/curate/") for r in rows)
+    assert not os.path.exists("s3:") and not os.path.exists(os.path.join(REPO, "s3:"))
+    # A store table on S3 as the input of the next run (table shards: data files on S3).
+    again = run_demo(None, "docs", output="docs2", min_words=20)
+    assert again.accounting["rows_in"] == acc["kept"] and 0 < again.accounting["kept"] < acc["kept"]
+    assert set(_ids(store, "docs2")) < set(_ids(store, "docs"))
+
+
+def test_curate_cli_on_the_remote_warehouse(remote, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    src = corpus(tmp_path, n_files=2, limit=40)
+    run_demo(None, remote.upload(src), tag="v1")
+    monkeypatch.delenv("CURATE_CATALOG")  # the command line alone names catalog and storage
+    fsys.use_catalog(None)
+    base = ["--warehouse", remote.warehouse, "--catalog", remote.db]
+
+    def cli(*args):
+        res = CliRunner().invoke(main, [*base, *args])
+        assert res.exit_code == 0, (args, res.output)
+        return res.output
+    versions = json.loads(cli("versions", "docs", "--json"))
+    assert len(versions) == 1 and versions[0]["tags"] == ["v1"] and versions[0]["current"]
+    stats = json.loads(cli("stats", "docs@v1", "--json"))
+    assert stats["rows"] == versions[0]["rows"] > 0 and stats["files"] == 2
+    shown = [json.loads(line) for line in cli("show", "docs", "-n", "3", "--json").splitlines()]
+    assert len(shown) == 3 and all(r["text"] for r in shown)
+    assert json.loads(cli("lineage", "docs"))["accounting"]["kept"] == stats["rows"]
+    assert "docs_rejects" in cli("tables")
+    # An object-store warehouse without a catalog is one line, not a traceback.
+    monkeypatch.delenv("CURATE_CATALOG")
+    res = CliRunner().invoke(main, ["--warehouse", remote.warehouse, "tables"])
+    assert res.exit_code == 2 and "needs a shared catalog" in res.output and "Traceback" not in res.output
+    with pytest.raises(StoreError, match="needs a shared catalog"):
+        Store(remote.warehouse)
+
+
+def test_sweep_on_s3_removes_only_unreferenced_files(remote, tmp_path):
+    run_demo(None, remote.upload(corpus(tmp_path, n_files=2, limit=40)))
+    store = Store()
+    loc = store.table("docs").location()
+    orphan = f"{loc}/metadata/99999-lost-commit.metadata.json"
+    fsys.write_bytes(orphan, b"x")
+    removed = store.sweep("docs", older_than_s=0)
+    assert removed == [fsys.filesystem(orphan)[1]] and not fsys.exists(orphan)
+    assert store.read_arrow("docs").num_rows > 0 and store.properties("docs")["accounting"]["kept"] > 0
+
+
+def _demo_cmd(remote, src, *extra):
+    return [sys.executable, "pipelines/demo.py", "--input", src, "--warehouse", remote.warehouse,
+            "--catalog", remote.db, "--quiet", *extra]
+
+
+@pytest.mark.parametrize("phase", ["shard-written:2", "rejects-committed"])
+def test_a_kill_on_s3_resumes_from_s3_markers_and_publishes_once(remote, tmp_path, phase):
+    src = corpus(tmp_path, n_files=4, limit=40)
+    prefix = remote.upload(src)
+    env = {k: v for k, v in os.environ.items() if k != "CURATE_CATALOG"}  # --catalog names it
+    cmd = _demo_cmd(remote, prefix, "--executor", "local", "--tag", "t1")
+    killed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**env, "CURATE_FAILPOINT": phase})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    markers = [p for p in fsys.walk(remote.warehouse) if "/_markers/" in p]
+    store = Store()
+    if phase.startswith("shard-written"):
+        assert len(markers) == 2 and store.versions("documents_demo") == []
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    if phase.startswith("shard-written"):
+        assert "resuming run" in rerun.stderr and "2 processed, 2 resumed" in rerun.stdout
+    clean = run_demo(str(tmp_path / "clean"), src, output="documents_demo", tag="t1", catalog={})
+    want = Store(str(tmp_path / "clean"), {})
+    for table in ("documents_demo", "documents_demo_rejects"):
+        assert len(store.versions(table)) == 1, table
+        assert _ids(store, f"{table}@t1") == _ids(want, f"{table}@t1")
+    assert store.properties("documents_demo")["accounting"] == clean.accounting
+
+
+def test_a_corrupt_input_on_s3_is_the_same_one_line_error_as_locally(remote, tmp_path):
+    src = tmp_path / "bad"
+    src.mkdir()
+    pq.write_table(pa.table({"text": ["a long enough text here"] * 50}), src / "t.parquet", row_group_size=10)
+    data = (src / "t.parquet").read_bytes()
+    (src / "t.parquet").write_bytes(data[: len(data) // 2])  # truncated: no footer
+    (src / "g.jsonl.gz").write_bytes(gzip.compress(b'{"text": "one two three four five six"}\n' * 200)[:-40])
+    prefix = remote.upload(str(src))
+    for name in ("t.parquet", "g.jsonl.gz"):
+        lines = {}
+        for where, path, wh in (("local", str(src / name), str(tmp_path / "wh")), ("s3", f"{prefix}/{name}", None)):
+            err = subprocess.run(_demo_cmd(remote, path, "--executor", "local") if where == "s3" else
+                                 [sys.executable, "pipelines/demo.py", "--input", path, "--warehouse", wh,
+                                  "--quiet", "--executor", "local"],
+                                 cwd=REPO, capture_output=True, text=True, timeout=300,
+                                 env={k: v for k, v in os.environ.items() if k != "CURATE_CATALOG"})
+            assert err.returncode == 2 and "Traceback" not in err.stderr, err.stderr[-2000:]
+            line = [x for x in err.stderr.splitlines() if x.startswith("error:")]
+            assert len(line) == 1, err.stderr
+            lines[where] = line[0].replace(path, "FILE")
+        assert lines["local"] == lines["s3"] and "error: input file FILE" in lines["s3"], lines
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_executor_reads_and_writes_s3(remote, tmp_path):
+    """Embedded Ray: the workers reach S3 through the environment the script exported."""
+    src = corpus(tmp_path, n_files=3, limit=40)
+    prefix = remote.upload(src)
+    env = {k: v for k, v in os.environ.items() if k != "CURATE_CATALOG"}
+    proc = subprocess.run(_demo_cmd(remote, prefix, "--executor", "ray", "--num-cpus", "2"), cwd=REPO,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3 processed, 0 resumed" in proc.stdout
+    clean = run_demo(str(tmp_path / "clean"), src, output="documents_demo", catalog={})
+    assert _ids(Store(), "documents_demo") == _ids(Store(str(tmp_path / "clean"), {}), "documents_demo")
+    assert Store().properties("documents_demo")["accounting"] == clean.accounting
