@@ -246,3 +246,19 @@ def test_ray_executor_reads_and_writes_s3(remote, tmp_path):
     clean = run_demo(str(tmp_path / "clean"), src, output="documents_demo", catalog={})
     assert _ids(Store(), "documents_demo") == _ids(Store(str(tmp_path / "clean"), {}), "documents_demo")
     assert Store().properties("documents_demo")["accounting"] == clean.accounting
+
+
+def test_two_identical_runs_at_once_on_s3_publish_one_version(remote, tmp_path):
+    """No flock on object storage: both runs process the shards, the publish is once per run id."""
+    prefix = remote.upload(corpus(tmp_path, n_files=4, limit=40))
+    env = {k: v for k, v in os.environ.items() if k != "CURATE_CATALOG"}
+    cmd = [sys.executable, "tests/slow_pipeline.py", "--input", prefix, "--warehouse", remote.warehouse,
+           "--catalog", remote.db, "--quiet", "--executor", "local", "--pause", "0.5"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    published = {line.split()[1] for out, _ in outs for line in out.splitlines() if line.startswith("published")}
+    assert len(published) == 1, outs
+    store = Store()
+    assert len(store.versions("slow_docs")) == 1 and len(store.versions("slow_docs_rejects")) == 1
