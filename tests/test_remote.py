@@ -262,3 +262,67 @@ def test_two_identical_runs_at_once_on_s3_publish_one_version(remote, tmp_path):
     assert len(published) == 1, outs
     store = Store()
     assert len(store.versions("slow_docs")) == 1 and len(store.versions("slow_docs_rejects")) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_job_submit_gets_the_storage_settings_from_its_runtime_env(remote, tmp_path):
+    """A head started without any AWS or catalog variable; the job's runtime_env carries them
+    (README "Remote storage and a shared catalog") to its driver and workers."""
+    import time
+
+    from helpers import free_port, kill_session
+    prefix = remote.upload(corpus(tmp_path, n_files=2, limit=40))
+    bin_dir = os.path.dirname(sys.executable)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CURATE_CATALOG", "RAY_ADDRESS"))}
+    env.update(PATH=bin_dir + os.pathsep + os.environ["PATH"], RAY_AUTH_MODE="disabled")
+    dash, temp = free_port(), f"/tmp/rr{os.getpid()}"
+    head = subprocess.Popen(
+        [os.path.join(bin_dir, "ray"), "start", "--head", "--num-cpus", "2", "--object-store-memory", "500000000",
+         "--disable-usage-stats", "--temp-dir", temp, "--port", str(free_port()), "--dashboard-host", "127.0.0.1",
+         "--dashboard-port", str(dash), "--dashboard-agent-listen-port", str(free_port()),
+         "--ray-client-server-port", str(free_port()), "--metrics-export-port", str(free_port()), "--block"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        runtime = {"env_vars": remote.env}  # AWS_* and CURATE_CATALOG
+        submit = [os.path.join(bin_dir, "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}",
+                  "--working-dir", ".", "--runtime-env-json", json.dumps(runtime), "--",
+                  "python", "pipelines/demo.py", "--input", prefix, "--quiet"]
+        deadline = time.time() + 120
+        while True:  # the Jobs API answers once the dashboard is up
+            res = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+            if res.returncode == 0 or time.time() > deadline or "Connection" not in res.stdout + res.stderr:
+                break
+            time.sleep(2)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+        assert "published documents_demo@" in res.stdout and "2 processed" in res.stdout
+        clean = run_demo(str(tmp_path / "clean"), prefix, output="documents_demo", catalog={})
+        assert Store().properties("documents_demo")["accounting"] == clean.accounting
+    finally:
+        head.kill()
+        kill_session(head.pid)
+        head.wait()
+        subprocess.run(["rm", "-rf", temp])
+
+
+@pytest.mark.slow
+def test_text_curation_pipeline_on_s3_and_postgres_equals_the_local_run(remote, tmp_path):
+    """The real text pipeline (dedup, decontamination, Gopher, fastText; PII by patterns only):
+    inputs and tables on S3, catalog in PostgreSQL; scratch files (dedup work, model) local."""
+    from pipelines.demo_corpus import write_text_curation_corpus
+    src = str(tmp_path / "src")
+    write_text_curation_corpus(src)
+    prefix = remote.upload(src)
+    env = {**{k: v for k, v in os.environ.items() if k != "CURATE_CATALOG"}, "CURATE_WORK_DIR": str(tmp_path / "work")}
+    common = ["--executor", "local", "--quiet", "--spacy-model", "", "--shard-mb", "0.05", "--tag", "t1"]
+    runs = {}
+    for where, args in (("s3", ["--input", prefix, "--warehouse", remote.warehouse, "--catalog", remote.db]),
+                        ("local", ["--input", src, "--warehouse", str(tmp_path / "wh")])):
+        runs[where] = subprocess.run([sys.executable, "pipelines/text_curation.py", *args, *common], cwd=REPO,
+                                     env=env, capture_output=True, text=True, timeout=600)
+        assert runs[where].returncode == 0, runs[where].stderr[-3000:]
+    got, want = Store(), Store(str(tmp_path / "wh"), {})
+    for table in ("documents", "documents_rejects"):
+        assert _ids(got, f"{table}@t1") == _ids(want, f"{table}@t1") != []
+    assert got.properties("documents")["accounting"] == want.properties("documents")["accounting"]
+    assert os.listdir(tmp_path / "work")  # scratch went to CURATE_WORK_DIR, not to a path named "s3:"
