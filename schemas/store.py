@@ -1,8 +1,9 @@
 """The dataset store: versioned tables of Parquet shards in an Apache Iceberg warehouse.
 
 Default: a local warehouse directory with an embedded SQLite catalog. Any pyiceberg
-catalog (REST, Glue, Hive, S3 storage) works by passing its properties instead; see
-README "Store". A pipeline run writes its shards first (workers, straight to storage) and
+catalog (PostgreSQL through SQLAlchemy, REST, Glue, Hive) with S3 storage works by passing
+its properties instead (`--catalog`, env CURATE_CATALOG); every path goes through
+`schemas.filesystem`. See README "Remote storage and a shared catalog". A pipeline run writes its shards first (workers, straight to storage) and
 then `publish` registers them in ONE snapshot per table: readers never see a partial run.
 Snapshot properties carry the run's lineage and accounting (keys `curate.*`).
 """
@@ -49,13 +50,13 @@ def parse_catalog(text: str) -> dict[str, str]:
         try:
             props = json.loads(text)
         except json.JSONDecodeError as e:
-            raise StoreError(f"catalog properties are not valid JSON ({e}): {text[:80]}") from None
+            raise StoreError(f"catalog properties are not valid JSON: {e}") from None
         if not isinstance(props, dict):
             raise StoreError("catalog properties must be a JSON object")
         return {str(k): str(v) for k, v in props.items()}
     if "://" not in text:
-        raise StoreError(f"catalog '{text[:80]}': give a catalog URI (postgresql+psycopg://…, https://…) "
-                         "or a JSON object of pyiceberg catalog properties")
+        raise StoreError("the catalog is neither a URI (postgresql+psycopg://…, https://…) "
+                         "nor a JSON object of pyiceberg catalog properties")
     return {"uri": text}
 
 
@@ -174,10 +175,14 @@ class Store:
                 props.setdefault("type", "sql")
             props = fsys.catalog_s3_properties(props)
             fsys.use_catalog(props)  # our own reads and writes use the same S3 settings
-            self.location = props.get("warehouse", props.get("uri", "catalog"))
+            self.location = props.get("warehouse") or _without_password(props.get("uri", "catalog"))
             self.catalog_props = dict(props)
             name = props.pop("name", "curate")
-            self.catalog = _retry(lambda: load_catalog(name, **props))
+            try:
+                self.catalog = _retry(lambda: load_catalog(name, **props))  # racing first use of a SQL catalog
+            except _retryable() as e:  # the database is down or unreachable: one line, not a traceback
+                cause = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+                raise StoreError(f"cannot open the catalog {_without_password(props.get('uri', name))}: {cause}") from e
         else:
             if warehouse and fsys.is_remote(warehouse):
                 raise StoreError(f"warehouse {warehouse} is on object storage: it needs a shared catalog, e.g. "
@@ -549,6 +554,11 @@ def check_data_file(io, path: str, expected_rows: int | None) -> str | None:
     if expected_rows is not None and rows != expected_rows:
         return f"data file {path} holds {rows:,} rows but the table metadata says {expected_rows:,}"
     return None
+
+
+def _without_password(uri: str) -> str:
+    """A catalog URI fit for messages: `user:secret@host` becomes `user:***@host`."""
+    return re.sub(r"(://[^:/@]+):[^/]*@", r"\1:***@", uri)
 
 
 def _lineage_order(t) -> list:

@@ -210,6 +210,9 @@ def test_a_kill_on_s3_resumes_from_s3_markers_and_publishes_once(remote, tmp_pat
 
 
 def test_a_corrupt_input_on_s3_is_the_same_one_line_error_as_locally(remote, tmp_path):
+    from schemas.engine.inputs import InputError
+    with pytest.raises(InputError, match=f"input 's3://{remote.bucket}/nope/' matches no file"):
+        run_demo(None, f"s3://{remote.bucket}/nope/")
     src = tmp_path / "bad"
     src.mkdir()
     pq.write_table(pa.table({"text": ["a long enough text here"] * 50}), src / "t.parquet", row_group_size=10)
@@ -326,3 +329,16 @@ def test_text_curation_pipeline_on_s3_and_postgres_equals_the_local_run(remote, 
         assert _ids(got, f"{table}@t1") == _ids(want, f"{table}@t1") != []
     assert got.properties("documents")["accounting"] == want.properties("documents")["accounting"]
     assert os.listdir(tmp_path / "work")  # scratch went to CURATE_WORK_DIR, not to a path named "s3:"
+
+
+@pytest.mark.slow
+def test_an_unreachable_catalog_is_one_line_without_its_password(monkeypatch):
+    from click.testing import CliRunner
+
+    from helpers import free_port
+    from pipelines.cli import main
+    monkeypatch.delenv("CURATE_CATALOG", raising=False)  # restored after the CLI exports it
+    url = f"postgresql+psycopg://curate:s3cret@127.0.0.1:{free_port()}/x"
+    res = CliRunner().invoke(main, ["--catalog", url, "--warehouse", "s3://bucket/wh", "tables"])
+    assert res.exit_code == 2 and "error: cannot open the catalog" in res.output, res.output
+    assert "s3cret" not in res.output and "curate:***@" in res.output
