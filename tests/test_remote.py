@@ -85,6 +85,29 @@ def _inputs(tmp_path):
     return src
 
 
+def test_s3_settings_come_from_the_catalog_first_then_the_aws_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://10.0.0.1:9000")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    for var in ("AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    assert fsys.s3_options({}) == {"scheme": "http", "endpoint_override": "10.0.0.1:9000", "access_key": "env-key",
+                                   "secret_key": "env-secret", "region": "us-east-1"}
+    props = {"s3.endpoint": "https://minio.internal", "s3.access-key-id": "cat-key", "s3.region": "eu-west-1"}
+    # the catalog's key comes without the environment's secret: never a key of one and a secret of another
+    assert fsys.s3_options(props) == {"scheme": "https", "endpoint_override": "minio.internal",
+                                      "access_key": "cat-key", "region": "eu-west-1"}
+    done = fsys.catalog_s3_properties({"uri": "postgresql+psycopg://u@h/db"})
+    assert done["s3.endpoint"] == "http://10.0.0.1:9000" and done["s3.region"] == "us-east-1"
+    assert "s3.secret-access-key" not in done  # credentials stay in the environment
+    # Local paths are untouched: the same fingerprint as before (run keys of local runs do not move).
+    f = tmp_path / "a.jsonl"
+    f.write_bytes(b'{"text": "x"}\n')
+    st = os.stat(f)
+    assert fsys.fingerprint(str(f)) == f"{st.st_size}:{st.st_mtime_ns}" == fsys.fingerprint(f"file://{f}")
+    assert fsys.filesystem(f"file://{f}")[1] == str(f) and not fsys.is_remote(f"file://{f}")
+
+
 def test_filesystem_on_s3_lists_globs_and_fingerprints_like_local(remote):
     b = f"s3://{remote.bucket}"
     for key in ("d/a.jsonl", "d/sub/b.jsonl", "d/sub/deep/c.jsonl", "d/x.parquet", "other/a.jsonl"):
