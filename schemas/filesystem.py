@@ -7,7 +7,9 @@ pyarrow's S3FileSystem configured from, in this order: the catalog's pyiceberg p
 (`s3.endpoint`, `s3.access-key-id`, `s3.secret-access-key`, `s3.session-token`, `s3.region`,
 from `use_catalog` or env CURATE_CATALOG) and the standard AWS variables (AWS_ENDPOINT_URL_S3,
 AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
-AWS_DEFAULT_REGION). Ray workers read the same variables, so they reach the same storage.
+AWS_DEFAULT_REGION). Ray workers see only their environment: the CLI and the pipeline scripts
+export `--catalog` as CURATE_CATALOG before Ray starts, and `ray job submit` passes the
+variables in its runtime_env (README "Remote storage and a shared catalog").
 """
 from __future__ import annotations
 
