@@ -18,7 +18,6 @@ import functools
 import io
 import json
 import os
-import posixpath
 import uuid
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -111,10 +110,6 @@ def _uri(like: str, path: str) -> str:
     if like.startswith("file://"):
         return f"file://{path}"
     return path
-
-
-def join(base: str, *parts: str) -> str:
-    return posixpath.join(base, *parts) if is_remote(base) else os.path.join(base, *parts)
 
 
 def info(uri: str) -> pafs.FileInfo:
