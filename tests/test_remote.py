@@ -207,7 +207,7 @@ def _demo_cmd(remote, src, *extra):
             "--catalog", remote.db, "--quiet", *extra]
 
 
-@pytest.mark.parametrize("phase", ["shard-written:2", "rejects-committed"])
+@pytest.mark.parametrize("phase", ["shard-written:2", pytest.param("rejects-committed", marks=pytest.mark.slow)])
 def test_a_kill_on_s3_resumes_from_s3_markers_and_publishes_once(remote, tmp_path, phase):
     src = corpus(tmp_path, n_files=4, limit=40)
     prefix = remote.upload(src)
@@ -274,6 +274,7 @@ def test_ray_executor_reads_and_writes_s3(remote, tmp_path):
     assert Store().properties("documents_demo")["accounting"] == clean.accounting
 
 
+@pytest.mark.slow
 def test_two_identical_runs_at_once_on_s3_publish_one_version(remote, tmp_path):
     """No flock on object storage: both runs process the shards, the publish is once per run id."""
     prefix = remote.upload(corpus(tmp_path, n_files=4, limit=40))
