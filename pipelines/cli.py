@@ -286,12 +286,25 @@ def gc(ctx, table, older_than, runs, dry_run):
 
 @main.command()
 @click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="the lineage JSON only (for scripts)")
 @click.pass_context
-def lineage(ctx, ref):
-    """Run id, pipeline, resolved config, code commit, inputs, models and accounting of a version."""
+def lineage(ctx, ref, as_json):
+    """Run id, pipeline, resolved config, code commit, inputs, models, operators with their
+    resources, and accounting of a version; then where the time went, per stage."""
     props = _store(ctx).properties(ref)
     props.pop("stats", None)
     click.echo(json.dumps(props, indent=2, default=str))
+    if as_json:
+        return
+    from pipelines import report
+    ex = props.get("execution") or {}
+    if ex.get("operators"):
+        report.console.print(report._table("operators (resources per worker)", ["operator", "kind", "cpus", "gpus",
+                                                                              "actors", "rows/call"],
+                                           [[o["operator"], o["kind"], o["cpus"], o["gpus"],
+                                             "-".join(str(a) for a in o["actors"]) if o["kind"] == "actor" else "",
+                                             o["batch_rows"] or "shard"] for o in ex["operators"]]))
+    report.print_accounting(props.get("accounting"))
 
 
 @main.command()

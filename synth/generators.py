@@ -187,6 +187,15 @@ def make_generator(spec: str, cache: str | None = None, **kw: Any) -> Generator:
                      f"builtin:<checkpoint>")
 
 
+def local_model_resources(spec: str):
+    """A generator running a model in the worker wants a GPU where the cluster has one; an
+    endpoint (`openai:`) is only HTTP and waits on the server, a slot of one CPU."""
+    from schemas.engine.stage import Resources
+    if spec.startswith("openai:"):
+        return Resources(cpus=1)
+    return Resources(cpus=1, gpus=1)
+
+
 def describe_generator(spec: str) -> dict[str, Any]:
     """Lineage without loading the model: the spec, and for local weights their identity."""
     info: dict[str, Any] = {"spec": spec}

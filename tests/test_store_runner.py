@@ -182,7 +182,7 @@ def test_cli_versions_stats_diff_show_tag_lineage(two_versions, tmp_path):
     assert Store(wh).snapshot("docs@best")[1].snapshot_id == r2.snapshot_id
     res = CliRunner().invoke(cli, ["--warehouse", wh, "tag", "docs", "best"])
     assert res.exit_code == 2 and "already exists" in res.output
-    lin = json.loads(_cli("--warehouse", wh, "lineage", "docs@first").output)
+    lin = json.loads(_cli("--warehouse", wh, "lineage", "--json", "docs@first").output)
     assert lin["run_id"] == r1.run_id and lin["pipeline"] == "demo"
 
 
