@@ -7,8 +7,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-nodeps.txt pyproject.toml | sha1sum | cut -c1-12)
 # TTS voices from Debian (flite, festival + two voices, espeak-ng); speech tests and demos need them.
 DEBS   := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng
-# Headless Chromium renders the HTML report in a test (screenshot checked).
-TEST_DEBS := chromium
+# Headless Chromium renders the HTML report in a test (screenshot checked); PostgreSQL is the
+# shared catalog tests/test_remote.py starts (initdb + postgres in a temporary directory).
+TEST_DEBS := chromium postgresql
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export HF_HUB_OFFLINE ?= 1

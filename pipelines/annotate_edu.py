@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from filters.text_basic import normalize_text  # noqa: E402
 from schemas.engine.runner import Pipeline  # noqa: E402
+from schemas.filesystem import work_dir  # noqa: E402
 from pipelines.script import common_parser, run_and_report, options  # noqa: E402
 from schemas.engine.stage import StageSpec  # noqa: E402
 from schemas.tables import DOCUMENTS, EDU_GRADES  # noqa: E402
@@ -55,7 +56,7 @@ def sample_inputs(inputs: list[str], n: int, seed: int, warehouse: str, origin: 
                                          for s in shards}))
     chosen = [r for _, r in best]
     key = row_id(json.dumps([k for k, _ in best]))[:16]
-    path = os.path.join(os.path.abspath(warehouse), "_inputs", "annotate", f"sample-{n}-seed{seed}-{key}.jsonl")
+    path = os.path.join(work_dir(warehouse), "_inputs", "annotate", f"sample-{n}-seed{seed}-{key}.jsonl")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp-{os.getpid()}"
@@ -72,7 +73,7 @@ def grader_params(args) -> dict:
     return {"generator": args.generator, "max_chars": args.max_chars, "temperature": args.temperature,
             "max_tokens": args.max_tokens, "seed": args.seed, "template": template, "rubric": RUBRIC,
             "rubric_name": args.rubric_name, "few_shot": args.few_shot,
-            "cache": args.cache or os.path.join(os.path.abspath(args.warehouse), "_cache", "generations.sqlite"),
+            "cache": args.cache or os.path.join(work_dir(args.warehouse), "_cache", "generations.sqlite"),
             "threads": args.threads, "batch_size": args.batch_size, "request_timeout_s": args.request_timeout,
             "retries": args.retries, "concurrency": args.concurrency}
 
@@ -81,7 +82,7 @@ def build(args):
     inputs = args.inputs
     if not inputs:
         from pipelines.demo_corpus import write_text_curation_corpus
-        corpus = os.path.join(os.path.abspath(args.warehouse), "_demo_input_text")
+        corpus = os.path.join(work_dir(args.warehouse), "_demo_input_text")
         write_text_curation_corpus(corpus)
         inputs = [corpus]
     if args.sample:

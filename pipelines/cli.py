@@ -25,11 +25,12 @@ import click
 import pyarrow.compute as pc
 
 from schemas import stats as st
-from schemas.store import Ref, Store, StoreError, VersionNotFound, default_warehouse
+from schemas.filesystem import work_dir
+from schemas.store import Ref, Store, StoreError, VersionNotFound, catalog_options, default_warehouse
 
 
 def _store(ctx: click.Context) -> Store:
-    return Store(ctx.obj["warehouse"])
+    return Store(ctx.obj["warehouse"], ctx.obj["catalog"])
 
 
 def _plural(n: int, word: str) -> str:
@@ -55,11 +56,15 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, help=__doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--warehouse", default=default_warehouse, show_default="./warehouse or $CURATE_WAREHOUSE",
-              help="warehouse directory (env CURATE_CATALOG selects another catalog)")
+              help="warehouse directory, or with a shared catalog an s3:// URI")
+@click.option("--catalog", default=None, show_default="$CURATE_CATALOG, else SQLite in the warehouse",
+              help="shared catalog: postgresql+psycopg://USER@HOST:PORT/DB, or JSON of pyiceberg catalog properties")
 @click.pass_context
-def main(ctx: click.Context, warehouse: str) -> None:
+def main(ctx: click.Context, warehouse: str, catalog: str | None) -> None:
     ctx.ensure_object(dict)
     ctx.obj["warehouse"] = warehouse
+    # Exported as CURATE_CATALOG: `curate run`/`annotate` pipelines and their Ray workers use it too.
+    ctx.obj["catalog"] = catalog_options(catalog, warehouse)
 
 
 @main.command()
@@ -390,7 +395,7 @@ def train_classifier(ctx, source, text_column, label_column, positive, grade_thr
         rows = load_labeled(src, text_column, label_column, ctx.obj["warehouse"])
         if graded:
             rows = grade_labels(rows, grade_threshold, multiclass, positive)
-        art = train(rows, out or os.path.join(os.path.abspath(ctx.obj["warehouse"]), "_models", "quality"),
+        art = train(rows, out or os.path.join(work_dir(ctx.obj["warehouse"]), "_models", "quality"),
                     positive=positive, valid_frac=valid_frac, source=f"{src} ({label_column})", epoch=epoch, lr=lr,
                     wordNgrams=word_ngrams, dim=dim, multiclass=multiclass, grade_threshold=grade_threshold)
     except (ValueError, KeyError, OSError) as e:

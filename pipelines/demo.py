@@ -17,13 +17,14 @@ from filters.text_basic import length_filter, normalize_text  # noqa: E402
 from pipelines.demo_corpus import write_demo_corpus  # noqa: E402
 from schemas.engine.runner import Pipeline  # noqa: E402
 from pipelines.script import common_parser, main  # noqa: E402
+from schemas.filesystem import work_dir  # noqa: E402
 from schemas.tables import DOCUMENTS  # noqa: E402
 
 
 def build(args):
     inputs = args.inputs
     if not inputs:
-        corpus = os.path.join(os.path.abspath(args.warehouse), "_demo_input")
+        corpus = os.path.join(work_dir(args.warehouse), "_demo_input")
         write_demo_corpus(corpus, n_files=args.demo_files)
         inputs = [corpus]
     stages = [normalize_text, length_filter.configure(min_words=args.min_words, max_words=args.max_words)]

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import pyarrow as pa  # noqa: E402
 
 from schemas.engine.runner import Pipeline  # noqa: E402
+from schemas.filesystem import work_dir  # noqa: E402
 from pipelines.script import common_parser, options  # noqa: E402
 from schemas.engine.stage import StageSpec, reject_where, stage  # noqa: E402
 from schemas.tables import PROBLEMS  # noqa: E402
@@ -43,7 +44,7 @@ def check_problem(batch: pa.Table, max_chars: int = 4000) -> pa.Table:
 def default_inputs(args) -> list[str]:
     """Generate the problem file(s) once per source spec and seed; shards of ~50 problems."""
     rows = list(iter_sources(args.sources, args.seed, args.teacher_error_rate))
-    d = os.path.join(os.path.abspath(args.warehouse), "_inputs", "reasoning",
+    d = os.path.join(work_dir(args.warehouse), "_inputs", "reasoning",
                      f"{'_'.join(s.replace(':', '') for s in args.sources)}-seed{args.seed}")
     paths = []
     for i in range(0, len(rows), args.problems_per_file):
@@ -55,7 +56,7 @@ def sampler_params(args) -> dict:
     return {"generator": args.generator, "k": args.k, "max_attempts": args.max_attempts,
             "temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens,
             "seed": args.seed, "system": args.system, "judge": args.judge, "verify_timeout_s": args.verify_timeout,
-            "cache": args.cache or os.path.join(os.path.abspath(args.warehouse), "_cache", "generations.sqlite"),
+            "cache": args.cache or os.path.join(work_dir(args.warehouse), "_cache", "generations.sqlite"),
             "threads": args.threads, "batch_size": args.batch_size, "request_timeout_s": args.request_timeout,
             "retries": args.retries}
 

@@ -6,7 +6,7 @@ import sys
 from typing import Callable
 
 from schemas.engine.runner import Pipeline, RunOptions, run
-from schemas.store import default_warehouse
+from schemas.store import catalog_options, default_warehouse
 
 
 def common_parser(description: str, default_output: str) -> argparse.ArgumentParser:
@@ -16,8 +16,10 @@ def common_parser(description: str, default_output: str) -> argparse.ArgumentPar
                    help="JSONL/Parquet files, directories, globs, or store tables `name[@version]`")
     p.add_argument("--output", default=default_output, help="table to publish")
     p.add_argument("--warehouse", default=default_warehouse(),
-                   help="local warehouse directory (env CURATE_WAREHOUSE); "
-                        "env CURATE_CATALOG (JSON of pyiceberg catalog properties) overrides it")
+                   help="local warehouse directory (env CURATE_WAREHOUSE), or with --catalog an s3:// URI")
+    p.add_argument("--catalog", default=None,
+                   help="shared catalog: a URI (postgresql+psycopg://USER@HOST:PORT/DB) or JSON of pyiceberg "
+                        "catalog properties; default env CURATE_CATALOG, else SQLite in the warehouse directory")
     p.add_argument("--executor", choices=["ray", "local"], default="ray",
                    help="ray: embedded Ray, or the cluster in RAY_ADDRESS (ray job submit); "
                         "local: in-process, for debugging")
@@ -51,6 +53,7 @@ def common_parser(description: str, default_output: str) -> argparse.ArgumentPar
 
 def options(args: argparse.Namespace, inputs: list[str]) -> RunOptions:
     return RunOptions(inputs=inputs, output=args.output, warehouse=args.warehouse,
+                      catalog=catalog_options(getattr(args, "catalog", None), args.warehouse),
                       executor=args.executor, num_cpus=args.num_cpus, mode=args.mode, tag=args.tag,
                       shard_bytes=int(args.shard_mb * (1 << 20)), shard_rows=args.shard_rows,
                       progress=not args.quiet, allow_empty=args.allow_empty,
@@ -93,5 +96,11 @@ def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) ->
 def main(build: Callable[[argparse.Namespace], tuple[Pipeline, list[str]]], parser: argparse.ArgumentParser,
          argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
+    from schemas.store import StoreError
+    try:  # before build: it may read the store; exported so Ray workers reach the same storage
+        catalog_options(args.catalog, args.warehouse)
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     pipeline, inputs = build(args)
     return run_and_report(pipeline, options(args, inputs), quiet=args.quiet)

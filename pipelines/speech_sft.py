@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from filters.wer import check_audio, wer_filter  # noqa: E402
 from pipelines.demo_corpus import write_speech_queries  # noqa: E402
 from schemas.engine.runner import Pipeline  # noqa: E402
+from schemas.filesystem import work_dir  # noqa: E402
 from pipelines.script import common_parser, main  # noqa: E402
 from schemas.engine.stage import StageSpec  # noqa: E402
 from schemas.tables import SFT, SPEECH_SFT  # noqa: E402
@@ -30,7 +31,7 @@ from synth.tts import DEFAULT_VOICES, SpeechSynthesizer  # noqa: E402
 def build(args):
     inputs = args.inputs
     if not inputs:
-        corpus = os.path.join(os.path.abspath(args.warehouse), "_demo_input_speech")
+        corpus = os.path.join(work_dir(args.warehouse), "_demo_input_speech")
         write_speech_queries(corpus)
         inputs = [corpus]
     stages = [

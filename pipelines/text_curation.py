@@ -27,6 +27,7 @@ from pipelines.demo_corpus import write_text_curation_corpus  # noqa: E402
 from schemas.engine.runner import Pipeline  # noqa: E402
 from pipelines.script import common_parser, main  # noqa: E402
 from schemas.engine.stage import StageSpec  # noqa: E402
+from schemas.filesystem import is_remote, work_dir  # noqa: E402
 from schemas.tables import DOCUMENTS  # noqa: E402
 
 
@@ -42,9 +43,11 @@ def parse_policy(text: str) -> dict[str, str]:
 
 def build(args):
     inputs = args.inputs
-    warehouse = os.path.abspath(args.warehouse)
+    # The store may be on S3; scratch files (the demo corpus, the default model) stay local.
+    warehouse = args.warehouse if is_remote(args.warehouse) else os.path.abspath(args.warehouse)
+    work = work_dir(args.warehouse)
     if not inputs:
-        corpus = os.path.join(warehouse, "_demo_input_text")
+        corpus = os.path.join(work, "_demo_input_text")
         write_text_curation_corpus(corpus)
         inputs = [corpus]
     stages = [normalize_text]
@@ -55,7 +58,7 @@ def build(args):
         stages.append(StageSpec(Decontaminator, {"benchmarks": args.benchmarks, "n": args.ngram_decontam,
                                                  "warehouse": warehouse}))
     stages.append(StageSpec(GopherFilter, {"min_words": args.min_words, "max_words": args.max_words}))
-    model = args.quality_model or default_model(warehouse).path
+    model = args.quality_model or default_model(work).path
     stages.append(StageSpec(QualityClassifier, {"model_path": model, "threshold": args.quality_threshold}))
     if not args.no_pii:
         stages.append(StageSpec(PiiScrubber, {"policy": parse_policy(args.pii_policy),

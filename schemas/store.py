@@ -1,8 +1,9 @@
 """The dataset store: versioned tables of Parquet shards in an Apache Iceberg warehouse.
 
 Default: a local warehouse directory with an embedded SQLite catalog. Any pyiceberg
-catalog (REST, Glue, Hive, S3 storage) works by passing its properties instead; see
-README "Store". A pipeline run writes its shards first (workers, straight to storage) and
+catalog (PostgreSQL through SQLAlchemy, REST, Glue, Hive) with S3 storage works by passing
+its properties instead (`--catalog`, env CURATE_CATALOG); every path goes through
+`schemas.filesystem`. See README "Remote storage and a shared catalog". A pipeline run writes its shards first (workers, straight to storage) and
 then `publish` registers them in ONE snapshot per table: readers never see a partial run.
 Snapshot properties carry the run's lineage and accounting (keys `curate.*`).
 """
@@ -21,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from schemas import filesystem as fsys
+
 DEFAULT_NAMESPACE = "curate"
 REJECTS_SUFFIX = "_rejects"
 PROPERTY_PREFIX = "curate."
@@ -36,7 +39,38 @@ RESERVED_TAGS = {"main", "latest"}
 
 def _env_catalog() -> dict[str, str] | None:
     raw = os.environ.get("CURATE_CATALOG")
-    return json.loads(raw) if raw else None
+    return parse_catalog(raw) if raw else None
+
+
+def parse_catalog(text: str) -> dict[str, str]:
+    """Catalog properties from JSON (`{"uri": ..., "warehouse": ...}`) or a bare catalog URI
+    (`postgresql+psycopg://user@host/db`, `https://rest-catalog/api`)."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            props = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise StoreError(f"catalog properties are not valid JSON: {e}") from None
+        if not isinstance(props, dict):
+            raise StoreError("catalog properties must be a JSON object")
+        return {str(k): str(v) for k, v in props.items()}
+    if "://" not in text:
+        raise StoreError("the catalog is neither a URI (postgresql+psycopg://…, https://…) "
+                         "nor a JSON object of pyiceberg catalog properties")
+    return {"uri": text}
+
+
+def catalog_options(catalog: str | None, warehouse: str | None) -> dict[str, str] | None:
+    """The catalog a command line names (`--catalog`, else env CURATE_CATALOG), with a remote
+    `--warehouse` as its warehouse; exported as CURATE_CATALOG so the Ray workers and child
+    processes this process starts reach the same catalog and storage. None: the local default."""
+    props = parse_catalog(catalog) if catalog else _env_catalog()
+    if props is None:
+        return None
+    if warehouse and fsys.is_remote(warehouse):
+        props = {**props, "warehouse": warehouse}
+    os.environ["CURATE_CATALOG"] = json.dumps(props)
+    return props
 
 
 def default_warehouse() -> str:
@@ -135,11 +169,26 @@ class Store:
         self.namespace = namespace
         if catalog:
             props = dict(catalog)
-            self.location = props.get("warehouse", props.get("uri", "catalog"))
-            self.catalog = load_catalog(props.pop("name", "curate"), **props)
-            self.catalog_props = catalog
+            if warehouse and fsys.is_remote(warehouse):
+                props["warehouse"] = warehouse  # a remote --warehouse names the catalog's storage
+            if props.get("uri", "").startswith(("sqlite", "postgresql", "mysql")):
+                props.setdefault("type", "sql")
+            props = fsys.catalog_s3_properties(props)
+            fsys.use_catalog(props)  # our own reads and writes use the same S3 settings
+            self.location = props.get("warehouse") or _without_password(props.get("uri", "catalog"))
+            self.catalog_props = dict(props)
+            name = props.pop("name", "curate")
+            try:
+                self.catalog = _retry(lambda: load_catalog(name, **props))  # racing first use of a SQL catalog
+            except _retryable() as e:  # the database is down or unreachable: one line, not a traceback
+                cause = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+                raise StoreError(f"cannot open the catalog {_without_password(props.get('uri', name))}: {cause}") from e
         else:
-            wh = os.path.abspath(warehouse or default_warehouse())
+            if warehouse and fsys.is_remote(warehouse):
+                raise StoreError(f"warehouse {warehouse} is on object storage: it needs a shared catalog, e.g. "
+                                 "--catalog postgresql+psycopg://USER@HOST/DB (or env CURATE_CATALOG); "
+                                 "see README \"Remote storage and a shared catalog\"")
+            wh = os.path.abspath((warehouse or default_warehouse()).removeprefix("file://"))
             os.makedirs(wh, exist_ok=True)
             self.location = wh
             self.catalog_props = {"type": "sql", "uri": f"sqlite:///{wh}/catalog.db",
@@ -407,13 +456,12 @@ class Store:
                 keep.add(lineage)
             if runs:
                 keep |= {task.file.file_path for task in t.scan(snapshot_id=snap.snapshot_id).plan_files()}
-        keep = {_local(p) for p in keep}
-        root = t.location().rstrip("/")
-        fs, base = pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), root)
+        keep = {fsys.filesystem(p)[1] for p in keep}  # compared as paths inside the filesystem
+        fs, base = fsys.filesystem(t.location().rstrip("/"))
         now, removed = time.time(), []
         for sub in ("metadata", "data") if runs else ("metadata",):
             for info in fs.get_file_info(pafs.FileSelector(f"{base}/{sub}", recursive=True, allow_not_found=True)):
-                if info.type != pafs.FileType.File or _local(info.path) in keep:
+                if info.type != pafs.FileType.File or info.path in keep:
                     continue
                 if info.mtime is not None and now - info.mtime.timestamp() < older_than_s:
                     continue
@@ -478,7 +526,7 @@ class Store:
 
     def shard_stats(self, path: str) -> dict[str, Any] | None:
         """Content stats a shard's writer put in its Parquet footer."""
-        fs, p = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+        fs, p = fsys.filesystem(path)
         try:
             with fs.open_input_file(p) as f:
                 meta = pq.read_metadata(f).metadata or {}
@@ -508,8 +556,9 @@ def check_data_file(io, path: str, expected_rows: int | None) -> str | None:
     return None
 
 
-def _local(path: str) -> str:
-    return path.removeprefix("file://")
+def _without_password(uri: str) -> str:
+    """A catalog URI fit for messages: `user:secret@host` becomes `user:***@host`."""
+    return re.sub(r"(://[^:/@]+):[^/]*@", r"\1:***@", uri)
 
 
 def _lineage_order(t) -> list:

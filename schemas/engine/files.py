@@ -1,4 +1,7 @@
-"""Small reads and writes the engine makes on any filesystem: markers (whole or absent) and shards."""
+"""Small reads and writes the engine makes on any filesystem: markers (whole or absent) and shards.
+
+Paths are local, `file://` or `s3://`; `schemas.filesystem` resolves them (S3 endpoint and
+credentials from the catalog's properties or the AWS variables)."""
 from __future__ import annotations
 
 import json
@@ -10,26 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from schemas import filesystem as fsys
 
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), uri
+filesystem = fsys.filesystem
+read_json = fsys.read_json
 
 
 def write_json(uri: str, obj: Any) -> None:
-    fs, path = filesystem(uri)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    with fs.open_output_stream(tmp) as f:
-        f.write(json.dumps(obj, default=str).encode())
-    fs.move(tmp, path)  # a marker is either whole or absent
-
-
-def read_json(uri: str) -> Any:
-    fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.read())
+    fsys.write_json(uri, obj)  # a marker is either whole or absent (a rename locally, one PUT on S3)
 
 
 def exists(uri: str) -> bool:
@@ -38,13 +29,17 @@ def exists(uri: str) -> bool:
 
 
 def write_parquet(table: pa.Table, uri: str, stats: dict[str, Any] | None = None) -> None:
-    """Written under a temporary name and moved: a file at `uri` is always whole."""
+    """A file at `uri` is always whole: locally written under a temporary name and moved; on
+    object storage the upload becomes visible only when complete (a move would copy it)."""
     fs, path = filesystem(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
     if stats is not None:
         meta = dict(table.schema.metadata or {})
         meta[b"curate.stats"] = json.dumps(stats).encode()
         table = table.replace_schema_metadata(meta)
+    if fsys.is_remote(uri):
+        pq.write_table(table, path, filesystem=fs, compression="zstd")
+        return
+    fs.create_dir(os.path.dirname(path), recursive=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     pq.write_table(table, tmp, filesystem=fs, compression="zstd")
     fs.move(tmp, path)

@@ -8,7 +8,6 @@ not JSON, or does not fit the schema becomes a reject with a reason and the raw 
 """
 from __future__ import annotations
 
-import glob
 import gzip
 import json
 import os
@@ -19,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas import filesystem as fsys
 from schemas.ids import row_id
 from schemas.tables import numbers_as_text
 from schemas.validate import Conformed, conform, empty_rejects, make_rejects
@@ -59,7 +59,7 @@ class InputShard:
 
     @property
     def key(self) -> str:
-        return row_id(self.kind, os.path.abspath(self.path), self.start, self.end, self.fingerprint)[:24]
+        return row_id(self.kind, location(self.path), self.start, self.end, self.fingerprint)[:24]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,33 +69,33 @@ class InputShard:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-def _file_fingerprint(path: str) -> str:
-    st = os.stat(path)
-    return f"{st.st_size}:{st.st_mtime_ns}"
+def location(path: str) -> str:
+    """Where a file is, independent of the working directory: a URI as given, else the absolute path."""
+    return path if fsys.is_remote(path) else os.path.abspath(path)
 
 
 def _expand(spec: str) -> list[str]:
-    if os.path.isdir(spec):
-        found = [os.path.join(d, f) for d, _, fs in os.walk(spec) for f in fs]
-        return sorted(p for p in found if p.endswith(JSONL_EXT + PARQUET_EXT))
+    if fsys.isdir(spec):
+        return [p for p in fsys.walk(spec) if p.endswith(JSONL_EXT + PARQUET_EXT)]
     if any(ch in spec for ch in "*?["):
-        return sorted(glob.glob(spec, recursive=True))
-    return [spec] if os.path.exists(spec) else []
+        return fsys.glob(spec)
+    return [spec] if fsys.exists(spec) else []
 
 
 def plan_file(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES,
               shard_rows: int = DEFAULT_SHARD_ROWS, source: str | None = None) -> list[InputShard]:
-    fp = _file_fingerprint(path)
+    fp = fsys.fingerprint(path)
     name = source or os.path.basename(path).split(".")[0]
     if path.endswith(JSONL_EXT):
-        size = os.path.getsize(path)
+        size = fsys.size(path)
         if path.endswith(".gz") or size <= shard_bytes:
             return [InputShard("jsonl", path, 0, max(size, 0), fp, name)]
         return [InputShard("jsonl", path, s, min(s + shard_bytes, size), fp, name)
                 for s in range(0, size, shard_bytes)]
     if path.endswith(PARQUET_EXT):
         try:
-            md = pq.read_metadata(path)
+            with fsys.open_random(path) as f:
+                md = pq.read_metadata(f)
         except (pa.ArrowInvalid, OSError) as e:
             # Still one shard: reading it fails the run naming the file (or records it as lost).
             return [InputShard("parquet", path, 0, -1, fp + f":unreadable:{type(e).__name__}", name)]
@@ -152,13 +152,13 @@ def _is_table(store, name: str) -> bool:
 def _jsonl_lines(shard: InputShard):
     """(byte offset, raw line) of each line that starts inside the shard's range."""
     if shard.path.endswith(".gz"):
-        with gzip.open(shard.path, "rb") as f:
+        with fsys.open_input(shard.path) as raw, gzip.open(raw, "rb") as f:
             pos = 0
             for line in f:
                 yield pos, line
                 pos += len(line)
         return
-    with open(shard.path, "rb") as f:
+    with fsys.open_input(shard.path) as f:
         if shard.start > 0:
             f.seek(shard.start - 1)
             f.readline()  # the line holding byte start-1 belongs to the previous shard
@@ -285,10 +285,11 @@ def read_parquet(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Tab
     base = os.path.basename(shard.path)
     expected = shard.rows if shard.rows >= 0 else None
     try:
-        pf = pq.ParquetFile(shard.path)
-        groups = list(range(shard.start, shard.end if shard.end >= 0 else pf.metadata.num_row_groups))
-        table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
-        first_row = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0])) if groups else 0
+        with fsys.open_random(shard.path) as f:
+            pf = pq.ParquetFile(f)
+            groups = list(range(shard.start, shard.end if shard.end >= 0 else pf.metadata.num_row_groups))
+            table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
+            first_row = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0])) if groups else 0
     except (pa.ArrowException, OSError) as e:
         raise UnreadableInput(shard.path, f"cannot be read: {e}", expected) from e
     n = table.num_rows

@@ -27,9 +27,10 @@ from schemas import stats as st
 from schemas.engine.execute import AccountingError, ShardJob, execute
 from schemas.engine.failpoints import failpoint
 from schemas.engine.files import filesystem, read_json
-from schemas.engine.inputs import InputError, InputShard, UnreadableInput, plan_inputs
+from schemas.engine.inputs import InputError, InputShard, UnreadableInput, location, plan_inputs
 from schemas.engine.lineage import code_fingerprint, config_hash, git_commit
 from schemas.engine.stage import ERROR_BUDGET, StageCount, StageFailed, StageSpec, as_spec
+from schemas.filesystem import is_remote
 from schemas.ids import row_id
 from schemas.store import Store, check_table_name, check_tag, rejects_name
 from schemas.tables import rejects_schema, with_columns
@@ -316,7 +317,7 @@ def _finish_tags(store: Store, opts: RunOptions, rname: str, run_id: str, publis
 def _run_lock(data_dir: str, run_key: str, output: str):
     """One process at a time per run key on a local warehouse (flock: released when the
     process dies, so a killed run never blocks its rerun)."""
-    if "://" in data_dir and not data_dir.startswith("file://"):
+    if is_remote(data_dir):
         yield  # object stores have no flock; identical concurrent runs still publish once (run id)
         return
     import fcntl
@@ -364,7 +365,7 @@ def _input_lineage(shards: list[InputShard]) -> dict[str, Any]:
     files: dict[str, str] = {}
     for s in shards:
         if s.kind != "table":
-            files[os.path.abspath(s.path)] = s.fingerprint
+            files[location(s.path)] = s.fingerprint
     listed = dict(sorted(files.items())[:100])
     return {"tables": tables, "files": listed, "n_files": len(files), "n_shards": len(shards),
             "files_hash": row_id(json.dumps(sorted(files.items())))[:16]}
