@@ -235,17 +235,22 @@ def decisions_uri(job: ShardJob, index: int) -> str:
 
 
 # ---- planning operators ------------------------------------------------------------------------
+def check_resource_names(job: ShardJob) -> None:
+    """Every --resources override names a stage of this pipeline (a typo is never ignored)."""
+    names = {s.name for s in job.specs}
+    unknown = sorted(set(job.resources) - names)
+    if unknown:
+        raise ValueError(f"--resources: no stage named {', '.join(unknown)}; this pipeline's stages: "
+                         f"{', '.join(s.name for s in job.specs)}")
+
+
 def plan_operators(job: ShardJob, indices: list[int], cluster: dict[str, float] | None = None) -> list[Operator]:
     """One operator per stage (adjacent cheap stages fused unless fuse="none"; everything in one
     under fuse="all"), resources resolved against the cluster: a GPU a stage would use is
     dropped on a CPU-only cluster unless the stage needs one, which fails here, before any
     work; actor CPUs are scaled down when the pools' minimum would not fit (logical CPUs:
     the pools then share the cores instead of waiting for each other forever)."""
-    names = {s.name for s in job.specs}
-    unknown = sorted(set(job.resources) - names)
-    if unknown:
-        raise ValueError(f"--resources: no stage named {', '.join(unknown)}; this pipeline's stages: "
-                         f"{', '.join(s.name for s in job.specs)}")
+    check_resource_names(job)
     cpus = max(1.0, (cluster or {}).get("CPU", 1.0))
     gpus = (cluster or {}).get("GPU", 0.0)
     ops: list[Operator] = []
@@ -284,6 +289,7 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Process the `pending` ones of the run's `shards`: a pass per global stage first, then
     the main pass. Returns what lineage records (operators with their resources, passes)."""
+    check_resource_names(job)  # before Ray starts (seconds), as a usage error
     cluster = None
     if executor == "ray":
         import ray
@@ -291,12 +297,14 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
         from schemas.engine.raysession import init_ray
         init_ray(num_cpus)
         cluster = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+    # Planned before any pass: a stage the cluster can never run (a GPU on a CPU-only
+    # cluster, an unknown --resources name) fails here, not after a global pass's work.
+    ops = plan_operators(job, list(range(len(job.specs))), cluster)
     decisions: dict[int, str] = {}
     passes = []
     for g in [i for i, s in enumerate(job.specs) if s.global_pass]:
         decisions[g], info = _global_pass(shards, pending, job, g, decisions, executor, cluster, log)
         passes.append(info)
-    ops = plan_operators(job, list(range(len(job.specs))), cluster)
     if pending:
         _stream(pending, job, ops, decisions, executor, on_done, final=lambda s: write_state(s, job))
     return {"operators": [o.describe() for o in ops], "global_passes": passes,
