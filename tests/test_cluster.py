@@ -192,6 +192,10 @@ def _script(*args, timeout=120):
                     "select_speakable, tts, check_audio, asr, wer_filter, format_speech_sample"),
     ("asr=gpus:lots", "error: --resources 'asr=gpus:lots': bad value for gpus: 'lots'"),
     ("asr=gpus:-1", "error: --resources 'asr=gpus:-1': bad value for gpus: '-1'"),
+    ("asr=gpus:nan", "error: --resources 'asr=gpus:nan': bad value for gpus: 'nan'"),
+    ("asr=gpus:1.5", "error: --resources 'asr=gpus:1.5': bad value for gpus: '1.5' (a share below 1 or a whole "
+                     "number of GPUs)"),
+    ("asr=batch:0", "error: --resources 'asr=batch:0': bad value for batch: '0'"),
     ("asr=actors:3-1", "error: --resources 'asr=actors:3-1': bad value for actors: '3-1'"),
     ("asr=memory:4", "error: --resources 'asr=memory:4': unknown key 'memory' (cpus, gpus, actors, batch)"),
     ("gpus:1", "error: --resources 'gpus:1': expected STAGE=key:value,... (e.g. asr=gpus:0.5,actors:1-4)"),

@@ -85,22 +85,25 @@ def _resource_value(key: str, value: str, where: str) -> tuple[str, Any]:
             parsed: Any = float(value)
             if not parsed >= 0 or parsed == float("inf"):
                 raise ValueError
+            if key == "gpus" and parsed > 1 and not parsed.is_integer():
+                raise ValueError("a share below 1 or a whole number of GPUs")  # Ray's rule
         elif key == "actors":
             lo, _, hi = value.partition("-")
             parsed = [int(lo), int(hi) if hi else int(lo)]
             if parsed[0] < 1 or parsed[1] < parsed[0]:
                 raise ValueError
         elif key in ("batch", "batch_rows"):
-            key, parsed = "batch_rows", int(value)
+            parsed = int(value)
             if parsed < 1:
                 raise ValueError
         else:
             raise KeyError(key)
     except KeyError:
         raise ValueError(f"{where} unknown key '{key}' (cpus, gpus, actors, batch)") from None
-    except ValueError:
-        raise ValueError(f"{where} bad value for {key}: '{value}'") from None
-    return key, parsed
+    except ValueError as e:
+        why = f" ({e})" if str(e) and not str(e).startswith(("could not convert", "invalid literal")) else ""
+        raise ValueError(f"{where} bad value for {key}: '{value}'{why}") from None
+    return ("batch_rows" if key == "batch" else key), parsed
 
 
 def with_overrides(res: Resources, over: dict[str, Any]) -> Resources:
