@@ -37,8 +37,9 @@ class Node:
         return self.node_id[:12]
 
     def processes(self) -> list[int]:
-        """Pids of this node's processes: the session of its `ray start` (raylet, agents, workers)."""
-        return session_pids(self.proc.pid)
+        """Pids of this node's processes: the session of its `ray start` (raylet, agents, workers),
+        and their children in sessions of their own (a submitted job's driver)."""
+        return with_descendants(session_pids(self.proc.pid))
 
     def running_tasks(self) -> list[str]:
         """Process titles of this node's Ray workers busy with a task or actor (`ray::Name`)."""
@@ -66,6 +67,25 @@ class Node:
                 break
             time.sleep(0.2)
         self.proc.wait()
+
+
+def with_descendants(pids: list[int]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(name))
+    out, todo = set(pids), list(pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return sorted(out)
 
 
 def session_pids(sid: int) -> list[int]:
