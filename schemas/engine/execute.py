@@ -235,22 +235,17 @@ def decisions_uri(job: ShardJob, index: int) -> str:
 
 
 # ---- planning operators ------------------------------------------------------------------------
-def check_resource_names(job: ShardJob) -> None:
-    """Every --resources override names a stage of this pipeline (a typo is never ignored)."""
-    names = {s.name for s in job.specs}
-    unknown = sorted(set(job.resources) - names)
-    if unknown:
-        raise ValueError(f"--resources: no stage named {', '.join(unknown)}; this pipeline's stages: "
-                         f"{', '.join(s.name for s in job.specs)}")
-
-
 def plan_operators(job: ShardJob, indices: list[int], cluster: dict[str, float] | None = None) -> list[Operator]:
     """One operator per stage (adjacent cheap stages fused unless fuse="none"; everything in one
     under fuse="all"), resources resolved against the cluster: a GPU a stage would use is
     dropped on a CPU-only cluster unless the stage needs one, which fails here, before any
     work; actor CPUs are scaled down when the pools' minimum would not fit (logical CPUs:
     the pools then share the cores instead of waiting for each other forever)."""
-    check_resource_names(job)
+    names = {s.name for s in job.specs}
+    unknown = sorted(set(job.resources) - names)
+    if unknown:
+        raise ValueError(f"--resources: no stage named {', '.join(unknown)}; this pipeline's stages: "
+                         f"{', '.join(s.name for s in job.specs)}")
     cpus = max(1.0, (cluster or {}).get("CPU", 1.0))
     gpus = (cluster or {}).get("GPU", 0.0)
     ops: list[Operator] = []
@@ -289,7 +284,7 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Process the `pending` ones of the run's `shards`: a pass per global stage first, then
     the main pass. Returns what lineage records (operators with their resources, passes)."""
-    check_resource_names(job)  # before Ray starts (seconds), as a usage error
+    plan_operators(job, [])  # a --resources name no stage has: a usage error, before Ray starts
     cluster = None
     if executor == "ray":
         import ray
