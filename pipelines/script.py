@@ -65,8 +65,9 @@ def _resources(items: list[str] | None) -> dict:
     from schemas.engine.stage import parse_resources
     try:
         return parse_resources(items)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    except ValueError as e:  # a usage error: one line and exit 2, as argparse's own
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) -> int:

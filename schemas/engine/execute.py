@@ -322,6 +322,7 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
             log: Callable[[str], None] = print) -> dict[str, Any]:
     """Process the `pending` ones of the run's `shards`: a pass per global stage first, then
     the main pass. Returns what lineage records (operators with their resources, passes)."""
+    plan_operators(job, [])  # a --resources name no stage has: a usage error, before Ray starts
     cluster = None
     if executor == "ray":
         import ray
@@ -329,12 +330,14 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
         from schemas.engine.raysession import init_ray
         init_ray(num_cpus)
         cluster = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+    # Planned before any pass: a stage the cluster can never run (a GPU on a CPU-only
+    # cluster, an unknown --resources name) fails here, not after a global pass's work.
+    ops = plan_operators(job, list(range(len(job.specs))), cluster)
     decisions: dict[int, str] = {}
     passes = []
     for g in [i for i, s in enumerate(job.specs) if s.global_pass]:
         decisions[g], info = _global_pass(shards, pending, job, g, decisions, executor, cluster, log)
         passes.append(info)
-    ops = plan_operators(job, list(range(len(job.specs))), cluster)
     if pending:
         _stream(pending, job, ops, decisions, executor, on_done, final=lambda s: write_state(s, job), log=log)
     return {"operators": [o.describe() for o in ops], "global_passes": passes,

@@ -43,44 +43,67 @@ class Resources:
 
 def parse_resources(items: list[str] | None) -> dict[str, dict[str, Any]]:
     """`STAGE=key:value,...` items (or a JSON file of {stage: {key: value}}) → overrides.
-    Keys: cpus, gpus, actors (N or MIN-MAX), batch (rows per call)."""
-    import json
-    import os
+    Keys: cpus, gpus, actors (N or MIN-MAX; in JSON also [MIN, MAX]), batch (rows per call).
+    Later items win; every value is checked the same way, from the command line or a file."""
     out: dict[str, dict[str, Any]] = {}
     for item in items or []:
-        if item.endswith(".json") and os.path.exists(item):
-            with open(item) as f:
-                for name, kv in json.load(f).items():
-                    out.setdefault(name, {}).update(kv)
+        if item.endswith(".json"):
+            for name, kv in _resources_file(item).items():
+                for key, value in kv.items():
+                    if isinstance(value, list) and len(value) == 2:
+                        value = f"{value[0]}-{value[1]}"
+                    key, parsed = _resource_value(str(key), str(value), f"--resources {item}: {name}:")
+                    out.setdefault(name, {})[key] = parsed
             continue
         name, sep, rest = item.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"--resources '{item}': expected STAGE=key:value,... (e.g. asr=gpus:0.5,actors:1-4)")
         for kv in filter(None, rest.split(",")):
             key, _, value = kv.partition(":")
-            key = key.strip()
-            try:
-                if key in ("cpus", "gpus"):
-                    parsed: Any = float(value)
-                    if parsed < 0:
-                        raise ValueError
-                elif key == "actors":
-                    lo, _, hi = value.partition("-")
-                    parsed = [int(lo), int(hi) if hi else int(lo)]
-                    if parsed[0] < 1 or parsed[1] < parsed[0]:
-                        raise ValueError
-                elif key in ("batch", "batch_rows"):
-                    key, parsed = "batch_rows", int(value)
-                    if parsed < 1:
-                        raise ValueError
-                else:
-                    raise KeyError(key)
-            except KeyError:
-                raise ValueError(f"--resources '{item}': unknown key '{key}' (cpus, gpus, actors, batch)") from None
-            except ValueError:
-                raise ValueError(f"--resources '{item}': bad value for {key}: '{value}'") from None
+            key, parsed = _resource_value(key.strip(), value, f"--resources '{item}':")
             out.setdefault(name.strip(), {})[key] = parsed
     return out
+
+
+def _resources_file(path: str) -> dict[str, dict[str, Any]]:
+    import json
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"--resources {path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--resources {path}: not a JSON file ({e})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"--resources {path}: expected {{stage: {{key: value}}}}")
+    return data
+
+
+def _resource_value(key: str, value: str, where: str) -> tuple[str, Any]:
+    try:
+        if key in ("cpus", "gpus"):
+            parsed: Any = float(value)
+            if not parsed >= 0 or parsed == float("inf"):
+                raise ValueError
+            if key == "gpus" and parsed > 1 and not parsed.is_integer():
+                raise ValueError("a share below 1 or a whole number of GPUs")  # Ray's rule
+        elif key == "actors":
+            lo, _, hi = value.partition("-")
+            parsed = [int(lo), int(hi) if hi else int(lo)]
+            if parsed[0] < 1 or parsed[1] < parsed[0]:
+                raise ValueError
+        elif key in ("batch", "batch_rows"):
+            parsed = int(value)
+            if parsed < 1:
+                raise ValueError
+        else:
+            raise KeyError(key)
+    except KeyError:
+        raise ValueError(f"{where} unknown key '{key}' (cpus, gpus, actors, batch)") from None
+    except ValueError as e:
+        why = f" ({e})" if str(e) and not str(e).startswith(("could not convert", "invalid literal")) else ""
+        raise ValueError(f"{where} bad value for {key}: '{value}'{why}") from None
+    return ("batch_rows" if key == "batch" else key), parsed
 
 
 def with_overrides(res: Resources, over: dict[str, Any]) -> Resources:
