@@ -54,7 +54,8 @@ def benchmark_texts(spec: str, warehouse: str | None = None, column: str | None 
 class Decontaminator(ModelStage):
     """Stage: `contamination` = benchmark n-grams found; any hit rejects as `contaminated`.
     With `twins=True` a row whose canonical form (numbers + operation cues, `filters.twins`)
-    equals a benchmark row's `column` also counts as one hit: renamed copies are caught."""
+    equals a benchmark row's `column` also counts as one hit: renamed copies are caught. `n=0`
+    turns the n-gram check off (templated problems share 13-grams without being the same problem)."""
     name = "decontaminate"
     adds = [field("contamination", pa.int32(), stats="category")]
 
@@ -69,14 +70,16 @@ class Decontaminator(ModelStage):
             for item, text in benchmark_texts(spec, warehouse, column if twins else None):
                 if self.twins is not None:
                     self.twins.add(item, text)
+                if n <= 0:  # twins only
+                    continue
                 w = words(text)
                 for i in range(len(w) - n + 1):
                     self.index.setdefault(hash(tuple(w[i:i + n])), item)
 
     def hits(self, text: str) -> tuple[int, str | None]:
-        w, n, index = words(text), self.n, self.index
+        w, n, index = words(text) if self.n > 0 else [], self.n, self.index
         found, first = 0, None
-        for i in range(len(w) - n + 1):
+        for i in range(len(w) - n + 1 if n > 0 else 0):
             item = index.get(hash(tuple(w[i:i + n])))
             if item is not None:
                 found += 1

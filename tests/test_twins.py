@@ -89,3 +89,12 @@ def test_decontaminator_twins_mode_rejects_renamed_rows(tmp_path):
     kept_plain, kept_twins = kept(plain(rows)), kept(twins(rows))
     assert BASE.replace("Ava", "Bo") in kept_plain          # 13-grams miss the renamed copy ...
     assert kept_twins == [other]         # ... the canonical form does not
+
+
+def test_twins_only_mode_ignores_shared_template_ngrams(tmp_path):
+    bench = tmp_path / "heldout.jsonl"
+    bench.write_text('{"problem": "%s", "answer": "8"}\n' % BASE)
+    # same template and names, other numbers: 13-grams shared, not a twin
+    other = BASE.replace("12", "19").replace("5 more", "8 more")
+    out = Decontaminator(benchmarks=[str(bench)], n=0, column="problem", twins=True)(pa.table({"problem": [other, BASE]}))
+    assert out.column(DROP).to_pylist() == [None, "contaminated"]
