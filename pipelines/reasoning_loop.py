@@ -198,13 +198,24 @@ class Loop:
         cfg = TrainConfig(lr=lr, steps=steps, warmup_steps=min(30, steps // 10 + 1), tokens_per_batch=a.tokens_per_batch,
                           packing=a.packing, seq_len=a.seq_len, seed=a.seed)
         path = os.path.join(self.out, name)
-        best = {"acc": -1.0, "step": 0, "state": None, "bad": 0, "curve": []}
+        if a.reuse_checkpoints and init is None and os.path.exists(os.path.join(path, "checkpoint.json")):
+            meta = checkpoint.meta(path)  # the same run, data and settings: the same weights (reproducible)
+            if meta["train_config"] == cfg.to_dict() and meta["trained_on"] == trained_on:
+                model, tok, _ = checkpoint.load(path, device=str(self.device))
+                log(f"{name}: reused {path} (step {meta['step']})")
+                return model, tok, path, {"steps": meta["step"], "best_step": meta["step"], "history": [],
+                                          "dev_curve": meta["metrics"].get("dev_curve", []), "tokens": None,
+                                          "tokens_per_s": None, "final_loss": meta["metrics"].get("loss"),
+                                          "reused": True}
+        best = {"acc": -1.0, "step": 0, "state": None, "bad": 0, "curve": [], "eval_s": 0.0}
 
         def on_step(rec: dict) -> bool:
             if not early_stop or rec["step"] % a.eval_every:
                 return False
+            t_eval = time.perf_counter()
             with self.timed("evaluation"):
                 acc = evaluate(model, tok, self.dev, max_new_tokens=a.max_new_tokens)["accuracy"]
+            best["eval_s"] += time.perf_counter() - t_eval  # counted as evaluation, not training
             model.train()
             best["curve"].append((rec["step"], round(acc, 4)))
             if acc > best["acc"]:
@@ -221,7 +232,8 @@ class Loop:
             if early_stop and best["state"] is not None and best["step"] != res["steps"]:
                 model.load_state_dict(best["state"])
                 checkpoint.save(path, model, tok, step=best["step"], train_config=cfg.to_dict(), trained_on=trained_on,
-                                metrics={"dev_accuracy": best["acc"]}, extra={"stage": "sft"})
+                                metrics={"dev_accuracy": best["acc"], "dev_curve": best["curve"]}, extra={"stage": "sft"})
+        self.record["profile"]["training"] = round(self.record["profile"]["training"] - best["eval_s"], 2)
         res["best_step"] = best["step"] if early_stop else res["steps"]
         res["dev_curve"] = best["curve"]
         res["tokens_trained"] = res["tokens"]
@@ -636,6 +648,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rft-lr", type=float, default=1e-3)
     g.add_argument("--init", choices=["base", "last"], default="base",
                    help="each round trains from round 0's model (ReST-EM) or continues from the last round's")
+    g.add_argument("--reuse-checkpoints", action="store_true",
+                   help="a from-scratch checkpoint (round 0, ablation) already in this run's directory with the "
+                        "same settings and data is loaded, not retrained (to try round-1+ variants on one round 0)")
     g.add_argument("--dpo", action="store_true", help="DPO after each round's SFT (kept only where dev improves)")
     g.add_argument("--dpo-steps", type=int, default=40)
     g.add_argument("--dpo-lr", type=float, default=1e-5)
@@ -660,6 +675,9 @@ def run_main(argv: list[str] | None = None) -> int:
         return run_seeds(argv, args)
     record = Loop(args).run()
     print_table(record)
+    prof = record["profile"]
+    print("wall time by phase (s): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(prof.items(), key=lambda kv: -kv[1]))
+          + f"; total {record['seconds']:.0f}")
     print(f"record: {os.path.join(os.path.abspath(args.warehouse), '_loop', record['run'], 'record.json')}")
     return 0
 
