@@ -37,12 +37,18 @@ def child(cmd: list[str]) -> dict:
 DEDUP = """
 import json, sys, time
 sys.path.insert(0, {root!r})
-from pipelines.inputs import plan_inputs
-from filters.dedup import plan_dedup
+import os
+from schemas.engine.inputs import plan_inputs, read_shard
+from filters.dedup import Dedup
 from schemas.tables import DOCUMENTS
-shards = plan_inputs({files!r}, None, 1 << 26, 100000)
-path, summary = plan_dedup(shards, DOCUMENTS, {work!r}, "local", num_perm=128, ngram=5, threshold=0.8)
-print(json.dumps(summary))
+params = dict(num_perm=128, ngram=5, threshold=0.8)
+sigs = []
+for i, shard in enumerate(plan_inputs({files!r}, None, 1 << 26, 100000)):
+    rows = read_shard(shard, DOCUMENTS)[0]
+    rows = rows.append_column("_rowkey", [[f"{{shard.key}}:{{j}}" for j in range(rows.num_rows)]])
+    sigs.append(os.path.join({work!r}, f"{{i}}.parquet"))
+    import pyarrow.parquet as pq; pq.write_table(Dedup.signatures(rows, **params), sigs[-1])
+print(json.dumps(Dedup.decide(sigs, os.path.join({work!r}, "decisions.parquet"), "local", **params)))
 """
 
 

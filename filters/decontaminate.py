@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.engine.stage import ModelStage, annotate, reject_where
 from schemas.tables import field
 
 WORD = re.compile(r"\w+")

@@ -1,22 +1,23 @@
-"""Exact and near-duplicate removal across the whole corpus, as a shuffle.
+"""Exact and near-duplicate removal across the whole corpus, as a shuffle inside the run.
 
-1. signatures (per input shard, in parallel): content hash of the normalised text, and a
-   datasketch MinHash of its word n-gram shingles cut into LSH bands; one Parquet file per
-   shard of (row key, content hash, band, bucket).
-2. clusters (a shuffle, Ray Data `groupby`; polars when run in-process): rows sharing a content
+`Dedup` is a stage with a global pass (see schemas/engine/execute.py):
+1. signatures (per shard, in the run's DAG after the stages before dedup, so rows already
+   rejected take no part): content hash of the normalised text, and a datasketch MinHash of
+   its word n-gram shingles cut into LSH bands; one Parquet file per shard of (row key,
+   content hash, band, bucket) under the run directory (a rerun reuses them).
+2. decide (a shuffle, Ray Data `groupby`; polars when run in-process): rows sharing a content
    hash are exact duplicates; distinct texts sharing any band bucket are near-duplicate
    candidates; union-find over those candidate edges gives clusters. Memory grows with the
    number of duplicates, not the corpus: no global index of all documents is ever built.
-3. `DedupMarker` stage (in the main run): each row whose row key is a non-representative
-   cluster member becomes `exact_duplicate` / `near_duplicate`; every member gets `dup_cluster`.
+3. the stage (main pass): each row whose row key is a non-representative cluster member
+   becomes `exact_duplicate` / `near_duplicate`; every member gets `dup_cluster`.
 The representative of a cluster is the member with the smallest (content hash, row key): the
 text kept does not depend on file names or shard order, only on the texts.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
-import os
 import unicodedata
 from typing import Any
 
@@ -25,10 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.failpoints import failpoint
-from pipelines.inputs import InputShard, UnreadableInput, read_shard
-from pipelines.lineage import code_fingerprint
-from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.engine.files import filesystem, read_parquet, write_parquet
+from schemas.engine.stage import ModelStage, Resources, annotate, reject_where
 from schemas.tables import field
 
 SIG_SCHEMA = pa.schema([("node", pa.string()), ("content_hash", pa.string()),
@@ -47,9 +46,22 @@ def shingles(text: str, n: int) -> list[bytes]:
     return [" ".join(w[i:i + n]).encode() for i in range(len(w) - n + 1)]
 
 
+@functools.lru_cache(maxsize=64)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    from datasketch.lsh import _optimal_param
-    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+    """(bands, rows per band) with bands × rows ≤ num_perm minimising the area of false
+    positives (Jaccard below `threshold` yet candidates, probability 1 − (1 − s^r)^b) plus
+    false negatives (above it yet not candidates), equally weighted: the banding that best
+    approximates a step at the threshold (Leskovec et al., Mining of Massive Datasets §3.4)."""
+    s = np.linspace(0.0, 1.0, 2001)
+    below, above = s <= threshold, s >= threshold
+    best, best_err = (1, num_perm), np.inf
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            p = 1.0 - (1.0 - s ** r) ** b
+            err = np.trapezoid(p[below], s[below]) + np.trapezoid(1.0 - p[above], s[above])
+            if err < best_err - 1e-12:
+                best, best_err = (b, r), err
+    return best
 
 
 def signature_table(texts: list[str], rowkeys: list[str], num_perm: int = 128, ngram: int = 5,
@@ -76,31 +88,6 @@ def signature_table(texts: list[str], rowkeys: list[str], num_perm: int = 128, n
             buckets.append(int.from_bytes(d, "little", signed=True))
     return pa.table({"node": keys, "content_hash": chs, "band": pa.array(band_col, pa.int16()),
                      "bucket": pa.array(buckets, pa.int64())}, schema=SIG_SCHEMA)
-
-
-def row_keys(shard: InputShard, n: int) -> list[str]:
-    """Stable key of each row read from a shard (the runner attaches the same as `_rowkey`)."""
-    return [f"{shard.key}:{i}" for i in range(n)]
-
-
-def write_signatures(shard: InputShard, schema: pa.Schema, out_dir: str, params: dict[str, Any],
-                     chunk: int = 1000) -> str:
-    """Signatures of one shard, computed `chunk` documents at a time (shingle sets are the big part)."""
-    path = os.path.join(out_dir, f"{shard.key}.parquet")
-    if os.path.exists(path):
-        return path  # done in an earlier, interrupted run
-    try:
-        rows, _, _ = read_shard(shard, schema)
-    except UnreadableInput:
-        rows = schema.empty_table()  # the main run fails on it, or records its rows as lost
-    keys = row_keys(shard, rows.num_rows)
-    texts = rows.column("text")
-    tmp = path + ".tmp"
-    with pq.ParquetWriter(tmp, SIG_SCHEMA) as writer:
-        for i in range(0, max(rows.num_rows, 1), chunk):
-            writer.write_table(signature_table(texts.slice(i, chunk).to_pylist(), keys[i:i + chunk], **params))
-    os.replace(tmp, path)
-    return path
 
 
 class _UnionFind:
@@ -134,7 +121,7 @@ def _edges_from_groups(groups: pa.Table) -> list[tuple[str, str]]:
 
 def find_duplicates(sig_files: list[str], executor: str = "local") -> pa.Table:
     """Clusters of exact and near duplicates from signature files, as DUPS_SCHEMA rows."""
-    if not sig_files or not any(pq.read_metadata(f).num_rows for f in sig_files):
+    if not sig_files or not any(_num_rows(f) for f in sig_files):
         return DUPS_SCHEMA.empty_table()  # no row has text to compare (empty or unusable input)
     exact_groups, near_groups = (_groups_ray if executor == "ray" else _groups_polars)(sig_files)
     uf = _UnionFind()
@@ -153,10 +140,19 @@ def find_duplicates(sig_files: list[str], executor: str = "local") -> pa.Table:
     return pa.table({"_rowkey": keys, "cluster": clusters, "reason": reasons}, schema=DUPS_SCHEMA)
 
 
+def _num_rows(uri: str) -> int:
+    fs, path = filesystem(uri)
+    with fs.open_input_file(path) as f:
+        return pq.read_metadata(f).num_rows
+
+
 def _groups_polars(sig_files: list[str]) -> tuple[pa.Table, pa.Table]:
     """Exact groups, then near-duplicate groups one LSH band at a time (a ninth of the rows each)."""
     import polars as pl
-    sig = pl.scan_parquet(sig_files)
+    if any("://" in f for f in sig_files):  # polars' own object-store reader needs its own credentials
+        sig = pl.from_arrow(pa.concat_tables([read_parquet(f) for f in sig_files])).lazy()
+    else:
+        sig = pl.scan_parquet(sig_files)
     first = sig.filter(pl.col("band") == 0).select("node", "content_hash")
     exact = (first.group_by("content_hash").agg(pl.col("node").alias("members"))
              .filter(pl.col("members").list.len() > 1).select("members").collect(engine="streaming").to_arrow())
@@ -186,7 +182,8 @@ def _representative(batch: pa.Table) -> pa.Table:
 
 def _groups_ray(sig_files: list[str]) -> tuple[pa.Table, pa.Table]:
     import ray.data
-    sig = ray.data.read_parquet(sig_files)
+    fs, _ = filesystem(sig_files[0])
+    sig = ray.data.read_parquet([filesystem(f)[1] for f in sig_files], filesystem=fs)
     parts = max(2, min(200, len(sig_files)))  # Ray's default of 200 partitions is for clusters
     exact = sig.filter(expr="band == 0").groupby("content_hash", num_partitions=parts) \
         .map_groups(_members, batch_format="pyarrow")
@@ -197,53 +194,16 @@ def _groups_ray(sig_files: list[str]) -> tuple[pa.Table, pa.Table]:
     return collect(exact), collect(near)
 
 
-def plan_dedup(shards: list[InputShard], schema: pa.Schema, work_dir: str, executor: str = "local",
-               **params: Any) -> tuple[str, dict[str, Any]]:
-    """Signatures for every shard, then clusters; returns the duplicates file and a summary."""
-    key = hashlib.sha256(json.dumps([sorted(s.key for s in shards), params, code_fingerprint([__name__])],
-                                    sort_keys=True).encode()).hexdigest()[:16]
-    out_dir = os.path.join(work_dir, f"dedup-{key}")
-    sig_dir = os.path.join(out_dir, "signatures")
-    os.makedirs(sig_dir, exist_ok=True)
-    dups_path = os.path.join(out_dir, "duplicates.parquet")
-    if not os.path.exists(dups_path):
-        if executor == "ray":
-            import ray.data
-
-            from pipelines.raysession import init_ray
-            init_ray()
-            items = [{"shard": json.dumps(s.to_dict())} for s in shards]
-            ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-                _signature_task, fn_kwargs={"schema": schema, "out_dir": sig_dir, "params": params},
-                batch_size=1, batch_format="pyarrow").materialize()
-            files = [os.path.join(sig_dir, f"{s.key}.parquet") for s in shards]
-        else:
-            files = [write_signatures(s, schema, sig_dir, params) for s in shards]
-        failpoint("dedup")
-        dups = find_duplicates(files, executor)
-        pq.write_table(dups, dups_path + ".tmp")
-        os.replace(dups_path + ".tmp", dups_path)
-    dups = pq.read_table(dups_path)
-    reasons = dups.column("reason").to_pylist()
-    summary = {"path": dups_path, "clusters": len(set(dups.column("cluster").to_pylist())),
-               "exact_duplicates": reasons.count("exact_duplicate"), "near_duplicates": reasons.count("near_duplicate"),
-               "params": params}
-    return dups_path, summary
-
-
-def _signature_task(batch: pa.Table, schema: pa.Schema, out_dir: str, params: dict[str, Any]) -> pa.Table:
-    paths = [write_signatures(InputShard.from_dict(json.loads(s)), schema, out_dir, params)
-             for s in batch.column("shard").to_pylist()]
-    return pa.table({"path": paths})
-
-
-class DedupMarker(ModelStage):
-    """Stage: marks rows of duplicate clusters found by `plan_dedup` (loads only the duplicates)."""
+class Dedup(ModelStage):
+    """Stage: marks the rows of duplicate clusters. Its global pass computes `signatures` per
+    shard and `decide`s once over all of them; the stage itself loads only the duplicates."""
     name = "dedup"
     adds = [field("dup_cluster", pa.string())]
+    resources = Resources(cpus=1)
+    global_pass = True
 
-    def __init__(self, duplicates: str):
-        t = pq.read_table(duplicates)
+    def __init__(self, decisions: str, num_perm: int = 128, ngram: int = 5, threshold: float = 0.8):
+        t = read_parquet(decisions)
         self.cluster = dict(zip(t.column("_rowkey").to_pylist(), t.column("cluster").to_pylist()))
         self.reason = {k: r for k, r in zip(t.column("_rowkey").to_pylist(), t.column("reason").to_pylist()) if r}
 
@@ -256,6 +216,27 @@ class DedupMarker(ModelStage):
                                  [f"cluster {self.cluster[k][:16]}" if x == r else None for k, x in zip(keys, reasons)])
         return batch
 
+    @staticmethod
+    def signatures(live: pa.Table, num_perm: int = 128, ngram: int = 5, threshold: float = 0.8,
+                   chunk: int = 1000) -> pa.Table:
+        """One shard's signatures, `chunk` documents at a time (shingle sets are the big part)."""
+        texts, keys = live.column("text"), live.column("_rowkey").to_pylist()
+        params = {"num_perm": num_perm, "ngram": ngram, "threshold": threshold}
+        parts = [signature_table(texts.slice(i, chunk).to_pylist(), keys[i:i + chunk], **params)
+                 for i in range(0, live.num_rows, chunk)]
+        return pa.concat_tables([SIG_SCHEMA.empty_table(), *parts])
+
+    @staticmethod
+    def decide(signature_files: list[str], out: str, executor: str = "local", **params: Any) -> dict[str, Any]:
+        dups = find_duplicates(signature_files, executor)
+        write_parquet(dups, out)
+        reasons = dups.column("reason").to_pylist()
+        return {"clusters": len(set(dups.column("cluster").to_pylist())),
+                "exact_duplicates": reasons.count("exact_duplicate"),
+                "near_duplicates": reasons.count("near_duplicate")}
+
     @classmethod
-    def model_info(cls, duplicates: str, **params: Any) -> dict[str, Any]:
-        return {"kind": "minhash-lsh", "duplicates": duplicates}
+    def model_info(cls, num_perm: int = 128, ngram: int = 5, threshold: float = 0.8, **params: Any) -> dict[str, Any]:
+        bands, rows = lsh_params(threshold, num_perm)
+        return {"kind": "minhash-lsh", "num_perm": num_perm, "ngram": ngram, "threshold": threshold,
+                "bands": bands, "rows": rows}

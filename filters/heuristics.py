@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field as dc_field
 
 import pyarrow as pa
 
-from pipelines.stage import annotate
+from schemas.engine.stage import annotate
 from schemas.tables import field
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.engine.stage import ModelStage, annotate, reject_where
 from schemas.stats import wilson
 from schemas.tables import field
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from pipelines.stage import annotate, reject_where, stage
+from schemas.engine.stage import annotate, reject_where, stage
 from schemas.tables import field
 from synth.audio import decode
 from synth.speech_text import wer_normalize

@@ -1,5 +1,5 @@
 """Batched sampling with a KV cache (temperature, top-p, max tokens, stop at <|end|>), and the
-built-in model as a `synth.generators.Generator` for rejection sampling."""
+built-in model as a `model.generation.Generator` for rejection sampling."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from model.transformer import Transformer
-from synth.generators import Completion, Generator, Request
+from model.generation import Completion, Generator, Request
 
 
 def _top_p(probs: torch.Tensor, p: float) -> torch.Tensor:

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from model.generate import BuiltinGenerator
-from synth.generators import Request, Sampling
+from model.generation import Request, Sampling
 
 
 @dataclass(frozen=True)

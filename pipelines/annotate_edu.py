@@ -20,9 +20,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 from filters.text_basic import normalize_text  # noqa: E402
-from pipelines.runner import Pipeline  # noqa: E402
+from schemas.engine.runner import Pipeline  # noqa: E402
 from pipelines.script import common_parser, run_and_report, options  # noqa: E402
-from pipelines.stage import StageSpec  # noqa: E402
+from schemas.engine.stage import StageSpec  # noqa: E402
 from schemas.tables import DOCUMENTS, EDU_GRADES  # noqa: E402
 from synth.edu_grading import RUBRIC, RUBRIC_NAME, TEMPLATE, EduGrader  # noqa: E402
 
@@ -34,7 +34,7 @@ def sample_inputs(inputs: list[str], n: int, seed: int, warehouse: str, origin: 
     import heapq
     import json
 
-    from pipelines.inputs import plan_inputs, read_shard
+    from schemas.engine.inputs import plan_inputs, read_shard
     from schemas.ids import row_id
     from schemas.store import Store
 

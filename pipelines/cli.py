@@ -281,12 +281,25 @@ def gc(ctx, table, older_than, runs, dry_run):
 
 @main.command()
 @click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="the lineage JSON only (for scripts)")
 @click.pass_context
-def lineage(ctx, ref):
-    """Run id, pipeline, resolved config, code commit, inputs, models and accounting of a version."""
+def lineage(ctx, ref, as_json):
+    """Run id, pipeline, resolved config, code commit, inputs, models, operators with their
+    resources, and accounting of a version; then where the time went, per stage."""
     props = _store(ctx).properties(ref)
     props.pop("stats", None)
     click.echo(json.dumps(props, indent=2, default=str))
+    if as_json:
+        return
+    from pipelines import report
+    ex = props.get("execution") or {}
+    if ex.get("operators"):
+        report.console.print(report._table("operators (resources per worker)", ["operator", "kind", "cpus", "gpus",
+                                                                              "actors", "rows/call"],
+                                           [[o["operator"], o["kind"], o["cpus"], o["gpus"],
+                                             "-".join(str(a) for a in o["actors"]) if o["kind"] == "actor" else "",
+                                             o["batch_rows"] or "shard"] for o in ex["operators"]]))
+    report.print_accounting(props.get("accounting"))
 
 
 @main.command()
@@ -295,7 +308,7 @@ def lineage(ctx, ref):
 @click.option("--max-errors", default=20, show_default=True)
 def validate(path, schema_name, max_errors):
     """Check a JSONL or Parquet file against a table schema; name the column and row of each problem."""
-    from pipelines.inputs import plan_file, read_shard
+    from schemas.engine.inputs import plan_file, read_shard
     from schemas.tables import TABLES
     if schema_name not in TABLES:
         _fail(f"unknown schema '{schema_name}' (one of {', '.join(TABLES)})")

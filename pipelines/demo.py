@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from filters.text_basic import length_filter, normalize_text  # noqa: E402
 from pipelines.demo_corpus import write_demo_corpus  # noqa: E402
-from pipelines.runner import Pipeline  # noqa: E402
+from schemas.engine.runner import Pipeline  # noqa: E402
 from pipelines.script import common_parser, main  # noqa: E402
 from schemas.tables import DOCUMENTS  # noqa: E402
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.lineage import config_hash, git_commit
-from pipelines.runner import AccountingError, _write_parquet
+from schemas.engine.lineage import config_hash, git_commit
+from schemas.engine.files import write_parquet
+from schemas.engine.runner import AccountingError
 from schemas import stats as st
 from schemas.store import Store
 
@@ -33,7 +34,7 @@ def publish_derived(store: Store, name: str, schema: pa.Schema, table: pa.Table,
     if table.num_rows:
         store.ensure_table(name, schema)
         uri = f"{store.data_location(name)}/derived-{run_id}/part-00000.parquet"
-        _write_parquet(table, uri, stats)
+        write_parquet(table, uri, stats)
         files.append(uri)
     reasons = {k: v for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]) if v}
     accounting = {"unit": unit, "rows_in": rows_in, "kept": used, "rejected": rows_in - used, "rows_out": table.num_rows,

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import pyarrow as pa  # noqa: E402
 
-from pipelines.stage import annotate, reject_where, stage  # noqa: E402
+from schemas.engine.stage import annotate, reject_where, stage  # noqa: E402
 from schemas.store import default_warehouse  # noqa: E402
 from schemas.tables import MESSAGES  # noqa: E402
 
@@ -102,7 +102,7 @@ class Steps:
         return self.pipeline_args(mod, mod.parser().parse_args(argv + self.common()))
 
     def pipeline_args(self, mod, args: argparse.Namespace):
-        from pipelines.runner import run
+        from schemas.engine.runner import run
         from pipelines.script import options
         pipeline, inputs = mod.build(args)
         res = run(pipeline, options(args, inputs))
@@ -115,7 +115,7 @@ class Steps:
         return self.pipeline("text_curation", ["--min-words", "20"])
 
     def sft(self, documents_ref: str):
-        from pipelines.runner import Pipeline, RunOptions, run
+        from schemas.engine.runner import Pipeline, RunOptions, run
         from schemas.tables import DOCUMENTS, SFT
         a = self.args
         # imported by module name so Ray workers unpickle the stage by reference (not `__main__`)
@@ -258,7 +258,7 @@ def run_main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     steps = Steps(args)
     if args.executor == "ray":
-        from pipelines.raysession import init_ray
+        from schemas.engine.raysession import init_ray
         init_ray(args.num_cpus)  # once: every step below joins this session
     docs = steps.step("text curation → documents", steps.text)
     sft = steps.step("SFT pairs from documents → sft_documents", lambda: steps.sft(f"documents@{docs.snapshot_id}"))

@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import pyarrow as pa  # noqa: E402
 
-from pipelines.runner import Pipeline  # noqa: E402
+from schemas.engine.runner import Pipeline  # noqa: E402
 from pipelines.script import common_parser, options  # noqa: E402
-from pipelines.stage import StageSpec, reject_where, stage  # noqa: E402
+from schemas.engine.stage import StageSpec, reject_where, stage  # noqa: E402
 from schemas.tables import PROBLEMS  # noqa: E402
 from synth.cot_sampling import SYSTEM, CoTSampler  # noqa: E402
 from synth.problems import iter_sources, write_jsonl  # noqa: E402
@@ -159,8 +159,8 @@ def parser():
 
 def run_main(argv: list[str] | None = None) -> int:
     from pipelines import report
-    from pipelines.inputs import InputError
-    from pipelines.runner import NothingKept, run
+    from schemas.engine.inputs import InputError
+    from schemas.engine.runner import NothingKept, run
     from schemas.store import Store
 
     args = parser().parse_args(argv)

@@ -91,7 +91,7 @@ class Loop:
 
     # ---- tables ---------------------------------------------------------------------
     def _run(self, pipeline, inputs: list[str], output: str, tag: str | None, mode: str = "overwrite"):
-        from pipelines.runner import RunOptions, run
+        from schemas.engine.runner import RunOptions, run
         res = run(pipeline, RunOptions(inputs=inputs, output=output, warehouse=self.wh, executor=self.args.executor,
                                        num_cpus=self.args.num_cpus, mode=mode, tag=tag, progress=False,
                                        shard_bytes=64 << 10))
@@ -102,7 +102,7 @@ class Loop:
     def start_ray(self) -> None:
         """Start the embedded Ray session up front, so its cost shows in the profile on its own."""
         if self.args.executor == "ray":
-            from pipelines.raysession import init_ray
+            from schemas.engine.raysession import init_ray
             with self.timed("ray_start"):
                 init_ray(self.args.num_cpus)
 
@@ -111,8 +111,8 @@ class Loop:
         from filters.decontaminate import Decontaminator
         from filters.twins import TwinIndex
         from pipelines.reasoning_data import check_problem
-        from pipelines.runner import Pipeline
-        from pipelines.stage import StageSpec
+        from schemas.engine.runner import Pipeline
+        from schemas.engine.stage import StageSpec
         from schemas.tables import PROBLEMS
         import random
 
@@ -156,7 +156,7 @@ class Loop:
         return "loop_problems@pool", held
 
     def teacher_tables(self) -> dict[str, str]:
-        from pipelines.runner import Pipeline
+        from schemas.engine.runner import Pipeline
         from schemas.tables import PROBLEMS, SFT
         from synth.teacher import teacher_sft
 
@@ -308,7 +308,7 @@ class Loop:
     def sample(self, round_: int, ckpt: str, problems: list[dict]) -> dict:
         """The reasoning-data pipeline with the current model as generator."""
         from pipelines import reasoning_data as rd
-        from pipelines.runner import run
+        from schemas.engine.runner import run
         from pipelines.script import options
         from synth.problems import write_jsonl
 

@@ -174,9 +174,17 @@ def top_n(values: dict[str, int], n: int = TOP_N) -> list[tuple[str, int]]:
     return head + [(f"other ({len(rest)} more)", sum(v for _, v in rest))]
 
 
+ACCOUNTING_COLUMNS = ["stage", "in", "out", "rejected", "worker s", "share", "reasons"]
+
+
 def accounting_rows(acc: dict[str, Any] | None) -> list[list[Any]]:
+    """Rows per stage and where the time went (worker seconds summed over shards; model
+    loading and queueing excluded)."""
+    stages = (acc or {}).get("stages", [])
+    total = sum(s.get("seconds", 0.0) for s in stages)
     return [[s["stage"], s["rows_in"], s["rows_out"], s["rejected"],
-             ", ".join(f"{k}={v}" for k, v in s["reasons"].items())] for s in (acc or {}).get("stages", [])]
+             f"{s['seconds']:.2f}" if "seconds" in s else "", f"{s['seconds'] / total:.0%}" if total and "seconds" in s
+             else "", ", ".join(f"{k}={v}" for k, v in s["reasons"].items())] for s in stages]
 
 
 def _accounting_head(acc: dict[str, Any]) -> str:
@@ -203,12 +211,13 @@ def print_run(result) -> None:
     console.print(f"[bold]published[/bold] {result.output}@{result.snapshot_id}  run {result.run_id}  "
                   f"({result.processed_shards} shards processed, {result.resumed_shards} resumed; "
                   f"{acc['rows_in']:,} rows in = {acc['kept']:,} kept + {acc['rejected']:,} rejected)")
+    print_accounting(acc)
 
 
 def print_accounting(acc: dict[str, Any] | None) -> None:
     if not acc:
         return
-    console.print(_table(_accounting_head(acc), ["stage", "in", "out", "rejected", "reasons"], accounting_rows(acc)))
+    console.print(_table(_accounting_head(acc), ACCOUNTING_COLUMNS, accounting_rows(acc)))
 
 
 def _hist_bar(counts: list[int], width: int = 30) -> list[str]:
@@ -439,7 +448,7 @@ def write_html(data: dict[str, Any], path: str) -> str:
              f'<section id="plots"><img src="data:image/png;base64,{img}" alt="plots of {html.escape(data["table"])}">'
              "</section>"]
     if acc:
-        parts.append(table("accounting", _accounting_head(acc), ["stage", "in", "out", "rejected", "reasons"],
+        parts.append(table("accounting", _accounting_head(acc), ACCOUNTING_COLUMNS,
                            accounting_rows(acc)))
         reasons = acc.get("rejects_by_reason") or {}
         parts.append(table("rejects", f"rejects by reason ({len(reasons)} reasons)", ["reason", "rows"],

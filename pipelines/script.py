@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Callable
 
-from pipelines.runner import Pipeline, RunOptions, run
+from schemas.engine.runner import Pipeline, RunOptions, run
 from schemas.store import default_warehouse
 
 
@@ -38,6 +38,13 @@ def common_parser(description: str, default_output: str) -> argparse.ArgumentPar
     p.add_argument("--error-budget", type=float, default=0.5,
                    help="share of a batch a stage may fail on (those rows become error: rejects) before the "
                         "run fails as a broken stage; out-of-memory and missing libraries always fail it")
+    p.add_argument("--resources", action="append", metavar="STAGE=KEY:VALUE,...",
+                   help="per-stage resources, repeatable: cpus, gpus (fractional), actors (N or MIN-MAX), "
+                        "batch (rows per call), e.g. asr=gpus:0.5,actors:1-4; or a JSON file "
+                        "{stage: {key: value}}; recorded in lineage")
+    p.add_argument("--fuse", choices=["tasks", "none", "all"], default="tasks",
+                   help="operators: one per stage with adjacent cheap stages fused (tasks), strictly one per "
+                        "stage (none), or the whole chain in one (all: the old shard-chain executor)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report")
     return p
 
@@ -48,19 +55,28 @@ def options(args: argparse.Namespace, inputs: list[str]) -> RunOptions:
                       shard_bytes=int(args.shard_mb * (1 << 20)), shard_rows=args.shard_rows,
                       progress=not args.quiet, allow_empty=args.allow_empty,
                       on_unreadable=args.on_unreadable, raw_rejects=args.raw_rejects,
-                      error_budget=args.error_budget)
+                      error_budget=args.error_budget, resources=_resources(args.resources), fuse=args.fuse)
+
+
+def _resources(items: list[str] | None) -> dict:
+    from schemas.engine.stage import parse_resources
+    try:
+        return parse_resources(items)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) -> int:
     from pipelines import report
-    from pipelines.inputs import InputError, UnreadableInput
-    from pipelines.runner import NothingKept, RunInProgress, StorageFull
-    from pipelines.stage import StageFailed
+    from schemas.engine.inputs import InputError, UnreadableInput
+    from schemas.engine.runner import NothingKept, RunInProgress, StorageFull
+    from schemas.engine.stage import StageFailed
     from schemas.store import Store, StoreError
 
     try:
         result = run(pipeline, opts)
-    except (InputError, NothingKept, UnreadableInput, RunInProgress, StorageFull, StoreError, StageFailed) as e:
+    except (InputError, NothingKept, UnreadableInput, RunInProgress, StorageFull, StoreError, StageFailed,
+            ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not quiet:

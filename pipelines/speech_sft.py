@@ -18,9 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from filters.wer import check_audio, wer_filter  # noqa: E402
 from pipelines.demo_corpus import write_speech_queries  # noqa: E402
-from pipelines.runner import Pipeline  # noqa: E402
+from schemas.engine.runner import Pipeline  # noqa: E402
 from pipelines.script import common_parser, main  # noqa: E402
-from pipelines.stage import StageSpec  # noqa: E402
+from schemas.engine.stage import StageSpec  # noqa: E402
 from schemas.tables import SFT, SPEECH_SFT  # noqa: E402
 from synth.asr import DEFAULT_MODEL, WhisperASR  # noqa: E402
 from synth.speech_text import extract_turns, format_speech_sample, select_speakable  # noqa: E402

@@ -4,8 +4,8 @@
     python pipelines/text_curation.py --input data/*.jsonl --output web_curated
     ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/text_curation.py --warehouse /abs/warehouse
 
-Stages, cheapest first: normalise → dedup marks (clusters found beforehand by a MinHash
-shuffle over all shards) → benchmark decontamination (before the heuristics, so a leaked
+Stages, cheapest first: normalise → dedup marks (clusters found by a MinHash shuffle over
+all shards, a pass of the run before the main one) → benchmark decontamination (before the heuristics, so a leaked
 benchmark is counted as such) → Gopher/C4 heuristics → fastText quality score → presidio PII
 (redact, or drop by entity type). Every stage's scores are kept
 on the rows; thresholds are flags, so re-thresholding never needs re-scoring.
@@ -18,17 +18,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 from filters.decontaminate import Decontaminator  # noqa: E402
-from filters.dedup import DedupMarker, plan_dedup  # noqa: E402
+from filters.dedup import Dedup  # noqa: E402
 from filters.heuristics import GopherFilter  # noqa: E402
 from filters.pii import PiiScrubber  # noqa: E402
 from filters.quality import QualityClassifier, default_model  # noqa: E402
 from filters.text_basic import normalize_text  # noqa: E402
 from pipelines.demo_corpus import write_text_curation_corpus  # noqa: E402
-from pipelines.inputs import plan_inputs  # noqa: E402
-from pipelines.runner import Pipeline  # noqa: E402
+from schemas.engine.runner import Pipeline  # noqa: E402
 from pipelines.script import common_parser, main  # noqa: E402
-from pipelines.stage import StageSpec  # noqa: E402
-from schemas.store import Store  # noqa: E402
+from schemas.engine.stage import StageSpec  # noqa: E402
 from schemas.tables import DOCUMENTS  # noqa: E402
 
 
@@ -50,14 +48,9 @@ def build(args):
         write_text_curation_corpus(corpus)
         inputs = [corpus]
     stages = [normalize_text]
-    if not args.no_dedup:
-        store = Store(warehouse)
-        shards = plan_inputs(inputs, store, int(args.shard_mb * (1 << 20)), args.shard_rows)
-        dups, summary = plan_dedup(shards, DOCUMENTS, os.path.join(warehouse, "_work"), args.executor,
-                                   num_perm=args.num_perm, ngram=args.ngram, threshold=args.dedup_threshold)
-        print(f"dedup: {summary['exact_duplicates']} exact and {summary['near_duplicates']} near duplicates "
-              f"in {summary['clusters']} clusters", file=sys.stderr)
-        stages.append(StageSpec(DedupMarker, {"duplicates": dups}))
+    if not args.no_dedup:  # clusters found in the run's own pass over every shard first
+        stages.append(StageSpec(Dedup, {"num_perm": args.num_perm, "ngram": args.ngram,
+                                        "threshold": args.dedup_threshold}))
     if args.benchmarks:
         stages.append(StageSpec(Decontaminator, {"benchmarks": args.benchmarks, "n": args.ngram_decontam,
                                                  "warehouse": warehouse}))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.engine.stage import ModelStage, Resources, annotate, reject_where
 from schemas.tables import field
 from synth.audio import load_16k
 
@@ -36,10 +36,18 @@ class WhisperASR(ModelStage):
     """Stage: `asr_text`, the transcript of each row's `audio`; undecodable audio is `bad_audio`."""
     name = "asr"
     adds = [field("asr_text", pa.string())]
+    # A GPU per actor where the cluster has them (`--resources asr=gpus:0.5` shares one); CPU otherwise.
+    resources = Resources(cpus=1, gpus=1, batch_rows=32)
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", compute_type: str = "int8",
+    def __init__(self, model: str = DEFAULT_MODEL, device: str = "auto", compute_type: str = "auto",
                  cpu_threads: int = 1, beam_size: int = 1, language: str = "en"):
+        import ctranslate2
         from faster_whisper import WhisperModel
+        if device == "auto":  # the GPU Ray gave this actor, if it is a real one
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        if compute_type == "auto":
+            compute_type = "float16" if device == "cuda" else "int8"
+        self.device = device
         self.model = WhisperModel(model_dir(model), device=device, compute_type=compute_type,
                                   cpu_threads=cpu_threads, num_workers=1)
         self.beam_size, self.language = beam_size, language

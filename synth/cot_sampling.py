@@ -18,10 +18,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.engine.stage import ModelStage, Resources, annotate, reject_where
 from schemas.ids import table_ids
 from schemas.tables import field
-from synth.generators import Request, Sampling, describe_generator, make_generator
+from synth.generators import Request, Sampling, describe_generator, local_model_resources, make_generator
 from synth.judge import LLMJudge
 from synth.verify import CORRECT, UNDECIDED, RuleVerifier
 
@@ -54,6 +54,10 @@ def format_prompt(problem: str) -> str:
 class CoTSampler(ModelStage):
     name = "cot_sampler"
     adds = ADDS
+
+    @classmethod
+    def resources_for(cls, generator: str = "", **params: Any) -> Resources:
+        return local_model_resources(generator)
 
     def __init__(self, generator: str, k: int = 4, max_attempts: int = 2, temperature: float = 0.8,
                  top_p: float = 0.95, max_tokens: int = 256, seed: int = 0, system: str = SYSTEM,

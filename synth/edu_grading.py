@@ -19,10 +19,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.engine.stage import ModelStage, Resources, annotate, reject_where
 from schemas.ids import table_ids
 from schemas.tables import DOCUMENTS, EDU_GRADES, id_fields
-from synth.generators import Request, Sampling, describe_generator, make_generator
+from synth.generators import Request, Sampling, describe_generator, local_model_resources, make_generator
 
 RUBRIC_NAME = "edu-additive-v1"
 # Our own wording of the additive idea: points accumulate, so a grader cannot skip to 5
@@ -123,6 +123,10 @@ class EduGrader(ModelStage):
     """Stage: grade each document; writes EDU_GRADES' grading columns; rejects
     `generation_failed` (backend error after retries) and `grade_failed` (no readable score)."""
     name = "edu_grader"
+
+    @classmethod
+    def resources_for(cls, generator: str = "", **params: Any) -> Resources:
+        return local_model_resources(generator)
     adds = [f for f in EDU_GRADES if f.name in ("doc_id", "prompt", "grade_output", "edu_score", "grader", "rubric",
                                                  "finish_reason", "source_ids")]
 

@@ -19,7 +19,7 @@ import unicodedata
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.stage import annotate, reject_where, stage
+from schemas.engine.stage import annotate, reject_where, stage
 from schemas.tables import field
 from synth.spoken import line_list_items, spoken, spoken_form, wer_normalize  # noqa: F401 - re-exported
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.stage import annotate, reject_where, stage
+from schemas.engine.stage import annotate, reject_where, stage
 from schemas.tables import MESSAGES, field
 from synth.verify import CORRECT, RuleVerifier
 

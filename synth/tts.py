@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipelines.stage import ModelStage, annotate, reject_where
+from schemas.engine.stage import ModelStage, annotate, reject_where
 from schemas.tables import AUDIO, field
 from synth.audio import SAMPLE_RATE, audio_struct, decode, resample
 

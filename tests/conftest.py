@@ -19,7 +19,7 @@ def ray_session():
     """One embedded Ray for the whole test session (start-up costs ~15 s)."""
     import ray
 
-    from pipelines.raysession import init_ray
+    from schemas.engine.raysession import init_ray
     init_ray(num_cpus=2, object_store_mb=512)
     yield ray
     ray.shutdown()

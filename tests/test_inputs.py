@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.inputs import InputError, plan_file, plan_inputs, read_shard
+from schemas.engine.inputs import InputError, plan_file, plan_inputs, read_shard
 from schemas.tables import DOCUMENTS
 
 
@@ -104,7 +104,7 @@ def test_parquet_row_group_shards_and_source_ids(tmp_path):
 
 
 def test_unreadable_parquet_fails_naming_the_file_never_a_silent_reject(tmp_path):
-    from pipelines.inputs import UnreadableInput
+    from schemas.engine.inputs import UnreadableInput
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1 this is not parquet")
     (s,) = plan_file(str(path))
@@ -113,7 +113,7 @@ def test_unreadable_parquet_fails_naming_the_file_never_a_silent_reject(tmp_path
 
 
 def test_truncated_parquet_with_known_rows_names_them(tmp_path):
-    from pipelines.inputs import UnreadableInput
+    from schemas.engine.inputs import UnreadableInput
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"text": [f"row {i} " * 20 for i in range(3000)]}), path, row_group_size=1000)
     (s,) = plan_file(str(path))
@@ -127,7 +127,7 @@ def test_truncated_parquet_with_known_rows_names_them(tmp_path):
 
 def test_truncated_gzip_jsonl_fails_instead_of_losing_its_tail(tmp_path):
     import gzip
-    from pipelines.inputs import UnreadableInput
+    from schemas.engine.inputs import UnreadableInput
     path = tmp_path / "d.jsonl.gz"
     with gzip.open(path, "wb") as f:
         for i in range(5000):

@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="module")
 def wh(tmp_path_factory):
     from pipelines.reasoning_data import run_main as reasoning_main
-    from pipelines.runner import run
+    from schemas.engine.runner import run
     from pipelines.script import options
     from pipelines.speech_sft import build, parser
     from pipelines.demo_corpus import speech_queries

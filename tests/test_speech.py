@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from filters.wer import check_audio, utterance_wer, wer_filter
-from pipelines.stage import run_chain
+from schemas.engine.stage import run_chain
 from schemas.tables import AUDIO
 from synth.audio import SAMPLE_RATE, audio_struct, decode
 from synth.speech_text import extract_turns, speakable_reason, spoken_form, wer_normalize
@@ -113,7 +113,7 @@ def test_filter_catches_broken_audio(asr):
 
 def test_a_failing_asr_model_fails_the_run_it_is_not_bad_audio(asr, monkeypatch):
     """Only undecodable audio is `bad_audio`; the model's own failure is a broken stage."""
-    from pipelines.stage import StageFailed
+    from schemas.engine.stage import StageFailed
     x, sr = load_voice("flite:slt")("How many minutes are there in three hours?")
     from synth.audio import resample
     good = audio_struct(resample(x, sr))
@@ -137,7 +137,7 @@ def test_decode_round_trip():
 
 
 def test_speech_pipeline_end_to_end(tmp_path):
-    from pipelines.runner import run
+    from schemas.engine.runner import run
     from pipelines.script import options
     from pipelines.speech_sft import build, parser
     from schemas.store import Store

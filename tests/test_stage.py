@@ -5,7 +5,7 @@ import pyarrow.compute as pc
 import pytest
 
 from filters.text_basic import length_filter, normalize_text
-from pipelines.stage import ModelStage, StageSpec, annotate, as_spec, reject_where, run_chain, stage
+from schemas.engine.stage import ModelStage, StageSpec, annotate, as_spec, reject_where, run_chain, stage
 from schemas.tables import field
 
 
@@ -96,7 +96,7 @@ def always_fails(batch):
 
 
 def test_a_stage_failing_on_most_of_a_batch_fails_loudly_not_as_rejects():
-    from pipelines.stage import StageFailed
+    from schemas.engine.stage import StageFailed
     with pytest.raises(StageFailed, match="failed on 10 of 10 rows"):
         run_chain([("always_fails", always_fails)], pa.table({"x": list(range(10))}))
     kept, rejects, _ = run_chain([("always_fails", always_fails)], pa.table({"x": list(range(10))}), budget=1.0)
@@ -104,7 +104,7 @@ def test_a_stage_failing_on_most_of_a_batch_fails_loudly_not_as_rejects():
 
 
 def test_out_of_memory_fails_loudly_even_on_one_row():
-    from pipelines.stage import StageFailed
+    from schemas.engine.stage import StageFailed
 
     @stage()
     def oom_on_zero(batch):

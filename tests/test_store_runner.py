@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from helpers import corpus, demo_pipeline, jsonl, kill_and_resume, run_demo
 from pipelines.cli import main as cli
-from pipelines.runner import NothingKept, RunOptions, run
+from schemas.engine.runner import NothingKept, RunOptions, run
 from schemas.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,7 +108,7 @@ def test_all_rows_rejected_leaves_the_output_untouched(tmp_path, warehouse):
 
 
 def test_empty_input_is_a_clear_error(tmp_path, warehouse):
-    from pipelines.inputs import InputError
+    from schemas.engine.inputs import InputError
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     with pytest.raises(InputError, match="hold no rows"):
@@ -182,7 +182,7 @@ def test_cli_versions_stats_diff_show_tag_lineage(two_versions, tmp_path):
     assert Store(wh).snapshot("docs@best")[1].snapshot_id == r2.snapshot_id
     res = CliRunner().invoke(cli, ["--warehouse", wh, "tag", "docs", "best"])
     assert res.exit_code == 2 and "already exists" in res.output
-    lin = json.loads(_cli("--warehouse", wh, "lineage", "docs@first").output)
+    lin = json.loads(_cli("--warehouse", wh, "lineage", "--json", "docs@first").output)
     assert lin["run_id"] == r1.run_id and lin["pipeline"] == "demo"
 
 

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from filters.decontaminate import Decontaminator
-from filters.dedup import DedupMarker, find_duplicates, normalise, signature_table
+from filters.dedup import Dedup, find_duplicates, normalise, signature_table
 from filters.heuristics import GopherFilter
 from filters.pii import PiiScrubber
 from filters.quality import QualityClassifier, default_model, load_labeled, SHIPPED_SET
@@ -161,7 +161,7 @@ def test_exact_and_near_duplicates_cluster_and_distinct_docs_do_not(tmp_path):
     keep, drop = ("s:1", f"s:{len(base) + 1}") if h1 < hn else (f"s:{len(base) + 1}", "s:1")
     assert got[keep] == (min(h1, hn), None) and got[drop] == (min(h1, hn), "near_duplicate")
     assert len(got) == 4  # nothing else clusters
-    marker = DedupMarker(str(_write(tmp_path, dups)))
+    marker = Dedup(str(_write(tmp_path, dups)))
     out = marker(pa.table({"_rowkey": keys, "text": texts}))
     r = reasons(out)
     assert r[len(base)] == "exact_duplicate" and r[int(drop.split(":")[1])] == "near_duplicate"

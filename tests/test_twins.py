@@ -8,7 +8,7 @@ import pytest
 
 from filters.decontaminate import Decontaminator
 from filters.twins import TwinIndex, canonical
-from pipelines.stage import DROP
+from schemas.engine.stage import DROP
 from synth.problems import ITEMS, NAMES, word_problems
 
 BASE = "Ava has 12 apples. Ava gets 5 more apples. Ava keeps only 1/2 of the apples. How many apples does Ava have now?"

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 
-from pipelines.lineage import REPO_ROOT
+from schemas.engine.lineage import REPO_ROOT
 
 
 def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None) -> str:

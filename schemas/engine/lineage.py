@@ -13,10 +13,10 @@ from typing import Any, Iterable
 
 from schemas.ids import row_id
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_PACKAGES = ("pipelines", "filters", "synth", "schemas", "model")
 # The engine code every run's rows pass through, whatever its stages.
-ENGINE_MODULES = ("pipelines.runner", "pipelines.inputs", "pipelines.stage", "schemas.tables",
+ENGINE_MODULES = ("schemas.engine.runner", "schemas.engine.inputs", "schemas.engine.stage", "schemas.tables",
                   "schemas.validate", "schemas.ids", "schemas.stats")
 
 

@@ -6,6 +6,10 @@ column (null = keep) and optionally `reject_detail`. Stateless stages are functi
 decorated with `@stage`; stages that load a model subclass `ModelStage` and load it in
 `__init__`, which runs once per Ray actor. Either kind works unchanged in a unit test and in
 `ray.data.Dataset.map_batches(..., batch_format="pyarrow")`.
+
+Each stage declares the `Resources` it wants (CPUs, GPUs, actor-pool size, rows per call);
+the executor (`schemas/engine/execute.py`) gives every stage its own Ray Data operator with
+them, and users override them per run (`--resources asr=gpus:0.5,actors:1-4`).
 """
 from __future__ import annotations
 
@@ -20,9 +24,78 @@ DROP = "drop_reason"
 DETAIL = "reject_detail"
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a stage needs. `gpus` is used where the cluster has GPUs; a stage
+    that cannot run without one says `needs_gpu` (on a CPU-only cluster it then fails before
+    any work instead of waiting forever). `actors` bounds the actor pool (max None: as many as
+    the cluster fits); `batch_rows` is the rows per stage call (None: the whole shard)."""
+    cpus: float = 1.0
+    gpus: float = 0.0
+    needs_gpu: bool = False
+    actors: tuple[int, int | None] = (1, None)
+    batch_rows: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cpus": self.cpus, "gpus": self.gpus, "needs_gpu": self.needs_gpu,
+                "actors": list(self.actors), "batch_rows": self.batch_rows}
+
+
+def parse_resources(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """`STAGE=key:value,...` items (or a JSON file of {stage: {key: value}}) → overrides.
+    Keys: cpus, gpus, actors (N or MIN-MAX), batch (rows per call)."""
+    import json
+    import os
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        if item.endswith(".json") and os.path.exists(item):
+            with open(item) as f:
+                for name, kv in json.load(f).items():
+                    out.setdefault(name, {}).update(kv)
+            continue
+        name, sep, rest = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--resources '{item}': expected STAGE=key:value,... (e.g. asr=gpus:0.5,actors:1-4)")
+        for kv in filter(None, rest.split(",")):
+            key, _, value = kv.partition(":")
+            key = key.strip()
+            try:
+                if key in ("cpus", "gpus"):
+                    parsed: Any = float(value)
+                    if parsed < 0:
+                        raise ValueError
+                elif key == "actors":
+                    lo, _, hi = value.partition("-")
+                    parsed = [int(lo), int(hi) if hi else int(lo)]
+                    if parsed[0] < 1 or parsed[1] < parsed[0]:
+                        raise ValueError
+                elif key in ("batch", "batch_rows"):
+                    key, parsed = "batch_rows", int(value)
+                    if parsed < 1:
+                        raise ValueError
+                else:
+                    raise KeyError(key)
+            except KeyError:
+                raise ValueError(f"--resources '{item}': unknown key '{key}' (cpus, gpus, actors, batch)") from None
+            except ValueError:
+                raise ValueError(f"--resources '{item}': bad value for {key}: '{value}'") from None
+            out.setdefault(name.strip(), {})[key] = parsed
+    return out
+
+
+def with_overrides(res: Resources, over: dict[str, Any]) -> Resources:
+    kw = res.to_dict()
+    kw.update(over)
+    kw["actors"] = tuple(kw["actors"])
+    if over.get("gpus"):
+        kw["needs_gpu"] = True  # asked for explicitly: never silently run on CPU instead
+    return Resources(**kw)
+
+
 class FunctionStage:
     """A function stage with its parameters bound; `kind` tells the runner to use tasks."""
     kind = "task"
+    resources = Resources()
 
     def __init__(self, fn: Callable[..., pa.Table], name: str, adds: list[pa.Field], params: dict[str, Any]):
         self.fn, self.name, self.adds, self.params = fn, name, list(adds), dict(params)
@@ -50,6 +123,12 @@ class ModelStage:
     kind = "actor"
     name: str = "model_stage"
     adds: list[pa.Field] = []
+    resources = Resources()
+    # A stage whose decisions need every shard (dedup) defines `signatures(live, **params)`
+    # (per shard) and `decide(signature_files, out_uri, executor, **params)` (once, a shuffle):
+    # the executor runs them in a pass before the main one and builds the stage with
+    # `decisions=<out_uri>`.
+    global_pass = False
 
     def __call__(self, batch: pa.Table) -> pa.Table:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -82,6 +161,19 @@ class StageSpec:
     @property
     def adds(self) -> list[pa.Field]:
         return list(getattr(self.target, "adds", []))
+
+    @property
+    def resources(self) -> Resources:
+        """The stage's declaration; a stage whose needs depend on its parameters (a generator
+        that runs a local model wants a GPU, one calling an endpoint does not) defines
+        `resources_for(**params)`."""
+        if hasattr(self.target, "resources_for"):
+            return self.target.resources_for(**self.params)
+        return getattr(self.target, "resources", Resources())
+
+    @property
+    def global_pass(self) -> bool:
+        return bool(getattr(self.target, "global_pass", False))
 
     @property
     def module(self) -> str:
@@ -150,8 +242,10 @@ class StageCount:
     rejected: int = 0
     reasons: dict[str, int] = dc_field(default_factory=dict)
     lost: int = 0      # rows of unreadable inputs, recorded only under `--on-unreadable record`
+    seconds: float = 0.0  # worker time in the stage (model loading excluded)
 
     def add(self, other: "StageCount") -> None:
+        self.seconds += other.seconds
         self.rows_in += other.rows_in
         self.rows_out += other.rows_out
         self.rejected += other.rejected
@@ -164,6 +258,7 @@ class StageCount:
                "rejected": self.rejected, "reasons": dict(sorted(self.reasons.items()))}
         if self.lost:
             out["lost"] = self.lost
+        out["seconds"] = round(self.seconds, 4)
         return out
 
 
@@ -212,6 +307,32 @@ def call_isolated(fn: Callable[[pa.Table], pa.Table], name: str, batch: pa.Table
     return out
 
 
+def run_stage(name: str, fn: Callable[[pa.Table], pa.Table], live: pa.Table, budget: float = ERROR_BUDGET,
+              batch_rows: int | None = None) -> tuple[pa.Table, pa.Table | None, StageCount]:
+    """One stage over a shard's live rows, `batch_rows` at a time: (live after, its rejects, count)."""
+    import time
+    t0 = time.perf_counter()
+    count = StageCount(name, rows_in=live.num_rows)
+    rejects = None
+    if live.num_rows:
+        step = batch_rows or live.num_rows
+        parts = [call_isolated(fn, name, live.slice(i, step), budget) for i in range(0, live.num_rows, step)]
+        out = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+        if DROP in out.column_names:
+            dropped = pc.is_valid(out.column(DROP))
+            rej = out.filter(dropped)
+            if rej.num_rows:
+                rejects = annotate(rej, reject_stage=pa.array([name] * rej.num_rows, pa.string()))
+                count.reasons = dict(zip(*_value_counts(rej.column(DROP))))
+            live = out.filter(pc.invert(dropped)).drop_columns([c for c in (DROP, DETAIL) if c in out.column_names])
+            count.rejected = rej.num_rows
+        else:
+            live = out
+    count.rows_out = live.num_rows
+    count.seconds = time.perf_counter() - t0
+    return live, rejects, count
+
+
 def run_chain(stages: list[tuple[str, Callable[[pa.Table], pa.Table]]], batch: pa.Table,
               budget: float = ERROR_BUDGET) -> tuple[pa.Table, list[pa.Table], list[StageCount]]:
     """Apply stages in order to the live rows; return (kept, rejects per stage, counts)."""
@@ -219,23 +340,9 @@ def run_chain(stages: list[tuple[str, Callable[[pa.Table], pa.Table]]], batch: p
     counts: list[StageCount] = []
     live = batch
     for name, fn in stages:
-        count = StageCount(name, rows_in=live.num_rows)
-        if live.num_rows:
-            out = call_isolated(fn, name, live, budget)
-            if DROP in out.column_names:
-                dropped = pc.is_valid(out.column(DROP))
-                rej = out.filter(dropped)
-                if rej.num_rows:
-                    rej = annotate(rej, reject_stage=pa.array([name] * rej.num_rows, pa.string()))
-                    rejects.append(rej)
-                    for reason, n in zip(*_value_counts(rej.column(DROP))):
-                        count.reasons[reason] = n
-                live = out.filter(pc.invert(dropped)).drop_columns(
-                    [c for c in (DROP, DETAIL) if c in out.column_names])
-                count.rejected = rej.num_rows
-            else:
-                live = out
-        count.rows_out = live.num_rows
+        live, rej, count = run_stage(name, fn, live, budget)
+        if rej is not None:
+            rejects.append(rej)
         counts.append(count)
     return live, rejects, counts
 

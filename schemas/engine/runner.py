@@ -1,7 +1,7 @@
-"""Run a pipeline: plan shards, process each (read → stages → split → write), publish once.
+"""Run a pipeline: plan shards, process them (read → stages → split → write), publish once.
 
-Each input shard is processed end to end by one worker (a Ray task, or an actor when a stage
-loads a model), which writes the kept rows and the rejects as Parquet under deterministic
+The executor (`execute.py`) streams every input shard through one Ray Data operator per
+stage; its write operator stores the kept rows and the rejects as Parquet under deterministic
 names and then a completion marker holding the shard's accounting and content statistics.
 Only the driver publishes, and only after every shard has its marker: the rejects first, then
 the output naming the rejects snapshot (readers pair them through it, so neither is visible
@@ -17,29 +17,25 @@ import json
 import os
 import sys
 import time
-import uuid
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from pipelines.failpoints import failpoint
-from pipelines.inputs import InputError, InputShard, UnreadableInput, concat_rejects, plan_inputs, read_shard
-from pipelines.lineage import code_fingerprint, config_hash, git_commit
-from pipelines.stage import ERROR_BUDGET, StageCount, StageFailed, StageSpec, as_spec, run_chain
 from schemas import stats as st
-from schemas.ids import row_id, table_ids
+from schemas.engine.execute import AccountingError, ShardJob, execute
+from schemas.engine.failpoints import failpoint
+from schemas.engine.files import filesystem, read_json
+from schemas.engine.inputs import InputError, InputShard, UnreadableInput, plan_inputs
+from schemas.engine.lineage import code_fingerprint, config_hash, git_commit
+from schemas.engine.stage import ERROR_BUDGET, StageCount, StageFailed, StageSpec, as_spec
+from schemas.ids import row_id
 from schemas.store import Store, check_table_name, check_tag, rejects_name
-from schemas.tables import id_fields, rejects_schema, with_columns
-from schemas.validate import conform, empty_rejects, make_rejects
+from schemas.tables import rejects_schema, with_columns
 
-
-class AccountingError(RuntimeError):
-    """Counts that do not add up: a bug, never bad input."""
+__all__ = ["AccountingError", "NothingKept", "Pipeline", "RunInProgress", "RunOptions", "RunResult",
+           "StorageFull", "run"]
 
 
 class NothingKept(RuntimeError):
@@ -90,6 +86,8 @@ class RunOptions:
     on_unreadable: str = "fail"      # fail | record (an unreadable input file's rows count as lost)
     raw_rejects: bool = False        # keep rejects verbatim even where a privacy stage would redact them
     error_budget: float = ERROR_BUDGET  # a stage failing on a larger share of a batch fails the run
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-stage overrides (parse_resources)
+    fuse: str = "tasks"              # tasks | none | all (all: the whole chain in one operator)
     extra_config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,244 +103,20 @@ class RunResult:
     processed_shards: int
 
 
-# ---- inside a worker ------------------------------------------------------------------
-@dataclass
-class ShardJob:
-    """Everything a worker needs to process shards (pickled to it)."""
-    input_schema: pa.Schema
-    output_schema: pa.Schema
-    rejects_schema: pa.Schema
-    specs: list[StageSpec]
-    out_dir: str
-    rejects_dir: str
-    run_id: str
-    on_unreadable: str = "fail"
-    raw_rejects: bool = False
-    error_budget: float = ERROR_BUDGET
-
-
-def _fs(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), uri
-
-
-def _write_json(uri: str, obj: Any) -> None:
-    fs, path = _fs(uri)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    with fs.open_output_stream(tmp) as f:
-        f.write(json.dumps(obj, default=str).encode())
-    fs.move(tmp, path)  # a marker is either whole or absent
-
-
-def _read_json(uri: str) -> Any:
-    fs, path = _fs(uri)
-    with fs.open_input_stream(path) as f:
-        return json.loads(f.read())
-
-
-def _write_parquet(table: pa.Table, uri: str, stats: dict[str, Any]) -> None:
-    fs, path = _fs(uri)
-    fs.create_dir(os.path.dirname(path), recursive=True)
-    meta = dict(table.schema.metadata or {})
-    meta[b"curate.stats"] = json.dumps(stats).encode()
-    pq.write_table(table.replace_schema_metadata(meta), path, filesystem=fs, compression="zstd")
-
-
-def _reject_ids(rejects: pa.Table, fields: list[str]) -> pa.Array:
-    cols = {f: rejects.column(f).to_pylist() for f in fields if f in rejects.column_names}
-    raws = rejects.column("raw").to_pylist() if "raw" in rejects.column_names else [None] * rejects.num_rows
-    out = []
-    for i in range(rejects.num_rows):
-        vals = [cols[f][i] for f in fields] if len(cols) == len(fields) else [None]
-        out.append(row_id(*vals) if all(v is not None for v in vals) else row_id("raw", raws[i]))
-    return pa.array(out, pa.string())
-
-
-class ShardProcessor:
-    """Builds the stages once (once per actor under Ray) and processes shards."""
-
-    def __init__(self, job: ShardJob):
-        self.job = job
-        self.stages = [(s.name, s.build()) for s in job.specs]
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        summaries = [self.process(InputShard.from_dict(json.loads(d))) for d in batch.column("shard").to_pylist()]
-        return pa.table({"summary": [json.dumps(s) for s in summaries]})
-
-    def process(self, shard: InputShard) -> dict[str, Any]:
-        job, t0 = self.job, time.perf_counter()
-        lost_files: dict[str, Any] = {}
-        try:
-            rows, read_rejects, n_in = read_shard(shard, job.input_schema)
-        except UnreadableInput as e:
-            if job.on_unreadable != "record":
-                # Returned, not raised: Ray would wrap it (and drop its cause) in its own traceback.
-                return {"shard": shard.key, "unreadable": [e.path, e.problem, e.expected_rows]}
-            rows, read_rejects, n_in = job.input_schema.empty_table(), empty_rejects(), e.expected_rows or 0
-            lost_files[e.path] = {"rows": e.expected_rows, "problem": e.problem}
-        # A stable key per row for stages that join cross-shard decisions (dedup); never written.
-        rows = rows.append_column("_rowkey", pa.array([f"{shard.key}:{i}" for i in range(rows.num_rows)], pa.string()))
-        read_count = StageCount("read", rows_in=n_in, rows_out=rows.num_rows, rejected=read_rejects.num_rows,
-                                lost=n_in - rows.num_rows - read_rejects.num_rows)
-        _count_reasons(read_count, read_rejects)
-        try:
-            kept, stage_rejects, counts = run_chain(self.stages, rows, job.error_budget)
-        except StageFailed as e:  # returned like an unreadable input: the run fails with this cause
-            return {"shard": shard.key, "stage_failed": str(e)}
-        kept = _drop_internal(kept)
-        stage_rejects = [_drop_internal(r) for r in stage_rejects]
-
-        # Write: ids from content, cast to the declared schema; rows that do not fit are rejects.
-        if kept.num_rows == 0:  # later stages never ran, so their columns are missing: nothing to fit
-            kept = job.output_schema.empty_table()
-        kept = kept.drop_columns([c for c in ("id",) if c in kept.column_names])
-        kept = kept.add_column(0, "id", table_ids(kept, id_fields(job.output_schema)))
-        kept, dup_rejects = _split_duplicate_ids(kept, id_fields(job.output_schema))
-        fitted = conform(kept, job.output_schema, stage="write", where=shard.path)
-        write_count = StageCount("write", rows_in=kept.num_rows + dup_rejects.num_rows,
-                                 rows_out=fitted.table.num_rows, rejected=fitted.rejects.num_rows + dup_rejects.num_rows)
-        _count_reasons(write_count, concat_rejects([dup_rejects, fitted.rejects]))
-        write_rejects = fitted.rejects
-        if write_rejects.num_rows:
-            failed = kept.take(pa.array(fitted.reject_rows, pa.int64())).drop_columns(["id"])
-            write_rejects = _merge_columns(failed, write_rejects)
-
-        rejects = concat_rejects([read_rejects, *stage_rejects, dup_rejects, write_rejects])
-        if rejects.num_rows:
-            rejects = fit_rejects(rejects.drop_columns([c for c in ("id",) if c in rejects.column_names]),
-                                  job.rejects_schema)
-            if not job.raw_rejects:
-                rejects = self.redact(rejects)
-            # ids after redaction: a hash of a short removed value (a card number) could be reversed
-            rejects = rejects.set_column(rejects.schema.get_field_index("id"), job.rejects_schema.field("id"),
-                                         _reject_ids(rejects, id_fields(job.output_schema)))
-
-        summary: dict[str, Any] = {"shard": shard.key, "input": shard.to_dict(), "rows_in": n_in,
-                                   "kept": fitted.table.num_rows, "rejected": rejects.num_rows,
-                                   "lost": read_count.lost, "lost_files": lost_files,
-                                   "stages": [c.to_dict() for c in (read_count, *counts, write_count)],
-                                   "files": {}}
-        summary["stats"] = st.table_stats(fitted.table, job.output_schema)
-        summary["rejects_stats"] = st.table_stats(rejects, job.rejects_schema)
-        if fitted.table.num_rows:
-            uri = f"{job.out_dir}/{shard.key}.parquet"
-            _write_parquet(fitted.table, uri, summary["stats"])
-            summary["files"]["kept"] = uri
-        if rejects.num_rows:
-            uri = f"{job.rejects_dir}/{shard.key}.parquet"
-            _write_parquet(rejects, uri, summary["rejects_stats"])
-            summary["files"]["rejects"] = uri
-        summary["seconds"] = round(time.perf_counter() - t0, 4)
-        _check_shard(summary)
-        _write_json(f"{job.out_dir}/_markers/{shard.key}.json", summary)
-        failpoint("shard-written")
-        return summary
-
-    def redact(self, rejects: pa.Table) -> pa.Table:
-        """Rejects are persisted too: a privacy stage (one with `redact_strings`) redacts every
-        text they carry (text, raw line, details), whichever stage rejected the row."""
-        redactors = [fn for _, fn in self.stages if hasattr(fn, "redact_strings")]
-        if not redactors:
-            return rejects
-        for name in rejects.column_names:
-            col = rejects.column(name)
-            if name in ("id", "drop_reason", "reject_stage") or not pa.types.is_string(col.type):
-                continue
-            values = col.to_pylist()
-            for r in redactors:
-                values = r.redact_strings(values)
-            rejects = rejects.set_column(rejects.column_names.index(name), name, pa.array(values, pa.string()))
-        return rejects
-
-
-def _drop_internal(table: pa.Table) -> pa.Table:
-    return table.drop_columns([c for c in table.column_names if c.startswith("_")])
-
-
-def fit_rejects(rejects: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Cast rejects to their table's schema without losing a row: a value that does not fit
-    its column is nulled there and the whole row is kept as JSON in `raw`."""
-    n = rejects.num_rows
-    columns, lossy = {}, False
-    for f in schema:
-        if f.name not in rejects.column_names:
-            columns[f.name] = pa.nulls(n, f.type)
-            continue
-        try:
-            columns[f.name] = rejects.column(f.name).cast(f.type, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            columns[f.name], lossy = pa.nulls(n, f.type), True
-    if lossy:
-        rows = [json.dumps(r, default=str, ensure_ascii=False) for r in rejects.drop_columns(
-            [c for c in ("raw",) if c in rejects.column_names]).to_pylist()]
-        raw = columns["raw"].to_pylist()
-        columns["raw"] = pa.array([r if r is not None else j for r, j in zip(raw, rows)], pa.string())
-    return pa.table(columns, schema=schema)
-
-
-def _merge_columns(rows: pa.Table, rejects: pa.Table) -> pa.Table:
-    """The failed rows' own columns beside their reject columns."""
-    for name in rejects.column_names:
-        if name in rows.column_names:
-            rows = rows.drop_columns([name])
-        rows = rows.append_column(name, rejects.column(name))
-    return rows
-
-
-def _split_duplicate_ids(kept: pa.Table, fields: list[str]) -> tuple[pa.Table, pa.Table]:
-    """Rows whose id (the hash of their id fields) already occurred in this shard are exact
-    duplicates: the first is kept, the others become `duplicate_id` rejects. Only within a
-    shard; duplicates across shards (and near-duplicates) are the dedup stage's job."""
-    ids = kept.column("id").to_pylist()
-    first: dict[str, int] = {}
-    dups = [i for i, rid in enumerate(ids) if first.setdefault(rid, i) != i]
-    if not dups:
-        return kept, empty_rejects()
-    what = ", ".join(fields) or "content"
-    details = [f"exact duplicate ({what}) of an earlier row of this shard, id {ids[i][:16]}" for i in dups]
-    rejects = _merge_columns(kept.take(pa.array(dups, pa.int64())).drop_columns(["id"]),
-                             make_rejects(["duplicate_id"] * len(dups), "write", details, [None] * len(dups)))
-    keep = sorted(first.values())
-    return kept.take(pa.array(keep, pa.int64())), rejects
-
-
-def _count_reasons(count: StageCount, rejects: pa.Table) -> None:
-    if rejects.num_rows:
-        vc = pc.value_counts(rejects.column("drop_reason"))
-        count.reasons = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist()))
-
-
-def _check_shard(summary: dict[str, Any]) -> None:
-    for s in summary["stages"]:
-        if (s["rows_in"] != s["rows_out"] + s["rejected"] + s.get("lost", 0)
-                or sum(s["reasons"].values()) != s["rejected"]):
-            raise AccountingError(f"shard {summary['shard']}: stage {s['stage']} counts do not add up: {s}")
-    if summary["rows_in"] != summary["kept"] + summary["rejected"] + summary["lost"]:
-        raise AccountingError(f"shard {summary['shard']}: {summary['rows_in']} in != {summary['kept']} kept + "
-                              f"{summary['rejected']} rejected + {summary['lost']} lost")
-    # With plan_inputs' check that a table version's files add up to its record count, this makes
-    # rows in equal the input version's own count.
-    promised = summary["input"].get("rows", -1)
-    if promised >= 0 and summary["rows_in"] != promised:
-        raise AccountingError(f"shard {summary['shard']}: {summary['rows_in']} rows in, its metadata says {promised}")
-
-
 # ---- on the driver --------------------------------------------------------------------
 def _list_markers(out_dir: str) -> dict[str, dict[str, Any]]:
-    fs, path = _fs(out_dir + "/_markers")
+    fs, path = filesystem(out_dir + "/_markers")
     info = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     out = {}
     for f in info:
         if f.type == pafs.FileType.File and f.path.endswith(".json"):
             name = os.path.basename(f.path)
-            out[name[:-len(".json")]] = _read_json(f"{out_dir}/_markers/{name}")
+            out[name[:-len(".json")]] = read_json(f"{out_dir}/_markers/{name}")
     return out
 
 
 def _attempts(data_dir: str, run_key: str) -> list[int]:
-    fs, path = _fs(data_dir)
+    fs, path = filesystem(data_dir)
     info = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     prefix = f"run-{run_key}-"
     return sorted(int(os.path.basename(f.path)[len(prefix):]) for f in info
@@ -355,7 +129,8 @@ def merge_counts(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     for s in summaries:
         for c in s["stages"]:
             stages.setdefault(c["stage"], StageCount(c["stage"])).add(
-                StageCount(c["stage"], c["rows_in"], c["rows_out"], c["rejected"], c["reasons"]))
+                StageCount(c["stage"], c["rows_in"], c["rows_out"], c["rejected"], c["reasons"],
+                           seconds=c.get("seconds", 0.0)))
     by_reason: dict[str, int] = {}
     for c in stages.values():
         for k, v in c.reasons.items():
@@ -372,41 +147,6 @@ def merge_counts(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         raise AccountingError(f"{acc['rows_in']} rows in != {acc['kept']} kept + {acc['rejected']} rejected"
                               f" + {lost} lost")
     return acc
-
-
-def _execute(pending: list[InputShard], job: ShardJob, opts: RunOptions,
-             on_done: Callable[[dict[str, Any]], None]) -> None:
-    if opts.executor == "local":
-        proc = ShardProcessor(job)
-        for shard in pending:
-            on_done(proc.process(shard))
-        return
-    import ray.data
-    from pipelines.raysession import init_ray
-
-    init_ray(opts.num_cpus)
-    items = [{"shard": json.dumps(s.to_dict())} for s in pending]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    if any(s.kind == "actor" for s in job.specs):
-        # min 1: on a 2-CPU machine a fixed pool of 2 deadlocks against the tasks feeding it
-        # max_restarts=0: a dead actor fails the run (the rerun resumes from the markers) instead of
-        # Ray Data's default of restarting it and retrying its shard forever, which also logs a
-        # core_worker.cc error on every run (its constructor arguments live in the object store).
-        # Ray 2.60 takes it only through the deprecated **ray_remote_args (no named parameter yet).
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-            ds = ds.map_batches(ShardProcessor, fn_constructor_kwargs={"job": job}, batch_size=1, max_restarts=0,
-                                batch_format="pyarrow",
-                                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cpus)))
-    else:
-        ds = ds.map_batches(_process_in_task, fn_kwargs={"job": job}, batch_size=1, batch_format="pyarrow")
-    for row in ds.iter_rows():
-        on_done(json.loads(row["summary"]))
-
-
-def _process_in_task(batch: pa.Table, job: ShardJob) -> pa.Table:
-    return ShardProcessor(job)(batch)
 
 
 def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
@@ -460,7 +200,7 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
             return _finish_tags(store, opts, rname, run_id, published)  # killed before its tags
         job = ShardJob(pipeline.input_schema, schema, rschema, specs,
                        f"{out_data}/run-{run_id}", f"{rej_data}/run-{run_id}", run_id,
-                       opts.on_unreadable, opts.raw_rejects, opts.error_budget)
+                       opts.on_unreadable, opts.raw_rejects, opts.error_budget, opts.resources, opts.fuse)
         done = {k: v for k, v in _list_markers(job.out_dir).items() if k in {s.key for s in shards}}
         pending = [s for s in shards if s.key not in done]
         resumed = len(done)
@@ -475,6 +215,7 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
                 raise UnreadableInput(*summary["unreadable"])
             if "stage_failed" in summary:
                 raise StageFailed(summary["stage_failed"])
+            failpoint("shard-done")
             done[summary["shard"]] = summary
             fresh.append(summary)
             if bar is not None:
@@ -483,8 +224,8 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
                 bar.set_postfix(kept=sum(s["kept"] for s in done.values()),
                                 rejected=sum(s["rejected"] for s in done.values()), **extra)
 
-        if pending:
-            _execute(pending, job, opts, on_done)
+        plan = execute(shards, pending, job, opts.executor, on_done, opts.num_cpus, lambda m: _log(opts, m))
+        plan["placement"] = _placement(done.values())
         if bar is not None:
             bar.close()
         missing = [s.key for s in shards if s.key not in done]
@@ -497,7 +238,7 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
         lineage = {"run_id": run_id, "pipeline": pipeline.name, "config_hash": run_key.split("-")[0],
                    "config": config, "code": code, "git_commit": git_commit(), "inputs": _input_lineage(shards),
                    "models": {d["name"]: d["model"] for d in described if "model" in d},
-                   "accounting": accounting, "python": sys.version.split()[0]}
+                   "execution": plan, "accounting": accounting, "python": sys.version.split()[0]}
         return _publish(store, opts, rname, schema, rschema, summaries, lineage, resumed, len(pending))
 
 
@@ -607,6 +348,15 @@ def _cause(exc: BaseException, match: Callable[[BaseException], bool]) -> BaseEx
             return e
         todo += [c for c in (e.__cause__, e.__context__, getattr(e, "cause", None)) if isinstance(c, BaseException)]
     return None
+
+
+def _placement(summaries: Any) -> dict[str, dict[str, int]]:
+    """Stage → {Ray node: shards it processed there}."""
+    out: dict[str, dict[str, int]] = {}
+    for s in summaries:
+        for stage, where in (s.get("placement") or {}).items():
+            out.setdefault(stage, {})[where] = out.setdefault(stage, {}).get(where, 0) + 1
+    return out
 
 
 def _input_lineage(shards: list[InputShard]) -> dict[str, Any]:
