@@ -348,7 +348,7 @@ class Loop:
             f"{counts['pairs']['pairs']} pairs; pass@{a.k} by level "
             f"{ {k: v['pass_at_k'] for k, v in sorted(by_level.items())} }")
         return {"sft": f"loop_sft@sft-round-{round_}", "pairs": f"loop_preferences@dpo-round-{round_}",
-                "counts": counts, "by_level": by_level}
+                "counts": counts, "by_level": by_level, "problems": ref}
 
     def dpo(self, round_: int, init: str, pairs_ref: str, trained_on: list[str]):
         from model import checkpoint
@@ -408,11 +408,13 @@ class Loop:
         rounds = [r0]
         loop_ck, ctrl_ck, trained = base, base, [teacher["loop_sft"]]
         verified: dict[str, list[dict]] = {}
+        sampled: list[str] = []  # the problem tables each round sampled
         pass_rates = ev0["by_level"]
         steps = max(1, a.round_tokens // a.tokens_per_batch)
         for r in range(1, a.rounds + 1):
             problems = self.fresh_problems(r, pass_rates)
             refs = self.sample(r, loop_ck, problems)
+            sampled.append(refs["problems"])
             pass_rates = {k: v["sample_accuracy"] for k, v in refs["by_level"].items()}
             for c in self.conversations(refs["sft"]):
                 verified.setdefault(conv_key(c), c)
@@ -447,8 +449,12 @@ class Loop:
             log(f"round {r}: loop {ev['accuracy']:.3f} ± {ev['se']:.3f}, control {ev_c['accuracy']:.3f} "
                 f"± {ev_c['se']:.3f}, gain {rec['gain']['diff']:+.3f} ± {rec['gain']['se']:.3f} (paired)"
                 + (f", DPO {rec['dpo']['accuracy']:.3f}" if rec.get("dpo") else ""))
-        # the held-out set against everything trained on or sampled: no twin may be left
-        self.record["heldout"]["twins_in_training"] = sum(self.seen.twin_of(p["problem"]) is not None for p in self.held)
+        # the held-out set against every problem in the tables trained on or sampled: no twin may be left
+        from filters.twins import TwinIndex
+        used = TwinIndex((str(i), t) for ref in ["loop_problems@pool", *sampled]
+                         for i, t in enumerate(self.store.read_arrow(ref, columns=["problem"]).column("problem")
+                                               .to_pylist()))
+        self.record["heldout"]["twins_in_training"] = sum(used.twin_of(p["problem"]) is not None for p in self.held)
         assert self.record["heldout"]["twins_in_training"] == 0, self.record["heldout"]
         self.record["rounds"] = rounds
         self.record["final_checkpoint"] = loop_ck
