@@ -11,8 +11,9 @@ Round 0: `--teacher-problems` word problems with worked solutions from a teacher
 SFT from scratch, early-stopped on a dev set (`model-round-0`). Round r ≥ 1: `--sample-problems`
 fresh problems with an answer but no solution, levels weighted by the last pass rates (a
 curriculum), k samples each from the current model (the reasoning-data pipeline with
-`builtin:<checkpoint>`) → verify → SFT on the teacher data plus every verified sample so far, from
-round 0's model (`--init base`, ReST-EM) or the last round's (`--init last`). The control spends the
+`builtin:<checkpoint>`) → verify → SFT on the teacher data plus every verified sample so far,
+continuing from the last round's model (`--init last`) or from round 0's (`--init base`, ReST-EM).
+The control spends the
 same training tokens per round on the teacher data only: the loop's gain is loop − control,
 paired on the same held-out problems. Held-out and dev problems are never trained on: every
 training and sampled problem is checked against them by id and by a canonical form
@@ -650,8 +651,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--round-tokens", type=int, default=600_000,
                    help="training tokens per round, the same for the loop and the control")
     g.add_argument("--rft-lr", type=float, default=1e-3)
-    g.add_argument("--init", choices=["base", "last"], default="base",
-                   help="each round trains from round 0's model (ReST-EM) or continues from the last round's")
+    g.add_argument("--init", choices=["base", "last"], default="last",
+                   help="each round continues from the last round's model, or retrains from round 0's (ReST-EM); "
+                        "'last' beat its control by +5.5 points at round 3, 'base' by +3.4 (bench/README.md)")
     g.add_argument("--reuse-checkpoints", action="store_true",
                    help="a from-scratch checkpoint (round 0, ablation) already in this run's directory with the "
                         "same settings and data is loaded, not retrained (to try round-1+ variants on one round 0)")
