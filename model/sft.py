@@ -58,7 +58,8 @@ def train_sft(model: Transformer, tok: ChatTokenizer, conversations: list[list[d
               resume: bool = True, progress: bool = True, stop_after: int | None = None,
               on_step: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train for cfg.steps optimizer steps (cycling over the data); resume from out_dir when a
-    checkpoint with optimizer state is there. `stop_after` ends early (to test resuming)."""
+    checkpoint with optimizer state is there. `stop_after` ends early (to test resuming);
+    `on_step` returning True ends early too (early stopping on a dev set)."""
     torch.manual_seed(cfg.seed)
     opt = optimizer_for(model, cfg.lr, cfg.weight_decay)
     start = 0
@@ -93,24 +94,23 @@ def train_sft(model: Transformer, tok: ChatTokenizer, conversations: list[list[d
                "tokens": batch.real_tokens, "tokens_per_s": round(tokens_seen / (time.perf_counter() - t0), 1)}
         history.append(rec)
         log.write(json.dumps(rec) + "\n")
-        if on_step:
-            on_step(rec)
+        stop = bool(on_step(rec)) if on_step else False
         if bar is not None:
             bar.update(1)
             if step % cfg.log_every == 0:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
         done = step + 1
-        if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps or done == stop_after:
+        if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps or done == stop_after or stop:
             checkpoint.save(out_dir, model, tok, step=done, train_config=cfg.to_dict(), trained_on=trained_on,
                             metrics={"loss": rec["loss"], "packing_efficiency": efficiency}, optimizer=opt,
                             extra={"stage": "sft"})
-        if stop_after is not None and done >= stop_after:
+        if (stop_after is not None and done >= stop_after) or stop:
             break
     log.close()
     if bar is not None:
         bar.close()
     tail = history[-max(1, len(history) // 10):] if history else []
-    return {"steps": cfg.steps, "start_step": start, "final_loss": sum(r["loss"] for r in tail) / max(1, len(tail)),
+    return {"steps": len(history) + start, "start_step": start, "final_loss": sum(r["loss"] for r in tail) / max(1, len(tail)),
             "packing_efficiency": round(efficiency, 4), "tokens": tokens_seen,
             "tokens_per_s": history[-1]["tokens_per_s"] if history else None, "metrics_log": log_path,
             "history": history}

@@ -144,10 +144,11 @@ class Steps:
         from pipelines import reasoning_loop as rl
         a = self.args
         argv = ["--warehouse", self.wh, "--executor", a.executor, "--rounds", "1", "--no-ablation",
-                "--run", "flagship", "--levels", "1", "--train-problems", str(a.train_problems),
+                "--run", "flagship", "--levels", "1", "--teacher-problems", str(a.train_problems),
                 "--eval-problems", "40", "--dev-problems", "40", "--sample-problems", str(a.sample_problems),
-                "--sft-steps", str(a.sft_steps), "--rft-steps", "20", "--dpo-steps", "10", "--min-pairs", "1",
-                "--k", "4"]
+                "--sft-steps", str(a.sft_steps), "--eval-every", str(max(1, a.sft_steps // 2)),
+                "--round-tokens", str(20 * 2048), "--dpo", "--dpo-steps", "10", "--min-pairs", "1", "--k", "4",
+                "--eval-k", "1"]
         if a.quiet or not sys.stderr.isatty():  # training step bars only on a terminal
             argv.append("--quiet")
         if a.num_cpus:

@@ -1,17 +1,24 @@
-"""The closed loop: teacher data → verifier-filtered SFT → the model samples → verify → RFT → DPO.
+"""The closed loop: teacher data → verifier-filtered SFT → the model solves fresh problems → verify
+→ train on what it got right (STaR / ReST-EM), measured against a compute-matched control.
 
-    python pipelines/reasoning_loop.py                    # default loop: tiny model, CPU, ~6 min on 2 cores
-    python pipelines/reasoning_loop.py --rounds 1 --no-ablation --sft-steps 100   # a quick look
+    python pipelines/reasoning_loop.py                         # one seed: 3 rounds, ~15 min on 2 cores
+    python pipelines/reasoning_loop.py --seeds 0 1 2 --jobs 2 --executor local --threads 1   # table + curve over seeds
+    python pipelines/reasoning_loop.py --rounds 1 --no-ablation --sft-steps 200 --eval-problems 200   # a quick look
     ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/reasoning_loop.py --warehouse /abs/warehouse
 
-Round 0: programmatic word problems with worked solutions from a teacher that slips on
-`--teacher-error-rate` of them → the rule verifier keeps the right ones (`sft-round-0`) →
-tokenizer + SFT from scratch (`model-round-0`). Round r ≥ 1: the current model samples k CoTs
-per training problem (the reasoning-data pipeline with `builtin:<checkpoint>`) → verify →
-SFT on the correct ones mixed with the teacher data (rejection-sampling fine-tuning) → DPO
-on correct-vs-incorrect pairs (`dpo-round-r`, `model-round-r`). Held-out problems (never
-trained on: ids checked, 13-gram decontaminated) are scored after every SFT and DPO. The
-ablation trains the same budget on the unfiltered teacher data.
+Round 0: `--teacher-problems` word problems with worked solutions from a teacher that slips on
+`--teacher-error-rate` of them → the rule verifier keeps the right ones (`sft-round-0`) → tokenizer +
+SFT from scratch, early-stopped on a dev set (`model-round-0`). Round r ≥ 1: `--sample-problems`
+fresh problems with an answer but no solution, levels weighted by the last pass rates (a
+curriculum), k samples each from the current model (the reasoning-data pipeline with
+`builtin:<checkpoint>`) → verify → SFT on the teacher data plus every verified sample so far,
+continuing from the last round's model (`--init last`) or from round 0's (`--init base`, ReST-EM).
+The control spends the
+same training tokens per round on the teacher data only: the loop's gain is loop − control,
+paired on the same held-out problems. Held-out and dev problems are never trained on: every
+training and sampled problem is checked against them by id and by a canonical form
+(numbers + operations, names and items ignored: `filters/twins.py`). DPO on the round's
+correct-vs-incorrect pairs is opt-in (`--dpo`; it did not raise greedy accuracy, bench/README.md).
 """
 from __future__ import annotations
 
@@ -39,8 +46,17 @@ def log(msg: str) -> None:
     print(f"[loop {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def conv_key(c: list[dict]) -> str:
+    return json.dumps(c, sort_keys=True)
+
+
 class Loop:
     def __init__(self, args: argparse.Namespace):
+        import random
+
+        import numpy as np
+        import torch
+
         from model.runtime import setup
 
         self.args = args
@@ -49,10 +65,30 @@ class Loop:
         self.run_name = args.run or f"loop-s{args.seed}"
         self.out = os.path.join(self.wh, "_loop", self.run_name)
         os.makedirs(self.out, exist_ok=True)
+        # reproducible on one machine and thread count: seeds everywhere, deterministic kernels
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
         self.device, self.autocast = setup(args.threads, args.device)
         self.record: dict = {"run": self.run_name, "seed": args.seed, "config": vars(args), "rounds": [],
-                             "device": str(self.device)}
+                             "device": str(self.device), "threads": torch.get_num_threads(),
+                             "torch": torch.__version__, "profile": {}}
         self.t0 = time.perf_counter()
+
+    def timed(self, phase: str):
+        """Context manager adding the wall time of a block to record['profile'][phase]."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def cm():
+            t = time.perf_counter()
+            try:
+                yield
+            finally:
+                prof = self.record["profile"]
+                prof[phase] = round(prof.get(phase, 0.0) + time.perf_counter() - t, 2)
+        return cm()
 
     # ---- tables ---------------------------------------------------------------------
     def _run(self, pipeline, inputs: list[str], output: str, tag: str | None, mode: str = "overwrite"):
@@ -64,33 +100,58 @@ class Loop:
             f"rejects {res.accounting['rejects_by_reason']}")
         return res
 
+    def start_ray(self) -> None:
+        """Start the embedded Ray session up front, so its cost shows in the profile on its own."""
+        if self.args.executor == "ray":
+            from schemas.engine.raysession import init_ray
+            with self.timed("ray_start"):
+                init_ray(self.args.num_cpus)
+
     def problems(self) -> tuple[str, list[dict]]:
-        """Train pool (decontaminated against the held-out set) and the held-out set, as tables."""
+        """Teacher pool (decontaminated against held-out and dev: ids, 13-grams, twins) and the held-out set."""
         from filters.decontaminate import Decontaminator
+        from filters.twins import TwinIndex
         from pipelines.reasoning_data import check_problem
         from schemas.engine.runner import Pipeline
         from schemas.engine.stage import StageSpec
         from schemas.tables import PROBLEMS
-        from synth.problems import word_problems, write_jsonl
+        import random
+
+        from synth.problems import word_problem, word_problems, write_jsonl
 
         a = self.args
         d = os.path.join(self.out, "inputs")
         heldout = word_problems(a.eval_problems, seed=a.seed + 7919, levels=tuple(a.levels))
         eval_path = write_jsonl(heldout, os.path.join(d, "heldout.jsonl"))
-        # a separate dev set picks between the SFT and DPO model of a round: the held-out set only scores
+        # a separate dev set early-stops training and picks between models: the held-out set only scores
         self.dev = word_problems(a.dev_problems, seed=a.seed + 104729, levels=tuple(a.levels))
         dev_path = write_jsonl(self.dev, os.path.join(d, "dev.jsonl"))
-        train = word_problems(a.train_problems, seed=a.seed, levels=tuple(a.levels), error_rate=a.teacher_error_rate)
+        self.protected = TwinIndex([(f"heldout/{i}", p["problem"]) for i, p in enumerate(heldout)] +
+                                   [(f"dev/{i}", p["problem"]) for i, p in enumerate(self.dev)])
+        # draw until `--teacher-problems` are twin-free: level 1 has only ~1,700 distinct problems, and
+        # a 1,000-problem held-out set covers a large share of them
+        rng, train, twins = random.Random(a.seed), [], 0
+        while len(train) < a.teacher_problems:
+            p = word_problem(rng, rng.choice(a.levels), a.teacher_error_rate)
+            if self.protected.twin_of(p["problem"]):
+                twins += 1
+            else:
+                train.append(p)
         paths = [write_jsonl(train[i:i + 500], os.path.join(d, f"train-{i // 500:03d}.jsonl"))
                  for i in range(0, len(train), 500)]
         self._run(Pipeline("loop_heldout", PROBLEMS, PROBLEMS, [check_problem]), [eval_path], "loop_heldout", "heldout")
-        decon = StageSpec(Decontaminator, {"benchmarks": [eval_path, dev_path], "n": 13, "column": "problem"})
+        decon = StageSpec(Decontaminator, {"benchmarks": [eval_path, dev_path], "n": 0, "column": "problem",
+                                           "twins": True})
         self._run(Pipeline("loop_problems", PROBLEMS, PROBLEMS, [check_problem, decon]), paths, "loop_problems", "pool")
-        train_ids = set(self.store.read_arrow("loop_problems@pool", columns=["id"]).column("id").to_pylist())
+        pool = self.store.read_arrow("loop_problems@pool", columns=["id", "problem"]).to_pylist()
         held = self.store.read_arrow("loop_heldout@heldout").to_pylist()
-        overlap = train_ids & {p["id"] for p in held}
+        overlap = {p["id"] for p in pool} & {p["id"] for p in held}
         assert not overlap, f"{len(overlap)} held-out problems are in the training pool"
-        self.record["heldout"] = {"n": len(held), "id_overlap": 0, "table": "loop_heldout@heldout",
+        self.seen = TwinIndex((p["id"], p["problem"]) for p in pool)  # problems trained on, for fresh sampling
+        self.record["heldout"] = {"n": len(held), "dev_n": len(self.dev), "id_overlap": 0,
+                                  "teacher_twins_redrawn": twins,
+                                  "teacher_levels": {str(lv): sum(p["level"] == lv for p in train) for lv in a.levels},
+                                  "table": "loop_heldout@heldout",
                                   "decontaminated_train_rows": self.store.properties("loop_problems@pool")[
                                       "accounting"]["rejects_by_reason"].get("contaminated", 0)}
         return "loop_problems@pool", held
@@ -104,18 +165,26 @@ class Loop:
         for name, filt, tag in (("loop_sft", True, "sft-round-0"), ("loop_sft_unfiltered", False, "sft-unfiltered")):
             p = Pipeline(f"teacher_sft{'' if filt else '_unfiltered'}", PROBLEMS, SFT, [teacher_sft.configure(filter=filt)])
             res = self._run(p, ["loop_problems@pool"], name, tag)
-            refs[name] = f"{name}@{res.snapshot_id}"
+            self.store.tag(f"{name}@{res.snapshot_id}", tag, replace=True)
+            refs[name] = f"{name}@{tag}"
         return refs
 
     def conversations(self, ref: str) -> list[list[dict]]:
-        return [[{"role": m["role"], "content": m["content"]} for m in msgs]
-                for msgs in self.store.read_arrow(ref, columns=["messages"]).column("messages").to_pylist()]
+        """A table's conversations in a fixed order (whatever order the executor wrote them in)."""
+        convs = [[{"role": m["role"], "content": m["content"]} for m in msgs]
+                 for msgs in self.store.read_arrow(ref, columns=["messages"]).column("messages").to_pylist()]
+        return sorted(convs, key=conv_key)
 
     # ---- models ---------------------------------------------------------------------
     def train(self, name: str, convs: list[list[dict]], trained_on: list[str], steps: int, lr: float,
-              init: str | None = None, tok=None):
+              init: str | None = None, tok=None, early_stop: bool = False):
+        """SFT from `init` (or from scratch); with `early_stop` the dev set is scored every
+        `--eval-every` steps and the best weights are kept (stop after `--patience` worse scores)."""
+        import torch
+
         from model import checkpoint
         from model.config import ModelConfig, TrainConfig
+        from model.evaluate import evaluate
         from model.sft import train_sft
         from model.transformer import Transformer
 
@@ -123,7 +192,6 @@ class Loop:
         if init:
             model, tok, _ = checkpoint.load(init, device=str(self.device))
         else:
-            import torch
             torch.manual_seed(a.seed)
             model = Transformer(ModelConfig(vocab_size=tok.vocab_size, dim=a.dim, n_layers=a.layers, n_heads=a.heads,
                                             n_kv_heads=a.kv_heads, ffn_dim=a.ffn_dim, max_seq_len=a.max_seq_len,
@@ -131,16 +199,61 @@ class Loop:
         cfg = TrainConfig(lr=lr, steps=steps, warmup_steps=min(30, steps // 10 + 1), tokens_per_batch=a.tokens_per_batch,
                           packing=a.packing, seq_len=a.seq_len, seed=a.seed)
         path = os.path.join(self.out, name)
+        if a.reuse_checkpoints and init is None and os.path.exists(os.path.join(path, "checkpoint.json")):
+            meta = checkpoint.meta(path)  # the same run, data and settings: the same weights (reproducible)
+            if meta["train_config"] == cfg.to_dict() and meta["trained_on"] == trained_on:
+                model, tok, _ = checkpoint.load(path, device=str(self.device))
+                log(f"{name}: reused {path} (step {meta['step']})")
+                return model, tok, path, {"steps": meta["step"], "best_step": meta["step"], "history": [],
+                                          "dev_curve": meta["metrics"].get("dev_curve", []), "tokens": None,
+                                          "tokens_per_s": None, "final_loss": meta["metrics"].get("loss"),
+                                          "reused": True}
+        best = {"acc": -1.0, "step": 0, "state": None, "bad": 0, "curve": [], "eval_s": 0.0}
+
+        def on_step(rec: dict) -> bool:
+            if not early_stop or rec["step"] % a.eval_every:
+                return False
+            t_eval = time.perf_counter()
+            with self.timed("evaluation"):
+                acc = evaluate(model, tok, self.dev, max_new_tokens=a.max_new_tokens)["accuracy"]
+            best["eval_s"] += time.perf_counter() - t_eval  # counted as evaluation, not training
+            model.train()
+            best["curve"].append((rec["step"], round(acc, 4)))
+            if acc > best["acc"]:
+                best.update(acc=acc, step=rec["step"], bad=0,
+                            state={k: v.detach().clone() for k, v in model.state_dict().items()})
+            else:
+                best["bad"] += 1
+            return best["bad"] >= a.patience
+
         t = time.perf_counter()
-        res = train_sft(model, tok, convs, cfg, path, trained_on, self.device, self.autocast, progress=not a.quiet)
-        log(f"{name}: {steps} steps on {len(convs)} conversations, loss {res['final_loss']:.3f}, "
-            f"{res['tokens_per_s'] or 0:.0f} tok/s, packing efficiency {res['packing_efficiency']:.2f}, "
-            f"{time.perf_counter() - t:.0f} s")
+        with self.timed("training"):
+            res = train_sft(model, tok, convs, cfg, path, trained_on, self.device, self.autocast, resume=False,
+                            progress=not a.quiet, on_step=on_step)
+            if early_stop and best["state"] is not None and best["step"] != res["steps"]:
+                model.load_state_dict(best["state"])
+                checkpoint.save(path, model, tok, step=best["step"], train_config=cfg.to_dict(), trained_on=trained_on,
+                                metrics={"dev_accuracy": best["acc"], "dev_curve": best["curve"]}, extra={"stage": "sft"})
+        self.record["profile"]["training"] = round(self.record["profile"]["training"] - best["eval_s"], 2)
+        res["best_step"] = best["step"] if early_stop else res["steps"]
+        res["dev_curve"] = best["curve"]
+        res["tokens_trained"] = res["tokens"]
+        log(f"{name}: {res['steps']} steps on {len(convs)} conversations (kept step {res['best_step']}), "
+            f"loss {res['final_loss']:.3f}, {res['tokens_per_s'] or 0:.0f} tok/s, {time.perf_counter() - t:.0f} s"
+            + (f", dev {best['curve']}" if early_stop else ""))
         return model, tok, path, res
 
-    def evaluate(self, model, tok, held: list[dict]) -> dict:
-        from model.evaluate import evaluate
-        return evaluate(model, tok, held, max_new_tokens=self.args.max_new_tokens)
+    def evaluate(self, model, tok, sampled: bool = True) -> dict:
+        """Held-out greedy pass@1 (+ SE, outcomes), pass@k / maj@k; dev greedy accuracy."""
+        from model.evaluate import evaluate, evaluate_sampled
+        a = self.args
+        with self.timed("evaluation"):
+            ev = evaluate(model, tok, self.held, max_new_tokens=a.max_new_tokens)
+            ev["dev"] = evaluate(model, tok, self.dev, max_new_tokens=a.max_new_tokens)["accuracy"]
+            if sampled and a.eval_k > 1:
+                ev["sampled"] = evaluate_sampled(model, tok, self.held, a.eval_k, a.temperature, seed=a.seed,
+                                                 max_new_tokens=a.max_new_tokens)
+        return ev
 
     def register(self, path: str, round_: int, stage: str, ev: dict, tags: list[str]) -> int:
         """One row per checkpoint in the `models` table, tagged by round (lineage from the store side)."""
@@ -148,8 +261,9 @@ class Loop:
         from pipelines.derived import publish_derived
 
         m = checkpoint.meta(path)
+        metrics = {k: v for k, v in ev.items() if k != "outcomes"}
         row = {"id": m["id"], "path": path, "round": round_, "stage": stage, "step": m["step"],
-               "trained_on": m["trained_on"], "accuracy": ev["accuracy"], "metrics": json.dumps(ev),
+               "trained_on": m["trained_on"], "accuracy": ev["accuracy"], "metrics": json.dumps(metrics),
                "run": self.run_name}
         table = pa.Table.from_pylist([row], schema=MODELS)
         snap = publish_derived(self.store, "models", MODELS, table, source=",".join(m["trained_on"]),
@@ -161,39 +275,81 @@ class Loop:
         return snap
 
     # ---- rounds ---------------------------------------------------------------------
-    def sample(self, round_: int, ckpt: str) -> dict[str, str]:
-        """The reasoning-data pipeline with the current model as generator, on a fresh slice of the pool."""
-        from pipelines import reasoning_data as rd
-        from pipelines.script import options
-        from schemas.engine.runner import run
+    def fresh_problems(self, round_: int, pass_rates: dict[str, float]) -> list[dict]:
+        """`--sample-problems` new answer-only problems: never twins of held-out/dev, new to training
+        where the level's space allows; levels weighted by p(1-p) of the last pass rates (a
+        curriculum: most weight where the model is right about half the time)."""
+        import random
+
+        from synth.problems import word_problem
 
         a = self.args
-        pool = self.store.read_arrow("loop_problems@pool").to_pylist()
-        start = ((round_ - 1) * a.sample_problems) % max(1, len(pool))
-        chunk = (pool + pool)[start:start + a.sample_problems]
+        rng = random.Random(a.seed * 1_000_003 + round_)
+        levels = list(a.levels)
+        w = [pass_rates.get(str(lv), 0.5) * (1 - pass_rates.get(str(lv), 0.5)) + a.curriculum_floor for lv in levels]
+        out, skipped = [], {"heldout_or_dev_twin": 0, "seen": 0}
+        while len(out) < a.sample_problems:
+            lv = rng.choices(levels, weights=w)[0]
+            for attempt in range(20):
+                p = word_problem(rng, lv)
+                if self.protected.twin_of(p["problem"]):
+                    skipped["heldout_or_dev_twin"] += 1
+                    continue
+                if self.seen.twin_of(p["problem"]) and attempt < 19:
+                    skipped["seen"] += 1
+                    continue
+                break
+            else:
+                continue
+            self.seen.add(f"round{round_}/{len(out)}", p["problem"])
+            out.append({k: p[k] for k in ("problem", "answer", "level", "source")})
+        self.record.setdefault("fresh", {})[str(round_)] = {"weights": dict(zip(map(str, levels), w)), **skipped}
+        return out
+
+    def sample(self, round_: int, ckpt: str, problems: list[dict]) -> dict:
+        """The reasoning-data pipeline with the current model as generator."""
+        from pipelines import reasoning_data as rd
+        from schemas.engine.runner import run
+        from pipelines.script import options
         from synth.problems import write_jsonl
-        paths = [write_jsonl([{k: p[k] for k in ("problem", "answer", "level", "source")} for p in chunk[i:i + 100]],
-                             os.path.join(self.out, "inputs", f"round{round_}-{i // 100:03d}.jsonl"))
-                 for i in range(0, len(chunk), 100)]
+
+        a = self.args
+        paths = [write_jsonl(problems[i:i + 250], os.path.join(self.out, "inputs", f"round{round_}-{i // 250:03d}.jsonl"))
+                 for i in range(0, len(problems), 250)]
         argv = ["--input", *paths, "--warehouse", self.wh, "--output", "loop_reasoning", "--generator", f"builtin:{ckpt}",
-                "--k", str(a.k), "--max-attempts", str(a.max_attempts), "--temperature", str(a.temperature),
+                "--k", str(a.k), "--max-attempts", "1", "--temperature", str(a.temperature),
                 "--max-tokens", str(a.max_new_tokens), "--system", "", "--samples-table", "loop_cot_samples",
                 "--sft-table", "loop_sft", "--pairs-table", "loop_preferences", "--round", str(round_),
-                "--seed", str(a.seed + round_), "--batch-size", "64", "--executor", a.executor,
-                "--tag", f"round-{round_}", "--quiet"]
+                "--seed", str(a.seed * 1000 + round_), "--batch-size", "128", "--executor", a.executor,
+                "--tag", f"round-{round_}", "--quiet", "--threads", str(a.threads or 1),
+                "--cache", os.path.join(self.out, "generations.sqlite")]
         if a.num_cpus:
             argv += ["--num-cpus", str(a.num_cpus)]
         args = rd.parser().parse_args(argv)
         pipeline, inputs = rd.build(args)
-        res = run(pipeline, options(args, inputs))
-        snaps, counts = rd.publish_tables(self.store, f"loop_reasoning@{res.snapshot_id}", args)
+        with self.timed("sampling"):
+            res = run(pipeline, options(args, inputs))
+        ref = f"loop_reasoning@{res.snapshot_id}"
+        snaps, counts = rd.publish_tables(self.store, ref, args)
         self.store.tag(f"loop_sft@{snaps['loop_sft']}", f"sft-round-{round_}", replace=True)
         self.store.tag(f"loop_preferences@{snaps['loop_preferences']}", f"dpo-round-{round_}", replace=True)
+        per = self.store.read_arrow(ref, columns=["level", "n_samples", "n_correct"]).to_pylist()
+        by_level: dict[str, dict] = {}
+        for r in per:
+            d = by_level.setdefault(str(r["level"]), {"problems": 0, "solved": 0, "samples": 0, "correct": 0})
+            d["problems"] += 1
+            d["solved"] += r["n_correct"] > 0
+            d["samples"] += r["n_samples"]
+            d["correct"] += r["n_correct"]
+        for d in by_level.values():
+            d["pass_at_k"] = round(d["solved"] / d["problems"], 4)
+            d["sample_accuracy"] = round(d["correct"] / max(1, d["samples"]), 4)
         log(f"round {round_} sampling: {counts['samples']['samples']} samples, "
             f"{counts['samples'].get('verdict:correct', 0)} correct, {counts['sft']['rows']} SFT rows, "
-            f"{counts['pairs']['pairs']} pairs")
+            f"{counts['pairs']['pairs']} pairs; pass@{a.k} by level "
+            f"{ {k: v['pass_at_k'] for k, v in sorted(by_level.items())} }")
         return {"sft": f"loop_sft@sft-round-{round_}", "pairs": f"loop_preferences@dpo-round-{round_}",
-                "counts": counts}
+                "counts": counts, "by_level": by_level, "problems": ref}
 
     def dpo(self, round_: int, init: str, pairs_ref: str, trained_on: list[str]):
         from model import checkpoint
@@ -202,105 +358,167 @@ class Loop:
 
         a = self.args
         pairs = self.store.read_arrow(pairs_ref, columns=["prompt", "chosen", "rejected"]).to_pylist()
+        pairs.sort(key=lambda p: (p["prompt"], p["chosen"], p["rejected"]))
         n_held = max(1, len(pairs) // 10) if len(pairs) >= 10 else 0
         model, tok, _ = checkpoint.load(init, device=str(self.device))
         cfg = TrainConfig(beta=a.beta, dpo_lr=a.dpo_lr, dpo_steps=a.dpo_steps, pairs_per_batch=16, seed=a.seed,
                           rpo_alpha=a.rpo_alpha)
         path = os.path.join(self.out, f"round{round_}-dpo")
-        res = train_dpo(model, tok, pairs[n_held:], pairs[:n_held], cfg, path, trained_on + [pairs_ref], self.device,
-                        progress=not a.quiet)
-        log(f"round {round_} DPO on {len(pairs) - n_held} pairs: held-out margin "
+        with self.timed("dpo"):
+            res = train_dpo(model, tok, pairs[n_held:], pairs[:n_held], cfg, path, trained_on + [pairs_ref],
+                            self.device, progress=not a.quiet)
+        log(f"round {round_} DPO on {len(pairs) - n_held} pairs: held-out pair margin "
             f"{res['heldout_before'].get('reward_margin', 0):.3f} → {res['heldout_after'].get('reward_margin', 0):.3f}, "
-            f"accuracy {res['heldout_before'].get('accuracy', 0):.2f} → {res['heldout_after'].get('accuracy', 0):.2f}")
+            f"pair accuracy {res['heldout_before'].get('accuracy', 0):.2f} → {res['heldout_after'].get('accuracy', 0):.2f}")
         return model, tok, path, res
 
     def run(self) -> dict:
+        from model.evaluate import paired
         from model.sft import plot_loss
         from model.tokenizer import ChatTokenizer
 
         a = self.args
-        pool_ref, held = self.problems()
-        teacher = self.teacher_tables()
+        self.start_ray()
+        with self.timed("tables"):
+            _, self.held = self.problems()
+            teacher = self.teacher_tables()
         filtered, unfiltered = self.conversations(teacher["loop_sft"]), self.conversations(teacher["loop_sft_unfiltered"])
         tok = ChatTokenizer.train((m["content"] for c in unfiltered for m in c), vocab_size=a.vocab_size)
         histories = {}
-        # round 0: the teacher's verifier-filtered data, from scratch
-        model, tok, ck, res = self.train("round0-sft", filtered, [teacher["loop_sft"]], a.sft_steps, a.lr, tok=tok)
+        # round 0: the teacher's verifier-filtered data, from scratch, to convergence on dev
+        model, tok, base, res = self.train("round0-sft", filtered, [teacher["loop_sft"]], a.sft_steps, a.lr, tok=tok,
+                                           early_stop=True)
         histories["round 0 SFT (filtered)"] = res["history"]
-        ev = self.evaluate(model, tok, held)
-        self.register(ck, 0, "sft", ev, ["model-round-0"])
-        rounds = [{"round": 0, "sft_rows": len(filtered), "after_sft": ev, "after_dpo": None,
-                   "packing_efficiency": res["packing_efficiency"], "tokens_per_s": res["tokens_per_s"]}]
-        log(f"round 0: held-out accuracy {ev['accuracy']:.3f} {ev['by_level']}")
+        ev0 = self.evaluate(model, tok)
+        self.register(base, 0, "sft", ev0, ["model-round-0"])
+        r0 = {"round": 0, "sft_rows": len(filtered), "loop": ev0, "control": ev0, "steps": res["best_step"],
+              "dev_curve": res["dev_curve"], "tokens_per_s": res["tokens_per_s"]}
+        log(f"round 0: held-out {ev0['accuracy']:.3f} ± {ev0['se']:.3f} {ev0['by_level']}, dev {ev0['dev']:.3f}")
         if not a.no_ablation:
             m_u, _, ck_u, res_u = self.train("ablation-unfiltered-sft", unfiltered, [teacher["loop_sft_unfiltered"]],
-                                             a.sft_steps, a.lr, tok=tok)
+                                             a.sft_steps, a.lr, tok=tok, early_stop=True)
             histories["round 0 SFT (unfiltered)"] = res_u["history"]
-            ev_u = self.evaluate(m_u, tok, held)
+            ev_u = self.evaluate(m_u, tok, sampled=False)
             self.register(ck_u, 0, "sft-unfiltered", ev_u, ["model-unfiltered"])
-            self.record["ablation"] = {"filtered": ev, "unfiltered": ev_u, "filtered_rows": len(filtered),
-                                       "unfiltered_rows": len(unfiltered), "steps": a.sft_steps,
-                                       "tokens_per_batch": a.tokens_per_batch}
-            log(f"ablation: filtered {ev['accuracy']:.3f} vs unfiltered {ev_u['accuracy']:.3f}")
-        current, trained = ck, [teacher["loop_sft"]]
+            self.record["ablation"] = {"filtered": ev0, "unfiltered": ev_u, "filtered_rows": len(filtered),
+                                       "unfiltered_rows": len(unfiltered), "filtered_steps": res["best_step"],
+                                       "unfiltered_steps": res_u["best_step"], "tokens_per_batch": a.tokens_per_batch,
+                                       "paired": paired(ev0["outcomes"], ev_u["outcomes"])}
+            log(f"ablation: filtered {ev0['accuracy']:.3f} vs unfiltered {ev_u['accuracy']:.3f} "
+                f"(paired diff {self.record['ablation']['paired']['diff']:+.3f} ± {self.record['ablation']['paired']['se']:.3f})")
+        rounds = [r0]
+        loop_ck, ctrl_ck, trained = base, base, [teacher["loop_sft"]]
+        verified: dict[str, list[dict]] = {}
+        sampled: list[str] = []  # the problem tables each round sampled
+        pass_rates = ev0["by_level"]
+        steps = max(1, a.round_tokens // a.tokens_per_batch)
         for r in range(1, a.rounds + 1):
-            refs = self.sample(r, current)
-            convs = self.conversations(refs["sft"])
-            mix = convs + filtered[:max(len(convs), a.teacher_mix)]  # keep the teacher data in view: no forgetting
-            model, tok, ck, res = self.train(f"round{r}-sft", mix, trained + [refs["sft"]], a.rft_steps, a.rft_lr,
-                                             init=current)
-            histories[f"round {r} SFT"] = res["history"]
-            ev_sft = self.evaluate(model, tok, held)
-            snap_sft = self.register(ck, r, "sft", ev_sft, [f"model-round-{r}-sft"])
-            rec = {"round": r, "sft_rows": len(convs), "mix_rows": len(mix), "after_sft": ev_sft, "after_dpo": None,
-                   "pairs": refs["counts"]["pairs"]["pairs"], "sampling": refs["counts"]["samples"]}
-            current, trained, carried = ck, trained + [refs["sft"]], snap_sft
-            if refs["counts"]["pairs"]["pairs"] >= a.min_pairs:
-                dev_sft = self.evaluate(model, tok, self.dev)["accuracy"]
-                model, tok, ck, dres = self.dpo(r, ck, refs["pairs"], trained)
-                ev_dpo = self.evaluate(model, tok, held)
-                dev_dpo = self.evaluate(model, tok, self.dev)["accuracy"]
-                snap_dpo = self.register(ck, r, "dpo", ev_dpo, [f"model-round-{r}-dpo"])
-                rec.update(after_dpo=ev_dpo, dpo={k: dres[k] for k in ("pairs", "heldout_before", "heldout_after")},
-                           dev={"sft": dev_sft, "dpo": dev_dpo})
-                if dev_dpo >= dev_sft or not a.keep_best:
-                    current, trained, carried = ck, trained + [refs["pairs"]], snap_dpo
-            rec["continues_from"] = "dpo" if current.endswith("-dpo") else "sft"
-            self.store.tag(f"models@{carried}", f"model-round-{r}", replace=True)
+            problems = self.fresh_problems(r, pass_rates)
+            refs = self.sample(r, loop_ck, problems)
+            sampled.append(refs["problems"])
+            pass_rates = {k: v["sample_accuracy"] for k, v in refs["by_level"].items()}
+            for c in self.conversations(refs["sft"]):
+                verified.setdefault(conv_key(c), c)
+            trained = trained + [refs["sft"]]
+            mix = filtered + sorted(verified.values(), key=conv_key)
+            init_loop = base if a.init == "base" else loop_ck
+            init_ctrl = base if a.init == "base" else ctrl_ck
+            model, tok, loop_ck, res = self.train(f"round{r}-sft", mix, trained, steps, a.rft_lr, init=init_loop)
+            histories[f"round {r} loop"] = res["history"]
+            ev = self.evaluate(model, tok)
+            snap = self.register(loop_ck, r, "sft", ev, [f"model-round-{r}-sft"])
+            m_c, _, ctrl_ck, res_c = self.train(f"round{r}-control", filtered, [teacher["loop_sft"]], steps, a.rft_lr,
+                                                init=init_ctrl)
+            ev_c = self.evaluate(m_c, tok, sampled=False)  # pass@k / maj@k for the loop only: a third less evaluation
+            self.register(ctrl_ck, r, "control", ev_c, [f"control-round-{r}"])
+            rec = {"round": r, "sft_rows": refs["counts"]["sft"]["rows"], "verified_rows": len(verified),
+                   "mix_rows": len(mix), "steps": steps, "tokens": res["tokens"], "control_tokens": res_c["tokens"],
+                   "loop": ev, "control": ev_c, "gain": paired(ev["outcomes"], ev_c["outcomes"]),
+                   "vs_round0": paired(ev["outcomes"], ev0["outcomes"]), "sampling": refs["by_level"],
+                   "pairs": refs["counts"]["pairs"]["pairs"], "init": a.init}
+            if a.dpo and refs["counts"]["pairs"]["pairs"] >= a.min_pairs:
+                m_d, _, ck_d, dres = self.dpo(r, loop_ck, refs["pairs"], trained)
+                ev_d = self.evaluate(m_d, tok, sampled=False)
+                snap_d = self.register(ck_d, r, "dpo", ev_d, [f"model-round-{r}-dpo"])
+                rec.update(dpo=ev_d, dpo_pairs=dres["pairs"], dpo_vs_sft=paired(ev_d["outcomes"], ev["outcomes"]),
+                           dpo_heldout_pairs={k: dres[k] for k in ("heldout_before", "heldout_after")})
+                if ev_d["dev"] > ev["dev"]:  # the dev set decides which model samples the next round
+                    loop_ck, trained, snap = ck_d, trained + [refs["pairs"]], snap_d
+            rec["continues_from"] = "dpo" if loop_ck.endswith("-dpo") else "sft"
+            self.store.tag(f"models@{snap}", f"model-round-{r}", replace=True)
             rounds.append(rec)
-            log(f"round {r}: held-out accuracy after SFT {ev_sft['accuracy']:.3f}"
-                + (f", after DPO {rec['after_dpo']['accuracy']:.3f}" if rec["after_dpo"] else ""))
+            log(f"round {r}: loop {ev['accuracy']:.3f} ± {ev['se']:.3f}, control {ev_c['accuracy']:.3f} "
+                f"± {ev_c['se']:.3f}, gain {rec['gain']['diff']:+.3f} ± {rec['gain']['se']:.3f} (paired)"
+                + (f", DPO {rec['dpo']['accuracy']:.3f}" if rec.get("dpo") else ""))
+        # the held-out set against every problem in the tables trained on or sampled: no twin may be left
+        from filters.twins import TwinIndex
+        used = TwinIndex((str(i), t) for ref in ["loop_problems@pool", *sampled]
+                         for i, t in enumerate(self.store.read_arrow(ref, columns=["problem"]).column("problem")
+                                               .to_pylist()))
+        self.record["heldout"]["twins_in_training"] = sum(used.twin_of(p["problem"]) is not None for p in self.held)
+        assert self.record["heldout"]["twins_in_training"] == 0, self.record["heldout"]
         self.record["rounds"] = rounds
-        self.record["final_checkpoint"] = current
+        self.record["final_checkpoint"] = loop_ck
         self.record["seconds"] = round(time.perf_counter() - self.t0, 1)
         self.record["loss_png"] = plot_loss(histories, os.path.join(self.out, "loss.png"))
-        self.record["accuracy_png"] = plot_accuracy(self.record, os.path.join(self.out, "accuracy.png"))
+        self.record["accuracy_png"] = plot_rounds([self.record], os.path.join(self.out, "accuracy.png"))
         with open(os.path.join(self.out, "record.json"), "w") as f:
             json.dump(self.record, f, indent=1, default=str)
         return self.record
 
 
-def plot_accuracy(record: dict, path: str) -> str:
+# ---- reporting ------------------------------------------------------------------------
+def summarize(records: list[dict]) -> list[dict]:
+    """Per round over seeds: loop and control mean ± sd, the gain (loop − control) mean ± sd and
+    its mean paired standard error; pass@k and maj@k of the loop."""
+    import statistics as st
+
+    sd = lambda xs: st.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+    out = []
+    for i in range(min(len(r["rounds"]) for r in records)):
+        rs = [r["rounds"][i] for r in records]
+        loop, ctrl = [x["loop"]["accuracy"] for x in rs], [x["control"]["accuracy"] for x in rs]
+        gain = [x["gain"]["diff"] if "gain" in x else 0.0 for x in rs]
+        row = {"round": i, "seeds": len(rs), "loop_mean": st.mean(loop), "loop_sd": sd(loop), "control_mean": st.mean(ctrl),
+               "control_sd": sd(ctrl), "gain_mean": st.mean(gain), "gain_sd": sd(gain),
+               "gain_se": st.mean([x["gain"]["se"] for x in rs]) if i else 0.0,
+               "heldout_se": st.mean([x["loop"]["se"] for x in rs]), "n": rs[0]["loop"]["n"],
+               "vs_round0_mean": st.mean([x["vs_round0"]["diff"] if i else 0.0 for x in rs])}
+        smp = [x["loop"].get("sampled") for x in rs]
+        if all(smp):
+            row.update(k=smp[0]["k"], pass_at_k=st.mean(s["pass_at_k"] for s in smp),
+                       maj_at_k=st.mean(s["maj_at_k"] for s in smp))
+        dpo = [x["dpo_vs_sft"]["diff"] for x in rs if x.get("dpo_vs_sft")]
+        if dpo:
+            row["dpo_minus_sft"] = st.mean(dpo)
+        out.append(row)
+    return out
+
+
+def plot_rounds(records: list[dict], path: str) -> str:
+    """Held-out greedy accuracy per round, loop vs control: mean over seeds with sd error bars
+    (one seed: its standard error)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    xs, ys, labels = [], [], []
-    for r in record["rounds"]:
-        for stage in ("after_sft", "after_dpo"):
-            if r.get(stage):
-                xs.append(len(xs))
-                ys.append(r[stage]["accuracy"])
-                labels.append(f"r{r['round']} {stage[6:]}")
-    ax.plot(xs, ys, "o-", label="held-out accuracy (filtered data)")
-    levels = sorted({k for r in record["rounds"] for k in r["after_sft"]["by_level"]})
-    for lv in levels:  # by difficulty level, thinner
-        ly = [r[st]["by_level"].get(lv) for r in record["rounds"] for st in ("after_sft", "after_dpo") if r.get(st)]
-        ax.plot(xs, ly, ".--", lw=0.8, label=f"level {lv}")
-    if record.get("ablation"):
-        ax.axhline(record["ablation"]["unfiltered"]["accuracy"], color="grey", ls="--", label="round 0 on unfiltered data")
-    ax.set_xticks(xs, labels)
-    ax.set_ylabel("exact match")
+    rows = summarize(records)
+    xs = [r["round"] for r in rows]
+    one = len(records) == 1
+    err = lambda key: [r["heldout_se"] if one else r[f"{key}_sd"] for r in rows]  # noqa: E731
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.errorbar(xs, [r["loop_mean"] for r in rows], yerr=err("loop"), fmt="o-", capsize=4,
+                label="loop (teacher + verified self-samples)")
+    ax.errorbar([x + 0.04 for x in xs], [r["control_mean"] for r in rows], yerr=err("control"), fmt="s--", capsize=4,
+                label="control (same tokens, teacher data only)")
+    if all(r.get("pass_at_k") is not None for r in rows):
+        ax.plot(xs, [r["pass_at_k"] for r in rows], ":", color="grey", label=f"loop pass@{rows[0]['k']}")
+    ab = [r["ablation"]["unfiltered"]["accuracy"] for r in records if r.get("ablation")]
+    if ab:
+        ax.axhline(sum(ab) / len(ab), color="red", lw=0.8, ls="-.", label="round 0 on unfiltered teacher data")
+    ax.set_xticks(xs, [f"round {x}" for x in xs])
+    ax.set_ylabel("held-out exact match (twin-free)")
+    ax.set_title(f"{len(records)} seed(s), n={rows[0]['n']} held-out problems; bars: "
+                 + ("±1 SE" if one else "±1 sd over seeds"), fontsize=9)
     ax.legend(fontsize=7, loc="best", framealpha=0.6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -312,20 +530,83 @@ def print_table(record: dict) -> None:
     from pipelines.report import _table, console
     rows = []
     for r in record["rounds"]:
-        levels = sorted(r["after_sft"]["by_level"])
-        for stage in ("after_sft", "after_dpo"):
-            ev = r.get(stage)
-            if ev:
-                rows.append([f"round {r['round']}", stage[6:].upper(), f"{ev['accuracy']:.3f}",
-                             " ".join(f"L{k}={ev['by_level'][k]:.2f}" for k in levels),
-                             str(r.get("sft_rows", "")), str(r.get("pairs", ""))])
+        lp, ct = r["loop"], r["control"]
+        s = lp.get("sampled") or {}
+        rows.append([f"round {r['round']}", f"{lp['accuracy']:.3f} ± {lp['se']:.3f}",
+                     f"{ct['accuracy']:.3f}" if r["round"] else "",
+                     f"{r['gain']['diff']:+.3f} ± {r['gain']['se']:.3f}" if r["round"] else "",
+                     f"{s.get('pass_at_k', 0):.3f} / {s.get('maj_at_k', 0):.3f}" if s else "",
+                     " ".join(f"L{k}={v:.2f}" for k, v in lp["by_level"].items()),
+                     str(r.get("verified_rows", r["sft_rows"])),
+                     f"{r['dpo']['accuracy']:.3f}" if r.get("dpo") else ""])
     if record.get("ablation"):
         ab = record["ablation"]
-        rows.append(["ablation", "unfiltered SFT", f"{ab['unfiltered']['accuracy']:.3f}",
+        rows.append(["ablation", f"{ab['unfiltered']['accuracy']:.3f} ± {ab['unfiltered']['se']:.3f}", "",
+                     f"{ab['paired']['diff']:+.3f} ± {ab['paired']['se']:.3f}", "",
                      " ".join(f"L{k}={v:.2f}" for k, v in ab["unfiltered"]["by_level"].items()),
                      str(ab["unfiltered_rows"]), ""])
-    console.print(_table(f"held-out exact match ({record['heldout']['n']} problems, seed {record['seed']}, "
-                         f"{record['seconds']:.0f} s)", ["", "after", "accuracy", "by level", "SFT rows", "pairs"], rows))
+    k = record["config"]["eval_k"]
+    console.print(_table(f"held-out exact match ({record['heldout']['n']} twin-free problems, seed {record['seed']}, "
+                         f"{record['seconds']:.0f} s; ± = standard error; gain = loop − control, paired; ablation: "
+                         f"unfiltered teacher data, gain = filtered − unfiltered)",
+                         ["", "loop pass@1", "control", "gain", f"pass@{k} / maj@{k}", "by level", "rows", "DPO"], rows))
+
+
+def print_summary(rows: list[dict]) -> None:
+    from pipelines.report import _table, console
+    out = []
+    for r in rows:
+        out.append([f"round {r['round']}", f"{r['loop_mean']:.3f} ± {r['loop_sd']:.3f}",
+                    f"{r['control_mean']:.3f} ± {r['control_sd']:.3f}",
+                    f"{r['gain_mean']:+.3f} ± {r['gain_sd']:.3f}" if r["round"] else "",
+                    f"{r['gain_se']:.3f}" if r["round"] else "", f"{r['vs_round0_mean']:+.3f}" if r["round"] else "",
+                    f"{r['pass_at_k']:.3f} / {r['maj_at_k']:.3f}" if r.get("pass_at_k") is not None else ""])
+    console.print(_table(f"{rows[0]['seeds']} seeds, {rows[0]['n']} twin-free held-out problems each "
+                         "(mean ± sd over seeds; SE = mean paired standard error of the gain)",
+                         ["", "loop", "control", "gain (loop − control)", "SE", "loop − round 0",
+                          f"loop pass@{rows[0].get('k', '')} / maj"], out))
+
+
+def run_seeds(argv: list[str], args: argparse.Namespace) -> int:
+    """Each seed in its own process and warehouse (<warehouse>/seed-S), `--jobs` at a time; then the table and plot."""
+    import subprocess
+
+    rest, skip = [], False
+    for x in argv:  # argv without --seeds/--jobs/--warehouse and their values
+        if skip and not x.startswith("--"):
+            continue
+        skip = x in ("--seeds", "--jobs", "--warehouse")
+        if not skip:
+            rest.append(x)
+    wh = os.path.abspath(args.warehouse)
+    procs, records, failed = [], [], []
+    pending = list(args.seeds)
+    while pending or procs:
+        while pending and len(procs) < args.jobs:
+            s = pending.pop(0)
+            cmd = [sys.executable, os.path.abspath(__file__), *rest, "--seed", str(s), "--warehouse", f"{wh}/seed-{s}"]
+            log(f"seed {s}: {' '.join(cmd[1:])}")
+            procs.append((s, subprocess.Popen(cmd)))
+        s, p = procs.pop(0)
+        if p.wait() != 0:
+            failed.append(s)
+    for s in args.seeds:
+        path = f"{wh}/seed-{s}/_loop/{args.run or f'loop-s{s}'}/record.json"
+        if os.path.exists(path) and s not in failed:
+            records.append(json.load(open(path)))
+    if failed or not records:
+        log(f"seeds failed: {failed}")
+        return 1
+    rows = summarize(records)
+    print_summary(rows)
+    out = os.path.join(wh, "_loop")
+    os.makedirs(out, exist_ok=True)
+    png = plot_rounds(records, os.path.join(out, "seeds.png"))
+    with open(os.path.join(out, "seeds.json"), "w") as f:
+        json.dump({"seeds": list(args.seeds), "rounds": rows, "records": [os.path.join(wh, f"seed-{s}")
+                                                                          for s in args.seeds]}, f, indent=1)
+    print(f"summary: {os.path.join(out, 'seeds.json')}  plot: {png}")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -333,16 +614,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warehouse", default=default_warehouse())
     p.add_argument("--run", default=None, help="run name (checkpoints under <warehouse>/_loop/<run>)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run these seeds (each in <warehouse>/seed-S) and print the table over them")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once with --seeds")
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--executor", choices=["ray", "local"], default="ray")
     p.add_argument("--num-cpus", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads for training (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: all cores); results are reproducible for one thread count")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when present)")
     p.add_argument("--quiet", action="store_true")
     g = p.add_argument_group("data")
-    g.add_argument("--train-problems", type=int, default=4000)
-    g.add_argument("--eval-problems", type=int, default=300)
-    g.add_argument("--dev-problems", type=int, default=150, help="dev set for choosing SFT vs DPO per round")
+    g.add_argument("--teacher-problems", type=int, default=2000, help="problems with a worked teacher solution (round 0)")
+    g.add_argument("--eval-problems", type=int, default=1000, help="held-out problems (SE ≈ 1.5 points at 1,000)")
+    g.add_argument("--dev-problems", type=int, default=300, help="dev set: early stopping and model choice")
     g.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3])
     g.add_argument("--teacher-error-rate", type=float, default=0.3)
     g.add_argument("--no-ablation", action="store_true", help="skip training on unfiltered teacher data")
@@ -356,36 +641,49 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--max-seq-len", type=int, default=256)
     g.add_argument("--rope-fraction", type=float, default=0.75)
     g = p.add_argument_group("training")
-    g.add_argument("--sft-steps", type=int, default=500)
+    g.add_argument("--sft-steps", type=int, default=1600, help="round 0: most steps (early-stopped on dev)")
+    g.add_argument("--eval-every", type=int, default=100, help="round 0: dev scoring interval (steps)")
+    g.add_argument("--patience", type=int, default=3, help="round 0: stop after this many dev scores without a gain")
     g.add_argument("--lr", type=float, default=3e-3)
-    g.add_argument("--tokens-per-batch", type=int, default=4096)
-    g.add_argument("--packing", choices=["bfd", "pad"], default="bfd")
+    g.add_argument("--tokens-per-batch", type=int, default=2048)
+    g.add_argument("--packing", choices=["bfd", "pad"], default="pad")
     g.add_argument("--seq-len", type=int, default=128, help="packed row length")
-    g.add_argument("--rft-steps", type=int, default=150)
+    g.add_argument("--round-tokens", type=int, default=600_000,
+                   help="training tokens per round, the same for the loop and the control")
     g.add_argument("--rft-lr", type=float, default=1e-3)
-    g.add_argument("--teacher-mix", type=int, default=1000, help="teacher conversations mixed into each RFT round")
+    g.add_argument("--init", choices=["base", "last"], default="last",
+                   help="each round continues from the last round's model, or retrains from round 0's (ReST-EM); "
+                        "'last' beat its control by +5.5 points at round 3, 'base' by +3.4 (bench/README.md)")
+    g.add_argument("--reuse-checkpoints", action="store_true",
+                   help="a from-scratch checkpoint (round 0, ablation) already in this run's directory with the "
+                        "same settings and data is loaded, not retrained (to try round-1+ variants on one round 0)")
+    g.add_argument("--dpo", action="store_true", help="DPO after each round's SFT (kept only where dev improves)")
     g.add_argument("--dpo-steps", type=int, default=40)
-    g.add_argument("--dpo-lr", type=float, default=1e-5,
-                   help="higher rates lowered held-out accuracy of the tiny model (bench/README.md)")
+    g.add_argument("--dpo-lr", type=float, default=1e-5)
     g.add_argument("--beta", type=float, default=0.1)
     g.add_argument("--rpo-alpha", type=float, default=1.0, help="weight of the chosen answer's NLL in the DPO loss")
     g.add_argument("--min-pairs", type=int, default=20, help="fewer pairs than this: skip DPO that round")
-    g.add_argument("--no-keep-best", dest="keep_best", action="store_false",
-                   help="always continue from the DPO model (default: from the SFT model when DPO scores lower "
-                        "on the dev problems)")
     g = p.add_argument_group("sampling")
-    g.add_argument("--sample-problems", type=int, default=600, help="training problems sampled per round")
-    g.add_argument("--k", type=int, default=4)
-    g.add_argument("--max-attempts", type=int, default=1)
+    g.add_argument("--sample-problems", type=int, default=1500, help="fresh answer-only problems per round")
+    g.add_argument("--k", type=int, default=4, help="samples per problem per round")
+    g.add_argument("--curriculum-floor", type=float, default=0.05,
+                   help="level weight = p(1-p) of the last pass rate + this floor")
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--max-new-tokens", type=int, default=96)
+    g.add_argument("--eval-k", type=int, default=4, help="held-out samples per problem for pass@k / maj@k (1: off)")
     return p
 
 
 def run_main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    if args.seeds:
+        return run_seeds(argv, args)
     record = Loop(args).run()
     print_table(record)
+    prof = record["profile"]
+    print("wall time by phase (s): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(prof.items(), key=lambda kv: -kv[1]))
+          + f"; total {record['seconds']:.0f}")
     print(f"record: {os.path.join(os.path.abspath(args.warehouse), '_loop', record['run'], 'record.json')}")
     return 0
 

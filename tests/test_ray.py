@@ -108,9 +108,10 @@ def test_killed_ray_run_resumes_and_matches(tmp_path):
 # Level-1 problems and 60 SFT steps: enough for the toy model to state some right answers, so round 1
 # has real preference pairs (at 20 steps on all levels its only "correct" sample was word salad that
 # the old last-number fallback accepted).
-TOY_LOOP = ["--rounds", "1", "--sft-steps", "60", "--rft-steps", "5", "--dpo-steps", "3", "--train-problems", "300",
-            "--eval-problems", "40", "--sample-problems", "40", "--min-pairs", "1", "--quiet", "--threads", "1",
-            "--levels", "1"]
+TOY_LOOP = ["--rounds", "1", "--sft-steps", "40", "--eval-every", "20", "--round-tokens", "8000",
+            "--teacher-problems", "300", "--eval-problems", "40", "--dev-problems", "20", "--sample-problems", "40",
+            "--dpo", "--dpo-steps", "3", "--min-pairs", "1", "--quiet", "--threads", "1", "--levels", "1",
+            "--eval-k", "2"]
 
 
 def readme_ray_start() -> list[str]:
