@@ -184,7 +184,7 @@ class Loop:
 
         from model import checkpoint
         from model.config import ModelConfig, TrainConfig
-        from model.evaluate import evaluate
+        from synth.evaluate import evaluate
         from model.sft import train_sft
         from model.transformer import Transformer
 
@@ -245,7 +245,7 @@ class Loop:
 
     def evaluate(self, model, tok, sampled: bool = True) -> dict:
         """Held-out greedy pass@1 (+ SE, outcomes), pass@k / maj@k; dev greedy accuracy."""
-        from model.evaluate import evaluate, evaluate_sampled
+        from synth.evaluate import evaluate, evaluate_sampled
         a = self.args
         with self.timed("evaluation"):
             ev = evaluate(model, tok, self.held, max_new_tokens=a.max_new_tokens)
@@ -373,7 +373,7 @@ class Loop:
         return model, tok, path, res
 
     def run(self) -> dict:
-        from model.evaluate import paired
+        from synth.evaluate import paired
         from model.sft import plot_loss
         from model.tokenizer import ChatTokenizer
 
