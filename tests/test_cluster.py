@@ -87,6 +87,40 @@ def test_job_submit_runs_gpu_stages_on_the_gpu_node_only(cluster, tmp_path):
     assert acc["rows_in"] == acc["kept"] + acc["rejected"] and acc["kept"] >= 8
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+def test_text_and_reasoning_pipelines_run_as_dags_on_the_cluster(cluster, tmp_path):
+    """The text pipeline (dedup's global pass and shuffle on the cluster too) and the reasoning
+    pipeline with a local model generator (SmolLM2: its sampler is a GPU stage) through `ray
+    job submit`: the sampler's actors sit on the GPU node only, every stage has its operator."""
+    from synth.problems import word_problems
+    gpu = cluster.nodes[2]
+    wh = str(tmp_path / "warehouse")
+    submit = [RAY, "job", "submit", "--address", cluster.dashboard, "--working-dir", ".", "--", "python"]
+    res = subprocess.run(submit + ["pipelines/text_curation.py", "--warehouse", wh, "--quiet"], cwd=REPO,
+                         env=cluster.env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    props = Store(wh).properties("documents")
+    ops = [o["operator"] for o in props["execution"]["operators"]]
+    assert ops[0] == "read" and ops[-1] == "write" and {"dedup", "quality", "pii"} <= set(ops)
+    assert props["execution"]["global_passes"][0]["stage"] == "dedup"
+    assert props["accounting"]["rejects_by_reason"]["exact_duplicate"] > 0
+    assert len({n for nodes in props["execution"]["placement"].values() for n in nodes}) >= 2
+
+    path = tmp_path / "problems.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in word_problems(4, seed=7)))
+    res = subprocess.run(submit + ["pipelines/reasoning_data.py", "--warehouse", wh, "--quiet", "--input", str(path),
+                                   "--generator", "smollm2", "--k", "2", "--max-tokens", "32"],
+                         cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    props = Store(wh).properties("reasoning")
+    ex = props["execution"]
+    sampler = next(o for o in ex["operators"] if o["operator"] == "cot_sampler")
+    assert sampler["kind"] == "actor" and sampler["gpus"] == 1
+    assert set(ex["placement"]["cot_sampler"]) == {gpu.short}, ex["placement"]
+    assert props["accounting"]["rows_in"] == 4
+
+
 def _markers(warehouse):
     return [f for d, _, fs in os.walk(warehouse) for f in fs if f.endswith(".json") and "_markers" in d]
 
