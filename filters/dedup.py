@@ -119,11 +119,18 @@ def _edges_from_groups(groups: pa.Table) -> list[tuple[str, str]]:
     return edges
 
 
+RAY_SHUFFLE_ROWS = 20_000_000  # ~2M documents at 9 bands
+
+
 def find_duplicates(sig_files: list[str], executor: str = "local") -> pa.Table:
     """Clusters of exact and near duplicates from signature files, as DUPS_SCHEMA rows."""
-    if not sig_files or not any(_num_rows(f) for f in sig_files):
+    rows = sum(_num_rows(f) for f in sig_files)
+    if not rows:
         return DUPS_SCHEMA.empty_table()  # no row has text to compare (empty or unusable input)
-    exact_groups, near_groups = (_groups_ray if executor == "ray" else _groups_polars)(sig_files)
+    # The Ray shuffle pays seconds of scheduling per stage: below RAY_SHUFFLE_ROWS signature rows
+    # (a few GB in memory at most) polars' streaming group-by in this process is far faster.
+    shuffle = _groups_ray if executor == "ray" and rows >= RAY_SHUFFLE_ROWS else _groups_polars
+    exact_groups, near_groups = shuffle(sig_files)
     uf = _UnionFind()
     exact_members: dict[str, str] = {}
     for a, b in _edges_from_groups(exact_groups):

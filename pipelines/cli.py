@@ -302,7 +302,8 @@ def lineage(ctx, ref, as_json):
         report.console.print(report._table("operators (resources per worker)", ["operator", "kind", "cpus", "gpus",
                                                                               "actors", "rows/call"],
                                            [[o["operator"], o["kind"], o["cpus"], o["gpus"],
-                                             "-".join(str(a) for a in o["actors"]) if o["kind"] == "actor" else "",
+                                             (f"{o['actors'][0]}-{o['actors'][1] or 'any'} (at most {o.get('max_actors')} here)"
+                                              if o["kind"] == "actor" else ""),
                                              o["batch_rows"] or "shard"] for o in ex["operators"]]))
     report.print_accounting(props.get("accounting"))
 

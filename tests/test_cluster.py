@@ -62,7 +62,7 @@ def test_job_submit_runs_gpu_stages_on_the_gpu_node_only(cluster, tmp_path):
 
     props = Store(wh).properties("speech_sft")
     ex = props["execution"]
-    assert ex["cluster"] == {"CPU": 4.0, "GPU": 1.0}
+    assert {k: ex["cluster"][k] for k in ("CPU", "GPU")} == {"CPU": 4.0, "GPU": 1.0} and ex["cluster"]["nodes"] == 3
     ops = {o["operator"]: o for o in ex["operators"]}
     assert ops["asr"]["kind"] == "actor" and ops["asr"]["gpus"] == 0.5 and ops["asr"]["actors"] == [1, 2]
     assert ops["asr"]["needs_gpu"] is True                 # asked for: never silently on CPU

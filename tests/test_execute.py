@@ -36,9 +36,9 @@ def test_actor_pools_and_a_task_always_fit_the_cluster(n_actors, cpus, gpus_decl
     actors = [o for o in ops if o.kind == "actor"]
     tasks = [o for o in ops if o.kind == "task"]
     assert len(actors) == n_actors and all(o.resources.gpus == 0 for o in ops)  # no GPU here: CPU
-    held = sum(o.resources.cpus * o.resources.actors[1] for o in actors)  # pools at their largest
+    held = sum(o.resources.cpus * o.max_actors for o in actors)  # pools at their largest
     assert held + max(o.resources.cpus for o in tasks) <= cluster_cpus + 1e-9
-    assert all(o.resources.actors[1] >= o.resources.actors[0] >= 1 for o in actors)
+    assert all(o.max_actors >= o.resources.actors[0] >= 1 for o in actors)
 
 
 def test_gpu_pools_never_hold_more_gpus_than_the_cluster_has():
@@ -46,7 +46,7 @@ def test_gpu_pools_never_hold_more_gpus_than_the_cluster_has():
              StageSpec(_model("gen", Resources(cpus=1, gpus=1)))]
     ops = {o.name: o for o in plan_operators(_job(specs), [0, 1, 2], {"CPU": 16.0, "GPU": 2.0})}
     assert ops["asr"].resources.gpus == 0.5 and ops["gen"].resources.gpus == 1
-    assert ops["asr"].resources.actors[1] * 0.5 + ops["gen"].resources.actors[1] * 1 <= 2
+    assert ops["asr"].max_actors * 0.5 + ops["gen"].max_actors * 1 <= 2
 
 
 def test_overrides_and_their_errors():
@@ -54,6 +54,7 @@ def test_overrides_and_their_errors():
     ops = {o.name: o for o in plan_operators(_job(specs, {"asr": {"gpus": 0.5, "actors": [1, 2]}}), [0, 1],
                                              {"CPU": 8.0, "GPU": 1.0})}
     assert ops["asr"].resources.gpus == 0.5 and ops["asr"].resources.actors == (1, 2)
+    assert ops["asr"].max_actors == 2  # asked for and fits (8 CPUs, 1 GPU at 0.5 each)
     with pytest.raises(StageFailed, match="needs 0.5 GPU"):
         plan_operators(_job(specs, {"asr": {"gpus": 0.5}}), [0, 1], {"CPU": 8.0})
     with pytest.raises(ValueError, match="no stage named asrr"):

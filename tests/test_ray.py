@@ -288,3 +288,26 @@ def test_a_stage_that_needs_a_gpu_fails_before_any_work_on_a_cpu_cluster(ray_ses
             RunOptions([corpus(tmp_path, limit=5)], "docs", wh, executor="ray", progress=False,
                        resources={"normalize_text": {"gpus": 0.5}}))
     assert Store(wh).versions("docs") == []
+
+
+def test_dedup_shuffle_on_ray_equals_the_in_process_one(ray_session, tmp_path, monkeypatch):
+    """Large corpora cluster through Ray Data's groupby; small ones in-process with polars: the
+    same clusters and the same representatives either way."""
+    import pyarrow.parquet as pq
+
+    import filters.dedup as dedup
+    from pipelines.demo_corpus import docstrings
+    texts = [d["text"] for d in docstrings(limit=200) if len(d["text"].split()) > 20][:30]
+    texts += texts[:5] + [t.replace(t.split()[7], "changed", 1) for t in texts[5:10]]
+    files = []
+    for part in range(3):
+        keys = [f"s{part}:{i}" for i in range(len(texts))][part::3]
+        path = tmp_path / f"sig{part}.parquet"
+        pq.write_table(dedup.signature_table(texts[part::3], keys), path)
+        files.append(str(path))
+    local = dedup.find_duplicates(files, "local")
+    monkeypatch.setattr(dedup, "RAY_SHUFFLE_ROWS", 0)
+    on_ray = dedup.find_duplicates(files, "ray")
+    key = lambda t: sorted(zip(*[t.column(c).to_pylist() for c in ("_rowkey", "cluster", "reason")]),  # noqa: E731
+                           key=lambda r: r[0])
+    assert key(on_ray) == key(local) and sum(r is not None for r in local.column("reason").to_pylist()) >= 5

@@ -81,9 +81,13 @@ class Operator:
     stages: list[int]          # indices into job.specs
     kind: str                  # task | actor
     resources: Resources
+    max_actors: int | None = None  # the pool's size cap on this cluster (≤ what was asked for)
 
     def describe(self) -> dict[str, Any]:
-        return {"operator": self.name, "kind": self.kind, **self.resources.to_dict()}
+        out = {"operator": self.name, "kind": self.kind, **self.resources.to_dict()}
+        if self.kind == "actor":
+            out["max_actors"] = self.max_actors
+        return out
 
 
 # ---- the operators' work, the same in-process and under Ray ---------------------------------
@@ -280,15 +284,22 @@ def plan_operators(job: ShardJob, indices: list[int], cluster: dict[str, float] 
             continue
         ops.append(Operator(spec.name, [i], kind, res))
     io = Resources(cpus=1.0)
-    # Every actor pool's first actor plus the biggest task must fit at once, or the tasks wait
-    # for CPUs the actors hold and the run never ends: scale everyone's (logical) CPUs to fit.
-    need = sum(o.resources.cpus * o.resources.actors[0] for o in ops if o.kind == "actor") + max(
-        [io.cpus] + [o.resources.cpus for o in ops if o.kind == "task"])
-    if need > cpus:
-        scale = cpus / need
-        for o in ops:  # rounded down: rounded up, 2 × 0.667 + 0.667 would not fit in 2 CPUs
-            o.resources = replace(o.resources, cpus=math.floor(o.resources.cpus * scale * 1000) / 1000)
-        io = replace(io, cpus=math.floor(io.cpus * scale * 1000) / 1000)
+    # Every actor pool's first actor plus a task must fit at once, on some node, or the tasks
+    # wait for CPUs the actors hold and the run never ends. Where they do not, tasks get a
+    # sliver of a (logical) CPU and share the cores, and the actors are scaled down (rounded
+    # down) to leave a sliver free on every node.
+    actor_need = sum(o.resources.cpus * o.resources.actors[0] for o in ops if o.kind == "actor")
+    if actor_need + max([io.cpus] + [o.resources.cpus for o in ops if o.kind == "task"]) > cpus:
+        nodes = max(1, int((cluster or {}).get("nodes", 1)))
+        for o in ops:
+            if o.kind == "task":
+                o.resources = replace(o.resources, cpus=min(o.resources.cpus, TASK_SLIVER))
+        io = replace(io, cpus=TASK_SLIVER)
+        if actor_need > cpus - 2 * TASK_SLIVER * nodes:
+            scale = (cpus - 2 * TASK_SLIVER * nodes) / actor_need
+            for o in ops:
+                if o.kind == "actor":
+                    o.resources = replace(o.resources, cpus=math.floor(o.resources.cpus * scale * 1000) / 1000)
     _size_pools([o for o in ops if o.kind == "actor"], cpus - max([io.cpus] + [o.resources.cpus for o in ops
                                                                                 if o.kind == "task"]), gpus)
     return [Operator("read", [], "task", io), *ops, Operator("write", [], "task", io)]
@@ -313,7 +324,10 @@ def _size_pools(pools: list[Operator], cpus: float, gpus: float) -> None:
         used_c += o.resources.cpus
         used_g += o.resources.gpus
     for o in pools:
-        o.resources = replace(o.resources, actors=(o.resources.actors[0], size[id(o)]))
+        o.max_actors = size[id(o)]
+
+
+TASK_SLIVER = 0.05  # logical CPUs of a task on a cluster too small for every pool and a whole-CPU task
 
 
 # ---- running ------------------------------------------------------------------------------------
@@ -330,6 +344,7 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
         from schemas.engine.raysession import init_ray
         init_ray(num_cpus)
         cluster = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+        cluster["nodes"] = sum(1 for n in ray.nodes() if n.get("Alive"))
     # Planned before any pass: a stage the cluster can never run (a GPU on a CPU-only
     # cluster, an unknown --resources name) fails here, not after a global pass's work.
     ops = plan_operators(job, list(range(len(job.specs))), cluster)
@@ -443,7 +458,7 @@ def _dag(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions
             # Restarted where a node dies (Ray Data retries the shard on another actor; the
             # shard's outputs have deterministic names, so a retry rewrites the same files).
             cls = type(f"Stage_{op.name.replace('+', '_')}", (StageOp,), {})
-            max_actors = max(res.actors[0], min(res.actors[1] or res.actors[0], len(shards)))
+            max_actors = max(res.actors[0], min(op.max_actors or res.actors[0], len(shards)))
             ds = ds.map_batches(cls, fn_constructor_kwargs={"job": job, "indices": op.stages, "decisions": decisions},
                                 batch_size=1, batch_format="pyarrow", num_cpus=res.cpus, num_gpus=res.gpus or None,
                                 compute=ray.data.ActorPoolStrategy(min_size=res.actors[0], max_size=max_actors),
