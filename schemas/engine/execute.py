@@ -448,6 +448,10 @@ def _dag(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions
     import ray
     import ray.data
 
+    # Ray Data's high-memory warning fires on every run for the ~400 MB a Python worker holds
+    # after importing pyarrow and the stages (not data a `memory=` request would bound): off.
+    ray.data.DataContext.get_current().issue_detectors_config.high_memory_detector_config \
+        .detection_time_interval_s = -1
     ds = ray.data.from_items([{"shard": json.dumps(s.to_dict())} for s in shards], override_num_blocks=len(shards))
     read, *stages, write = ops
     ds = ds.map_batches(_named("read", _read_batch, job=job), batch_size=1, batch_format="pyarrow",
