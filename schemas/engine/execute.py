@@ -425,22 +425,27 @@ def _stream(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisi
                 f"shards (retry {attempt} of {RETRIES})")
 
 
-def _lost_worker(exc: BaseException) -> BaseException | None:
-    """The Ray system failure (a dead actor, worker or node, lost objects) in `exc`'s chain."""
-    import ray.exceptions as rex
-    kinds = tuple(k for k in (getattr(rex, n, None) for n in (
-        "RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
-        "ActorUnavailableError", "LocalRayletDiedError")) if isinstance(k, type))
+def find_cause(exc: BaseException, match: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first exception in `exc`'s chain (causes, contexts, Ray's wrapped cause) that matches."""
     seen, todo = set(), [exc]
     while todo:
         e = todo.pop()
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, kinds):
+        if match(e):
             return e
         todo += [c for c in (e.__cause__, e.__context__, getattr(e, "cause", None)) if isinstance(c, BaseException)]
     return None
+
+
+def _lost_worker(exc: BaseException) -> BaseException | None:
+    """The Ray system failure (a dead actor, worker or node, lost objects) in `exc`'s chain."""
+    import ray.exceptions as rex
+    kinds = tuple(k for k in (getattr(rex, n, None) for n in (
+        "RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OwnerDiedError",
+        "ActorUnavailableError", "LocalRayletDiedError")) if isinstance(k, type))
+    return find_cause(exc, lambda e: isinstance(e, kinds))
 
 
 def _dag(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions: dict[int, str],

@@ -24,7 +24,7 @@ import pyarrow as pa
 from pyarrow import fs as pafs
 
 from schemas import stats as st
-from schemas.engine.execute import AccountingError, ShardJob, execute
+from schemas.engine.execute import AccountingError, ShardJob, execute, find_cause
 from schemas.engine.failpoints import failpoint
 from schemas.engine.files import filesystem, read_json
 from schemas.engine.inputs import InputError, InputShard, UnreadableInput, location, plan_inputs
@@ -161,7 +161,7 @@ def run(pipeline: Pipeline, opts: RunOptions) -> RunResult:
     try:
         return _run(pipeline, opts, rname)
     except Exception as e:
-        if (full := _cause(e, lambda c: isinstance(c, OSError) and (c.errno == errno.ENOSPC
+        if (full := find_cause(e, lambda c: isinstance(c, OSError) and (c.errno == errno.ENOSPC
                                                                    or "No space left" in str(c)))) is not None:
             raise StorageFull(f"no space left on the device holding the warehouse ({full}); free space and "
                               "rerun: finished shards are kept and the rerun resumes") from e
@@ -335,20 +335,6 @@ def _run_lock(data_dir: str, run_key: str, output: str):
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-
-
-def _cause(exc: BaseException, match: Callable[[BaseException], bool]) -> BaseException | None:
-    """The first exception in `exc`'s chain (causes, contexts, Ray's wrapped cause) that matches."""
-    seen, todo = set(), [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if match(e):
-            return e
-        todo += [c for c in (e.__cause__, e.__context__, getattr(e, "cause", None)) if isinstance(c, BaseException)]
-    return None
 
 
 def _placement(summaries: Any) -> dict[str, dict[str, int]]:
