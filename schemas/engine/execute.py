@@ -24,7 +24,7 @@ import pickle
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import pyarrow as pa
 
@@ -599,14 +599,3 @@ def check_shard(summary: dict[str, Any]) -> None:
     promised = summary["input"].get("rows", -1)
     if promised >= 0 and summary["rows_in"] != promised:
         raise AccountingError(f"shard {summary['shard']}: {summary['rows_in']} rows in, its metadata says {promised}")
-
-
-def stage_table(accounting: dict[str, Any]) -> Iterable[str]:
-    """Where the time went: one line per stage (rows in, out, rejected, worker seconds)."""
-    stages = accounting.get("stages", [])
-    total = sum(s.get("seconds", 0.0) for s in stages) or 1.0
-    yield f"{'stage':<24}{'rows in':>10}{'rows out':>10}{'rejected':>10}{'seconds':>10}{'share':>7}"
-    for s in stages:
-        sec = s.get("seconds", 0.0)
-        yield (f"{s['stage']:<24}{s['rows_in']:>10,}{s['rows_out']:>10,}{s['rejected']:>10,}"
-               f"{sec:>10.2f}{sec / total:>7.0%}")
