@@ -130,12 +130,21 @@ def _backoff(attempt: int) -> None:
     time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
 
 
+def _lost_creation_race(e: BaseException) -> bool:
+    """PostgreSQL: two processes creating the SQL catalog's own tables at once; one gets DuplicateTable."""
+    try:
+        from sqlalchemy.exc import ProgrammingError
+    except ImportError:  # pragma: no cover - catalogs without SQL
+        return False
+    return isinstance(e, ProgrammingError) and "already exists" in str(getattr(e, "orig", e))
+
+
 def _retry(fn, attempts: int = 8):
     for attempt in range(attempts):
         try:
             return fn()
-        except _retryable():
-            if attempt == attempts - 1:
+        except Exception as e:
+            if not (isinstance(e, _retryable()) or _lost_creation_race(e)) or attempt == attempts - 1:
                 raise
             _backoff(attempt)
 
