@@ -44,9 +44,10 @@ def common_parser(description: str, default_output: str) -> argparse.ArgumentPar
                    help="per-stage resources, repeatable: cpus, gpus (fractional), actors (N or MIN-MAX), "
                         "batch (rows per call), e.g. asr=gpus:0.5,actors:1-4; or a JSON file "
                         "{stage: {key: value}}; recorded in lineage")
-    p.add_argument("--fuse", choices=["tasks", "none", "all"], default="tasks",
-                   help="operators: one per stage with adjacent cheap stages fused (tasks), strictly one per "
-                        "stage (none), or the whole chain in one (all: the old shard-chain executor)")
+    p.add_argument("--fuse", choices=["resources", "none", "all"], default="resources",
+                   help="operators: one per run of adjacent stages with the same resources (resources), "
+                        "strictly one per stage (none), or the whole chain in one (all: the old shard-chain "
+                        "executor)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report")
     return p
 

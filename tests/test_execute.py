@@ -18,24 +18,27 @@ def _model(name: str, res: Resources):
     return type(f"M_{name}", (ModelStage,), {"name": name, "resources": res, "__call__": lambda self, b: b})
 
 
-def _job(specs, resources=None, fuse="tasks"):
+def _job(specs, resources=None, fuse="resources"):
     return ShardJob(DOCUMENTS, DOCUMENTS, rejects_schema(DOCUMENTS), specs, "/x", "/y", "r",
                     resources=resources or {}, fuse=fuse)
 
 
-@pytest.mark.parametrize("n_actors,cpus,gpus_decl,cluster_cpus", itertools.product(
-    [0, 1, 2, 3, 5], [0.5, 1.0, 2.0], [0.0, 1.0], [1.0, 2.0, 3.0, 16.0]))
-def test_actor_pools_and_a_task_always_fit_the_cluster(n_actors, cpus, gpus_decl, cluster_cpus):
+@pytest.mark.parametrize("n_actors,cpus,gpus_decl,cluster_cpus,fuse", itertools.product(
+    [0, 1, 2, 3, 5], [0.5, 1.0, 2.0], [0.0, 1.0], [1.0, 2.0, 3.0, 16.0], ["resources", "none"]))
+def test_actor_pools_and_a_task_always_fit_the_cluster(n_actors, cpus, gpus_decl, cluster_cpus, fuse):
     """Rounding or greedy pools must never leave the tasks between them without a CPU: that
     hangs the run forever (it did, with 2 × 0.667 + 0.667 > 2)."""
     specs = [cheap.spec()]
     for i in range(n_actors):
         specs += [StageSpec(_model(f"m{i}", Resources(cpus=cpus, gpus=gpus_decl))), cheap.configure(k=i).spec()]
-    ops = plan_operators(_job(specs), list(range(len(specs))), {"CPU": cluster_cpus, "GPU": 0.0})
+    ops = plan_operators(_job(specs, fuse=fuse), list(range(len(specs))), {"CPU": cluster_cpus, "GPU": 0.0})
     assert ops[0].name == "read" and ops[-1].name == "write"
     actors = [o for o in ops if o.kind == "actor"]
     tasks = [o for o in ops if o.kind == "task"]
-    assert len(actors) == n_actors and all(o.resources.gpus == 0 for o in ops)  # no GPU here: CPU
+    assert sorted(i for o in ops for i in o.stages) == list(range(len(specs)))  # every stage, once
+    # cheap stages declare one CPU: with models of one CPU (and no GPU here) everything is one pool
+    expect = n_actors if fuse == "none" or cpus != 1.0 else min(n_actors, 1)
+    assert len(actors) == expect and all(o.resources.gpus == 0 for o in ops)  # no GPU here: CPU
     held = sum(o.resources.cpus * o.max_actors for o in actors)  # pools at their largest
     assert held + max(o.resources.cpus for o in tasks) <= cluster_cpus + 1e-9
     assert all(o.max_actors >= o.resources.actors[0] >= 1 for o in actors)
@@ -61,7 +64,7 @@ def test_overrides_and_their_errors():
         plan_operators(_job(specs, {"asrr": {"cpus": 1}}), [0, 1], {"CPU": 8.0})
     # a GPU the stage would only use where there is one: CPU on a CPU-only cluster
     ops = {o.name: o for o in plan_operators(_job(specs), [0, 1], {"CPU": 2.0})}
-    assert ops["asr"].resources.gpus == 0
+    assert ops["cheap+asr"].resources.gpus == 0  # and then the same needs as its neighbour
 
 
 def test_fuse_all_is_one_operator_with_the_most_any_stage_needs():
@@ -69,3 +72,27 @@ def test_fuse_all_is_one_operator_with_the_most_any_stage_needs():
     ops = plan_operators(_job(specs, fuse="all"), [0, 1, 2], {"CPU": 4.0, "GPU": 1.0})
     assert [o.name for o in ops] == ["read", "cheap+asr+cheap", "write"]
     assert ops[1].kind == "actor" and ops[1].resources.gpus == 1
+
+
+def test_stages_with_the_same_needs_share_an_operator_and_its_pool_fills_the_cluster():
+    """The text pipeline's shape: CPU stages, model or not, become one pool that reaches every
+    core (2 actors on 2 CPUs, not 1 beside a reserved CPU for light read/write tasks); a
+    stage with other needs (a GPU, a pool bound) keeps an operator of its own."""
+    specs = [cheap.spec(), StageSpec(_model("dedup", Resources())), cheap.configure(k=1).spec(),
+             StageSpec(_model("pii", Resources()))]
+    ops = plan_operators(_job(specs), [0, 1, 2, 3], {"CPU": 2.0})
+    assert [o.name for o in ops] == ["read", "cheap+dedup+cheap+pii", "write"]
+    pool = ops[1]
+    assert pool.kind == "actor" and pool.max_actors == 2
+    assert pool.resources.cpus * 2 + ops[0].resources.cpus <= 2.0
+    assert [o.name for o in plan_operators(_job(specs, fuse="none"), [0, 1, 2, 3], {"CPU": 2.0})] == \
+        ["read", "cheap", "dedup", "cheap", "pii", "write"]
+
+    speech = [cheap.spec(), StageSpec(_model("tts", Resources())), StageSpec(_model("asr", Resources(gpus=1))),
+              cheap.configure(k=2).spec()]
+    on_gpus = plan_operators(_job(speech), [0, 1, 2, 3], {"CPU": 8.0, "GPU": 1.0})
+    assert [o.name for o in on_gpus] == ["read", "cheap+tts", "asr", "cheap", "write"]
+    assert [o.name for o in plan_operators(_job(speech), [0, 1, 2, 3], {"CPU": 2.0})] == \
+        ["read", "cheap+tts+asr+cheap", "write"]  # no GPU: the same needs, one pool
+    bounded = plan_operators(_job(speech, {"tts": {"actors": [1, 2]}}), [0, 1, 2, 3], {"CPU": 2.0})
+    assert [o.name for o in bounded] == ["read", "cheap", "tts", "asr+cheap", "write"]

@@ -1,7 +1,8 @@
 """The executor: a pipeline becomes a streaming Ray Data DAG with one operator per stage.
 
     read (task) → stage operators (tasks, or actor pools for model stages, each with its
-    declared CPUs, GPUs, pool size and rows per call) → write (task) → small summaries
+    declared CPUs, GPUs, pool size and rows per call; adjacent stages with the same needs
+    share one) → write (task) → small summaries
 
 The input shard stays the unit of identity: each item flowing through the operators is one
 shard's live rows plus its rejects and per-stage counts so far, so the write operator names
@@ -24,6 +25,7 @@ import pickle
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -57,7 +59,13 @@ class ShardJob:
     raw_rejects: bool = False
     error_budget: float = ERROR_BUDGET
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-stage overrides
-    fuse: str = "tasks"   # tasks (adjacent cheap stages share an operator) | none | all
+    fuse: str = "resources"  # resources (adjacent stages with the same needs share an operator) | none | all
+
+    def only(self, indices: list[int]) -> "ShardJob":
+        """This job with the specs of other stages left out: a worker unpickling it imports only
+        the modules of the stages it runs (presidio alone costs a read task 3.5 CPU s)."""
+        keep = set(indices)
+        return replace(self, specs=[s if i in keep else None for i, s in enumerate(self.specs)])
 
 
 @dataclass
@@ -246,12 +254,13 @@ def decisions_uri(job: ShardJob, index: int) -> str:
 
 # ---- planning operators ------------------------------------------------------------------------
 def plan_operators(job: ShardJob, indices: list[int], cluster: dict[str, float] | None = None) -> list[Operator]:
-    """One operator per stage (adjacent cheap stages fused unless fuse="none"; everything in one
-    under fuse="all"), resources resolved against the cluster: a GPU a stage would use is
-    dropped on a CPU-only cluster unless the stage needs one, which fails here, before any
-    work; CPUs are scaled down when the actor pools' minimum and a task would not fit at once
-    (logical CPUs: the pools then share the cores instead of waiting for each other forever).
-    The first and last operators are the read and the write."""
+    """One operator per run of adjacent stages with the same needs (fuse="resources": CPUs,
+    GPUs, pool bounds; a stage apart from its neighbours only where it needs something they do
+    not, since a separate operator on the same resources buys no parallelism and costs a process
+    hop, a pickled shard and a model load per pool); strictly one per stage under fuse="none",
+    all in one under fuse="all". Resources are resolved against the cluster first: a GPU a
+    stage would use is dropped on a CPU-only cluster unless the stage needs one, which fails
+    here, before any work. The first and last operators are the read and the write."""
     names = {s.name for s in job.specs}
     unknown = sorted(set(job.resources) - names)
     if unknown:
@@ -272,44 +281,47 @@ def plan_operators(job: ShardJob, indices: list[int], cluster: dict[str, float] 
                 res = replace(res, gpus=0.0)
         kind = "actor" if spec.kind == "actor" or res.gpus else "task"
         prev = ops[-1] if ops else None
-        if prev is not None and (job.fuse == "all" or (job.fuse == "tasks" and kind == prev.kind == "task"
-                                                       and res == prev.resources)):
+        if prev is not None and (job.fuse == "all" or (job.fuse == "resources" and _same_needs(res, prev.resources))):
             prev.stages.append(i)
             prev.name += f"+{spec.name}"
-            if kind == "actor" and prev.kind != "actor":
-                prev.kind, prev.resources = "actor", replace(res, cpus=max(res.cpus, prev.resources.cpus))
-            elif res != prev.resources:  # fused under fuse="all": the most any of them needs
-                prev.resources = replace(prev.resources, cpus=max(res.cpus, prev.resources.cpus),
-                                         gpus=max(res.gpus, prev.resources.gpus))
+            # the most any of them needs (equal under "resources"; rows per call stay per stage)
+            prev.resources = replace(prev.resources, cpus=max(res.cpus, prev.resources.cpus),
+                                     gpus=max(res.gpus, prev.resources.gpus),
+                                     needs_gpu=res.needs_gpu or prev.resources.needs_gpu)
+            prev.kind = "actor" if "actor" in (kind, prev.kind) else "task"
             continue
         ops.append(Operator(spec.name, [i], kind, res))
     io = Resources(cpus=1.0)
-    # Every actor pool's first actor plus a task must fit at once, on some node, or the tasks
-    # wait for CPUs the actors hold and the run never ends. Where they do not, tasks get a
-    # sliver of a (logical) CPU and share the cores, and the actors are scaled down (rounded
-    # down) to leave a sliver free on every node.
-    actor_need = sum(o.resources.cpus * o.resources.actors[0] for o in ops if o.kind == "actor")
-    if actor_need + max([io.cpus] + [o.resources.cpus for o in ops if o.kind == "task"]) > cpus:
+    pools = [o for o in ops if o.kind == "actor"]
+    # Pools first, as large as their bounds and the cluster allow: a model stage is where the
+    # time goes. Every pool at its largest plus a task must still fit at once, on some node, or
+    # the tasks wait for CPUs the actors hold and the run never ends. Where they do not, tasks
+    # get a sliver of a (logical) CPU and share the cores, and the actors are scaled down
+    # (rounded down) to leave a sliver free on every node.
+    _size_pools(pools, cpus, gpus)
+    held = sum(o.resources.cpus * o.max_actors for o in pools)
+    if held + max([io.cpus] + [o.resources.cpus for o in ops if o.kind == "task"]) > cpus:
         nodes = max(1, int((cluster or {}).get("nodes", 1)))
         for o in ops:
             if o.kind == "task":
                 o.resources = replace(o.resources, cpus=min(o.resources.cpus, TASK_SLIVER))
         io = replace(io, cpus=TASK_SLIVER)
-        if actor_need > cpus - 2 * TASK_SLIVER * nodes:
-            scale = (cpus - 2 * TASK_SLIVER * nodes) / actor_need
-            for o in ops:
-                if o.kind == "actor":
-                    o.resources = replace(o.resources, cpus=math.floor(o.resources.cpus * scale * 1000) / 1000)
-    _size_pools([o for o in ops if o.kind == "actor"], cpus - max([io.cpus] + [o.resources.cpus for o in ops
-                                                                                if o.kind == "task"]), gpus)
+        if held > cpus - 2 * TASK_SLIVER * nodes:
+            scale = (cpus - 2 * TASK_SLIVER * nodes) / held
+            for o in pools:
+                o.resources = replace(o.resources, cpus=math.floor(o.resources.cpus * scale * 1000) / 1000)
     return [Operator("read", [], "task", io), *ops, Operator("write", [], "task", io)]
 
 
+def _same_needs(a: Resources, b: Resources) -> bool:
+    return (a.cpus, a.gpus, a.needs_gpu, a.actors) == (b.cpus, b.gpus, b.needs_gpu, b.actors)
+
+
 def _size_pools(pools: list[Operator], cpus: float, gpus: float) -> None:
-    """Each pool's maximum size: together the pools never hold the CPUs (or GPUs) the tasks
-    between them need, or Ray Data grows a busy pool until nothing else can be scheduled and
-    the run waits forever. The room left after every pool's minimum goes one actor at a time
-    to the pool with the fewest actors for its declared minimum, up to the declared maximum."""
+    """Each pool's maximum size, so that together the pools never ask for more CPUs (or GPUs)
+    than the cluster has (Ray Data would otherwise grow a busy pool until nothing else can be
+    scheduled). The room left after every pool's minimum goes one actor at a time to the pool
+    with the fewest actors for its declared minimum, up to the declared maximum."""
     size = {id(o): o.resources.actors[0] for o in pools}
     used_c = sum(o.resources.cpus * size[id(o)] for o in pools)
     used_g = sum(o.resources.gpus * size[id(o)] for o in pools)
@@ -354,7 +366,7 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
         decisions[g], info = _global_pass(shards, pending, job, g, decisions, executor, cluster, log)
         passes.append(info)
     if pending:
-        _stream(pending, job, ops, decisions, executor, on_done, final=lambda s: write_state(s, job), log=log)
+        _stream(pending, job, ops, decisions, executor, on_done, final=partial(write_state, job=job.only([])), log=log)
     return {"operators": [o.describe() for o in ops], "global_passes": passes,
             "cluster": cluster or {"executor": executor}}
 
@@ -376,7 +388,7 @@ def _global_pass(shards: list[InputShard], pending: list[InputShard], job: Shard
         def check(summary: dict[str, Any]) -> None:
             if "signatures" not in summary:
                 _raise_failure(summary)
-        _stream(todo, job, ops, decisions, executor, check, final=lambda s: sign_state(s, job, g), log=log)
+        _stream(todo, job, ops, decisions, executor, check, final=partial(sign_state, job=job.only([g]), index=g), log=log)
     failpoint("dedup")
     summary = spec.target.decide([signature_uri(job, g, s.key) for s in shards], out, executor, **spec.params)
     log(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int)))
@@ -459,7 +471,7 @@ def _dag(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions
         .detection_time_interval_s = -1
     ds = ray.data.from_items([{"shard": json.dumps(s.to_dict())} for s in shards], override_num_blocks=len(shards))
     read, *stages, write = ops
-    ds = ds.map_batches(_named("read", _read_batch, job=job), batch_size=1, batch_format="pyarrow",
+    ds = ds.map_batches(_named("read", _read_batch, job=job.only([])), batch_size=1, batch_format="pyarrow",
                         num_cpus=read.resources.cpus, max_retries=RETRIES)
     for op in stages:
         res = op.resources
@@ -468,12 +480,12 @@ def _dag(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions
             # shard's outputs have deterministic names, so a retry rewrites the same files).
             cls = type(f"Stage_{op.name.replace('+', '_')}", (StageOp,), {})
             max_actors = max(res.actors[0], min(op.max_actors or res.actors[0], len(shards)))
-            ds = ds.map_batches(cls, fn_constructor_kwargs={"job": job, "indices": op.stages, "decisions": decisions},
+            ds = ds.map_batches(cls, fn_constructor_kwargs={"job": job.only(op.stages), "indices": op.stages, "decisions": decisions},
                                 batch_size=1, batch_format="pyarrow", num_cpus=res.cpus, num_gpus=res.gpus or None,
                                 compute=ray.data.ActorPoolStrategy(min_size=res.actors[0], max_size=max_actors),
                                 max_restarts=0)
         else:
-            ds = ds.map_batches(_named(f"stage_{op.name.replace('+', '_')}", _stage_batch, job=job,
+            ds = ds.map_batches(_named(f"stage_{op.name.replace('+', '_')}", _stage_batch, job=job.only(op.stages),
                                        indices=op.stages, decisions=decisions),
                                 batch_size=1, batch_format="pyarrow", num_cpus=res.cpus, max_retries=RETRIES)
     return ds.map_batches(_named("write", _final_batch, final=final), batch_size=1, batch_format="pyarrow",

@@ -88,7 +88,7 @@ class RunOptions:
     raw_rejects: bool = False        # keep rejects verbatim even where a privacy stage would redact them
     error_budget: float = ERROR_BUDGET  # a stage failing on a larger share of a batch fails the run
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-stage overrides (parse_resources)
-    fuse: str = "tasks"              # tasks | none | all (all: the whole chain in one operator)
+    fuse: str = "resources"          # resources | none | all (all: the whole chain in one operator)
     extra_config: dict[str, Any] = field(default_factory=dict)
 
 
