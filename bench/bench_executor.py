@@ -8,7 +8,9 @@ so the shared machine's noise falls on all of them alike:
 - `loop`:  `--executor local`, the stages called shard after shard in one process;
 - `chain`: `--executor ray --fuse all`, one Ray operator running the whole stage chain per
            shard (the executor before the DAG);
-- `dag`:   `--executor ray`, one operator per stage with its resources, streaming.
+- `dag`:   `--executor ray`, the default: an operator per run of adjacent stages with the same
+           resources, streaming;
+- `unfused` (only when asked for): `--executor ray --fuse none`, strictly one operator per stage.
 Per run: wall seconds, CPU seconds of the whole process tree (driver, raylet, workers;
 sampled every 0.2 s, so a process living less than that is missed) and the peak of the
 tree's summed RSS. Reported as medians and as ratios within each size; two input sizes show
@@ -31,7 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 VARIANTS = {"loop": ["--executor", "local"], "chain": ["--executor", "ray", "--fuse", "all"],
-            "dag": ["--executor", "ray"]}
+            "dag": ["--executor", "ray"], "unfused": ["--executor", "ray", "--fuse", "none"]}
+DEFAULT_VARIANTS = ["loop", "chain", "dag"]
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
@@ -91,7 +94,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, nargs="+", default=[96, 192], help="speech: queries per size")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--num-cpus", type=int, default=2)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS),
+                    help="unfused: --fuse none, one operator per stage (not run by default)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     script = {"text": "pipelines/text_curation.py", "speech": "pipelines/speech_sft.py"}[a.pipeline]
