@@ -13,8 +13,10 @@ so the shared machine's noise falls on all of them alike:
 - `unfused` (only when asked for): `--executor ray --fuse none`, strictly one operator per stage.
 Per run: wall seconds, CPU seconds of the whole process tree (driver, raylet, workers;
 sampled every 0.2 s, so a process living less than that is missed) and the peak of the
-tree's summed RSS. Reported as medians and as ratios within each size; two input sizes show
-whether memory stays bounded as the input grows. Results: bench/results/executor-<pipeline>.json.
+tree's summed RSS and PSS (RSS counts Ray's shared object-store pages once per process that
+maps them; PSS divides shared pages among their processes, so it does not). Reported as
+medians and as ratios within each size; two input sizes show whether memory stays bounded
+as the input grows. Results: bench/results/executor-<pipeline>.json.
 """
 from __future__ import annotations
 
@@ -42,28 +44,30 @@ def measure(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
     t0 = time.perf_counter()
     proc = psutil.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cpu: dict[int, float] = {}
-    peak = 0
+    peak = peak_pss = 0
     while proc.poll() is None:
         try:
             tree = [proc, *proc.children(recursive=True)]
         except psutil.NoSuchProcess:
             break
-        rss = 0
+        rss = pss = 0
         for p in tree:
             try:
                 with p.oneshot():
                     t = p.cpu_times()
                     cpu[p.pid] = t.user + t.system
-                    rss += p.memory_info().rss
+                    mem = p.memory_full_info()
+                    rss += mem.rss
+                    pss += getattr(mem, "pss", mem.rss)
             except psutil.Error:
                 pass
-        peak = max(peak, rss)
+        peak, peak_pss = max(peak, rss), max(peak_pss, pss)
         time.sleep(0.2)
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    return {"wall_s": wall, "cpu_s": sum(cpu.values()), "peak_rss_mb": peak / 2**20}
+    return {"wall_s": wall, "cpu_s": sum(cpu.values()), "peak_rss_mb": peak / 2**20, "peak_pss_mb": peak_pss / 2**20}
 
 
 def make_input(pipeline: str, size: int, directory: str) -> list[str]:
@@ -114,8 +118,8 @@ def main() -> None:
                        "--shard-mb", "0.5", *VARIANTS[v]]
                 r = measure(cmd, env)
                 runs[v].append(r)
-                print(f"size {size} rep {rep} {v:<5} wall {r['wall_s']:7.1f} s  cpu {r['cpu_s']:7.1f} s  "
-                      f"peak {r['peak_rss_mb']:7.0f} MB", flush=True)
+                print(f"size {size} rep {rep} {v:<7} wall {r['wall_s']:7.1f} s  cpu {r['cpu_s']:7.1f} s  "
+                      f"peak rss {r['peak_rss_mb']:6.0f} MB  pss {r['peak_pss_mb']:6.0f} MB", flush=True)
         med = {v: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for v, rs in runs.items()}
         ratios = {}
         if "dag" in med and "chain" in med:
