@@ -3,8 +3,8 @@
     python bench/bench_executor.py --pipeline text --docs 3000 6000 --repeats 3
     python bench/bench_executor.py --pipeline speech --queries 96 192 --repeats 3
 
-The same pipeline script on the same input, three ways, interleaved (a, b, c, a, b, c, ...)
-so the shared machine's noise falls on all of them alike:
+The same pipeline script on the same input, three ways, interleaved and rotated (a, b, c,
+b, c, a, ...) so the shared machine's noise falls on all of them alike:
 - `loop`:  `--executor local`, the stages called shard after shard in one process;
 - `chain`: `--executor ray --fuse all`, one Ray operator running the whole stage chain per
            shard (the executor before the DAG);
@@ -111,7 +111,9 @@ def main() -> None:
         inputs = make_input(a.pipeline, size, os.path.join(work, f"input-{size}"))
         runs: dict[str, list[dict]] = {v: [] for v in a.variants}
         for rep in range(a.repeats):
-            for v in a.variants:
+            # rotated each repeat: a run right after a Ray run shares the machine with its
+            # exiting workers for a few seconds, so no variant always goes second
+            for v in a.variants[rep % len(a.variants):] + a.variants[:rep % len(a.variants)]:
                 wh = os.path.join(work, f"wh-{size}-{v}-{rep}")  # fresh: nothing resumed
                 cmd = [sys.executable, script, "--input", *inputs, "--warehouse", wh, "--quiet",
                        "--num-cpus", str(a.num_cpus), "--shard-rows", str(max(1, size // 16)),

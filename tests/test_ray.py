@@ -237,8 +237,9 @@ class SlowModel(ModelStage):
 
 
 def test_stages_are_operators_that_stream_past_a_slow_stage(ray_session, tmp_path):
-    """One operator per stage, with its resources in lineage; the reader runs ahead of a slow
-    actor stage (one actor, so the stage is the bottleneck) instead of waiting for it."""
+    """An operator per stage where the needs differ, with its resources in lineage; the reader
+    runs ahead of a slow actor stage (one actor, so the stage is the bottleneck) instead of
+    waiting for it."""
     from filters.text_basic import length_filter
     from schemas.engine.runner import Pipeline, RunOptions, run
     from schemas.engine.stage import Resources

@@ -4,7 +4,8 @@
                    declared resources, the error budget
     inputs.py      the planner's half: inputs (files, globs, tables, s3://) → deterministic shards,
                    verified reads
-    execute.py     the executor: one Ray Data operator per stage (or the in-process chain)
+    execute.py     the executor: a Ray Data operator per stage, or per run of stages with
+                   the same resources (or the same operators in-process)
     runner.py      the run: run key, resume from markers, accounting, the paired publish
     lineage.py     config hash, code fingerprint, git commit
     failpoints.py  kill points for the integrity tests

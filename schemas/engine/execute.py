@@ -1,4 +1,5 @@
-"""The executor: a pipeline becomes a streaming Ray Data DAG with one operator per stage.
+"""The executor: a pipeline becomes a streaming Ray Data DAG, an operator per stage or per run
+of adjacent stages with the same needs.
 
     read (task) → stage operators (tasks, or actor pools for model stages, each with its
     declared CPUs, GPUs, pool size and rows per call; adjacent stages with the same needs
