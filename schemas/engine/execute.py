@@ -367,7 +367,8 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
         decisions[g], info = _global_pass(shards, pending, job, g, decisions, executor, cluster, log)
         passes.append(info)
     if pending:
-        _stream(pending, job, ops, decisions, executor, on_done, final=partial(write_state, job=job.only([])), log=log)
+        _stream(pending, job, ops, decisions, executor, on_done, final=partial(write_state, job=job.only([])),
+                log=log)
     return {"operators": [o.describe() for o in ops], "global_passes": passes,
             "cluster": cluster or {"executor": executor}}
 
@@ -389,7 +390,8 @@ def _global_pass(shards: list[InputShard], pending: list[InputShard], job: Shard
         def check(summary: dict[str, Any]) -> None:
             if "signatures" not in summary:
                 _raise_failure(summary)
-        _stream(todo, job, ops, decisions, executor, check, final=partial(sign_state, job=job.only([g]), index=g), log=log)
+        _stream(todo, job, ops, decisions, executor, check, final=partial(sign_state, job=job.only([g]), index=g),
+                log=log)
     failpoint("dedup")
     summary = spec.target.decide([signature_uri(job, g, s.key) for s in shards], out, executor, **spec.params)
     log(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int)))

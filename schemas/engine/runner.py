@@ -1,8 +1,9 @@
 """Run a pipeline: plan shards, process them (read → stages → split → write), publish once.
 
 The executor (`execute.py`) streams every input shard through Ray Data operators (one per
-stage, or per run of stages with the same resources); its write operator stores the kept rows and the rejects as Parquet under deterministic
-names and then a completion marker holding the shard's accounting and content statistics.
+stage, or per run of stages with the same resources); its write operator stores the kept rows
+and the rejects as Parquet under deterministic names and then a completion marker holding the
+shard's accounting and content statistics.
 Only the driver publishes, and only after every shard has its marker: the rejects first, then
 the output naming the rejects snapshot (readers pair them through it, so neither is visible
 without the other), then the tag. The run key hashes the config, the inputs and the code that
