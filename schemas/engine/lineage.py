@@ -1,15 +1,16 @@
 """Who made a table version: run ids, config hashes, the code commit."""
 from __future__ import annotations
 
-import ast
+import dis
 import hashlib
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from schemas.ids import row_id
 
@@ -79,16 +80,31 @@ def _module_file(name: str) -> str | None:
 
 
 def _project_imports(name: str, path: str, source: bytes) -> list[str]:
+    """Modules named by the import statements of `source`, function-level (lazy) ones included.
+
+    Read from the compiled bytecode, not from `ast.parse`: on CPython 3.11 `ast.parse` races
+    with any other thread building an AST at the same time (a traceback printed by a server
+    thread does) and fails with "AST constructor recursion depth mismatch" (CPython gh-106905).
+    """
     found = []
     package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source, path)):
-        if isinstance(node, ast.Import):
-            found += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            found.append(base)
-            found += [f"{base}.{a.name}" for a in node.names]  # `from pkg import module`
+    for code in _code_objects(compile(source, path, "exec", dont_inherit=True)):
+        consts: list[Any] = [None, None]  # the level and the from-list, loaded just before IMPORT_NAME
+        for ins in dis.get_instructions(code):
+            if ins.opname == "IMPORT_NAME":
+                level, fromlist = consts[-2:]
+                base = ins.argval
+                if level:
+                    parent = package.rsplit(".", level - 1)[0] if level > 1 else package
+                    base = f"{parent}.{base}" if base else parent
+                found.append(base)
+                found += [f"{base}.{a}" for a in fromlist or () if a != "*"]  # `from pkg import module`
+            consts.append(ins.argval if ins.opname in ("LOAD_CONST", "LOAD_SMALL_INT") else None)
     return [m for m in found if m.split(".")[0] in PROJECT_PACKAGES]
+
+
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
