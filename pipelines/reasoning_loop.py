@@ -383,7 +383,8 @@ class Loop:
             _, self.held = self.problems()
             teacher = self.teacher_tables()
         filtered, unfiltered = self.conversations(teacher["loop_sft"]), self.conversations(teacher["loop_sft_unfiltered"])
-        tok = ChatTokenizer.train((m["content"] for c in unfiltered for m in c), vocab_size=a.vocab_size)
+        tok = ChatTokenizer.train((m["content"] for c in unfiltered for m in c), vocab_size=a.vocab_size,
+                                  split_digits=not a.bpe_digits)
         histories = {}
         # round 0: the teacher's verifier-filtered data, from scratch, to convergence on dev
         model, tok, base, res = self.train("round0-sft", filtered, [teacher["loop_sft"]], a.sft_steps, a.lr, tok=tok,
@@ -633,6 +634,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--no-ablation", action="store_true", help="skip training on unfiltered teacher data")
     g = p.add_argument_group("model")
     g.add_argument("--vocab-size", type=int, default=512)
+    g.add_argument("--bpe-digits", action="store_true",
+                   help="let BPE merge digits into number tokens (default: one token per digit)")
     g.add_argument("--dim", type=int, default=128)
     g.add_argument("--layers", type=int, default=4)
     g.add_argument("--heads", type=int, default=4)
@@ -664,7 +667,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rpo-alpha", type=float, default=1.0, help="weight of the chosen answer's NLL in the DPO loss")
     g.add_argument("--min-pairs", type=int, default=20, help="fewer pairs than this: skip DPO that round")
     g = p.add_argument_group("sampling")
-    g.add_argument("--sample-problems", type=int, default=1500, help="fresh answer-only problems per round")
+    g.add_argument("--sample-problems", type=int, default=3000, help="fresh answer-only problems per round")
     g.add_argument("--k", type=int, default=4, help="samples per problem per round")
     g.add_argument("--curriculum-floor", type=float, default=0.05,
                    help="level weight = p(1-p) of the last pass rate + this floor")

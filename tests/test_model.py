@@ -54,6 +54,24 @@ def test_packed_documents_do_not_attend_across(tok):
     assert 0.5 < eff <= 1.0
 
 
+def test_every_digit_is_its_own_token_and_text_round_trips(tok, tmp_path):
+    texts = ["19 - 15 = 4\nThe answer is 79/4.", "x  12345 a1b2 -7 3.14\n42", "Ünïcödé 2026, émoji 🙂 7"]
+    for text in texts:
+        ids = tok.encode(text)
+        pieces = [tok.tok.id_to_token(i) for i in ids]
+        assert all(sum(ch.isdigit() for ch in p) <= 1 for p in pieces), pieces
+        assert tok.decode(ids) == text
+    tok.save(str(tmp_path))
+    assert ChatTokenizer.load(str(tmp_path)).encode(texts[1]) == tok.encode(texts[1])  # the split is saved too
+    # a tokenizer trained with merged numbers (older checkpoints) keeps them when loaded
+    merged = ChatTokenizer.train((m["content"] for c in CONVS for m in c), vocab_size=400, split_digits=False)
+    (tmp_path / "merged").mkdir()
+    merged.save(str(tmp_path / "merged"))
+    loaded = ChatTokenizer.load(str(tmp_path / "merged"))
+    assert [p for p, _ in loaded.tok.pre_tokenizer.pre_tokenize_str("has 1917")] == ["has", "Ġ1917"]
+    assert [p for p, _ in tok.tok.pre_tokenizer.pre_tokenize_str("has 1917")] == ["has", "Ġ1", "9", "1", "7"]
+
+
 def test_best_fit_decreasing_fills_rows():
     docs = [([0] * n, [True] * n) for n in (60, 50, 40, 30, 20, 10, 90)]
     rows = pack_bfd(docs, 100)
