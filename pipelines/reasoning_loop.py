@@ -179,7 +179,9 @@ class Loop:
     def train(self, name: str, convs: list[list[dict]], trained_on: list[str], steps: int, lr: float,
               init: str | None = None, tok=None, early_stop: bool = False):
         """SFT from `init` (or from scratch); with `early_stop` the dev set is scored every
-        `--eval-every` steps and the best weights are kept (stop after `--patience` worse scores)."""
+        `--eval-every` steps and the best weights are kept (stop after `--patience` worse scores,
+        never before `--min-steps`: dev accuracy sits near zero for the first few hundred steps, and
+        a stop there once ended an ablation at step 200 with 1% accuracy)."""
         import torch
 
         from model import checkpoint
@@ -224,7 +226,7 @@ class Loop:
                             state={k: v.detach().clone() for k, v in model.state_dict().items()})
             else:
                 best["bad"] += 1
-            return best["bad"] >= a.patience
+            return best["bad"] >= a.patience and rec["step"] >= a.min_steps
 
         t = time.perf_counter()
         with self.timed("training"):
@@ -471,8 +473,11 @@ class Loop:
 # ---- reporting ------------------------------------------------------------------------
 def summarize(records: list[dict]) -> list[dict]:
     """Per round over seeds: loop and control mean ± sd, the gain (loop − control) mean ± sd and
-    its mean paired standard error; pass@k and maj@k of the loop."""
+    its mean paired standard error; the loop's step over its last round (paired, same problems);
+    pass@k and maj@k of the loop."""
     import statistics as st
+
+    from synth.evaluate import paired
 
     sd = lambda xs: st.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
     out = []
@@ -485,6 +490,10 @@ def summarize(records: list[dict]) -> list[dict]:
                "gain_se": st.mean([x["gain"]["se"] for x in rs]) if i else 0.0,
                "heldout_se": st.mean([x["loop"]["se"] for x in rs]), "n": rs[0]["loop"]["n"],
                "vs_round0_mean": st.mean([x["vs_round0"]["diff"] if i else 0.0 for x in rs])}
+        if i:  # this round's loop against the last round's, paired on the same problems
+            steps = [paired(r["rounds"][i]["loop"]["outcomes"], r["rounds"][i - 1]["loop"]["outcomes"]) for r in records]
+            row.update(step_mean=st.mean(x["diff"] for x in steps), step_sd=sd([x["diff"] for x in steps]),
+                       step_se=st.mean(x["se"] for x in steps))
         smp = [x["loop"].get("sampled") for x in rs]
         if all(smp):
             row.update(k=smp[0]["k"], pass_at_k=st.mean(s["pass_at_k"] for s in smp),
@@ -560,12 +569,33 @@ def print_summary(rows: list[dict]) -> None:
         out.append([f"round {r['round']}", f"{r['loop_mean']:.3f} ± {r['loop_sd']:.3f}",
                     f"{r['control_mean']:.3f} ± {r['control_sd']:.3f}",
                     f"{r['gain_mean']:+.3f} ± {r['gain_sd']:.3f}" if r["round"] else "",
-                    f"{r['gain_se']:.3f}" if r["round"] else "", f"{r['vs_round0_mean']:+.3f}" if r["round"] else "",
+                    f"{r['gain_se']:.3f}" if r["round"] else "",
+                    f"{r['step_mean']:+.3f} ± {r['step_sd']:.3f} ({r['step_se']:.3f})" if r["round"] else "",
+                    f"{r['vs_round0_mean']:+.3f}" if r["round"] else "",
                     f"{r['pass_at_k']:.3f} / {r['maj_at_k']:.3f}" if r.get("pass_at_k") is not None else ""])
     console.print(_table(f"{rows[0]['seeds']} seeds, {rows[0]['n']} twin-free held-out problems each "
                          "(mean ± sd over seeds; SE = mean paired standard error of the gain)",
-                         ["", "loop", "control", "gain (loop − control)", "SE", "loop − round 0",
+                         ["", "loop", "control", "gain (loop − control)", "SE", "loop − last round (SE)",
+                          "loop − round 0",
                           f"loop pass@{rows[0].get('k', '')} / maj"], out))
+
+
+def per_seed_lines(records: list[dict]) -> str:
+    """Per seed, each paired difference with its z (difference / SE): whether it holds on every seed."""
+    from synth.evaluate import paired
+
+    def z(p: dict) -> str:
+        return f"{p['diff']:+.3f} ± {p['se']:.3f} ({p['diff'] / p['se'] if p['se'] else float('inf'):.1f} SE)"
+
+    lines = []
+    for rec in records:
+        rs = rec["rounds"]
+        parts = [f"round {r['round']}: gain {z(r['gain'])}, step "
+                 f"{z(paired(r['loop']['outcomes'], rs[i]['loop']['outcomes']))}" for i, r in enumerate(rs[1:])]
+        if rec.get("ablation"):
+            parts.append(f"ablation (filtered − unfiltered) {z(rec['ablation']['paired'])}")
+        lines.append(f"seed {rec['seed']}: " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def run_seeds(argv: list[str], args: argparse.Namespace) -> int:
@@ -600,6 +630,7 @@ def run_seeds(argv: list[str], args: argparse.Namespace) -> int:
         return 1
     rows = summarize(records)
     print_summary(rows)
+    print(per_seed_lines(records))
     out = os.path.join(wh, "_loop")
     os.makedirs(out, exist_ok=True)
     png = plot_rounds(records, os.path.join(out, "seeds.png"))
@@ -647,6 +678,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--sft-steps", type=int, default=1600, help="round 0: most steps (early-stopped on dev)")
     g.add_argument("--eval-every", type=int, default=100, help="round 0: dev scoring interval (steps)")
     g.add_argument("--patience", type=int, default=3, help="round 0: stop after this many dev scores without a gain")
+    g.add_argument("--min-steps", type=int, default=800, help="round 0: early stopping never ends training before this")
     g.add_argument("--lr", type=float, default=3e-3)
     g.add_argument("--tokens-per-batch", type=int, default=2048)
     g.add_argument("--packing", choices=["bfd", "pad"], default="pad")

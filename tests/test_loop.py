@@ -56,3 +56,52 @@ def test_same_seed_same_threads_same_numbers(toy):
     for a, b in zip(first["rounds"], again["rounds"]):
         assert a["loop"]["outcomes"] == b["loop"]["outcomes"] and a["control"]["outcomes"] == b["control"]["outcomes"]
         assert a["loop"].get("sampled") == b["loop"].get("sampled")
+
+
+def _record(seed: int, rounds: list[tuple[list[int], list[int]]], ablation: tuple[list[int], list[int]]) -> dict:
+    from synth.evaluate import paired
+    out = []
+    for i, (loop, ctrl) in enumerate(rounds):
+        ev = lambda o: {"accuracy": sum(o) / len(o), "se": 0.01, "n": len(o), "by_level": {}, "outcomes": o}  # noqa: E731
+        r = {"round": i, "loop": ev(loop), "control": ev(ctrl)}
+        if i:
+            r.update(gain=paired(loop, ctrl), vs_round0=paired(loop, rounds[0][0]))
+        out.append(r)
+    return {"seed": seed, "rounds": out, "ablation": {"paired": paired(*ablation)}}
+
+
+def test_the_seed_summary_pairs_each_round_with_the_last_and_with_the_control():
+    """Hand-made outcomes on 8 problems: the table's numbers are the paired differences, no more."""
+    from pipelines.reasoning_loop import per_seed_lines, summarize
+    r0 = [1, 0, 0, 0, 1, 0, 0, 0]
+    a = _record(0, [(r0, r0), ([1, 1, 0, 0, 1, 0, 0, 0], r0), ([1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 1, 0, 0, 0])],
+                (r0, [0] * 8))
+    b = _record(1, [(r0, r0), ([1, 1, 1, 0, 1, 0, 0, 0], r0), ([1, 1, 1, 0, 1, 1, 0, 0], r0)], (r0, r0))
+    rows = summarize([a, b])
+    assert [r["round"] for r in rows] == [0, 1, 2] and "step_mean" not in rows[0]
+    assert rows[1]["step_mean"] == pytest.approx((1 / 8 + 2 / 8) / 2)
+    assert rows[2]["step_mean"] == pytest.approx((2 / 8 + 1 / 8) / 2)      # round 2 against round 1, per seed
+    assert rows[2]["gain_mean"] == pytest.approx((2 / 8 + 3 / 8) / 2)
+    assert rows[2]["vs_round0_mean"] == pytest.approx(3 / 8)
+    lines = per_seed_lines([a, b]).splitlines()
+    assert lines[0].startswith("seed 0: round 1: gain +0.125") and "ablation (filtered − unfiltered) +0.250" in lines[0]
+    assert "ablation (filtered − unfiltered) +0.000 ± 0.000" in lines[1]
+
+
+def test_early_stopping_never_ends_round_0_before_min_steps(tmp_path):
+    """Dev accuracy is flat near zero early on: patience alone once stopped an ablation at step 200."""
+    from model.tokenizer import ChatTokenizer
+    from pipelines.reasoning_loop import Loop, parser
+    from synth.problems import word_problems
+    probs = word_problems(40, seed=3, levels=(1,))
+    convs = [[{"role": "user", "content": p["problem"]}, {"role": "assistant", "content": p["reference_cot"]}]
+             for p in probs]
+    tok = ChatTokenizer.train((m["content"] for c in convs for m in c), vocab_size=300)
+    args = parser().parse_args(["--warehouse", str(tmp_path / "wh"), "--threads", "1", "--quiet", "--dim", "32",
+                                "--layers", "1", "--heads", "2", "--kv-heads", "1", "--ffn-dim", "64",
+                                "--tokens-per-batch", "512", "--eval-every", "2", "--patience", "1",
+                                "--max-new-tokens", "8", "--min-steps", "10"])
+    loop = Loop(args)
+    loop.dev = probs[:4]
+    _, _, _, res = loop.train("r0", convs, ["t@1"], steps=14, lr=3e-3, tok=tok, early_stop=True)
+    assert res["steps"] >= 10 and [s for s, _ in res["dev_curve"]][:5] == [2, 4, 6, 8, 10]
