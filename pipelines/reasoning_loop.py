@@ -597,7 +597,7 @@ def per_seed_lines(records: list[dict]) -> str:
     from synth.evaluate import paired
 
     def z(p: dict) -> str:
-        return f"{p['diff']:+.3f} ± {p['se']:.3f} ({p['diff'] / p['se'] if p['se'] else float('inf'):.1f} SE)"
+        return f"{p['diff']:+.3f} ± {p['se']:.3f} " + (f"({p['diff'] / p['se']:.1f} SE)" if p["se"] else "(no variance)")
 
     lines = []
     for rec in records:

@@ -126,6 +126,13 @@ def _retryable() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _run_snapshot(t, run_id: str) -> int | None:
+    for snap in t.snapshots():
+        if (snap.summary.additional_properties or {}).get(PROPERTY_PREFIX + "run_id") == run_id:
+            return snap.snapshot_id
+    return None
+
+
 def _backoff(attempt: int) -> None:
     time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
 
@@ -364,12 +371,7 @@ class Store:
 
     def find_run(self, name: str, run_id: str) -> int | None:
         """Snapshot id a run already published to `name`, if any (makes publish idempotent)."""
-        if not self.exists(name):
-            return None
-        for s in self.table(name).snapshots():
-            if (s.summary.additional_properties or {}).get("curate.run_id") == run_id:
-                return s.snapshot_id
-        return None
+        return _run_snapshot(self.table(name), run_id) if self.exists(name) else None
 
     def tag(self, ref: str, tag: str, replace: bool = False) -> int:
         check_tag(tag)
@@ -405,9 +407,12 @@ class Store:
         t = self.ensure_table(name, schema)
         props = self._snapshot_properties(t, properties)
         for attempt in range(retries):
-            if run_id and (done := self.find_run(name, run_id)) is not None:
-                return done
+            # Checked on the very metadata the commit builds on: a run that commits after this
+            # load makes the commit fail (compare-and-swap) and the retry sees its snapshot. Checked
+            # on a separate, earlier load, two identical runs on S3 both committed once.
             t = self.ensure_table(name, schema)
+            if run_id and (done := _run_snapshot(t, run_id)) is not None:
+                return done
             try:
                 with t.transaction() as tx:
                     if not _schema_covers(tx.table_metadata.schema(), schema):

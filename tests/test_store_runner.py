@@ -65,6 +65,30 @@ def test_publish_is_idempotent_per_run(tmp_path, warehouse):
     assert again == r.snapshot_id and len(store.versions("docs")) == 1
 
 
+def test_an_identical_run_committing_between_the_check_and_the_commit_is_found_not_duplicated(
+        tmp_path, warehouse, monkeypatch):
+    """The race of two identical runs on S3 (no flock there), made deterministic: run A publishes
+    while run B loads the table it is about to commit on. B must return A's snapshot."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from schemas.tables import DOCUMENTS
+    f = str(tmp_path / "part.parquet")
+    pq.write_table(pa.Table.from_pylist([{"id": "a", "text": "some text"}], schema=DOCUMENTS), f)
+    a, b = Store(warehouse), Store(warehouse)
+    a.ensure_table("docs", DOCUMENTS)
+    real, loads = Store.ensure_table, []
+
+    def ensure_table(self, name, schema):
+        loads.append(self)
+        if self is b and len([x for x in loads if x is b]) == 2:  # B's load right before its commit
+            a.publish("docs", DOCUMENTS, [f], {"run_id": "same-run"})
+        return real(self, name, schema)
+
+    monkeypatch.setattr(Store, "ensure_table", ensure_table)
+    snap_b = b.publish("docs", DOCUMENTS, [f], {"run_id": "same-run"})
+    assert [v["snapshot_id"] for v in Store(warehouse).versions("docs")] == [snap_b]
+
+
 def test_crash_between_the_two_publishes_resumes_without_a_second_output_version(tmp_path, warehouse, monkeypatch):
     src = corpus(tmp_path, limit=60)
     real = Store.publish
