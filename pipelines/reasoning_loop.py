@@ -374,11 +374,28 @@ class Loop:
             f"pair accuracy {res['heldout_before'].get('accuracy', 0):.2f} → {res['heldout_after'].get('accuracy', 0):.2f}")
         return model, tok, path, res
 
-    def run(self) -> dict:
-        from synth.evaluate import paired
-        from model.sft import plot_loss
-        from model.tokenizer import ChatTokenizer
+    def ablation(self, unfiltered: list[list[dict]], teacher: dict[str, str], tok) -> dict:
+        """Round 0 again on the unfiltered teacher data (slips included), the same way."""
+        a = self.args
+        m_u, _, ck_u, res_u = self.train("ablation-unfiltered-sft", unfiltered, [teacher["loop_sft_unfiltered"]],
+                                         a.sft_steps, a.lr, tok=tok, early_stop=True)
+        ev_u = self.evaluate(m_u, tok, sampled=False)
+        self.register(ck_u, 0, "sft-unfiltered", ev_u, ["model-unfiltered"])
+        return {"ev": ev_u, "steps": res_u["best_step"], "rows": len(unfiltered), "history": res_u["history"]}
 
+    def control_round(self, r: int, filtered: list[list[dict]], teacher: dict[str, str], init: str) -> dict:
+        """The control's round r: the loop's training tokens, spent on the teacher data only."""
+        a = self.args
+        steps = max(1, a.round_tokens // a.tokens_per_batch)
+        m_c, tok, ck, res_c = self.train(f"round{r}-control", filtered, [teacher["loop_sft"]], steps, a.rft_lr,
+                                         init=init)
+        ev_c = self.evaluate(m_c, tok, sampled=False)  # pass@k / maj@k for the loop only: a third less evaluation
+        self.register(ck, r, "control", ev_c, [f"control-round-{r}"])
+        return {"ev": ev_c, "tokens": res_c["tokens"], "ck": ck}
+
+    def run(self) -> dict:
+        from model.tokenizer import ChatTokenizer
+        from pipelines import loop_side
         a = self.args
         self.start_ray()
         with self.timed("tables"):
@@ -387,30 +404,45 @@ class Loop:
         filtered, unfiltered = self.conversations(teacher["loop_sft"]), self.conversations(teacher["loop_sft_unfiltered"])
         tok = ChatTokenizer.train((m["content"] for c in unfiltered for m in c), vocab_size=a.vocab_size,
                                   split_digits=not a.bpe_digits)
-        histories = {}
+        if (a.workers or 1) > 1:  # ablation and control in a second process, beside round 0 and the loop's rounds
+            side = loop_side.Worker(self, teacher, tok.save(self.out))
+        else:
+            side = loop_side.Inline(self, teacher, tok)
+        try:
+            self._rounds(side, teacher, filtered, tok)
+        except BaseException:
+            side.close(failed=True)
+            raise
+        self.record["profile_side"] = side.close()
+        return self._finish()
+
+    def _rounds(self, side, teacher: dict[str, str], filtered: list[list[dict]], tok) -> None:
+        from synth.evaluate import paired
+
+        a = self.args
+        histories = self.histories = {}
         # round 0: the teacher's verifier-filtered data, from scratch, to convergence on dev
         model, tok, base, res = self.train("round0-sft", filtered, [teacher["loop_sft"]], a.sft_steps, a.lr, tok=tok,
                                            early_stop=True)
         histories["round 0 SFT (filtered)"] = res["history"]
+        side.start_controls(base)
         ev0 = self.evaluate(model, tok)
         self.register(base, 0, "sft", ev0, ["model-round-0"])
         r0 = {"round": 0, "sft_rows": len(filtered), "loop": ev0, "control": ev0, "steps": res["best_step"],
               "dev_curve": res["dev_curve"], "tokens_per_s": res["tokens_per_s"]}
         log(f"round 0: held-out {ev0['accuracy']:.3f} ± {ev0['se']:.3f} {ev0['by_level']}, dev {ev0['dev']:.3f}")
         if not a.no_ablation:
-            m_u, _, ck_u, res_u = self.train("ablation-unfiltered-sft", unfiltered, [teacher["loop_sft_unfiltered"]],
-                                             a.sft_steps, a.lr, tok=tok, early_stop=True)
-            histories["round 0 SFT (unfiltered)"] = res_u["history"]
-            ev_u = self.evaluate(m_u, tok, sampled=False)
-            self.register(ck_u, 0, "sft-unfiltered", ev_u, ["model-unfiltered"])
+            ab = side.ablation()
+            histories["round 0 SFT (unfiltered)"] = ab["history"]
+            ev_u = ab["ev"]
             self.record["ablation"] = {"filtered": ev0, "unfiltered": ev_u, "filtered_rows": len(filtered),
-                                       "unfiltered_rows": len(unfiltered), "filtered_steps": res["best_step"],
-                                       "unfiltered_steps": res_u["best_step"], "tokens_per_batch": a.tokens_per_batch,
+                                       "unfiltered_rows": ab["rows"], "filtered_steps": res["best_step"],
+                                       "unfiltered_steps": ab["steps"], "tokens_per_batch": a.tokens_per_batch,
                                        "paired": paired(ev0["outcomes"], ev_u["outcomes"])}
             log(f"ablation: filtered {ev0['accuracy']:.3f} vs unfiltered {ev_u['accuracy']:.3f} "
                 f"(paired diff {self.record['ablation']['paired']['diff']:+.3f} ± {self.record['ablation']['paired']['se']:.3f})")
         rounds = [r0]
-        loop_ck, ctrl_ck, trained = base, base, [teacher["loop_sft"]]
+        loop_ck, trained = base, [teacher["loop_sft"]]
         verified: dict[str, list[dict]] = {}
         sampled: list[str] = []  # the problem tables each round sampled
         pass_rates = ev0["by_level"]
@@ -425,17 +457,14 @@ class Loop:
             trained = trained + [refs["sft"]]
             mix = filtered + sorted(verified.values(), key=conv_key)
             init_loop = base if a.init == "base" else loop_ck
-            init_ctrl = base if a.init == "base" else ctrl_ck
             model, tok, loop_ck, res = self.train(f"round{r}-sft", mix, trained, steps, a.rft_lr, init=init_loop)
             histories[f"round {r} loop"] = res["history"]
             ev = self.evaluate(model, tok)
             snap = self.register(loop_ck, r, "sft", ev, [f"model-round-{r}-sft"])
-            m_c, _, ctrl_ck, res_c = self.train(f"round{r}-control", filtered, [teacher["loop_sft"]], steps, a.rft_lr,
-                                                init=init_ctrl)
-            ev_c = self.evaluate(m_c, tok, sampled=False)  # pass@k / maj@k for the loop only: a third less evaluation
-            self.register(ctrl_ck, r, "control", ev_c, [f"control-round-{r}"])
+            ctrl = side.control(r)
+            ev_c = ctrl["ev"]
             rec = {"round": r, "sft_rows": refs["counts"]["sft"]["rows"], "verified_rows": len(verified),
-                   "mix_rows": len(mix), "steps": steps, "tokens": res["tokens"], "control_tokens": res_c["tokens"],
+                   "mix_rows": len(mix), "steps": steps, "tokens": res["tokens"], "control_tokens": ctrl["tokens"],
                    "loop": ev, "control": ev_c, "gain": paired(ev["outcomes"], ev_c["outcomes"]),
                    "vs_round0": paired(ev["outcomes"], ev0["outcomes"]), "sampling": refs["by_level"],
                    "pairs": refs["counts"]["pairs"]["pairs"], "init": a.init}
@@ -460,10 +489,19 @@ class Loop:
                                                .to_pylist()))
         self.record["heldout"]["twins_in_training"] = sum(used.twin_of(p["problem"]) is not None for p in self.held)
         assert self.record["heldout"]["twins_in_training"] == 0, self.record["heldout"]
-        self.record["rounds"] = rounds
-        self.record["final_checkpoint"] = loop_ck
+        self.rounds_done, self.final_ck = rounds, loop_ck
+
+    def _finish(self) -> dict:
+        import resource
+
+        from model.sft import plot_loss
+        self.record["rounds"] = self.rounds_done
+        self.record["final_checkpoint"] = self.final_ck
         self.record["seconds"] = round(time.perf_counter() - self.t0, 1)
-        self.record["loss_png"] = plot_loss(histories, os.path.join(self.out, "loss.png"))
+        # CPU of this process and the side worker (joined by now): what the run costs, whatever the wall time
+        cpu = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        self.record["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in cpu), 1)
+        self.record["loss_png"] = plot_loss(self.histories, os.path.join(self.out, "loss.png"))
         self.record["accuracy_png"] = plot_rounds([self.record], os.path.join(self.out, "accuracy.png"))
         with open(os.path.join(self.out, "record.json"), "w") as f:
             json.dump(self.record, f, indent=1, default=str)
@@ -621,6 +659,8 @@ def run_seeds(argv: list[str], args: argparse.Namespace) -> int:
         skip = x in ("--seeds", "--jobs", "--warehouse")
         if not skip:
             rest.append(x)
+    if args.workers is None:
+        rest += ["--workers", "1"]  # the seeds already share the cores
     wh = os.path.abspath(args.warehouse)
     procs, records, failed = [], [], []
     pending = list(args.seeds)
@@ -665,7 +705,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["ray", "local"], default="ray")
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: all cores); results are reproducible for one thread count")
+                   help="torch threads per process (default: the cores shared among --workers); results are "
+                        "reproducible for one thread count")
+    p.add_argument("--workers", type=int, choices=[1, 2], default=None,
+                   help="2: the ablation and the control run in a second process beside the loop (same numbers, "
+                        "less wall time); default 2 on a CPU with 2+ cores, else 1 (1 under --seeds)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when present)")
     p.add_argument("--quiet", action="store_true")
     g = p.add_argument_group("data")
@@ -722,16 +766,32 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolve_workers(args: argparse.Namespace) -> None:
+    """Two processes on a CPU with two or more cores (one on a GPU, where they would share it), and
+    the cores split between them: the default's numbers are then those of `--threads 1` on 2 cores."""
+    import torch
+    cores = os.cpu_count() or 1
+    gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if args.workers is None:
+        args.workers = 1 if gpu or cores < 2 else 2
+    if args.threads is None and not gpu:
+        args.threads = int(os.environ.get("CURATE_THREADS", 0)) or max(1, cores // args.workers)
+
+
 def run_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     if args.seeds:
         return run_seeds(argv, args)
+    resolve_workers(args)
     record = Loop(args).run()
     print_table(record)
     prof = record["profile"]
-    print("wall time by phase (s): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(prof.items(), key=lambda kv: -kv[1]))
-          + f"; total {record['seconds']:.0f}")
+    by_phase = lambda p: ", ".join(f"{k} {v:.0f}" for k, v in sorted(p.items(), key=lambda kv: -kv[1]))  # noqa: E731
+    print(f"wall time by phase (s): {by_phase(prof)}"
+          + (f"; side worker (ablation, control): {by_phase(record['profile_side'])}" if record.get("profile_side") else "")
+          + f"; total {record['seconds']:.0f} s wall, {record['cpu_seconds']:.0f} s CPU ({args.workers} process"
+          + ("es" if args.workers > 1 else "") + f" × {record['threads']} thread{'s' if record['threads'] > 1 else ''})")
     print(f"record: {os.path.join(os.path.abspath(args.warehouse), '_loop', record['run'], 'record.json')}")
     return 0
 

@@ -105,3 +105,41 @@ def test_early_stopping_never_ends_round_0_before_min_steps(tmp_path):
     loop.dev = probs[:4]
     _, _, _, res = loop.train("r0", convs, ["t@1"], steps=14, lr=3e-3, tok=tok, early_stop=True)
     assert res["steps"] >= 10 and [s for s, _ in res["dev_curve"]][:5] == [2, 4, 6, 8, 10]
+
+
+def test_two_workers_give_the_same_numbers_as_one(toy):
+    """The ablation and the control in a second process: every checkpoint and outcome as in one process."""
+    wh, first = toy
+    assert run_main(["--warehouse", wh, "--executor", "local", "--run", "two", "--workers", "2", *TOY_LOOP]) == 0
+    two = json.load(open(f"{wh}/_loop/two/record.json"))
+    ids = lambda run: {m["stage"] + str(m["round"]): m["id"] for m in Store(wh).read_arrow("models").to_pylist()  # noqa: E731
+                       if m["run"] == run}
+    assert ids("two") == ids("loop-s0") and len(ids("two")) == 5   # round 0, unfiltered, loop, control, DPO
+    assert two["ablation"]["paired"] == first["ablation"]["paired"]
+    for a, b in zip(first["rounds"], two["rounds"]):
+        assert a["loop"]["outcomes"] == b["loop"]["outcomes"] and a["control"]["outcomes"] == b["control"]["outcomes"]
+    assert set(two["profile_side"]) >= {"training", "evaluation"} and two["cpu_seconds"] > 0
+    assert two["config"]["workers"] == 2 and two["threads"] == 1
+
+
+def _dies(*args):
+    import os
+    os._exit(3)
+
+
+@pytest.mark.parametrize("target", ["dies", "raises"])
+def test_a_side_worker_that_dies_or_fails_fails_the_run_with_its_reason(tmp_path, target):
+    """Killed (no message) or failing (its traceback comes back): the main process raises, never waits."""
+    import argparse
+
+    from pipelines.loop_side import Worker, _side_main
+    target = _dies if target == "dies" else _side_main   # _side_main fails to load a missing tokenizer
+    loop = argparse.Namespace(args=argparse.Namespace(warehouse=str(tmp_path), no_ablation=False, rounds=1, seed=0,
+                                                      run=None, threads=1, device="cpu"),
+                              held=[], dev=[])
+    w = Worker(loop, {}, str(tmp_path / "tokenizer.json"), target=target)
+    with pytest.raises(RuntimeError) as e:
+        w.ablation()
+    assert ("exit code 3" in str(e.value)) if target is _dies else ("ChatTokenizer.load" in str(e.value)), str(e.value)
+    w.close(failed=True)
+    assert not w.proc.is_alive()

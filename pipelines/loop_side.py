@@ -1,0 +1,110 @@
+"""The loop's side chain: the filtered-vs-unfiltered ablation and the compute-matched control.
+
+Neither depends on the loop's samples (the control trains on teacher data only), so with two
+workers they run in a second process while the main one samples and trains the loop: on two
+cores the wall time drops by about the side chain's share, and every number stays the same
+(each process keeps the thread count, seeds and data order a single process would use).
+`Inline` runs the same steps in this process, one at a time, for one worker.
+"""
+from __future__ import annotations
+
+import queue
+import traceback
+
+
+class Inline:
+    """The side chain in this process, each step run when its result is asked for."""
+
+    def __init__(self, loop, teacher: dict[str, str], tok):
+        self.loop, self.teacher, self.tok = loop, teacher, tok
+        self.base = self.ck = None
+        self.filtered = loop.conversations(teacher["loop_sft"])
+
+    def start_controls(self, base: str) -> None:
+        self.base = self.ck = base
+
+    def ablation(self) -> dict:
+        unfiltered = self.loop.conversations(self.teacher["loop_sft_unfiltered"])
+        return self.loop.ablation(unfiltered, self.teacher, self.tok)
+
+    def control(self, r: int) -> dict:
+        init = self.base if self.loop.args.init == "base" else self.ck
+        res = self.loop.control_round(r, self.filtered, self.teacher, init)
+        self.ck = res["ck"]
+        return res
+
+    def close(self, failed: bool = False) -> dict:
+        return {}
+
+
+def _side_main(args, held, dev, teacher, tok_path, inbox, outbox) -> None:
+    """The second process: ablation first (beside round 0), then the control rounds once round 0 is in."""
+    try:
+        from model.tokenizer import ChatTokenizer
+        from pipelines.reasoning_loop import Loop
+
+        loop = Loop(args)
+        loop.held, loop.dev = held, dev
+        side = Inline(loop, teacher, ChatTokenizer.load(tok_path))
+        if not args.no_ablation:
+            outbox.put(("ablation", side.ablation()))
+        base = inbox.get()
+        if base is None:  # the main process failed or stopped early
+            return
+        side.start_controls(base)
+        for r in range(1, args.rounds + 1):
+            outbox.put(("control", side.control(r)))
+        outbox.put(("done", loop.record["profile"]))
+    except BaseException:
+        outbox.put(("error", traceback.format_exc()))
+        raise SystemExit(1)
+
+
+class Worker:
+    """The side chain in a spawned process; results come back in order through a queue."""
+
+    def __init__(self, loop, teacher: dict[str, str], tok_path: str, target=_side_main):
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")  # no forked torch/Ray state in the child
+        self.inbox, self.outbox = ctx.Queue(), ctx.Queue()
+        self.proc = ctx.Process(target=target, name="loop-side", daemon=True,
+                                args=(loop.args, loop.held, loop.dev, teacher, tok_path, self.inbox, self.outbox))
+        self.proc.start()
+
+    def _get(self, kind: str):
+        while True:
+            try:
+                msg = self.outbox.get(timeout=2)
+            except queue.Empty:
+                if self.proc.is_alive():
+                    continue
+                try:  # it may have written its last message just before exiting
+                    msg = self.outbox.get(timeout=1)
+                except queue.Empty:
+                    raise RuntimeError(f"the loop's side worker (ablation + control) died with exit code "
+                                       f"{self.proc.exitcode} before sending its {kind} result") from None
+            if msg[0] == "error":
+                raise RuntimeError("the loop's side worker (ablation + control) failed:\n" + msg[1])
+            if msg[0] != kind:
+                raise RuntimeError(f"the loop's side worker sent {msg[0]!r} where {kind!r} was due")
+            return msg[1]
+
+    def start_controls(self, base: str) -> None:
+        self.inbox.put(base)
+
+    def ablation(self) -> dict:
+        return self._get("ablation")
+
+    def control(self, r: int) -> dict:
+        return self._get("control")
+
+    def close(self, failed: bool = False) -> dict:
+        """The side's wall-time profile; on failure, stop it (it must not outlive the run)."""
+        if failed:
+            self.inbox.put(None)
+            self.proc.terminate()
+            self.proc.join(10)
+            return {}
+        profile = self._get("done")
+        self.proc.join(60)
+        return profile
