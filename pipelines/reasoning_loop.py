@@ -289,7 +289,7 @@ class Loop:
         rng = random.Random(a.seed * 1_000_003 + round_)
         levels = list(a.levels)
         w = [pass_rates.get(str(lv), 0.5) * (1 - pass_rates.get(str(lv), 0.5)) + a.curriculum_floor for lv in levels]
-        out, skipped = [], {"heldout_or_dev_twin": 0, "seen": 0}
+        out, skipped = [], {"heldout_or_dev_twin": 0, "seen": 0, "repeats_kept": 0}
         while len(out) < a.sample_problems:
             lv = rng.choices(levels, weights=w)[0]
             for attempt in range(20):
@@ -297,9 +297,11 @@ class Loop:
                 if self.protected.twin_of(p["problem"]):
                     skipped["heldout_or_dev_twin"] += 1
                     continue
-                if self.seen.twin_of(p["problem"]) and attempt < 19:
+                seen = self.seen.twin_of(p["problem"]) is not None
+                if seen and attempt < 19:
                     skipped["seen"] += 1
                     continue
+                skipped["repeats_kept"] += seen  # the level's space is used up: a problem met before, not a held-out one
                 break
             else:
                 continue
@@ -731,7 +733,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--max-seq-len", type=int, default=256)
     g.add_argument("--rope-fraction", type=float, default=0.75)
     g = p.add_argument_group("training")
-    g.add_argument("--sft-steps", type=int, default=1600, help="round 0: most steps (early-stopped on dev)")
+    g.add_argument("--sft-steps", type=int, default=2400, help="round 0: most steps (early-stopped on dev)")
     g.add_argument("--eval-every", type=int, default=100, help="round 0: dev scoring interval (steps)")
     g.add_argument("--patience", type=int, default=3, help="round 0: stop after this many dev scores without a gain")
     g.add_argument("--min-steps", type=int, default=800, help="round 0: early stopping never ends training before this")
@@ -756,8 +758,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rpo-alpha", type=float, default=1.0, help="weight of the chosen answer's NLL in the DPO loss")
     g.add_argument("--min-pairs", type=int, default=20, help="fewer pairs than this: skip DPO that round")
     g = p.add_argument_group("sampling")
-    g.add_argument("--sample-problems", type=int, default=3000, help="fresh answer-only problems per round")
-    g.add_argument("--k", type=int, default=4, help="samples per problem per round")
+    g.add_argument("--sample-problems", type=int, default=6000, help="fresh answer-only problems per round")
+    g.add_argument("--k", type=int, default=2, help="samples per problem per round")
     g.add_argument("--curriculum-floor", type=float, default=0.05,
                    help="level weight = p(1-p) of the last pass rate + this floor")
     g.add_argument("--temperature", type=float, default=0.8)
