@@ -1,8 +1,8 @@
 """The closed loop: teacher data → verifier-filtered SFT → the model solves fresh problems → verify
 → train on what it got right (STaR / ReST-EM), measured against a compute-matched control.
 
-    python pipelines/reasoning_loop.py                         # one seed: 3 rounds, ≈ 37 CPU-minutes
-    python pipelines/reasoning_loop.py --seeds 0 1 2 --jobs 2 --executor local --threads 1   # table + curve over seeds
+    python pipelines/reasoning_loop.py                         # one seed: 3 rounds, 2 processes (see bench/README.md)
+    python pipelines/reasoning_loop.py --seeds 0 1 2 --jobs 3 --executor local --threads 1   # table + curve over seeds
     python pipelines/reasoning_loop.py --rounds 1 --no-ablation --sft-steps 200 --eval-problems 200   # a quick look
     ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/reasoning_loop.py --warehouse /abs/warehouse
 
@@ -14,7 +14,8 @@ curriculum), k samples each from the current model (the reasoning-data pipeline 
 `builtin:<checkpoint>`) → verify → SFT on the teacher data plus every verified sample so far,
 continuing from the last round's model (`--init last`) or from round 0's (`--init base`, ReST-EM).
 The control spends the
-same training tokens per round on the teacher data only: the loop's gain is loop − control,
+same training tokens per round on the teacher data only (with `--workers 2` it and the ablation
+run in a second process, `pipelines/loop_side.py`): the loop's gain is loop − control,
 paired on the same held-out problems. Held-out and dev problems are never trained on: every
 training and sampled problem is checked against them by id and by a canonical form
 (numbers + operations, names and items ignored: `filters/twins.py`). DPO on the round's

@@ -15,7 +15,7 @@ from test_ray import TOY_LOOP
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     wh = str(tmp_path_factory.mktemp("loop") / "wh")
-    assert run_main(["--warehouse", wh, "--executor", "local", *TOY_LOOP]) == 0
+    assert run_main(["--warehouse", wh, "--executor", "local", "--workers", "2", *TOY_LOOP]) == 0
     return wh, json.load(open(f"{wh}/_loop/loop-s0/record.json"))
 
 
@@ -109,17 +109,18 @@ def test_early_stopping_never_ends_round_0_before_min_steps(tmp_path):
 
 def test_two_workers_give_the_same_numbers_as_one(toy):
     """The ablation and the control in a second process: every checkpoint and outcome as in one process."""
-    wh, first = toy
-    assert run_main(["--warehouse", wh, "--executor", "local", "--run", "two", "--workers", "2", *TOY_LOOP]) == 0
-    two = json.load(open(f"{wh}/_loop/two/record.json"))
+    wh, two = toy
+    assert run_main(["--warehouse", wh, "--executor", "local", "--run", "one", "--workers", "1", *TOY_LOOP]) == 0
+    one = json.load(open(f"{wh}/_loop/one/record.json"))
     ids = lambda run: {m["stage"] + str(m["round"]): m["id"] for m in Store(wh).read_arrow("models").to_pylist()  # noqa: E731
                        if m["run"] == run}
-    assert ids("two") == ids("loop-s0") and len(ids("two")) == 5   # round 0, unfiltered, loop, control, DPO
-    assert two["ablation"]["paired"] == first["ablation"]["paired"]
-    for a, b in zip(first["rounds"], two["rounds"]):
+    assert ids("one") == ids("loop-s0") and len(ids("one")) == 5   # round 0, unfiltered, loop, control, DPO
+    assert one["ablation"]["paired"] == two["ablation"]["paired"]
+    for a, b in zip(one["rounds"], two["rounds"]):
         assert a["loop"]["outcomes"] == b["loop"]["outcomes"] and a["control"]["outcomes"] == b["control"]["outcomes"]
-    assert set(two["profile_side"]) >= {"training", "evaluation"} and two["cpu_seconds"] > 0
-    assert two["config"]["workers"] == 2 and two["threads"] == 1
+    assert set(two["profile_side"]) >= {"training", "evaluation"} and not one["profile_side"]
+    assert two["config"]["workers"] == 2 and one["config"]["workers"] == 1 and one["threads"] == two["threads"] == 1
+    assert one["cpu_seconds"] > 0 and two["cpu_seconds"] > 0
 
 
 def _dies(*args):
