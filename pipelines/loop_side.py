@@ -15,17 +15,16 @@ import traceback
 class Inline:
     """The side chain in this process, each step run when its result is asked for."""
 
-    def __init__(self, loop, teacher: dict[str, str], tok):
+    def __init__(self, loop, teacher: dict[str, str], tok, filtered: list, unfiltered: list):
         self.loop, self.teacher, self.tok = loop, teacher, tok
+        self.filtered, self.unfiltered = filtered, unfiltered
         self.base = self.ck = None
-        self.filtered = loop.conversations(teacher["loop_sft"])
 
     def start_controls(self, base: str) -> None:
         self.base = self.ck = base
 
     def ablation(self) -> dict:
-        unfiltered = self.loop.conversations(self.teacher["loop_sft_unfiltered"])
-        return self.loop.ablation(unfiltered, self.teacher, self.tok)
+        return self.loop.ablation(self.unfiltered, self.teacher, self.tok)
 
     def control(self, r: int) -> dict:
         init = self.base if self.loop.args.init == "base" else self.ck
@@ -45,13 +44,11 @@ def _side_main(args, held, dev, teacher, tok_path, inbox, outbox) -> None:
 
         loop = Loop(args)
         loop.held, loop.dev = held, dev
-        side = Inline(loop, teacher, ChatTokenizer.load(tok_path))
+        side = Inline(loop, teacher, ChatTokenizer.load(tok_path), loop.conversations(teacher["loop_sft"]),
+                      loop.conversations(teacher["loop_sft_unfiltered"]))
         if not args.no_ablation:
             outbox.put(("ablation", side.ablation()))
-        base = inbox.get()
-        if base is None:  # the main process failed or stopped early
-            return
-        side.start_controls(base)
+        side.start_controls(inbox.get())  # round 0's checkpoint; if the main process fails, it terminates this one
         for r in range(1, args.rounds + 1):
             outbox.put(("control", side.control(r)))
         outbox.put(("done", loop.record["profile"]))
@@ -101,7 +98,6 @@ class Worker:
     def close(self, failed: bool = False) -> dict:
         """The side's wall-time profile; on failure, stop it (it must not outlive the run)."""
         if failed:
-            self.inbox.put(None)
             self.proc.terminate()
             self.proc.join(10)
             return {}

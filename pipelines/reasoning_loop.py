@@ -386,12 +386,14 @@ class Loop:
         self.register(ck_u, 0, "sft-unfiltered", ev_u, ["model-unfiltered"])
         return {"ev": ev_u, "steps": res_u["best_step"], "rows": len(unfiltered), "history": res_u["history"]}
 
+    def round_steps(self) -> int:
+        """Training steps of every round ≥ 1, the loop's and the control's alike (compute-matched)."""
+        return max(1, self.args.round_tokens // self.args.tokens_per_batch)
+
     def control_round(self, r: int, filtered: list[list[dict]], teacher: dict[str, str], init: str) -> dict:
         """The control's round r: the loop's training tokens, spent on the teacher data only."""
-        a = self.args
-        steps = max(1, a.round_tokens // a.tokens_per_batch)
-        m_c, tok, ck, res_c = self.train(f"round{r}-control", filtered, [teacher["loop_sft"]], steps, a.rft_lr,
-                                         init=init)
+        m_c, tok, ck, res_c = self.train(f"round{r}-control", filtered, [teacher["loop_sft"]], self.round_steps(),
+                                         self.args.rft_lr, init=init)
         ev_c = self.evaluate(m_c, tok, sampled=False)  # pass@k / maj@k for the loop only: a third less evaluation
         self.register(ck, r, "control", ev_c, [f"control-round-{r}"])
         return {"ev": ev_c, "tokens": res_c["tokens"], "ck": ck}
@@ -410,20 +412,21 @@ class Loop:
         if (a.workers or 1) > 1:  # ablation and control in a second process, beside round 0 and the loop's rounds
             side = loop_side.Worker(self, teacher, tok.save(self.out))
         else:
-            side = loop_side.Inline(self, teacher, tok)
+            side = loop_side.Inline(self, teacher, tok, filtered, unfiltered)
         try:
-            self._rounds(side, teacher, filtered, tok)
+            rounds, final_ck, histories = self._rounds(side, teacher, filtered, tok)
         except BaseException:
             side.close(failed=True)
             raise
         self.record["profile_side"] = side.close()
-        return self._finish()
+        return self._finish(rounds, final_ck, histories)
 
-    def _rounds(self, side, teacher: dict[str, str], filtered: list[list[dict]], tok) -> None:
+    def _rounds(self, side, teacher: dict[str, str], filtered: list[list[dict]], tok) -> tuple[list, str, dict]:
+        """Round 0, then each round's sampling, training and evaluation; the side chain's results as they are due."""
         from synth.evaluate import paired
 
         a = self.args
-        histories = self.histories = {}
+        histories = {}
         # round 0: the teacher's verifier-filtered data, from scratch, to convergence on dev
         model, tok, base, res = self.train("round0-sft", filtered, [teacher["loop_sft"]], a.sft_steps, a.lr, tok=tok,
                                            early_stop=True)
@@ -449,7 +452,7 @@ class Loop:
         verified: dict[str, list[dict]] = {}
         sampled: list[str] = []  # the problem tables each round sampled
         pass_rates = ev0["by_level"]
-        steps = max(1, a.round_tokens // a.tokens_per_batch)
+        steps = self.round_steps()
         for r in range(1, a.rounds + 1):
             problems = self.fresh_problems(r, pass_rates)
             refs = self.sample(r, loop_ck, problems)
@@ -492,19 +495,19 @@ class Loop:
                                                .to_pylist()))
         self.record["heldout"]["twins_in_training"] = sum(used.twin_of(p["problem"]) is not None for p in self.held)
         assert self.record["heldout"]["twins_in_training"] == 0, self.record["heldout"]
-        self.rounds_done, self.final_ck = rounds, loop_ck
+        return rounds, loop_ck, histories
 
-    def _finish(self) -> dict:
+    def _finish(self, rounds: list, final_ck: str, histories: dict) -> dict:
         import resource
 
         from model.sft import plot_loss
-        self.record["rounds"] = self.rounds_done
-        self.record["final_checkpoint"] = self.final_ck
+        self.record["rounds"] = rounds
+        self.record["final_checkpoint"] = final_ck
         self.record["seconds"] = round(time.perf_counter() - self.t0, 1)
         # CPU of this process and the side worker (joined by now): what the run costs, whatever the wall time
         cpu = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         self.record["cpu_seconds"] = round(sum(u.ru_utime + u.ru_stime for u in cpu), 1)
-        self.record["loss_png"] = plot_loss(self.histories, os.path.join(self.out, "loss.png"))
+        self.record["loss_png"] = plot_loss(histories, os.path.join(self.out, "loss.png"))
         self.record["accuracy_png"] = plot_rounds([self.record], os.path.join(self.out, "accuracy.png"))
         with open(os.path.join(self.out, "record.json"), "w") as f:
             json.dump(self.record, f, indent=1, default=str)
