@@ -40,8 +40,8 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
     caches: list[dict] = [{} for _ in model.blocks]
     logits = model(ids, pos, mask[:, None], caches)[:, -1]
     gen = torch.Generator(device=dev).manual_seed(seed)
-    steps: list[torch.Tensor] = []
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows still decoding, their new token) per step
+    rows = torch.arange(B, device=dev)
     next_pos = pos[:, -1] + 1
     for _ in range(max(0, max_new_tokens)):
         if temperature > 0:
@@ -51,16 +51,23 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
             tok = torch.multinomial(probs, 1, generator=gen)[:, 0]
         else:
             tok = logits.argmax(-1)
-        steps.append(tok)
-        done |= tok == stop_id
-        if bool(done.all()):
+        steps.append((rows, tok))
+        live = tok != stop_id
+        if not bool(live.any()):
             break
-        valid = torch.cat((valid, torch.ones((B, 1), dtype=torch.bool, device=dev)), 1)
+        if not bool(live.all()):  # drop finished rows: the batch costs what its live rows cost
+            rows, tok, next_pos, valid = rows[live], tok[live], next_pos[live], valid[live]
+            for c in caches:
+                c["k"], c["v"] = c["k"][live], c["v"][live]
+        valid = torch.cat((valid, torch.ones((len(rows), 1), dtype=torch.bool, device=dev)), 1)
         logits = model(tok[:, None], next_pos[:, None], valid[:, None, None, :], caches)[:, -1]
         next_pos = next_pos + 1
-    rows = torch.stack(steps, 1).tolist() if steps else [[] for _ in range(B)]
+    out_ids: list[list[int]] = [[] for _ in range(B)]
+    for idx, tok in steps:
+        for i, t in zip(idx.tolist(), tok.tolist()):
+            out_ids[i].append(t)
     out = []
-    for row in rows:  # each row up to (without) its first stop token
+    for row in out_ids:  # each row up to (without) its stop token
         cut = row.index(stop_id) if stop_id in row else None
         out.append((row[:cut], "stop" if cut is not None else "length"))
     return out

@@ -1,10 +1,12 @@
-"""The loop's side chain: the filtered-vs-unfiltered ablation and the compute-matched control.
+"""The loop's side chain: the filtered-vs-unfiltered ablation, the compute-matched control and
+the held-out evaluation of the loop's checkpoints.
 
-Neither depends on the loop's samples (the control trains on teacher data only), so with two
-workers they run in a second process while the main one samples and trains the loop: on two
-cores the wall time drops by about the side chain's share, and every number stays the same
-(each process keeps the thread count, seeds and data order a single process would use).
-`Inline` runs the same steps in this process, one at a time, for one worker.
+None of it feeds the loop (the control trains on teacher data only; the curriculum follows the
+dev set and the sampling step, never the held-out scores), so with two workers it runs in a
+second process while the main one samples and trains: on two cores the wall time drops by about
+the side chain's share, and every number stays the same (each process keeps the thread count,
+seeds and data order a single process would use, and evaluates the checkpoint as saved).
+`Inline` runs the same steps in this process, each when its result is asked for.
 """
 from __future__ import annotations
 
@@ -19,12 +21,19 @@ class Inline:
         self.loop, self.teacher, self.tok = loop, teacher, tok
         self.filtered, self.unfiltered = filtered, unfiltered
         self.base = self.ck = None
+        self.checkpoints: dict[int, str] = {}
 
     def start_controls(self, base: str) -> None:
-        self.base = self.ck = base
+        self.base = self.ck = self.checkpoints[0] = base
+
+    def submit_eval(self, r: int, path: str) -> None:
+        self.checkpoints[r] = path
 
     def ablation(self) -> dict:
         return self.loop.ablation(self.unfiltered, self.teacher, self.tok)
+
+    def loop_eval(self, r: int) -> dict:
+        return self.loop.evaluate_checkpoint(self.checkpoints[r])
 
     def control(self, r: int) -> dict:
         init = self.base if self.loop.args.init == "base" else self.ck
@@ -37,7 +46,8 @@ class Inline:
 
 
 def _side_main(args, held, dev, teacher, tok_path, inbox, outbox) -> None:
-    """The second process: ablation first (beside round 0), then the control rounds once round 0 is in."""
+    """The second process: the ablation beside round 0; once round 0 is in, its evaluation, then
+    per round the control and the loop checkpoint's evaluation (in the order the main one reads)."""
     try:
         from model.tokenizer import ChatTokenizer
         from pipelines.reasoning_loop import Loop
@@ -48,9 +58,16 @@ def _side_main(args, held, dev, teacher, tok_path, inbox, outbox) -> None:
                       loop.conversations(teacher["loop_sft_unfiltered"]))
         if not args.no_ablation:
             outbox.put(("ablation", side.ablation()))
-        side.start_controls(inbox.get())  # round 0's checkpoint; if the main process fails, it terminates this one
+        _, _, base = inbox.get()  # round 0's checkpoint; if the main process fails, it terminates this one
+        side.start_controls(base)
+        outbox.put(("eval", side.loop_eval(0)))
         for r in range(1, args.rounds + 1):
             outbox.put(("control", side.control(r)))
+            if not args.dpo:  # with DPO the main process scores its SFT model itself (dev picks SFT or DPO)
+                _, r_in, path = inbox.get()
+                assert r_in == r, (r_in, r)
+                side.submit_eval(r, path)
+                outbox.put(("eval", side.loop_eval(r)))
         outbox.put(("done", loop.record["profile"]))
     except BaseException:
         outbox.put(("error", traceback.format_exc()))
@@ -58,7 +75,7 @@ def _side_main(args, held, dev, teacher, tok_path, inbox, outbox) -> None:
 
 
 class Worker:
-    """The side chain in a spawned process; results come back in order through a queue."""
+    """The side chain in a spawned process; requests go in and results come back in order."""
 
     def __init__(self, loop, teacher: dict[str, str], tok_path: str, target=_side_main):
         import multiprocessing as mp
@@ -78,19 +95,25 @@ class Worker:
                 try:  # it may have written its last message just before exiting
                     msg = self.outbox.get(timeout=1)
                 except queue.Empty:
-                    raise RuntimeError(f"the loop's side worker (ablation + control) died with exit code "
+                    raise RuntimeError(f"the loop's side worker (ablation, control, evaluation) died with exit code "
                                        f"{self.proc.exitcode} before sending its {kind} result") from None
             if msg[0] == "error":
-                raise RuntimeError("the loop's side worker (ablation + control) failed:\n" + msg[1])
+                raise RuntimeError("the loop's side worker (ablation, control, evaluation) failed:\n" + msg[1])
             if msg[0] != kind:
                 raise RuntimeError(f"the loop's side worker sent {msg[0]!r} where {kind!r} was due")
             return msg[1]
 
     def start_controls(self, base: str) -> None:
-        self.inbox.put(base)
+        self.inbox.put(("base", 0, base))
+
+    def submit_eval(self, r: int, path: str) -> None:
+        self.inbox.put(("eval", r, path))
 
     def ablation(self) -> dict:
         return self._get("ablation")
+
+    def loop_eval(self, r: int) -> dict:
+        return self._get("eval")
 
     def control(self, r: int) -> dict:
         return self._get("control")

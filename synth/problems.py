@@ -2,8 +2,9 @@
 
 - `word_problems`: multi-step word problems with exact (integer or rational) answers and a
   worked solution. It doubles as the "teacher" of the built-in loop: with `error_rate` > 0
-  some worked solutions slip an arithmetic step (and so end on a wrong answer) while `answer`
-  stays right, as real teacher data does; the verifier is what catches them.
+  some worked solutions go wrong at one step (a slip, a wrong number, a missing step or a misread
+  sentence, in the shares found in real wrong chains of thought) and so end on a wrong answer
+  while `answer` stays right, as real teacher data does; the verifier is what catches them.
 - `mathematics_dataset_problems`: DeepMind's generators (`mathematics-dataset` on PyPI), an
   independent source with symbolic answers too.
 - Any user file or table with `problem` and `answer` columns is read by the runner as is.
@@ -26,50 +27,97 @@ def _fmt(x: Fraction) -> str:
     return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
 
 
-def _step(rng: random.Random, x: Fraction, item: str, who: str, allow_fraction: bool):
-    """One operation on the running count: (sentence, f(value) -> (worked line, new value))."""
+def _step(rng: random.Random, x: Fraction, item: str, who: str, allow_fraction: bool) -> tuple[str, str, tuple]:
+    """One operation on the running count: (sentence, operation, its numbers)."""
     ops = ["add", "sub", "packs", "times"] + (["share"] if allow_fraction or x.numerator % 2 == 0 else [])
     op = rng.choice(ops)
     if op == "sub" and x <= 2:
         op = "add"
     if op == "add":
         b = rng.randint(2, 20)
-        return f"{who} gets {b} more {item}.", lambda v: (f"{_fmt(v)} + {b} = {_fmt(v + b)}", v + b)
+        return f"{who} gets {b} more {item}.", "add", (b,)
     if op == "sub":
         b = rng.randint(1, int(x) - 1)
-        return f"{who} gives away {b} {item}.", lambda v: (f"{_fmt(v)} - {b} = {_fmt(v - b)}", v - b)
+        return f"{who} gives away {b} {item}.", "sub", (b,)
     if op == "packs":
         b, c = rng.randint(2, 5), rng.randint(2, 6)
-        return (f"{who} buys {b} packs of {item} with {c} in each pack.",
-                lambda v: (f"{b} * {c} = {b * c}, and {_fmt(v)} + {b * c} = {_fmt(v + b * c)}", v + b * c))
+        return f"{who} buys {b} packs of {item} with {c} in each pack.", "packs", (b, c)
     if op == "share":
         k = rng.choice([2, 3, 4]) if allow_fraction else 2
-        return f"{who} keeps only 1/{k} of the {item}.", lambda v: (f"{_fmt(v)} / {k} = {_fmt(v / k)}", v / k)
+        return f"{who} keeps only 1/{k} of the {item}.", "share", (k,)
     m = rng.choice([2, 3])
     word = {2: "doubles", 3: "triples"}[m]
-    return f"The number of {item} {who} has {word}.", lambda v: (f"{_fmt(v)} * {m} = {_fmt(v * m)}", v * m)
+    return f"The number of {item} {who} has {word}.", "times", (m,)
 
 
-def word_problem(rng: random.Random, level: int, error_rate: float = 0.0) -> dict:
-    """A problem with `level` operations; its worked solution slips one step with p = error_rate."""
-    noise = random.Random(rng.getrandbits(64))  # slips draw from their own stream: the problems
+def _work(op: str, nums: tuple, v: Fraction) -> tuple[str, Fraction]:
+    """The worked line of one operation on the running value, and the new value."""
+    if op == "add":
+        return f"{_fmt(v)} + {nums[0]} = {_fmt(v + nums[0])}", v + nums[0]
+    if op == "sub":
+        return f"{_fmt(v)} - {nums[0]} = {_fmt(v - nums[0])}", v - nums[0]
+    if op == "packs":
+        b, c = nums
+        return f"{b} * {c} = {b * c}, and {_fmt(v)} + {b * c} = {_fmt(v + b * c)}", v + b * c
+    if op == "share":
+        return f"{_fmt(v)} / {nums[0]} = {_fmt(v / nums[0])}", v / nums[0]
+    return f"{_fmt(v)} * {nums[0]} = {_fmt(v * nums[0])}", v * nums[0]
+
+
+# What goes wrong in a wrong worked solution, in the shares Wei et al. (2022, appendix D.2) found
+# among 50 wrong GSM8K chains of thought: a calculator error only (8%), a symbol-mapping error (16%:
+# the right operation on a wrong number), one step missing (22%), and a semantic error (54%: the
+# problem misread, here the wrong operation for a sentence). Each line stays internally
+# consistent except the calculator slip, and the later lines build on the wrong value.
+TEACHER_ERRORS = {"arithmetic": 0.08, "symbol": 0.16, "missing_step": 0.22, "semantic": 0.54}
+_MISREAD = {"add": ("sub", lambda n: n), "sub": ("add", lambda n: n), "packs": ("add", lambda n: (n[0] + n[1],)),
+            "share": ("times", lambda n: n), "times": ("add", lambda n: n)}
+
+
+def _wrong_line(op: str, nums: tuple, v: Fraction, kind: str, noise: random.Random) -> tuple[str | None, Fraction]:
+    """One step of a wrong solution: (its line, or None when the step is skipped; the value it leaves)."""
+    right = _work(op, nums, v)[1]
+    if kind == "missing_step":
+        return None, v
+    if kind in ("semantic", "symbol"):
+        if kind == "semantic":
+            op2, f = _MISREAD[op]
+            nums2 = f(nums)
+        else:  # a neighbouring number in place of the one the problem gives
+            op2, i = op, noise.randrange(len(nums))
+            nums2 = tuple(n + (noise.choice([-1, 1, 2]) if j == i else 0) for j, n in enumerate(nums))
+            nums2 = tuple(max(2 if op2 in ("share", "times") else 1, n) for n in nums2)
+        line, w = _work(op2, nums2, v)
+        if w != right:
+            return line, w
+    w = right + noise.choice([-3, -2, -1, 1, 2, 10])  # a careless result (also where the above coincides)
+    return _work(op, nums, v)[0].rsplit("= ", 1)[0] + f"= {_fmt(w)}", w
+
+
+def word_problem(rng: random.Random, level: int, error_rate: float = 0.0,
+                 errors: dict[str, float] | None = None) -> dict:
+    """A problem with `level` operations; with p = error_rate its worked solution goes wrong at one
+    step, in one of the ways `errors` weighs (default `TEACHER_ERRORS`)."""
+    noise = random.Random(rng.getrandbits(64))  # errors draw from their own stream: the problems
     who, item = rng.choice(NAMES), rng.choice(ITEMS)  # are the same whatever the error rate
     x = start = Fraction(rng.randint(3, 30))
-    sentences, ops = [f"{who} has {_fmt(x)} {item}."], []
+    sentences, steps = [f"{who} has {_fmt(x)} {item}."], []
     for _ in range(level):
-        sentence, op = _step(rng, x, item, who, allow_fraction=level >= 3)
+        sentence, op, nums = _step(rng, x, item, who, allow_fraction=level >= 3)
         sentences.append(sentence)
-        ops.append(op)
-        x = op(x)[1]
+        steps.append((op, nums))
+        x = _work(op, nums, x)[1]
     answer = x
-    slip_at = noise.randrange(level) if noise.random() < error_rate else -1
+    wrong_at = noise.randrange(level) if noise.random() < error_rate else -1
+    kind = None
+    if wrong_at >= 0:
+        errors = errors or TEACHER_ERRORS
+        kind = noise.choices(list(errors), weights=list(errors.values()))[0]
     lines, v = [f"{who} starts with {_fmt(start)} {item}."], start
-    for i, op in enumerate(ops):
-        line, v = op(v)
-        if i == slip_at:  # a careless result; the later lines build on it, as a real slip would
-            v += noise.choice([-3, -2, -1, 1, 2, 10])
-            line = line.rsplit("= ", 1)[0] + f"= {_fmt(v)}"
-        lines.append(line)
+    for i, (op, nums) in enumerate(steps):
+        line, v = _wrong_line(op, nums, v, kind, noise) if i == wrong_at else _work(op, nums, v)
+        if line is not None:
+            lines.append(line)
     question = f"How many {item} does {who} have now?"
     cot = "\n".join(lines + [f"The answer is {_fmt(v)}."])
     return {"problem": " ".join(sentences + [question]), "answer": _fmt(answer), "level": level,

@@ -107,20 +107,40 @@ def test_early_stopping_never_ends_round_0_before_min_steps(tmp_path):
     assert res["steps"] >= 10 and [s for s, _ in res["dev_curve"]][:5] == [2, 4, 6, 8, 10]
 
 
-def test_two_workers_give_the_same_numbers_as_one(toy):
-    """The ablation and the control in a second process: every checkpoint and outcome as in one process."""
-    wh, two = toy
-    assert run_main(["--warehouse", wh, "--executor", "local", "--run", "one", "--workers", "1", *TOY_LOOP]) == 0
-    one = json.load(open(f"{wh}/_loop/one/record.json"))
+def _without_dpo(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for x in argv:
+        if skip:
+            skip = False
+            continue
+        if x in ("--dpo-steps", "--min-pairs", "--rounds"):
+            skip = True
+        elif x != "--dpo":
+            out.append(x)
+    return out
+
+
+def test_two_workers_give_the_same_numbers_as_one(tmp_path):
+    """The ablation, the control and the held-out scoring in a second process: every checkpoint and
+    outcome as in one process (two rounds: the side's messages interleave control and evaluation)."""
+    wh = str(tmp_path / "wh")
+    argv = ["--warehouse", wh, "--executor", "local", "--rounds", "2", *_without_dpo(TOY_LOOP)]
+    assert run_main([*argv, "--run", "two", "--workers", "2"]) == 0
+    assert run_main([*argv, "--run", "one", "--workers", "1"]) == 0
+    one, two = (json.load(open(f"{wh}/_loop/{r}/record.json")) for r in ("one", "two"))
     ids = lambda run: {m["stage"] + str(m["round"]): m["id"] for m in Store(wh).read_arrow("models").to_pylist()  # noqa: E731
                        if m["run"] == run}
-    assert ids("one") == ids("loop-s0") and len(ids("one")) == 5   # round 0, unfiltered, loop, control, DPO
+    assert ids("one") == ids("two") and len(ids("one")) == 6   # round 0, unfiltered, loop and control × 2
     assert one["ablation"]["paired"] == two["ablation"]["paired"]
+    assert [r["round"] for r in two["rounds"]] == [0, 1, 2]
     for a, b in zip(one["rounds"], two["rounds"]):
         assert a["loop"]["outcomes"] == b["loop"]["outcomes"] and a["control"]["outcomes"] == b["control"]["outcomes"]
+        assert a["loop"].get("sampled") == b["loop"].get("sampled")
     assert set(two["profile_side"]) >= {"training", "evaluation"} and not one["profile_side"]
     assert two["config"]["workers"] == 2 and one["config"]["workers"] == 1 and one["threads"] == two["threads"] == 1
     assert one["cpu_seconds"] > 0 and two["cpu_seconds"] > 0
+    tags = set(Store(wh).table("models").metadata.refs)
+    assert {"model-round-0", "model-round-1", "model-round-2", "control-round-2", "model-unfiltered"} <= tags
 
 
 def _dies(*args):
