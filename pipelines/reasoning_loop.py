@@ -216,7 +216,8 @@ class Loop:
         best = {"acc": -1.0, "step": 0, "state": None, "bad": 0, "curve": [], "eval_s": 0.0, "by_level": None}
 
         def on_step(rec: dict) -> bool:
-            if not early_stop or rec["step"] % a.eval_every:
+            every = a.eval_every * (1 if rec["step"] >= a.min_steps else 4)  # before it can stop: a coarser curve
+            if not early_stop or rec["step"] % every:
                 return False
             t_eval = time.perf_counter()
             with self.timed("evaluation"):
@@ -470,7 +471,7 @@ class Loop:
                    "mix_rows": len(mix), "steps": steps, "tokens": res["tokens"], "sampling": refs["by_level"],
                    "pairs": refs["counts"]["pairs"]["pairs"], "init": a.init, "ck": loop_ck}
             if a.dpo:  # the dev set picks SFT or DPO to sample the next round: scored here, not on the side
-                ev = self.evaluate(model, tok)
+                ev = self.evaluate(model, tok, sampled=r == a.rounds)
                 rec["ev"] = ev
                 if refs["counts"]["pairs"]["pairs"] >= a.min_pairs:
                     m_d, _, ck_d, dres = self.dpo(r, loop_ck, refs["pairs"], trained)
@@ -808,13 +809,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rpo-alpha", type=float, default=1.0, help="weight of the chosen answer's NLL in the DPO loss")
     g.add_argument("--min-pairs", type=int, default=20, help="fewer pairs than this: skip DPO that round")
     g = p.add_argument_group("sampling")
-    g.add_argument("--sample-problems", type=int, default=6000, help="fresh answer-only problems per round")
+    g.add_argument("--sample-problems", type=int, default=4000, help="fresh answer-only problems per round")
     g.add_argument("--k", type=int, default=2, help="samples per problem per round")
     g.add_argument("--curriculum-floor", type=float, default=0.05,
                    help="level weight = p(1-p) of the last pass rate + this floor")
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--max-new-tokens", type=int, default=96)
-    g.add_argument("--eval-k", type=int, default=4, help="held-out samples per problem for pass@k / maj@k (1: off)")
+    g.add_argument("--eval-k", type=int, default=4,
+                   help="held-out samples per problem for pass@k / maj@k at round 0 and the last round (1: off)")
     return p
 
 

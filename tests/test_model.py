@@ -132,6 +132,19 @@ def test_generation_stops_at_end_token(tok):
         assert tok.end not in ids and (reason == "stop" or len(ids) == 7)
 
 
+def test_rows_that_stop_early_leave_the_batch_without_changing_the_others(tok):
+    """Generation drops finished rows from the batch: each row still gets what it gets alone."""
+    model = tiny(tok).eval()
+    with torch.no_grad():  # <|end|> likely enough that rows stop at different steps
+        model.head.weight.data[tok.end] += 0.6 * model.head.weight.data.norm(dim=1).max()
+    prompts = [tok.encode_chat([{"role": "user", "content": p["problem"]}], add_generation_prompt=True)[0]
+               for p in PROBS[:12]]
+    together = generate(model, prompts, max_new_tokens=24, stop_id=tok.end, pad_id=tok.pad)
+    alone = [generate(model, [p], max_new_tokens=24, stop_id=tok.end, pad_id=tok.pad)[0] for p in prompts]
+    assert together == alone
+    assert len({len(ids) for ids, _ in together}) > 2 and {r for _, r in together} == {"stop", "length"}
+
+
 def test_kv_cache_matches_full_recompute(tok):
     model = tiny(tok).eval()
     p = tok.encode_chat([{"role": "user", "content": PROBS[0]["problem"]}], add_generation_prompt=True)[0]

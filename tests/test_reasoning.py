@@ -1,6 +1,7 @@
 """Reasoning data: verifiers, problem sources, the OpenAI-compatible client against a real
 HTTP server, rejection sampling with resampling and the judge, pair construction."""
 import json
+import re
 import threading
 
 import pyarrow as pa
@@ -89,6 +90,30 @@ def test_word_problem_teacher_error_rate_is_caught_by_the_verifier(verifier):
     assert all(verifier(p["reference_cot"], p["answer"]).verdict == "incorrect" for p in noisy)
     assert [p["answer"] for p in clean] == [p["answer"] for p in noisy]  # the truth does not move
     assert word_problems(5, seed=9) == word_problems(5, seed=9)
+
+
+@pytest.mark.parametrize("kind", ["arithmetic", "symbol", "missing_step", "semantic"])
+def test_every_kind_of_teacher_error_ends_on_a_wrong_answer(verifier, kind):
+    """Each way a worked solution goes wrong (the shares of `TEACHER_ERRORS`) is one the answer check catches."""
+    import random
+
+    from synth.problems import word_problem
+    clean = [word_problem(random.Random(i), 1 + i % 3) for i in range(150)]
+    wrong = [word_problem(random.Random(i), 1 + i % 3, 1.0, {kind: 1.0}) for i in range(150)]
+    assert [p["problem"] for p in clean] == [p["problem"] for p in wrong]
+    assert all(verifier(p["reference_cot"], p["answer"]).verdict == "incorrect" for p in wrong)
+    lines = lambda ps: [p["reference_cot"].count("\n") for p in ps]  # noqa: E731
+    if kind == "missing_step":
+        assert all(w == c - 1 for w, c in zip(lines(wrong), lines(clean)))
+    else:
+        assert lines(wrong) == lines(clean)
+        first_diff = [next((a, b) for a, b in zip(w["reference_cot"].splitlines(), c["reference_cot"].splitlines())
+                           if a != b) for w, c in zip(wrong, clean)]
+        ops = lambda line: re.findall(r" ([-+*/]) ", line)  # noqa: E731  (binary operators, not signs or fractions)
+        same_ops = sum(ops(a) == ops(b) for a, b in first_diff)
+        # a misread sentence changes the operation; a slip or a wrong number keeps it (a slip that a
+        # misreading cannot make wrong falls back to a slip, so a few semantic lines keep theirs)
+        assert same_ops < 0.2 * len(wrong) if kind == "semantic" else same_ops == len(wrong)
 
 
 def test_mathematics_dataset_source():
