@@ -127,7 +127,7 @@ def parser():
                         "(DeepMind); levels 1-3, e.g. word:150:1,2 (default: one-step word problems, the level "
                         "SmolLM2-135M partly solves)")
     g.add_argument("--teacher-error-rate", type=float, default=0.0,
-                   help="share of word-problem reference solutions with a slipped step")
+                   help="share of word-problem reference solutions that go wrong at one step")
     g.add_argument("--problems-per-file", type=int, default=5,
                    help="problems per generated input file (= shard; the progress bar moves per shard)")
     g = p.add_argument_group("sampling")

@@ -394,7 +394,7 @@ class Loop:
         return model, tok, path, res
 
     def ablation(self, unfiltered: list[list[dict]], teacher: dict[str, str], tok) -> dict:
-        """Round 0 again on the unfiltered teacher data (slips included), the same way."""
+        """Round 0 again on the unfiltered teacher data (wrong solutions included), the same way."""
         a = self.args
         m_u, _, ck_u, res_u = self.train("ablation-unfiltered-sft", unfiltered, [teacher["loop_sft_unfiltered"]],
                                          a.sft_steps, a.lr, tok=tok, early_stop=True)
