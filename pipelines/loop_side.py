@@ -33,8 +33,7 @@ class Inline:
         return self.loop.ablation(self.unfiltered, self.teacher, self.tok)
 
     def loop_eval(self, r: int) -> dict:
-        """pass@k / maj@k at round 0 and the last round only: each costs `--eval-k` greedy scorings."""
-        return self.loop.evaluate_checkpoint(self.checkpoints[r], sampled=r in (0, self.loop.args.rounds))
+        return self.loop.evaluate_checkpoint(self.checkpoints[r], r)
 
     def control(self, r: int) -> dict:
         init = self.base if self.loop.args.init == "base" else self.ck

@@ -188,7 +188,6 @@ class Loop:
 
         from model import checkpoint
         from model.config import ModelConfig, TrainConfig
-        from synth.evaluate import evaluate
         from model.sft import train_sft
         from model.transformer import Transformer
 
@@ -221,7 +220,7 @@ class Loop:
                 return False
             t_eval = time.perf_counter()
             with self.timed("evaluation"):
-                ev = evaluate(model, tok, self.dev, max_new_tokens=a.max_new_tokens)
+                ev = self.evaluate_dev(model, tok)
             acc = ev["accuracy"]
             best["eval_s"] += time.perf_counter() - t_eval  # counted as evaluation, not training
             model.train()
@@ -258,21 +257,26 @@ class Loop:
         a = self.args
         with self.timed("evaluation"):
             ev = evaluate(model, tok, self.held, max_new_tokens=a.max_new_tokens)
-            ev["dev"] = evaluate(model, tok, self.dev, max_new_tokens=a.max_new_tokens)["accuracy"]
+            ev["dev"] = self.evaluate_dev(model, tok)["accuracy"]
             if sampled and a.eval_k > 1:
                 ev["sampled"] = evaluate_sampled(model, tok, self.held, a.eval_k, a.temperature, seed=a.seed,
                                                  max_new_tokens=a.max_new_tokens)
         return ev
 
     def evaluate_dev(self, model, tok) -> dict:
+        """Greedy accuracy on the dev set (early stopping, model choice, the curriculum); the caller times it."""
         from synth.evaluate import evaluate
-        with self.timed("evaluation"):
-            return evaluate(model, tok, self.dev, max_new_tokens=self.args.max_new_tokens)
+        return evaluate(model, tok, self.dev, max_new_tokens=self.args.max_new_tokens)
 
-    def evaluate_checkpoint(self, path: str, sampled: bool = True) -> dict:
+    def sampled_eval_at(self, r: int) -> bool:
+        """pass@k / maj@k at round 0 and the last round only: each costs `--eval-k` greedy scorings."""
+        return r in (0, self.args.rounds)
+
+    def evaluate_checkpoint(self, path: str, r: int) -> dict:
+        """The loop's round-r checkpoint as saved, scored like `evaluate`."""
         from model import checkpoint
         model, tok, _ = checkpoint.load(path, device=str(self.device))
-        return self.evaluate(model, tok, sampled=sampled)
+        return self.evaluate(model, tok, sampled=self.sampled_eval_at(r))
 
     def register(self, path: str, round_: int, stage: str, ev: dict, tags: list[str]) -> int:
         """One row per checkpoint in the `models` table, tagged by round (lineage from the store side)."""
@@ -453,7 +457,10 @@ class Loop:
         verified: dict[str, list[dict]] = {}
         sampled: list[str] = []  # the problem tables each round sampled
         # the curriculum follows the dev set: held-out problems only score
-        pass_rates = res0["dev_by_level"] or self.evaluate_dev(model, tok)["by_level"]
+        pass_rates = res0["dev_by_level"]
+        if not pass_rates:  # a reused checkpoint, or round 0 too short to be scored on dev
+            with self.timed("evaluation"):
+                pass_rates = self.evaluate_dev(model, tok)["by_level"]
         steps = self.round_steps()
         for r in range(1, a.rounds + 1):
             problems = self.fresh_problems(r, pass_rates)
@@ -471,7 +478,7 @@ class Loop:
                    "mix_rows": len(mix), "steps": steps, "tokens": res["tokens"], "sampling": refs["by_level"],
                    "pairs": refs["counts"]["pairs"]["pairs"], "init": a.init, "ck": loop_ck}
             if a.dpo:  # the dev set picks SFT or DPO to sample the next round: scored here, not on the side
-                ev = self.evaluate(model, tok, sampled=r == a.rounds)
+                ev = self.evaluate(model, tok, sampled=self.sampled_eval_at(r))
                 rec["ev"] = ev
                 if refs["counts"]["pairs"]["pairs"] >= a.min_pairs:
                     m_d, _, ck_d, dres = self.dpo(r, loop_ck, refs["pairs"], trained)

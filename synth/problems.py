@@ -76,7 +76,7 @@ _MISREAD = {"add": ("sub", lambda n: n), "sub": ("add", lambda n: n), "packs": (
 
 def _wrong_line(op: str, nums: tuple, v: Fraction, kind: str, noise: random.Random) -> tuple[str | None, Fraction]:
     """One step of a wrong solution: (its line, or None when the step is skipped; the value it leaves)."""
-    right = _work(op, nums, v)[1]
+    right_line, right = _work(op, nums, v)
     if kind == "missing_step":
         return None, v
     if kind in ("semantic", "symbol"):
@@ -91,7 +91,7 @@ def _wrong_line(op: str, nums: tuple, v: Fraction, kind: str, noise: random.Rand
         if w != right:
             return line, w
     w = right + noise.choice([-3, -2, -1, 1, 2, 10])  # a careless result (also where the above coincides)
-    return _work(op, nums, v)[0].rsplit("= ", 1)[0] + f"= {_fmt(w)}", w
+    return right_line.rsplit("= ", 1)[0] + f"= {_fmt(w)}", w
 
 
 def word_problem(rng: random.Random, level: int, error_rate: float = 0.0,
