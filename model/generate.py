@@ -7,15 +7,22 @@ from typing import Any
 
 import torch
 
-from model.transformer import Transformer
+from model.transformer import KVCache, Transformer
 from model.generation import Completion, Generator, Request
 
 
-def _top_p(probs: torch.Tensor, p: float) -> torch.Tensor:
+def _top_p(probs: torch.Tensor, p: float, head: int = 64) -> torch.Tensor:
+    """The smallest set of tokens whose mass reaches p, renormalised by the sampler. Sorting the
+    whole vocabulary every step was 9% of sampling; the `head` largest, when they hold p in
+    every row (nearly always for a trained model), give the same set."""
+    if probs.shape[-1] > head:
+        top, idx = probs.topk(head, -1)
+        mass = top.cumsum(-1)
+        if bool((mass[:, -1] >= p).all()):
+            return torch.zeros_like(probs).scatter(-1, idx, top * (mass - top < p))
     sorted_p, idx = probs.sort(-1, descending=True)
-    keep = sorted_p.cumsum(-1) - sorted_p < p          # the smallest set whose mass reaches p
-    sorted_p = sorted_p * keep
-    return torch.zeros_like(probs).scatter(-1, idx, sorted_p)
+    keep = sorted_p.cumsum(-1) - sorted_p < p
+    return torch.zeros_like(probs).scatter(-1, idx, sorted_p * keep)
 
 
 @torch.no_grad()
@@ -37,7 +44,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
     pos = (valid.long().cumsum(-1) - 1).clamp(min=0)
     causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
     mask = (causal[None] & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=dev)[None]
-    caches: list[dict] = [{} for _ in model.blocks]
+    caches = [KVCache(T + max(0, max_new_tokens)) for _ in model.blocks]
     logits = model(ids, pos, mask[:, None], caches)[:, -1]
     gen = torch.Generator(device=dev).manual_seed(seed)
     steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows still decoding, their new token) per step
@@ -57,8 +64,9 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
             break
         if not bool(live.all()):  # drop finished rows: the batch costs what its live rows cost
             rows, tok, next_pos, valid = rows[live], tok[live], next_pos[live], valid[live]
+            keep = live.nonzero()[:, 0]
             for c in caches:
-                c["k"], c["v"] = c["k"][live], c["v"][live]
+                c.keep(keep)
         valid = torch.cat((valid, torch.ones((len(rows), 1), dtype=torch.bool, device=dev)), 1)
         logits = model(tok[:, None], next_pos[:, None], valid[:, None, None, :], caches)[:, -1]
         next_pos = next_pos + 1

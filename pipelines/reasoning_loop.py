@@ -1,7 +1,7 @@
 """The closed loop: teacher data → verifier-filtered SFT → the model solves fresh problems → verify
 → train on what it got right (STaR / ReST-EM), measured against a compute-matched control.
 
-    python pipelines/reasoning_loop.py                         # one seed: 3 rounds, 2 processes (see bench/README.md)
+    python pipelines/reasoning_loop.py                         # one seed: 4 rounds, 2 processes (see bench/README.md)
     python pipelines/reasoning_loop.py --seeds 0 1 2 --jobs 3 --executor local --threads 1   # table + curve over seeds
     python pipelines/reasoning_loop.py --rounds 1 --no-ablation --sft-steps 200 --eval-problems 200   # a quick look
     ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/reasoning_loop.py --warehouse /abs/warehouse
@@ -253,15 +253,22 @@ class Loop:
 
     def evaluate(self, model, tok, sampled: bool = True) -> dict:
         """Held-out greedy pass@1 (+ SE, outcomes), pass@k / maj@k; dev greedy accuracy."""
-        from synth.evaluate import evaluate, evaluate_sampled
+        from synth.evaluate import evaluate
         a = self.args
         with self.timed("evaluation"):
             ev = evaluate(model, tok, self.held, max_new_tokens=a.max_new_tokens)
             ev["dev"] = self.evaluate_dev(model, tok)["accuracy"]
-            if sampled and a.eval_k > 1:
-                ev["sampled"] = evaluate_sampled(model, tok, self.held, a.eval_k, a.temperature, seed=a.seed,
-                                                 max_new_tokens=a.max_new_tokens)
+        if sampled and a.eval_k > 1:
+            ev["sampled"] = self.evaluate_sampled(model, tok)
         return ev
+
+    def evaluate_sampled(self, model, tok) -> dict:
+        """pass@k / maj@k on the held-out set (`--eval-k` samples a problem)."""
+        from synth.evaluate import evaluate_sampled
+        a = self.args
+        with self.timed("evaluation"):
+            return evaluate_sampled(model, tok, self.held, a.eval_k, a.temperature, seed=a.seed,
+                                    max_new_tokens=a.max_new_tokens)
 
     def evaluate_dev(self, model, tok) -> dict:
         """Greedy accuracy on the dev set (early stopping, model choice, the curriculum); the caller times it."""
@@ -273,10 +280,17 @@ class Loop:
         return r in (0, self.args.rounds)
 
     def evaluate_checkpoint(self, path: str, r: int) -> dict:
-        """The loop's round-r checkpoint as saved, scored like `evaluate`."""
+        """The loop's round-r checkpoint as saved, scored like `evaluate`. The last round's pass@k
+        is not here: the main process scores it meanwhile (`sampled_checkpoint`), else it would be
+        the run's tail, one process busy and the other waiting."""
         from model import checkpoint
         model, tok, _ = checkpoint.load(path, device=str(self.device))
-        return self.evaluate(model, tok, sampled=self.sampled_eval_at(r))
+        return self.evaluate(model, tok, sampled=self.sampled_eval_at(r) and not 0 < r == self.args.rounds)
+
+    def sampled_checkpoint(self, path: str) -> dict:
+        from model import checkpoint
+        model, tok, _ = checkpoint.load(path, device=str(self.device))
+        return self.evaluate_sampled(model, tok)
 
     def register(self, path: str, round_: int, stage: str, ev: dict, tags: list[str]) -> int:
         """One row per checkpoint in the `models` table, tagged by round (lineage from the store side)."""
@@ -493,6 +507,7 @@ class Loop:
             rec["continues_from"] = "dpo" if loop_ck.endswith("-dpo") else "sft"
             chain.append(rec)
             log(f"round {r}: trained {steps} steps on {len(mix)} conversations ({len(verified)} verified samples)")
+        final_sampled = self.sampled_checkpoint(loop_ck) if a.rounds and not a.dpo and a.eval_k > 1 else None
         # the held-out set against every problem in the tables trained on or sampled: no twin may be left
         from filters.twins import TwinIndex
         used = TwinIndex((str(i), t) for ref in ["loop_problems@pool", *sampled]
@@ -500,9 +515,10 @@ class Loop:
                                                .to_pylist()))
         self.record["heldout"]["twins_in_training"] = sum(used.twin_of(p["problem"]) is not None for p in self.held)
         assert self.record["heldout"]["twins_in_training"] == 0, self.record["heldout"]
-        return self._collect(side, chain, base, res0, filtered, histories), loop_ck, histories
+        return self._collect(side, chain, base, res0, filtered, histories, final_sampled), loop_ck, histories
 
-    def _collect(self, side, chain: list[dict], base: str, res0: dict, filtered: list, histories: dict) -> list[dict]:
+    def _collect(self, side, chain: list[dict], base: str, res0: dict, filtered: list, histories: dict,
+                 final_sampled: dict | None) -> list[dict]:
         """Read the side chain's results in the order it sends them; register and tag the loop's models."""
         from synth.evaluate import paired
 
@@ -528,6 +544,8 @@ class Loop:
             r = rec["round"]
             ctrl = side.control(r)
             ev = rec.pop("ev", None) or side.loop_eval(r)
+            if r == a.rounds and final_sampled:
+                ev["sampled"] = final_sampled
             snap = self.register(rec.pop("ck"), r, "sft", ev, [f"model-round-{r}-sft"])
             if rec.get("dpo"):
                 snap_d = self.register(rec.pop("dpo_ck"), r, "dpo", rec["dpo"], [f"model-round-{r}-dpo"])
@@ -752,7 +770,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run these seeds (each in <warehouse>/seed-S) and print the table over them")
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once with --seeds")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--executor", choices=["ray", "local"], default="ray")
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--threads", type=int, default=None,
@@ -799,7 +817,7 @@ def parser() -> argparse.ArgumentParser:
                    help="rounds ≥ 1, loop and control alike: tokens per optimizer step")
     g.add_argument("--packing", choices=["bfd", "pad"], default="pad")
     g.add_argument("--seq-len", type=int, default=128, help="packed row length")
-    g.add_argument("--round-tokens", type=int, default=600_000,
+    g.add_argument("--round-tokens", type=int, default=450_000,
                    help="training tokens per round, the same for the loop and the control")
     g.add_argument("--rft-lr", type=float, default=1e-3)
     g.add_argument("--init", choices=["base", "last"], default="last",
@@ -816,7 +834,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rpo-alpha", type=float, default=1.0, help="weight of the chosen answer's NLL in the DPO loss")
     g.add_argument("--min-pairs", type=int, default=20, help="fewer pairs than this: skip DPO that round")
     g = p.add_argument_group("sampling")
-    g.add_argument("--sample-problems", type=int, default=4000, help="fresh answer-only problems per round")
+    g.add_argument("--sample-problems", type=int, default=3000, help="fresh answer-only problems per round")
     g.add_argument("--k", type=int, default=2, help="samples per problem per round")
     g.add_argument("--curriculum-floor", type=float, default=0.05,
                    help="level weight = p(1-p) of the last pass rate + this floor")

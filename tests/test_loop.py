@@ -137,6 +137,9 @@ def test_two_workers_give_the_same_numbers_as_one(tmp_path):
     for a, b in zip(one["rounds"], two["rounds"]):
         assert a["loop"]["outcomes"] == b["loop"]["outcomes"] and a["control"]["outcomes"] == b["control"]["outcomes"]
         assert a["loop"].get("sampled") == b["loop"].get("sampled")
+    # pass@k at round 0 and the last round only; the last round's is scored by the main process
+    assert [bool(r["loop"].get("sampled")) for r in two["rounds"]] == [True, False, True]
+    assert two["rounds"][-1]["loop"]["sampled"]["k"] == 2
     assert set(two["profile_side"]) >= {"training", "evaluation"} and not one["profile_side"]
     assert two["config"]["workers"] == 2 and one["config"]["workers"] == 1 and one["threads"] == two["threads"] == 1
     assert one["cpu_seconds"] > 0 and two["cpu_seconds"] > 0

@@ -156,6 +156,27 @@ def test_kv_cache_matches_full_recompute(tok):
     assert ids == seq[len(p):]
 
 
+def test_top_p_keeps_the_same_tokens_as_sorting_the_whole_vocabulary():
+    """The short cut (the 64 largest) and the full sort agree, peaked rows and flat ones alike
+    (a flat row needs more than 64 tokens to reach p: the full sort is the fallback)."""
+    from model.generate import _top_p
+
+    def by_sort(probs, p):
+        sorted_p, idx = probs.sort(-1, descending=True)
+        return torch.zeros_like(probs).scatter(-1, idx, sorted_p * (sorted_p.cumsum(-1) - sorted_p < p))
+
+    g = torch.Generator().manual_seed(0)
+    for scale in (8.0, 3.0, 0.1):  # peaked → flat
+        probs = torch.softmax(scale * torch.randn(32, 512, generator=g), -1)
+        for p in (0.5, 0.9, 0.95):
+            got = _top_p(probs, p)
+            assert torch.equal(got, by_sort(probs, p))
+            kept = got.sum(-1)
+            assert bool((kept >= p - 1e-6).all())  # the mass reaches p ...
+            smallest = torch.where(got > 0, got, torch.inf).min(-1).values
+            assert bool((kept - smallest < p).all())  # ... and without its smallest token it would not
+
+
 def test_serve_is_openai_compatible(tok, tmp_path):
     from model.serve import make_server
     from synth.generators import OpenAIGenerator, Request, Sampling
