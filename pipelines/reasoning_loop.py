@@ -1,7 +1,7 @@
 """The closed loop: teacher data → verifier-filtered SFT → the model solves fresh problems → verify
 → train on what it got right (STaR / ReST-EM), measured against a compute-matched control.
 
-    python pipelines/reasoning_loop.py                         # one seed: 4 rounds, 2 processes (see bench/README.md)
+    python pipelines/reasoning_loop.py                         # one seed: 3 rounds, 2 processes (see bench/README.md)
     python pipelines/reasoning_loop.py --seeds 0 1 2 --jobs 3 --executor local --threads 1   # table + curve over seeds
     python pipelines/reasoning_loop.py --rounds 1 --no-ablation --sft-steps 200 --eval-problems 200   # a quick look
     ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/reasoning_loop.py --warehouse /abs/warehouse
@@ -770,7 +770,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run these seeds (each in <warehouse>/seed-S) and print the table over them")
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once with --seeds")
-    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--executor", choices=["ray", "local"], default="ray")
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--threads", type=int, default=None,
@@ -817,7 +817,7 @@ def parser() -> argparse.ArgumentParser:
                    help="rounds ≥ 1, loop and control alike: tokens per optimizer step")
     g.add_argument("--packing", choices=["bfd", "pad"], default="pad")
     g.add_argument("--seq-len", type=int, default=128, help="packed row length")
-    g.add_argument("--round-tokens", type=int, default=450_000,
+    g.add_argument("--round-tokens", type=int, default=600_000,
                    help="training tokens per round, the same for the loop and the control")
     g.add_argument("--rft-lr", type=float, default=1e-3)
     g.add_argument("--init", choices=["base", "last"], default="last",
@@ -834,7 +834,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--rpo-alpha", type=float, default=1.0, help="weight of the chosen answer's NLL in the DPO loss")
     g.add_argument("--min-pairs", type=int, default=20, help="fewer pairs than this: skip DPO that round")
     g = p.add_argument_group("sampling")
-    g.add_argument("--sample-problems", type=int, default=3000, help="fresh answer-only problems per round")
+    g.add_argument("--sample-problems", type=int, default=4000, help="fresh answer-only problems per round")
     g.add_argument("--k", type=int, default=2, help="samples per problem per round")
     g.add_argument("--curriculum-floor", type=float, default=0.05,
                    help="level weight = p(1-p) of the last pass rate + this floor")
