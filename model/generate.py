@@ -14,7 +14,7 @@ from model.generation import Completion, Generator, Request
 def _top_p(probs: torch.Tensor, p: float, head: int = 64) -> torch.Tensor:
     """The smallest set of tokens whose mass reaches p, renormalised by the sampler. Sorting the
     whole vocabulary every step was 9% of sampling; the `head` largest, when they hold p in
-    every row (nearly always for a trained model), give the same set."""
+    every row (nearly always for a trained model), give the same set (ties at the edge aside)."""
     if probs.shape[-1] > head:
         top, idx = probs.topk(head, -1)
         mass = top.cumsum(-1)
