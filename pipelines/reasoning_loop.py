@@ -280,14 +280,15 @@ class Loop:
         return r in (0, self.args.rounds)
 
     def evaluate_checkpoint(self, path: str, r: int) -> dict:
-        """The loop's round-r checkpoint as saved, scored like `evaluate`. The last round's pass@k
-        is not here: the main process scores it meanwhile (`sampled_checkpoint`), else it would be
-        the run's tail, one process busy and the other waiting."""
+        """The loop's round-r checkpoint as saved, scored like `evaluate`, pass@k at round 0 only:
+        the last round's the main process scores meanwhile (`sampled_checkpoint`), else it would
+        be the run's tail, one process busy and the other waiting."""
         from model import checkpoint
         model, tok, _ = checkpoint.load(path, device=str(self.device))
-        return self.evaluate(model, tok, sampled=self.sampled_eval_at(r) and not 0 < r == self.args.rounds)
+        return self.evaluate(model, tok, sampled=r == 0)
 
     def sampled_checkpoint(self, path: str) -> dict:
+        """pass@k / maj@k of the checkpoint as saved (the last round's, on the main process)."""
         from model import checkpoint
         model, tok, _ = checkpoint.load(path, device=str(self.device))
         return self.evaluate_sampled(model, tok)
