@@ -242,7 +242,7 @@ class Loop:
                                 metrics={"dev_accuracy": best["acc"], "dev_curve": best["curve"],
                                          "dev_by_level": best["by_level"]}, extra={"stage": "sft"})
         self.record["profile"]["training"] = round(self.record["profile"]["training"] - best["eval_s"], 2)
-        res["best_step"] = best["step"] if early_stop else res["steps"]
+        res["best_step"] = best["step"] if early_stop and best["state"] is not None else res["steps"]
         res["dev_curve"] = best["curve"]
         res["dev_by_level"] = best["by_level"]
         res["tokens_trained"] = res["tokens"]

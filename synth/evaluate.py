@@ -70,8 +70,9 @@ def evaluate_sampled(model: Transformer, tok: ChatTokenizer, problems: list[dict
         votes: list[Counter] = [Counter() for _ in chunk]
         hits = [0] * len(chunk)
         for j in range(k):
+            # a sample's seed names its problem and draw, so pass@k does not depend on batch_size
             outs = generate(model, prompts, max_new_tokens=max_new_tokens, stop_id=tok.end, pad_id=tok.pad,
-                            temperature=temperature, seed=seed * 1_000_003 + i * 1009 + j)
+                            temperature=temperature, seed=[(seed << 32) + (i + r) * k + j for r in range(len(chunk))])
             for r, (p, (ids, reason)) in enumerate(zip(chunk, outs)):
                 v = verifier(tok.decode(ids), p["answer"], truncated=reason == "length")
                 hits[r] += v.verdict == CORRECT

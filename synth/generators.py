@@ -105,6 +105,26 @@ def smollm2_gguf() -> str:
     return os.path.join(d, files[0])
 
 
+class _RowSampling:
+    """A transformers logits processor: row r's scores become log(p_r / E_r) with E_r ~ Exp(1)
+    from its own seed's stream, so greedy decoding picks row r's own sample (the exponential
+    race); rows at temperature 0 keep their scores."""
+
+    def __init__(self, samplings: list[Sampling], device: str):
+        from model.generate import RowSampler
+        self.rows = RowSampler([s.seed for s in samplings], [s.temperature for s in samplings],
+                               [s.top_p for s in samplings], device)
+
+    def __call__(self, input_ids, scores):
+        import torch
+        rows = torch.arange(scores.shape[0], device=scores.device)
+        if not any(self.rows.hot):
+            return scores
+        probs = self.rows.probs(scores, rows)
+        drawn = (probs / self.rows.noise(probs, rows.tolist())).log()
+        return torch.where(self.rows.temp[:, None] > 0, drawn.to(scores.dtype), scores)
+
+
 class TransformersGenerator(Generator):
     """A causal LM from a local directory (or a GGUF file), batched, left-padded sampling."""
 
@@ -129,25 +149,29 @@ class TransformersGenerator(Generator):
 
     def _generate(self, requests: list[Request]) -> list[Completion]:
         import torch
+        from transformers import LogitsProcessorList
 
         out: list[Completion] = []
         for i in range(0, len(requests), self.batch_size):
             chunk = requests[i:i + self.batch_size]
-            s = chunk[0].sampling
-            # One seed per chunk (the first request's): a chunk is reproducible, and the cache
-            # pins each request's completion across reruns.
-            torch.manual_seed(s.seed)
+            stops = {r.sampling.stop for r in chunk}  # transformers takes one list for the batch: only if shared
             prompts = [self.tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
                        for r in chunk]
             enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             t0 = time.perf_counter()
+            # Each row samples from its own seed (RowSampler, as the built-in model does): a
+            # completion depends on its request only, not on its neighbours in the batch. HF
+            # then decodes greedily over the perturbed scores, which is that row's sample.
             # A local model that raises (out of memory, a broken checkpoint) is a broken stage, not
             # failed requests: it propagates, and the runner fails the run with the cause.
+            sampler = _RowSampling([r.sampling for r in chunk], self.device)
             with torch.no_grad():
-                gen = self.model.generate(**enc, do_sample=s.temperature > 0, temperature=s.temperature or None,
-                                          top_p=s.top_p, max_new_tokens=max(r.sampling.max_tokens for r in chunk),
+                gen = self.model.generate(**enc, do_sample=False, temperature=None, top_p=None, top_k=None,
+                                          logits_processor=LogitsProcessorList([sampler]),
+                                          max_new_tokens=max(r.sampling.max_tokens for r in chunk),
                                           pad_token_id=self.tok.pad_token_id,
-                                          stop_strings=list(s.stop) or None, tokenizer=self.tok)
+                                          stop_strings=list(chunk[0].sampling.stop) if len(stops) == 1 and
+                                          chunk[0].sampling.stop else None, tokenizer=self.tok)
             dt = (time.perf_counter() - t0) / len(chunk)
             new = gen[:, enc["input_ids"].shape[1]:]
             for r, ids in zip(chunk, new):

@@ -177,6 +177,36 @@ def test_top_p_keeps_the_same_tokens_as_sorting_the_whole_vocabulary():
             assert bool((kept - smallest < p).all())  # ... and without its smallest token it would not
 
 
+def test_a_sampled_completion_depends_only_on_its_own_request(tok, tmp_path):
+    """Each row samples from its own seed: the same request gives the same text alone, in any
+    batch size, in any order, and when the cache already held its neighbours (a second Ray
+    actor generated them first). One seed per batch broke all four."""
+    from model.generate import BuiltinGenerator
+    from model.generation import Request, Sampling
+
+    checkpoint.save(str(tmp_path / "ck"), tiny(tok), tok, step=0, train_config={}, trained_on=[])
+    reqs = [Request([{"role": "user", "content": p["problem"]}],
+                    Sampling(temperature=0.0 if i % 5 == 0 else 0.8, top_p=1.0 if i % 3 else 0.9,
+                             max_tokens=6 + i % 7, seed=1000 * i + j))
+            for i, p in enumerate(PROBS[:10]) for j in range(2)]
+
+    def texts(batch_size, order, cache=None):
+        g = BuiltinGenerator(str(tmp_path / "ck"), cache=cache, batch_size=batch_size, threads=1)
+        got = g.generate([reqs[i] for i in order])
+        return {i: (c.text, c.finish_reason, c.tokens) for i, c in zip(order, got)}
+
+    ref = texts(4, range(len(reqs)))
+    assert len({t for t, _, _ in ref.values()}) > len(reqs) // 2  # the samples do differ
+    assert all(n <= r.sampling.max_tokens for r, (_, _, n) in zip(reqs, ref.values()))
+    assert ref[0] == ref[1] and ref[10] == ref[11]  # greedy (problems 0 and 5): the seed does not matter
+    order = list(range(len(reqs)))[::-1]
+    assert texts(7, order) == ref
+    assert {i: texts(1, [i])[i] for i in range(len(reqs))} == ref
+    cache = str(tmp_path / "c.sqlite")
+    texts(3, [1, 4, 9, 15], cache)                       # another actor got to these first
+    assert texts(4, range(len(reqs)), cache) == ref
+
+
 def test_serve_is_openai_compatible(tok, tmp_path):
     from model.serve import make_server
     from synth.generators import OpenAIGenerator, Request, Sampling

@@ -108,9 +108,11 @@ def test_killed_ray_run_resumes_and_matches(tmp_path):
 # Level-1 problems and 60 SFT steps: enough for the toy model to state some right answers, so round 1
 # has real preference pairs (at 20 steps on all levels its only "correct" sample was word salad that
 # the old last-number fallback accepted).
-TOY_LOOP = ["--rounds", "1", "--sft-steps", "40", "--eval-every", "20", "--round-tokens", "8000",
-            "--teacher-problems", "300", "--eval-problems", "40", "--dev-problems", "20", "--sample-problems", "40",
-            "--dpo", "--dpo-steps", "3", "--min-pairs", "1", "--quiet", "--threads", "1", "--levels", "1",
+# 80 steps and 480 samples: about 14 correct and 50 pairs, so round 1 has data to train on
+# whatever the sampler's draws (at 40 steps and 80 samples, 0 to 2 were correct)
+TOY_LOOP = ["--rounds", "1", "--sft-steps", "80", "--eval-every", "20", "--round-tokens", "8000",
+            "--teacher-problems", "300", "--eval-problems", "40", "--dev-problems", "20", "--sample-problems", "60",
+            "--k", "8", "--dpo", "--dpo-steps", "3", "--min-pairs", "1", "--quiet", "--threads", "1", "--levels", "1",
             "--eval-k", "2"]
 
 

@@ -268,6 +268,9 @@ def test_smollm2_from_its_pypi_package_generates_and_caches(tmp_path):
     assert all(c.error is None and c.text and 0 < c.tokens <= 12 for c in out)
     assert g.model_id.endswith(".gguf") and g.stats["cache_hits"] == 0
     assert [c.text for c in g.generate(reqs)] == [c.text for c in out] and g.stats["cache_hits"] == 2
+    # each row samples from its own seed: alone and in the other order, the same texts
+    g.cache, g.batch_size = None, 1
+    assert [c.text for c in g.generate(reqs[::-1])] == [c.text for c in out][::-1]
 
 
 # ---- defaults, the empty-preferences warning, the generation progress bar -------------
