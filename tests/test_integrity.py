@@ -273,6 +273,7 @@ def test_metadata_does_not_grow_with_lineage_and_leaves_no_orphans(tmp_path, war
 
 
 # ---- empty and unusable input --------------------------------------------------------
+@pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 @pytest.mark.parametrize("content", [b"", b'{"text": null}\n{"nope": 1}\nnull\n'])
 def test_text_curation_with_dedup_on_empty_or_unusable_input_is_one_clear_line(tmp_path, content):
     path = tmp_path / "in.jsonl"

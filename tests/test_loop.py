@@ -46,6 +46,7 @@ def test_toy_loop_versions_and_lineage(toy):
     assert res.exit_code == 0 and "model-round-1" in res.output
 
 
+@pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_same_seed_same_threads_same_numbers(toy):
     wh, first = toy
     assert run_main(["--warehouse", wh, "--executor", "local", "--run", "again", *TOY_LOOP]) == 0
@@ -121,6 +122,7 @@ def _without_dpo(argv: list[str]) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_two_workers_give_the_same_numbers_as_one(tmp_path):
     """The ablation, the control and the held-out scoring in a second process: every checkpoint and
     outcome as in one process (two rounds: the side's messages interleave control and evaluation)."""

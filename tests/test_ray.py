@@ -73,6 +73,7 @@ class Crasher(ModelStage):
         os._exit(3)
 
 
+@pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_a_dying_actor_fails_the_run_instead_of_retrying_forever(ray_session, tmp_path):
     """Ray Data's default restarts a dead actor and retries its shard without end (the run never
     returned); ours retries a bounded number of times (a node that dies is survived, see
@@ -101,6 +102,7 @@ def test_a_broken_stage_on_ray_fails_the_run_with_its_cause(ray_session, tmp_pat
     assert type(e.value) is StageFailed and Store(str(tmp_path / "wh")).versions("docs") == []
 
 
+@pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_killed_ray_run_resumes_and_matches(tmp_path):
     kill_and_resume(tmp_path, executor="ray", pause=0.8)
 
@@ -130,6 +132,7 @@ PORT_FLAGS = {"--port", "--dashboard-port", "--dashboard-agent-listen-port", "--
               "--metrics-export-port"}
 
 
+@pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_ray_job_submit_against_a_local_head(tmp_path):
     """The documented cluster path: the README's `ray start --head`, then `ray job submit --working-dir .`.
 
@@ -201,6 +204,17 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
         assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
         assert "held-out exact match" in res.stdout
         assert {"model-round-0", "model-round-1"} <= set(Store(wh).table("models").metadata.refs)
+        # the same seed in process on the local executor: the same checkpoints and held-out outcomes
+        # (a sample depends on its own request, not on how an executor batched or raced the rows)
+        from pipelines.reasoning_loop import run_main
+        local = str(tmp_path / "local")
+        assert run_main(["--warehouse", local, "--executor", "local", *TOY_LOOP]) == 0
+
+        def numbers(w):
+            ids = {m["stage"] + str(m["round"]): m["id"] for m in Store(w).read_arrow("models").to_pylist()}
+            rec = json.load(open(f"{w}/_loop/loop-s0/record.json"))
+            return ids, [(r["loop"]["outcomes"], r.get("verified_rows")) for r in rec["rounds"]]
+        assert numbers(wh) == numbers(local) and numbers(local)[1][1][1] > 0
     finally:
         head.kill()
         kill_session(head.pid)
@@ -208,6 +222,7 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
         subprocess.run(["rm", "-rf", temp])
 
 
+@pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_text_curation_on_ray_matches_in_process(ray_session, tmp_path):
     """Dedup clusters from the Ray Data shuffle equal the polars ones; actors load each model once."""
     from schemas.engine.runner import run
@@ -296,6 +311,7 @@ def test_a_stage_that_needs_a_gpu_fails_before_any_work_on_a_cpu_cluster(ray_ses
     assert Store(wh).versions("docs") == []
 
 
+@pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_dedup_shuffle_on_ray_equals_the_in_process_one(ray_session, tmp_path, monkeypatch):
     """Large corpora cluster through Ray Data's groupby; small ones in-process with polars: the
     same clusters and the same representatives either way."""

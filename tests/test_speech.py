@@ -136,6 +136,7 @@ def test_decode_round_trip():
     assert sr == SAMPLE_RATE and np.abs(x - y).max() < 1e-3
 
 
+@pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_speech_pipeline_end_to_end(tmp_path):
     from schemas.engine.runner import run
     from pipelines.script import options
