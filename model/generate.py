@@ -54,29 +54,27 @@ class RowSampler:
         self.gens = [torch.Generator(device=device).manual_seed(row_seed(s)) if h else None
                      for s, h in zip(seeds, self.hot)]
 
-    def probs(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def race(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """p / E per token of each row in `rows` (their indices in the batch): its argmax is the
+        row's sample. E is one Exp(1) draw per token from the row's own stream, drawn once per
+        step the row is live; greedy rows draw nothing (their values are meaningless)."""
         t = self.temp[rows].clamp(min=1e-6)[:, None]
         probs = torch.softmax(logits.float() / t, -1)
         p = self.top_p[rows][:, None]
-        return _top_p(probs, p) if bool((p < 1.0).any()) else probs
-
-    def noise(self, probs: torch.Tensor, rows: list[int]) -> torch.Tensor:
-        """One Exp(1) draw per token from each hot row's own stream (one draw per step it is live)."""
+        if bool((p < 1.0).any()):
+            probs = _top_p(probs, p)
         e = torch.ones_like(probs)
-        for j, r in enumerate(rows):
+        for j, r in enumerate(rows.tolist()):
             if self.hot[r]:
                 e[j].exponential_(generator=self.gens[r])
-        return e
+        return probs / e
 
     def __call__(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The next token of each live row (`rows`: their indices in the batch)."""
         greedy = logits.argmax(-1)
-        idx = rows.tolist()
-        if not any(self.hot[r] for r in idx):
+        if not any(self.hot[r] for r in rows.tolist()):
             return greedy
-        probs = self.probs(logits, rows)
-        drawn = (probs / self.noise(probs, idx)).argmax(-1)
-        return torch.where(self.temp[rows] > 0, drawn, greedy)
+        return torch.where(self.temp[rows] > 0, self.race(logits, rows).argmax(-1), greedy)
 
 
 @torch.no_grad()

@@ -117,11 +117,9 @@ class _RowSampling:
 
     def __call__(self, input_ids, scores):
         import torch
-        rows = torch.arange(scores.shape[0], device=scores.device)
         if not any(self.rows.hot):
             return scores
-        probs = self.rows.probs(scores, rows)
-        drawn = (probs / self.rows.noise(probs, rows.tolist())).log()
+        drawn = self.rows.race(scores, torch.arange(scores.shape[0], device=scores.device)).log()
         return torch.where(self.rows.temp[:, None] > 0, drawn.to(scores.dtype), scores)
 
 
@@ -155,6 +153,7 @@ class TransformersGenerator(Generator):
         for i in range(0, len(requests), self.batch_size):
             chunk = requests[i:i + self.batch_size]
             stops = {r.sampling.stop for r in chunk}  # transformers takes one list for the batch: only if shared
+            stop = stops.pop() if len(stops) == 1 else ()
             prompts = [self.tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
                        for r in chunk]
             enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
@@ -170,8 +169,7 @@ class TransformersGenerator(Generator):
                                           logits_processor=LogitsProcessorList([sampler]),
                                           max_new_tokens=max(r.sampling.max_tokens for r in chunk),
                                           pad_token_id=self.tok.pad_token_id,
-                                          stop_strings=list(chunk[0].sampling.stop) if len(stops) == 1 and
-                                          chunk[0].sampling.stop else None, tokenizer=self.tok)
+                                          stop_strings=list(stop) or None, tokenizer=self.tok)
             dt = (time.perf_counter() - t0) / len(chunk)
             new = gen[:, enc["input_ids"].shape[1]:]
             for r, ids in zip(chunk, new):
