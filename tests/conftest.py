@@ -14,6 +14,19 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"),
 sys.path.insert(0, str(REPO / "tests"))
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """What a test exports stays in that test: the CLI, run in process by CliRunner, exports
+    CURATE_CATALOG (and sets this process's S3 settings) for the stages it launches, and a later
+    test's Store would otherwise open that catalog instead of its own warehouse."""
+    from schemas.filesystem import use_catalog
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    use_catalog(None)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One embedded Ray for the whole test session (start-up costs ~15 s)."""

@@ -383,7 +383,7 @@ def test_an_unreachable_catalog_is_one_line_without_its_password(monkeypatch):
 
     from helpers import free_port
     from pipelines.cli import main
-    monkeypatch.delenv("CURATE_CATALOG", raising=False)  # restored after the CLI exports it
+    monkeypatch.delenv("CURATE_CATALOG", raising=False)  # the CLI's own --catalog, not one from the shell
     url = f"postgresql+psycopg://curate:s3cret@127.0.0.1:{free_port()}/x"
     res = CliRunner().invoke(main, ["--catalog", url, "--warehouse", "s3://bucket/wh", "tables"])
     assert res.exit_code == 2 and "error: cannot open the catalog" in res.output, res.output
