@@ -60,8 +60,7 @@ def remote(s3, pg, monkeypatch):
     r = Remote(s3, pg)
     for k, v in r.env.items():
         monkeypatch.setenv(k, v)
-    yield r
-    fsys.use_catalog(None)
+    return r  # conftest puts the environment and the process's catalog settings back afterwards
 
 
 def _ids(store, ref):
