@@ -51,6 +51,26 @@ def conv_key(c: list[dict]) -> str:
     return json.dumps(c, sort_keys=True)
 
 
+def unsure_problems(rows: list[dict]) -> set[str]:
+    """Problems the sampling model solved in some of its samples but not all (pooled over repeats)."""
+    tally: dict[str, list[int]] = {}
+    for r in rows:
+        t = tally.setdefault(r["problem"], [0, 0])
+        t[0] += r["n_correct"]
+        t[1] += r["n_samples"]
+    return {p for p, (c, n) in tally.items() if 0 < c < n}
+
+
+def weighted_mix(teacher: list[list[dict]], verified: dict[str, list[dict]], copies: dict[str, int]) -> list[list[dict]]:
+    """The round's training conversations: the teacher's, then each verified sample `copies` times
+    (difficulty-aware rejection tuning, as in DART-Math: a problem the model solves only sometimes
+    is where training moves greedy accuracy; one it always solves adds little)."""
+    out = list(teacher)
+    for key in sorted(verified):
+        out.extend([verified[key]] * copies.get(key, 1))
+    return out
+
+
 class Loop:
     def __init__(self, args: argparse.Namespace):
         import random
@@ -373,7 +393,7 @@ class Loop:
         snaps, counts = rd.publish_tables(self.store, ref, args)
         self.store.tag(f"loop_sft@{snaps['loop_sft']}", f"sft-round-{round_}", replace=True)
         self.store.tag(f"loop_preferences@{snaps['loop_preferences']}", f"dpo-round-{round_}", replace=True)
-        per = self.store.read_arrow(ref, columns=["level", "n_samples", "n_correct"]).to_pylist()
+        per = self.store.read_arrow(ref, columns=["problem", "level", "n_samples", "n_correct"]).to_pylist()
         by_level: dict[str, dict] = {}
         for r in per:
             d = by_level.setdefault(str(r["level"]), {"problems": 0, "solved": 0, "samples": 0, "correct": 0})
@@ -389,7 +409,7 @@ class Loop:
             f"{counts['pairs']['pairs']} pairs; pass@{a.k} by level "
             f"{ {k: v['pass_at_k'] for k, v in sorted(by_level.items())} }")
         return {"sft": f"loop_sft@sft-round-{round_}", "pairs": f"loop_preferences@dpo-round-{round_}",
-                "counts": counts, "by_level": by_level, "problems": ref}
+                "counts": counts, "by_level": by_level, "problems": ref, "per_problem": per}
 
     def dpo(self, round_: int, init: str, pairs_ref: str, trained_on: list[str]):
         from model import checkpoint
@@ -470,6 +490,7 @@ class Loop:
         side.start_controls(base)
         loop_ck, trained, chain = base, [teacher["loop_sft"]], []
         verified: dict[str, list[dict]] = {}
+        copies: dict[str, int] = {}  # a verified sample's weight in the mix, set in the round it was first drawn
         sampled: list[str] = []  # the problem tables each round sampled
         # the curriculum follows the dev set: held-out problems only score
         pass_rates = res0["dev_by_level"]
@@ -482,15 +503,22 @@ class Loop:
             refs = self.sample(r, loop_ck, problems)
             sampled.append(refs["problems"])
             pass_rates = {k: v["sample_accuracy"] for k, v in refs["by_level"].items()}
+            unsure = unsure_problems(refs["per_problem"])
+            n_unsure = 0
             for c in self.conversations(refs["sft"]):
-                verified.setdefault(conv_key(c), c)
+                key = conv_key(c)
+                if key not in verified:
+                    verified[key] = c
+                    user = next(m["content"] for m in c if m["role"] == "user")
+                    copies[key] = a.unsure_copies if user in unsure else 1
+                    n_unsure += user in unsure
             trained = trained + [refs["sft"]]
-            mix = filtered + sorted(verified.values(), key=conv_key)
+            mix = weighted_mix(filtered, verified, copies)
             init_loop = base if a.init == "base" else loop_ck
             model, tok, loop_ck, res = self.train(f"round{r}-sft", mix, trained, steps, a.rft_lr, init=init_loop)
             histories[f"round {r} loop"] = res["history"]
             rec = {"round": r, "sft_rows": refs["counts"]["sft"]["rows"], "verified_rows": len(verified),
-                   "mix_rows": len(mix), "steps": steps, "tokens": res["tokens"], "sampling": refs["by_level"],
+                   "unsure_rows": n_unsure, "unsure_copies": a.unsure_copies, "mix_rows": len(mix), "steps": steps, "tokens": res["tokens"], "sampling": refs["by_level"],
                    "pairs": refs["counts"]["pairs"]["pairs"], "init": a.init, "ck": loop_ck}
             if a.dpo:  # the dev set picks SFT or DPO to sample the next round: scored here, not on the side
                 ev = self.evaluate(model, tok, sampled=self.sampled_eval_at(r))
@@ -507,7 +535,8 @@ class Loop:
                 side.submit_eval(r, loop_ck)
             rec["continues_from"] = "dpo" if loop_ck.endswith("-dpo") else "sft"
             chain.append(rec)
-            log(f"round {r}: trained {steps} steps on {len(mix)} conversations ({len(verified)} verified samples)")
+            log(f"round {r}: trained {steps} steps on {len(mix)} conversations ({len(verified)} verified samples, "
+                f"{n_unsure} new from problems solved only sometimes)")
         final_sampled = self.sampled_checkpoint(loop_ck) if a.rounds and not a.dpo and a.eval_k > 1 else None
         # the held-out set against every problem in the tables trained on or sampled: no twin may be left
         from filters.twins import TwinIndex
@@ -837,6 +866,9 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("sampling")
     g.add_argument("--sample-problems", type=int, default=4000, help="fresh answer-only problems per round")
     g.add_argument("--k", type=int, default=2, help="samples per problem per round")
+    g.add_argument("--unsure-copies", type=int, default=1,
+                   help="times a verified sample is trained on when its problem was solved by some of its k "
+                        "samples but not all (1: every sample once)")
     g.add_argument("--curriculum-floor", type=float, default=0.05,
                    help="level weight = p(1-p) of the last pass rate + this floor")
     g.add_argument("--temperature", type=float, default=0.8)

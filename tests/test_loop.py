@@ -170,3 +170,21 @@ def test_a_side_worker_that_dies_or_fails_fails_the_run_with_its_reason(tmp_path
     assert ("exit code 3" in str(e.value)) if target is _dies else ("ChatTokenizer.load" in str(e.value)), str(e.value)
     w.close(failed=True)
     assert not w.proc.is_alive()
+
+
+def test_a_sample_from_a_problem_solved_only_sometimes_weighs_more_in_the_mix():
+    """Repeats of a problem in one round are pooled: 1 of 2 and 2 of 2 make 3 of 4, an unsure problem;
+    never solved or always solved is not unsure. The mix keeps the teacher rows once and in front."""
+    from pipelines.reasoning_loop import conv_key, unsure_problems, weighted_mix
+    rows = [{"problem": "a", "n_correct": 1, "n_samples": 2}, {"problem": "b", "n_correct": 2, "n_samples": 2},
+            {"problem": "c", "n_correct": 0, "n_samples": 2}, {"problem": "b", "n_correct": 2, "n_samples": 2},
+            {"problem": "d", "n_correct": 1, "n_samples": 2}, {"problem": "d", "n_correct": 2, "n_samples": 2}]
+    assert unsure_problems(rows) == {"a", "d"}
+    conv = lambda p, s: [{"role": "user", "content": p}, {"role": "assistant", "content": s}]  # noqa: E731
+    teacher = [conv("t", "x")]
+    verified = {conv_key(c): c for c in (conv("b", "2"), conv("a", "1"), conv("b", "two"))}
+    copies = {conv_key(conv("a", "1")): 3}
+    mix = weighted_mix(teacher, verified, copies)
+    assert mix[0] == teacher[0] and len(mix) == 1 + 3 + 1 + 1
+    assert sum(c == conv("a", "1") for c in mix) == 3 and sum(c == conv("b", "2") for c in mix) == 1
+    assert weighted_mix(teacher, verified, {}) == teacher + sorted(verified.values(), key=conv_key)  # the old mix
