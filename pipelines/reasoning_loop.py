@@ -518,7 +518,8 @@ class Loop:
             model, tok, loop_ck, res = self.train(f"round{r}-sft", mix, trained, steps, a.rft_lr, init=init_loop)
             histories[f"round {r} loop"] = res["history"]
             rec = {"round": r, "sft_rows": refs["counts"]["sft"]["rows"], "verified_rows": len(verified),
-                   "unsure_rows": n_unsure, "unsure_copies": a.unsure_copies, "mix_rows": len(mix), "steps": steps, "tokens": res["tokens"], "sampling": refs["by_level"],
+                   "unsure_rows": n_unsure, "unsure_copies": a.unsure_copies, "mix_rows": len(mix), "steps": steps,
+                   "tokens": res["tokens"], "sampling": refs["by_level"],
                    "pairs": refs["counts"]["pairs"]["pairs"], "init": a.init, "ck": loop_ck}
             if a.dpo:  # the dev set picks SFT or DPO to sample the next round: scored here, not on the side
                 ev = self.evaluate(model, tok, sampled=self.sampled_eval_at(r))
@@ -892,7 +893,10 @@ def resolve_workers(args: argparse.Namespace) -> None:
 
 def run_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.unsure_copies < 1:  # 0 or less would drop verified samples from training without a word
+        p.error(f"--unsure-copies must be at least 1, got {args.unsure_copies}")
     if args.seeds:
         return run_seeds(argv, args)
     resolve_workers(args)

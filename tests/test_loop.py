@@ -188,3 +188,12 @@ def test_a_sample_from_a_problem_solved_only_sometimes_weighs_more_in_the_mix():
     assert mix[0] == teacher[0] and len(mix) == 1 + 3 + 1 + 1
     assert sum(c == conv("a", "1") for c in mix) == 3 and sum(c == conv("b", "2") for c in mix) == 1
     assert weighted_mix(teacher, verified, {}) == teacher + sorted(verified.values(), key=conv_key)  # the old mix
+
+
+@pytest.mark.parametrize("n", ["0", "-1"])
+def test_unsure_copies_below_one_is_refused_before_anything_runs(tmp_path, n, capsys):
+    """Zero copies would take verified samples out of training silently: a usage error instead."""
+    with pytest.raises(SystemExit) as e:
+        run_main(["--warehouse", str(tmp_path / "wh"), "--unsure-copies", n])
+    assert e.value.code == 2 and "--unsure-copies must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "wh").exists()
