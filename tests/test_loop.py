@@ -109,6 +109,42 @@ def test_early_stopping_never_ends_round_0_before_min_steps(tmp_path):
     assert res["steps"] >= 10 and [s for s, _ in res["dev_curve"]][:2] == [8, 10]
 
 
+def test_a_dev_dip_does_not_end_round_0_and_the_best_dev_step_is_kept(tmp_path):
+    """One dev score over 300 problems has an SE of ~2.5 points: a peak followed by dips once ended a
+    seed's round 0 600 steps early. By default round 0 runs every step and keeps the peak's weights."""
+    import torch
+
+    from model import checkpoint
+    from model.tokenizer import ChatTokenizer
+    from pipelines.reasoning_loop import Loop, parser
+    from synth.problems import word_problems
+    probs = word_problems(40, seed=3, levels=(1,))
+    convs = [[{"role": "user", "content": p["problem"]}, {"role": "assistant", "content": p["reference_cot"]}]
+             for p in probs]
+    tok = ChatTokenizer.train((m["content"] for c in convs for m in c), vocab_size=300)
+    args = parser().parse_args(["--warehouse", str(tmp_path / "wh"), "--threads", "1", "--quiet", "--dim", "32",
+                                "--layers", "1", "--heads", "2", "--kv-heads", "1", "--ffn-dim", "64",
+                                "--tokens-per-batch", "512", "--eval-every", "2", "--max-new-tokens", "8",
+                                "--min-steps", "4"])
+    assert args.patience == 0
+    loop = Loop(args)
+    # the dev signal as a noisy run saw it: a peak at step 8, then four scores below it
+    scores = iter([0.10, 0.20, 0.30, 0.25, 0.20, 0.20, 0.25, 0.28])
+    at_peak = {}
+
+    def scripted_dev(model, tok):
+        acc = next(scores)
+        if acc == 0.30:
+            at_peak.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"accuracy": acc, "by_level": {}}
+    loop.evaluate_dev = scripted_dev
+    model, _, path, res = loop.train("r0", convs, ["t@1"], steps=16, lr=3e-3, tok=tok, early_stop=True)
+    assert res["steps"] == 16 and [s for s, _ in res["dev_curve"]] == [4, 6, 8, 10, 12, 14, 16]
+    assert res["best_step"] == 8
+    assert all(torch.equal(v, at_peak[k]) for k, v in model.state_dict().items())
+    assert checkpoint.meta(path)["step"] == 8  # the saved checkpoint is the peak, not the last step
+
+
 def _without_dpo(argv: list[str]) -> list[str]:
     out, skip = [], False
     for x in argv:
@@ -190,10 +226,13 @@ def test_a_sample_from_a_problem_solved_only_sometimes_weighs_more_in_the_mix():
     assert weighted_mix(teacher, verified, {}) == teacher + sorted(verified.values(), key=conv_key)  # the old mix
 
 
-@pytest.mark.parametrize("n", ["0", "-1"])
-def test_unsure_copies_below_one_is_refused_before_anything_runs(tmp_path, n, capsys):
-    """Zero copies would take verified samples out of training silently: a usage error instead."""
+@pytest.mark.parametrize("flag, n, says", [("--unsure-copies", "0", "--unsure-copies must be at least 1"),
+                                            ("--unsure-copies", "-1", "--unsure-copies must be at least 1"),
+                                            ("--patience", "-1", "--patience must be 0")])
+def test_a_meaningless_count_is_refused_before_anything_runs(tmp_path, flag, n, says, capsys):
+    """Zero copies would take verified samples out of training silently, and a negative patience
+    would pass for 'off': usage errors instead."""
     with pytest.raises(SystemExit) as e:
-        run_main(["--warehouse", str(tmp_path / "wh"), "--unsure-copies", n])
-    assert e.value.code == 2 and "--unsure-copies must be at least 1" in capsys.readouterr().err
+        run_main(["--warehouse", str(tmp_path / "wh"), flag, n])
+    assert e.value.code == 2 and says in capsys.readouterr().err
     assert not (tmp_path / "wh").exists()
