@@ -1,7 +1,7 @@
 """The closed loop: teacher data → verifier-filtered SFT → the model solves fresh problems → verify
 → train on what it got right (STaR / ReST-EM), measured against a compute-matched control.
 
-    python pipelines/reasoning_loop.py                         # one seed: 3 rounds, 2 processes (see bench/README.md)
+    python pipelines/reasoning_loop.py                         # one seed: 4 rounds, 2 processes (see bench/README.md)
     python pipelines/reasoning_loop.py --seeds 0 1 2 --jobs 3 --executor local --threads 1   # table + curve over seeds
     python pipelines/reasoning_loop.py --rounds 1 --no-ablation --sft-steps 200 --eval-problems 200   # a quick look
     ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/reasoning_loop.py --warehouse /abs/warehouse
@@ -803,7 +803,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run these seeds (each in <warehouse>/seed-S) and print the table over them")
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once with --seeds")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--executor", choices=["ray", "local"], default="ray")
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--threads", type=int, default=None,
@@ -837,7 +837,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--max-seq-len", type=int, default=256)
     g.add_argument("--rope-fraction", type=float, default=0.75)
     g = p.add_argument_group("training")
-    g.add_argument("--sft-steps", type=int, default=2400, help="round 0 and the ablation: training steps (the best dev step is kept)")
+    g.add_argument("--sft-steps", type=int, default=3200, help="round 0 and the ablation: training steps (the best dev step is kept)")
     g.add_argument("--eval-every", type=int, default=100, help="round 0: dev scoring interval (steps)")
     g.add_argument("--patience", type=int, default=0,
                    help="round 0 and the ablation: 0 (default) trains all --sft-steps and keeps the best dev step; N "
