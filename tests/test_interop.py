@@ -1,4 +1,5 @@
-"""Our tables in the tools users load them with (`make test-interop`; pins in requirements-interop.txt).
+"""Our tables in the tools users load them with (`make test-interop`; pins in requirements-interop.txt),
+and `curate serve` under the official `openai` client.
 
 One small real warehouse, made by the project's own pipelines: two versions of `docs` (the
 demo pipeline), `speech_sft` (TTS + ASR over six queries), and `reasoning_sft` / `preferences`
@@ -16,6 +17,7 @@ import soundfile as sf
 
 from chat_server import ChatServer
 from helpers import corpus, run_demo
+from served import serving, tiny_checkpoint
 from schemas.store import Store
 from synth.cot_sampling import SYSTEM
 from synth.problems import word_problems
@@ -223,3 +225,85 @@ def test_conversational_pairs_carry_the_generation_context():
     assert out[1]["level"] == 2
     # a table from before the `system` column still converts
     assert conversational(t.drop_columns(["system"])).column("prompt")[0].as_py() == [{"role": "user", "content": "2+2?"}]
+
+
+# ---- the official openai client against `curate serve` -----------------------------------
+@pytest.fixture(scope="module")
+def oai(tmp_path_factory):
+    """An `openai.OpenAI` client on `curate serve` over a tiny from-scratch built-in checkpoint."""
+    import openai
+    ck = tiny_checkpoint(str(tmp_path_factory.mktemp("oai") / "ck"))
+    with serving(ck) as srv:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1", api_key="none",
+                               max_retries=0, timeout=60)
+        yield client, srv.model_id
+        client.close()
+
+
+ASK = [{"role": "developer", "content": "Answer briefly."}, {"role": "user", "content": "Ava has 3 apples."}]
+
+
+def test_openai_client_plain_completion_with_usage(oai):
+    client, model = oai
+    r = client.chat.completions.create(model=model, messages=ASK, max_completion_tokens=6, seed=1)
+    assert r.object == "chat.completion" and r.model == model and len(r.choices) == 1
+    c = r.choices[0]
+    assert c.index == 0 and c.message.role == "assistant" and isinstance(c.message.content, str)
+    assert c.finish_reason in ("stop", "length")
+    assert 0 < r.usage.completion_tokens <= 6 and r.usage.prompt_tokens > 0
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_openai_client_n_choices_and_stop(oai):
+    client, model = oai
+    r = client.chat.completions.create(model=model, messages=ASK, n=3, max_completion_tokens=30, seed=2,
+                                       temperature=1.0, top_p=0.95)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert len({c.message.content for c in r.choices}) > 1  # one seed per choice
+    text = r.choices[0].message.content
+    assert len(text) >= 6, text
+    stop = text[len(text) // 2:len(text) // 2 + 2]
+    cut = client.chat.completions.create(model=model, messages=ASK, max_completion_tokens=30, seed=2,
+                                         temperature=1.0, top_p=0.95, stop=[stop, "@@never@@"])
+    assert cut.choices[0].message.content == text[:text.index(stop)] and cut.choices[0].finish_reason == "stop"
+
+
+def test_openai_client_streams_deltas_and_usage(oai):
+    client, model = oai
+    ask = dict(model=model, messages=ASK, n=2, max_completion_tokens=12, seed=3)
+    whole = client.chat.completions.create(**ask)
+    chunks = list(client.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    assert chunks and all(ch.object == "chat.completion.chunk" for ch in chunks)
+    *deltas, last = chunks
+    assert last.choices == [] and last.usage.total_tokens == whole.usage.total_tokens
+    for c in whole.choices:
+        mine = [ch.choices[0] for ch in deltas if ch.choices[0].index == c.index]
+        assert mine[0].delta.role == "assistant"
+        assert "".join(m.delta.content or "" for m in mine) == c.message.content
+        assert [m.finish_reason for m in mine if m.finish_reason] == [c.finish_reason]
+    # the SDK's own accumulator (it refuses a "length" finish, so a stop string ends this one)
+    text = whole.choices[0].message.content
+    assert len(text) >= 6, text
+    stop = text[len(text) // 2:len(text) // 2 + 2]
+    with client.chat.completions.stream(model=model, messages=ASK, max_completion_tokens=12, seed=3,
+                                        stop=stop) as s:
+        final = s.get_final_completion()
+    assert final.choices[0].message.content == text[:text.index(stop)] and final.choices[0].finish_reason == "stop"
+
+
+def test_openai_client_lists_models(oai):
+    client, model = oai
+    assert [m.id for m in client.models.list()] == [model]
+    assert client.models.retrieve(model).id == model
+
+
+def test_openai_client_gets_bad_request_errors_naming_the_field(oai):
+    import openai
+    client, model = oai
+    for kw, param in [(dict(n=99), "n"), (dict(max_completion_tokens=10 ** 6), "max_completion_tokens"),
+                      (dict(messages=[{"role": "narrator", "content": "hi"}]), "messages[0].role"),
+                      (dict(temperature="hot"), "temperature")]:  # (this client refuses lone surrogates itself)
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(**{"model": model, "messages": ASK, **kw})
+        assert e.value.status_code == 400 and e.value.param == param, (kw, e.value.body)
+        assert e.value.type == "invalid_request_error"
