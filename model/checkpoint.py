@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from model.config import ModelConfig
-from model.tokenizer import ChatTokenizer
+from model.tokenizer import ChatTokenizer, load_tokenizer
 from model.transformer import Transformer
 
 
@@ -63,7 +63,7 @@ def load(directory: str, device: str = "cpu") -> tuple[Transformer, ChatTokenize
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not (model.cfg.tie_embeddings and k == "head.weight")]:
         raise ValueError(f"checkpoint {directory}: missing {missing}, unexpected {unexpected}")
-    return model.to(device), ChatTokenizer.load(directory), m
+    return model.to(device), load_tokenizer(directory), m
 
 
 def load_optimizer(directory: str, optimizer) -> int | None:

@@ -31,10 +31,16 @@ class ModelConfig(_Json):
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
     dropout: float = 0.0
+    # What a pretrained checkpoint needs beyond the from-scratch model (model/hf_format.py maps
+    # Hugging Face configs onto these; the defaults leave a from-scratch model unchanged).
+    family: str = "llama"        # llama | qwen2 | phi3: the HF architecture it exports as
+    attn_bias: bool = False      # bias on q/k/v (Qwen2)
+    head_size: int = 0           # per-head dims when not dim // n_heads (0: dim // n_heads)
+    rope_scaling: dict[str, Any] | None = None   # Llama 3 long-context RoPE ({"rope_type": "llama3", ...})
 
     @property
     def head_dim(self) -> int:
-        return self.dim // self.n_heads
+        return self.head_size or self.dim // self.n_heads
 
 
 @dataclass

@@ -78,10 +78,12 @@ class RowSampler:
 
 
 @torch.no_grad()
-def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: int, stop_id: int, pad_id: int,
+def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: int, stop_id: int | Sequence[int],
+             pad_id: int,
              temperature: float | Sequence[float] = 0.0, top_p: float | Sequence[float] = 1.0,
              seed: int | Sequence[int] = 0) -> list[tuple[list[int], str]]:
     """Left-padded batch → (new token ids without the stop token, finish_reason) per prompt.
+    `stop_id` is one id or several (a chat template's end-of-turn and end-of-text tokens).
     Temperature, top-p and seed are one per prompt or one for all; a single seed gives prompt r
     the stream of seed `seed + r`."""
     model.eval()
@@ -100,7 +102,8 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
     causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()
     mask = (causal[None] & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=dev)[None]
     caches = [KVCache(T + max(0, max_new_tokens)) for _ in model.blocks]
-    logits = model(ids, pos, mask[:, None], caches)[:, -1]
+    logits = model(ids, pos, mask[:, None], caches, last_only=True)[:, -1]
+    stops = torch.tensor([stop_id] if isinstance(stop_id, int) else list(stop_id), device=dev)
     each = lambda v: list(v) if isinstance(v, Sequence) else [v] * B  # noqa: E731
     seeds = list(seed) if isinstance(seed, Sequence) else [seed + r for r in range(B)]
     pick = RowSampler(seeds, each(temperature), each(top_p), dev)
@@ -110,7 +113,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
     for _ in range(max(0, max_new_tokens)):
         tok = pick(logits, rows)
         steps.append((rows, tok))
-        live = tok != stop_id
+        live = ~torch.isin(tok, stops)
         if not bool(live.any()):
             break
         if not bool(live.all()):  # drop finished rows: the batch costs what its live rows cost
@@ -119,15 +122,16 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
             for c in caches:
                 c.keep(keep)
         valid = torch.cat((valid, torch.ones((len(rows), 1), dtype=torch.bool, device=dev)), 1)
-        logits = model(tok[:, None], next_pos[:, None], valid[:, None, None, :], caches)[:, -1]
+        logits = model(tok[:, None], next_pos[:, None], valid[:, None, None, :], caches, last_only=True)[:, -1]
         next_pos = next_pos + 1
     out_ids: list[list[int]] = [[] for _ in range(B)]
     for idx, tok in steps:
         for i, t in zip(idx.tolist(), tok.tolist()):
             out_ids[i].append(t)
     out = []
+    stop_set = set(stops.tolist())
     for row in out_ids:  # each row up to (without) its stop token
-        cut = row.index(stop_id) if stop_id in row else None
+        cut = next((j for j, t in enumerate(row) if t in stop_set), None)
         out.append((row[:cut], "stop" if cut is not None else "length"))
     return out
 
@@ -152,7 +156,7 @@ class BuiltinGenerator(Generator):
             chunk = requests[i:i + self.batch_size]
             prompts = [self.tok.encode_chat(r.messages, add_generation_prompt=True)[0] for r in chunk]
             res = generate(self.model, prompts, max_new_tokens=max(r.sampling.max_tokens for r in chunk),
-                           stop_id=self.tok.end, pad_id=self.tok.pad,
+                           stop_id=self.tok.stop_ids, pad_id=self.tok.pad,
                            temperature=[r.sampling.temperature for r in chunk],
                            top_p=[r.sampling.top_p for r in chunk], seed=[r.sampling.seed for r in chunk])
             for r, (ids, reason) in zip(chunk, res):

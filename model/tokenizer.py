@@ -12,11 +12,19 @@ from typing import Iterable
 
 SPECIAL = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
+# The same format as a Jinja chat template, written with an exported checkpoint so transformers,
+# vLLM and TRL build the prompts this tokenizer's `encode_chat` builds (tested token for token).
+CHAT_TEMPLATE = ("{% for m in messages %}{{ '<|' + ('system' if m['role'] == 'developer' else m['role']) + '|>' }}"
+                 "{{ m['content'] }}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
 
 class ChatTokenizer:
     def __init__(self, tok):
         self.tok = tok
         self.pad, self.system, self.user, self.assistant, self.end = (tok.token_to_id(s) for s in SPECIAL)
+        self.stop_ids = [self.end]
+        self.chat_template = CHAT_TEMPLATE
+        self.specials = {"bos_token": None, "eos_token": "<|end|>", "pad_token": "<|pad|>", "unk_token": None}
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 1024, split_digits: bool = True) -> "ChatTokenizer":
@@ -69,6 +77,17 @@ class ChatTokenizer:
             learn.append(False)
         return ids, learn
 
-    def chat_text(self, messages: list[dict[str, str]]) -> str:
+    def chat_text(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
         tags = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
-        return "".join(f"{tags[m['role']]}{m['content']}<|end|>" for m in messages)
+        return "".join(f"{tags[m['role']]}{m['content']}<|end|>" for m in messages) + (
+            "<|assistant|>" if add_generation_prompt else "")
+
+
+def load_tokenizer(directory: str):
+    """The tokenizer a checkpoint directory holds: a pretrained model's own (tokenizer.json with a
+    chat template in tokenizer_config.json) or the from-scratch chat BPE."""
+    from model.hf_tokenizer import TemplateTokenizer
+
+    if os.path.isdir(directory) and os.path.exists(os.path.join(directory, "tokenizer_config.json")):
+        return TemplateTokenizer.load(directory)
+    return ChatTokenizer.load(directory)

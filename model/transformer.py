@@ -2,6 +2,8 @@
 through SDPA, SwiGLU, tied embeddings. One module per idea, nanoGPT-style."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,7 +17,10 @@ class RMSNorm(nn.Module):
         self.eps, self.weight = eps, nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        return self.weight * x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps).to(x.dtype)
+        # normalise in fp32, then scale: the order transformers uses, so imported checkpoints give
+        # bit-identical logits (the other order drifted by ~1e-4 over 30 layers)
+        h = x.float()
+        return self.weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
 
 
 class Rotary(nn.Module):
@@ -27,11 +32,43 @@ class Rotary(nn.Module):
         super().__init__()
         self.rot_dim = int(cfg.head_dim * cfg.rope_fraction) // 2 * 2
         inv = 1.0 / cfg.rope_theta ** (torch.arange(0, self.rot_dim, 2).float() / max(1, self.rot_dim))
+        inv, self.scale = scaled_frequencies(inv, cfg.rope_scaling)
         self.register_buffer("inv_freq", inv, persistent=False)
 
     def forward(self, pos, dtype):  # pos: [B, T] → cos, sin: [B, 1, T, rot/2]
         ang = pos[:, None, :, None].float() * self.inv_freq
-        return ang.cos().to(dtype), ang.sin().to(dtype)
+        return (ang.cos() * self.scale).to(dtype), (ang.sin() * self.scale).to(dtype)
+
+
+def scaled_frequencies(inv: torch.Tensor, scaling: dict | None) -> tuple[torch.Tensor, float]:
+    """The RoPE variants pretrained checkpoints ship, as (inverse frequencies, cos/sin scale).
+
+    llama3 (Llama 3.1+): wavelengths longer than the original context are slowed by `factor`,
+    short ones are kept, and the band between is interpolated, so long-range positions spread
+    over the extended context while local ones stay exact. linear: every frequency / factor.
+    longrope (Phi-3.5/4): per-frequency factors (the short ones, valid up to the original
+    context, where `max_seq_len` is capped) and a cos/sin scale. Anything else is refused at
+    import (model/hf_format.py) rather than approximated."""
+    kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+    if kind == "default":
+        return inv, 1.0
+    if kind == "linear":
+        return inv / scaling["factor"], 1.0
+    if kind == "llama3":
+        factor, lo, hi = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        ctx = scaling["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv
+        slow = torch.where(wavelen > ctx / lo, inv / factor, inv)
+        mix = (ctx / wavelen - lo) / (hi - lo)
+        between = (wavelen >= ctx / hi) & (wavelen <= ctx / lo)
+        return torch.where(between, (1 - mix) * slow / factor + mix * slow, slow), 1.0
+    if kind == "longrope":
+        short = torch.tensor(scaling["short_factor"], dtype=torch.float32)
+        factor = scaling["max_position_embeddings"] / scaling["original_max_position_embeddings"]
+        scale = scaling.get("attention_factor") or (
+            1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(scaling["original_max_position_embeddings"])))
+        return inv / short, float(scale)
+    raise ValueError(f"RoPE scaling {kind!r} is not supported")
 
 
 def apply_rope(x, cos, sin):
@@ -75,9 +112,9 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.h, self.kv, self.d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.q = nn.Linear(cfg.dim, self.h * self.d, bias=False)
-        self.k = nn.Linear(cfg.dim, self.kv * self.d, bias=False)
-        self.v = nn.Linear(cfg.dim, self.kv * self.d, bias=False)
+        self.q = nn.Linear(cfg.dim, self.h * self.d, bias=cfg.attn_bias)
+        self.k = nn.Linear(cfg.dim, self.kv * self.d, bias=cfg.attn_bias)
+        self.v = nn.Linear(cfg.dim, self.kv * self.d, bias=cfg.attn_bias)
         self.o = nn.Linear(self.h * self.d, cfg.dim, bias=False)
         self.dropout = cfg.dropout
 
@@ -139,16 +176,20 @@ class Transformer(nn.Module):
     def _init(m):
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
 
-    def forward(self, ids, pos=None, mask=None, caches=None):
-        """ids, pos: [B, T]. Returns logits [B, T, V]."""
+    def forward(self, ids, pos=None, mask=None, caches=None, last_only: bool = False):
+        """ids, pos: [B, T]. Returns logits [B, T, V] ([B, 1, V] with `last_only`: sampling
+        needs the last position only, and a 49k-token head over a whole prompt is most of a
+        prefill's cost)."""
         if pos is None:
             pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
         x = self.embed(ids)
         rope = self.rope(pos, x.dtype)
         for i, blk in enumerate(self.blocks):
             x = blk(x, rope, mask, None if caches is None else caches[i])
-        return self.head(self.norm(x))
+        return self.head(self.norm(x[:, -1:] if last_only else x))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

