@@ -5,9 +5,11 @@
     python pipelines/speech_sft.py --input sft@v3 --voices piper:joe flite:slt --max-wer 0.1
 
 Flow: the first user turn of each `messages` conversation → keep it if it reads well aloud →
-its spoken form (numbers, symbols, abbreviations as words) → TTS with a voice picked per row
-→ audio checks → ASR (faster-whisper) → WER against the spoken form → rows in the form
-`<|user|><audio>{prompt}<|end|><|assistant|>{answer}<|end|>` with the audio as a 16 kHz WAV.
+its spoken form (numbers, symbols, abbreviations as words) → a repeat of an earlier row's
+spoken form and answer (the same output row) is `duplicate_id`, before any synthesis → TTS
+with a voice picked per row → audio checks → ASR (faster-whisper) → WER against the spoken
+form → rows in the form `<|user|><audio>{prompt}<|end|><|assistant|>{answer}<|end|>` with the
+audio as a 16 kHz WAV.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from pipelines.script import common_parser, main  # noqa: E402
 from schemas.engine.stage import StageSpec  # noqa: E402
 from schemas.tables import SFT, SPEECH_SFT  # noqa: E402
 from synth.asr import DEFAULT_MODEL, WhisperASR  # noqa: E402
-from synth.speech_text import extract_turns, format_speech_sample, select_speakable  # noqa: E402
+from synth.speech_text import (extract_turns, format_speech_sample, mark_duplicate_ids,  # noqa: E402
+                               select_speakable)
 from synth.tts import DEFAULT_VOICES, SpeechSynthesizer  # noqa: E402
 
 
@@ -37,6 +40,7 @@ def build(args):
     stages = [
         extract_turns,
         select_speakable.configure(min_words=args.min_words, max_words=args.max_words),
+        mark_duplicate_ids,  # would be the same output row (same id): rejected before TTS + ASR, not after
         StageSpec(SpeechSynthesizer, {"voices": args.voices}),
         check_audio,
         StageSpec(WhisperASR, {"model": args.asr_model, "device": args.asr_device,

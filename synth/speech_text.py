@@ -216,3 +216,23 @@ def format_speech_sample(batch: pa.Table, prompt: str = "") -> pa.Table:
     answers = batch.column("answer")
     sample = pc.binary_join_element_wise(f"<|user|><audio>{prompt}<|end|><|assistant|>", answers, "<|end|>", "")
     return annotate(batch, prompt=pa.array([prompt] * batch.num_rows, pa.string()), sample=sample)
+
+
+@stage()
+def mark_duplicate_ids(batch: pa.Table, fields: tuple[str, ...] = ("text", "answer")) -> pa.Table:
+    """Rows that would become the same `speech_sft` row are `duplicate_id` here, before TTS and ASR.
+
+    The output id hashes text, voice, engine and answer, and the voice is picked from the text
+    (`synth.tts.pick`), so equal text and answer make equal ids: the writer would keep the first
+    and reject the others as `duplicate_id` after paying TTS and ASR for them. Like the writer,
+    within the batch (a function stage gets the whole shard): the first occurrence goes on."""
+    cols = [batch.column(f).to_pylist() for f in fields]
+    first: dict[tuple, int] = {}
+    dup = [first.setdefault(key, i) != i for i, key in enumerate(zip(*cols))]
+    if not any(dup):
+        return batch
+    keys = list(zip(*cols))
+    what = ", ".join(fields)
+    detail = [f"exact duplicate ({what}) of an earlier row of this shard (row {first[keys[i]]} of "
+              f"{batch.num_rows} here); rejected before TTS" if d else None for i, d in enumerate(dup)]
+    return reject_where(batch, dup, "duplicate_id", detail)

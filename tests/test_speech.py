@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 
 from filters.wer import check_audio, utterance_wer, wer_filter
-from schemas.engine.stage import run_chain
-from schemas.tables import AUDIO
+from schemas.engine.stage import ModelStage, StageSpec, annotate, run_chain
+from schemas.tables import AUDIO, field
 from synth.audio import SAMPLE_RATE, audio_struct, decode
 from synth.speech_text import extract_turns, speakable_reason, spoken_form, wer_normalize
 from synth.tts import DEFAULT_VOICES, SpeechSynthesizer, available_voices, load_voice, pick
@@ -165,3 +165,70 @@ def test_speech_pipeline_end_to_end(tmp_path):
     assert len(wer["hist_by"]) >= 6 and sum(h["count"] for h in wer["hist_by"].values()) >= acc["kept"]
     assert props["stats"]["columns"]["duration_s"]["total"]["sum"] > 30
     json.dumps(props)  # lineage is plain JSON
+
+
+# ---- duplicates are rejected before TTS and ASR, not at write after them ----------------------
+def test_duplicate_queries_are_marked_not_dropped():
+    from synth.speech_text import mark_duplicate_ids
+    t = pa.table({"text": ["a b c", "d e f", "a b c", "a b c", "a b c"],
+                  "answer": ["x", "y", "x", "z", "x"]})
+    out = mark_duplicate_ids(t)
+    assert out.num_rows == 5 and reasons(out) == [None, None, "duplicate_id", None, "duplicate_id"]
+    assert "of an earlier row" in out.column("reject_detail")[2].as_py()
+    assert mark_duplicate_ids(t.slice(0, 2)).equals(t.slice(0, 2))  # nothing to mark: unchanged
+
+
+class _CountingTTS(ModelStage):
+    """Stands in for the TTS stage: records what it was asked to speak, makes audible audio."""
+    name, adds, resources = "tts", SpeechSynthesizer.adds, SpeechSynthesizer.resources
+    calls: list[list[tuple[str, str]]] = []
+
+    def __call__(self, batch):
+        texts, answers = batch.column("text").to_pylist(), batch.column("answer").to_pylist()
+        _CountingTTS.calls.append(list(zip(texts, answers)))
+        audio = []
+        for t in texts:
+            n = int(SAMPLE_RATE * max(1.0, len(t.split()) / 2.5))
+            audio.append(audio_struct(0.3 * np.sin(np.arange(n) * 2 * np.pi * 220 / SAMPLE_RATE).astype(np.float32)))
+        return annotate(batch, audio=pa.array(audio, AUDIO), duration_s=pa.array([None] * len(texts), pa.float32()),
+                        voice=pa.array(["fake:one"] * len(texts)), engine=pa.array(["fake"] * len(texts)))
+
+
+class _EchoASR(ModelStage):
+    """Stands in for ASR: hears exactly what was meant."""
+    name, adds = "asr", [field("asr_text", pa.string())]
+
+    def __call__(self, batch):
+        return annotate(batch, asr_text=batch.column("text"))
+
+
+def test_duplicate_queries_never_reach_tts_and_every_row_is_accounted(tmp_path):
+    """The demo queries hold repeats (16 of the 56 speakable ones): they are rejected as
+    `duplicate_id` before TTS (the stage says so in the rejects), none at write, and rows in
+    still equal kept + rejected."""
+    from pipelines.script import options
+    from pipelines.speech_sft import build, parser
+    from schemas.engine.runner import run
+    from schemas.store import Store
+    from synth.asr import WhisperASR
+    wh = str(tmp_path / "wh")
+    args = parser().parse_args(["--warehouse", wh, "--executor", "local", "--quiet"])
+    pipeline, inputs = build(args)
+    fake = {SpeechSynthesizer: _CountingTTS, WhisperASR: _EchoASR}
+    pipeline.stages = [StageSpec(fake[s.target]) if isinstance(s, StageSpec) and s.target in fake else s
+                       for s in pipeline.stages]
+    _CountingTTS.calls.clear()
+    acc = run(pipeline, options(args, inputs)).accounting
+    assert acc["rows_in"] == acc["kept"] + acc["rejected"]
+    stages = {s["stage"]: s for s in acc["stages"]}
+    dups = stages["mark_duplicate_ids"]["reasons"].get("duplicate_id", 0)
+    assert dups >= 10 and acc["rejects_by_reason"]["duplicate_id"] == dups
+    assert "duplicate_id" not in stages.get("write", {"reasons": {}})["reasons"]
+    # TTS saw each (text, answer) of a shard once, and only the rows left after the marking
+    assert _CountingTTS.calls and all(len(c) == len(set(c)) for c in _CountingTTS.calls)
+    assert sum(len(c) for c in _CountingTTS.calls) == stages["tts"]["rows_in"] == stages["mark_duplicate_ids"]["rows_out"]
+    rejects = Store(wh).read_arrow("speech_sft_rejects", columns=["drop_reason", "reject_stage", "reject_detail"])
+    dup_rows = [r for r in rejects.to_pylist() if r["drop_reason"] == "duplicate_id"]
+    assert len(dup_rows) == dups and all(r["reject_stage"] == "mark_duplicate_ids" and r["reject_detail"]
+                                         for r in dup_rows)
+    assert Store(wh).read_arrow("speech_sft").num_rows == acc["kept"]
