@@ -119,8 +119,8 @@ def train_dpo(model: Transformer, tok: ChatTokenizer, pairs: list[dict], heldout
                "accuracy": round(float((cr > rr).float().mean()), 3)}
         history.append(rec)
         if bar is not None:
-            bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", margin=f"{rec['reward_margin']:.2f}")
+            bar.update(1)
     if bar is not None:
         bar.close()
     after = evaluate_pairs(model, ref_held, held, tok.pad, device, cfg.beta) if held else {}

@@ -96,9 +96,9 @@ def train_sft(model: Transformer, tok: ChatTokenizer, conversations: list[list[d
         log.write(json.dumps(rec) + "\n")
         stop = bool(on_step(rec)) if on_step else False
         if bar is not None:
-            bar.update(1)
             if step % cfg.log_every == 0:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+            bar.update(1)
         done = step + 1
         if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps or done == stop_after or stop:
             checkpoint.save(out_dir, model, tok, step=done, train_config=cfg.to_dict(), trained_on=trained_on,
@@ -117,10 +117,12 @@ def train_sft(model: Transformer, tok: ChatTokenizer, conversations: list[list[d
 
 
 def _bar(progress: bool, total: int, initial: int, desc: str):
+    """A step bar on a terminal; elsewhere a line every CURATE_PROGRESS_EVERY s (schemas.progress)."""
     if not progress:
         return None
-    from tqdm import tqdm
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False)
+    from schemas.progress import progress as make
+    # no line-printing thread: a step is short, each update prints the line when one is due
+    return make(total=total, initial=initial, desc=desc, unit="step", leave=False, thread=False)
 
 
 def plot_loss(histories: dict[str, list[dict]], path: str) -> str:

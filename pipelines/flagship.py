@@ -149,7 +149,7 @@ class Steps:
                 "--sft-steps", str(a.sft_steps), "--eval-every", str(max(1, a.sft_steps // 2)),
                 "--round-tokens", str(20 * 2048), "--dpo", "--dpo-steps", "10", "--min-pairs", "1", "--k", "4",
                 "--eval-k", "1"]
-        if a.quiet or not sys.stderr.isatty():  # training step bars only on a terminal
+        if a.quiet:  # step bars on a terminal, a line every CURATE_PROGRESS_EVERY s elsewhere
             argv.append("--quiet")
         if a.num_cpus:
             argv += ["--num-cpus", str(a.num_cpus)]

@@ -221,15 +221,17 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
             done[summary["shard"]] = summary
             fresh.append(summary)
             if bar is not None:
-                bar.update(1)
                 extra = pipeline.progress(fresh, time.perf_counter() - started) if pipeline.progress else {}
                 bar.set_postfix(kept=sum(s["kept"] for s in done.values()),
                                 rejected=sum(s["rejected"] for s in done.values()), **extra)
+                bar.update(1)
 
-        plan = execute(shards, pending, job, opts.executor, on_done, opts.num_cpus, lambda m: _log(opts, m))
+        try:
+            plan = execute(shards, pending, job, opts.executor, on_done, opts.num_cpus, lambda m: _log(opts, m))
+        finally:
+            if bar is not None:
+                bar.close()  # also on failure: its line printer must not outlive the run
         plan["placement"] = _placement(done.values())
-        if bar is not None:
-            bar.close()
         missing = [s.key for s in shards if s.key not in done]
         if missing:
             raise RuntimeError(f"{len(missing)} shards finished without a marker; nothing was published")
@@ -359,11 +361,11 @@ def _input_lineage(shards: list[InputShard]) -> dict[str, Any]:
 
 
 def _progress(opts: RunOptions, total: int, initial: int, name: str):
+    """A bar on a terminal; elsewhere (a file, `ray job logs`) a line every CURATE_PROGRESS_EVERY s."""
     if not opts.progress:
         return None
-    from tqdm import tqdm
-    return tqdm(total=total, initial=initial, desc=f"{name}: shards", unit="shard",
-                disable=not sys.stderr.isatty() and os.environ.get("CURATE_PROGRESS") != "1")
+    from schemas.progress import progress
+    return progress(total=total, initial=initial, desc=name, unit="shard")
 
 
 def _log(opts: RunOptions, msg: str) -> None:
