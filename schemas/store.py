@@ -529,10 +529,17 @@ class Store:
         return f"{where}: read failed: {cause}"
 
     def read_ray(self, ref: str | Ref, columns: Iterable[str] | None = None):
-        """A Ray Dataset over one version (streams its files from the workers)."""
+        """A Ray Dataset over one version (streams its files from the workers).
+
+        Ray is started the way the pipelines start it (schemas/engine/raysession.py: embedded,
+        on 127.0.0.1, auth off, no dashboard) unless it is already up in this process or
+        RAY_ADDRESS names a cluster to join; never Ray's own defaults."""
         import ray.data
-        t, snap = self.snapshot(ref)
+
+        from schemas.engine.raysession import init_ray
+        t, snap = self.snapshot(ref)  # a wrong name or tag fails before Ray starts
         ref = Ref.parse(ref) if isinstance(ref, str) else ref
+        init_ray()
         return ray.data.read_iceberg(
             table_identifier=self.ident(ref.table), snapshot_id=snap.snapshot_id,
             selected_fields=tuple(columns) if columns else ("*",),

@@ -30,6 +30,7 @@ def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None) ->
     address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        _start_data_coordinator()
         return address
     # Workers import the project's packages from the checkout, installed or not.
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -39,7 +40,30 @@ def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None) ->
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  object_store_memory=(object_store_mb or 1024) << 20, logging_level=logging.WARNING,
                  _node_ip_address=LOOPBACK)
+    _start_data_coordinator()
     return "local"
+
+
+def _start_data_coordinator(timeout_s: float = 120.0) -> bool:
+    """Start Ray Data's autoscaling coordinator now, while the cluster is idle.
+
+    Ray Data sizes every execution by what this cluster-wide actor (detached, one per cluster)
+    has reserved for it; until the actor answers, an execution's resource limits are zero and
+    its first operator gets nothing. Left to itself the first execution creates the actor, whose
+    worker then starts beside the stages' actor pools (a worker process at a time per CPU): on a
+    loaded machine that took over a minute, Ray Data logged "Cluster resources are not enough to
+    run any task … The job may hang forever" (its starvation warning, after 60 s of zero
+    limits) and nothing ran meanwhile, though the cluster had the CPUs. Started here it answers
+    within a second of each execution's start. Best effort: a Ray without it, or a coordinator
+    that does not answer in `timeout_s`, leaves Ray Data to start it as before."""
+    import ray
+    try:
+        from ray.data._internal.cluster_autoscaler import get_or_create_autoscaling_coordinator
+        actor = get_or_create_autoscaling_coordinator()
+        ray.get(actor.get_reserved_resources.remote("curate-warmup"), timeout=timeout_s)
+        return True
+    except Exception:  # noqa: BLE001 - an optimisation only: never fails the run
+        return False
 
 
 LOOPBACK = "127.0.0.1"

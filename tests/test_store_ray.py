@@ -1,0 +1,90 @@
+"""`Store.read_ray` starts Ray the project's way (embedded, 127.0.0.1, auth off, no dashboard),
+never with Ray's defaults (token auth, a dashboard, a minute to start), unless Ray is already up
+or RAY_ADDRESS names a cluster; and starting Ray starts Ray Data's autoscaling coordinator."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import corpus, run_demo
+from schemas.store import Store
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    """ray.init and read_iceberg recorded, nothing started."""
+    import ray
+    import ray.data
+
+    from schemas.engine import raysession
+    calls = {"init": [], "read": []}
+
+    def init(**kw):
+        calls["init"].append({**kw, "auth": os.environ.get("RAY_AUTH_MODE")})
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(raysession, "_quiet_ray_data", lambda: None)
+    monkeypatch.setattr(raysession, "_start_data_coordinator", lambda: calls["init"].append("coordinator"))
+    monkeypatch.setattr(ray.data, "read_iceberg", lambda **kw: calls["read"].append(kw) or "dataset")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    return calls
+
+
+def test_read_ray_starts_the_embedded_ray(tmp_path, warehouse, fake_ray):
+    r = run_demo(warehouse, corpus(tmp_path, n_files=1, limit=30))
+    assert Store(warehouse).read_ray("docs", columns=["id"]) == "dataset"
+    init, coordinator = fake_ray["init"]
+    assert coordinator == "coordinator"                  # Ray Data's coordinator, started with Ray
+    assert init["address"] == "local" and init["include_dashboard"] is False
+    assert init["_node_ip_address"] == "127.0.0.1" and init["auth"] == "disabled"
+    [read] = fake_ray["read"]
+    assert read["snapshot_id"] == r.snapshot_id and read["selected_fields"] == ("id",)
+
+
+def test_read_ray_joins_ray_address_and_a_running_ray(tmp_path, warehouse, fake_ray, monkeypatch):
+    import ray
+    run_demo(warehouse, corpus(tmp_path, n_files=1, limit=30))
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6390")
+    Store(warehouse).read_ray("docs")
+    assert [c["address"] for c in fake_ray["init"][:1]] == ["127.0.0.1:6390"]
+    assert "include_dashboard" not in fake_ray["init"][0] and fake_ray["init"][1] == "coordinator"
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    Store(warehouse).read_ray("docs")
+    assert len(fake_ray["init"]) == 2                    # already up: used as it is
+    with pytest.raises(Exception, match="nope"):
+        Store(warehouse).read_ray("docs@nope")           # a wrong tag fails before Ray starts
+    assert len(fake_ray["init"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_read_ray_in_a_fresh_process_reads_the_version_on_an_embedded_ray(tmp_path, warehouse):
+    r = run_demo(warehouse, corpus(tmp_path, n_files=1, limit=30))
+    code = (
+        "import json, os, ray\n"
+        "from schemas.store import Store\n"
+        "store = Store(%r)\n"
+        "store.snapshot('docs')\n"
+        "from schemas.engine.raysession import init_ray\n"
+        "init_ray()\n"
+        # Ray Data's coordinator is up before any dataset: an execution's limits are not zero
+        # for the minute its worker took to start beside the stages' pools (the false warning)
+        "ray.get_actor('AutoscalingCoordinator', namespace='AutoscalingCoordinator')\n"
+        "n = store.read_ray('docs@%s').count()\n"
+        "node = ray._private.worker._global_node\n"
+        "print(json.dumps({'n': n, 'gcs': ray.get_runtime_context().gcs_address,\n"
+        "                  'dashboard': node.address_info.get('webui_url'), 'auth': os.environ.get('RAY_AUTH_MODE')}))\n"
+        "ray.shutdown()\n") % (warehouse, r.snapshot_id)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env["RAY_DATA_STARVATION_WARNING_DELAY_S"] = "10"    # Ray Data's 60 s, shortened
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["n"] == r.accounting["kept"]
+    assert out["gcs"].startswith("127.0.0.1:") and not out["dashboard"] and out["auth"] == "disabled"
+    assert "not enough to run any task" not in p.stderr
