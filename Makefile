@@ -14,7 +14,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup debs test-debs install-debs demo demo-quick test test-slow test-interop bench bench-setup clean
+.PHONY: setup debs test-debs install-debs demo demo-quick test test-slow test-interop check-install bench bench-setup clean
 
 setup: $(STAMP) debs
 
@@ -56,6 +56,11 @@ test: setup test-debs
 # The slow suites (a SIGKILL at every phase of a real pipeline, ...): CI runs them after `make test`.
 test-slow: setup test-debs
 	$(PY) -m pytest -q -m slow
+
+# What a fresh machine would hit first: the lock resolves from the public index alone, and a
+# wheel (non-editable install) holds and imports every module. CI runs it before the tests.
+check-install: setup
+	PY=$(PY) bash .ci/check_install
 
 # Our tables in the tools users load them with: pyiceberg, polars, DuckDB, Hugging Face datasets,
 # TRL (requirements-interop.txt, installed into the same .venv); CI runs it after test-slow.
