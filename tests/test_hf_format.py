@@ -318,3 +318,36 @@ def test_smollm2_imports_exactly_and_round_trips_through_an_hf_export(smollm2, t
     with torch.no_grad():
         p = torch.tensor([prompts[1]])
         assert torch.equal(reloaded(p).logits, ours(p))
+
+
+def test_an_imported_model_fine_tunes_on_its_template_and_samples_to_its_end_of_turn(tmp_path):
+    """SFT, DPO and the generator run on an imported checkpoint with its own tokenizer: the loss
+    falls on the assistant tokens, the saved checkpoint keeps the tokenizer files, and sampling
+    stops at the template's end-of-turn id."""
+    from model.config import TrainConfig
+    from model.dpo import train_dpo
+    from model.generate import BuiltinGenerator
+    from model.generation import Request, Sampling
+    from model.sft import train_sft
+
+    _, _, ckpt = _make_family("llama", tmp_path)
+    model, tok, _ = checkpoint.load(ckpt)
+    with torch.no_grad():  # the parity fixture draws norm weights near 0; a trainable start has them at 1
+        for n, p in model.named_parameters():
+            if n.endswith(("n1.weight", "n2.weight")) or n == "norm.weight":
+                p.fill_(1.0)
+    convs = [CONVERSATION[1:3], CONVERSATION] * 8
+    cfg = TrainConfig(lr=3e-3, steps=40, warmup_steps=3, tokens_per_batch=512, seq_len=128, log_every=100)
+    out = str(tmp_path / "sft")
+    res = train_sft(model, tok, convs, cfg, out, ["t@1"], torch.device("cpu"), progress=False)
+    first, last = res["history"][0]["loss"], res["final_loss"]
+    assert last < first / 2, (first, last)
+    assert {"tokenizer.json", "tokenizer_config.json", "generation_config.json"} <= set(os.listdir(out))
+    pairs = [{"prompt": "What is 12 + 30?", "chosen": "12 + 30 = 42.", "rejected": "12 + 30 = 41."}] * 4
+    res = train_dpo(model, tok, pairs, [], TrainConfig(dpo_steps=3, pairs_per_batch=2), str(tmp_path / "dpo"),
+                    ["p@1"], torch.device("cpu"), progress=False)
+    assert len(res["history"]) == 3
+    gen = BuiltinGenerator(out)
+    assert gen.tok.stop_ids == [2]
+    c = gen.generate([Request(CONVERSATION[1:2], Sampling(temperature=0.0, max_tokens=40))])[0]
+    assert c.error is None and c.finish_reason == "stop" and c.text.strip() == "12 + 30 = 42.", c
