@@ -3,7 +3,7 @@ built-in model as a `model.generation.Generator` for rejection sampling."""
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -81,11 +81,13 @@ class RowSampler:
 def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: int, stop_id: int | Sequence[int],
              pad_id: int,
              temperature: float | Sequence[float] = 0.0, top_p: float | Sequence[float] = 1.0,
-             seed: int | Sequence[int] = 0) -> list[tuple[list[int], str]]:
+             seed: int | Sequence[int] = 0,
+             on_step: Callable[[list[int], list[int]], None] | None = None) -> list[tuple[list[int], str]]:
     """Left-padded batch → (new token ids without the stop token, finish_reason) per prompt.
     `stop_id` is one id or several (a chat template's end-of-turn and end-of-text tokens).
     Temperature, top-p and seed are one per prompt or one for all; a single seed gives prompt r
-    the stream of seed `seed + r`."""
+    the stream of seed `seed + r`. `on_step(rows, tokens)` sees each step's new token of every
+    live row (a server streams them); it cannot change what is sampled."""
     model.eval()
     dev = next(model.parameters()).device
     B = len(prompts)
@@ -113,6 +115,8 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
     for _ in range(max(0, max_new_tokens)):
         tok = pick(logits, rows)
         steps.append((rows, tok))
+        if on_step is not None:
+            on_step(rows.tolist(), tok.tolist())
         live = ~torch.isin(tok, stops)
         if not bool(live.any()):
             break
@@ -138,6 +142,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
 
 class BuiltinGenerator(Generator):
     """`builtin:<checkpoint dir>` for `synth.generators.make_generator`: the loop's generator."""
+    streams = True
 
     def __init__(self, checkpoint_dir: str, cache: str | None = None, batch_size: int = 32,
                  threads: int | None = None, device: str | None = None):
@@ -150,20 +155,39 @@ class BuiltinGenerator(Generator):
         self.model_id = f"builtin:{self.meta['id']}"
         self.batch_size, self.checkpoint_dir = batch_size, checkpoint_dir
 
-    def _generate(self, requests: list[Request]) -> list[Completion]:
+    def _generate(self, requests: list[Request], on_text: Callable[[int, str], None] | None = None
+                  ) -> list[Completion]:
         out = []
         for i in range(0, len(requests), self.batch_size):
             chunk = requests[i:i + self.batch_size]
             prompts = [self.tok.encode_chat(r.messages, add_generation_prompt=True)[0] for r in chunk]
+            hook = None if on_text is None else self._text_hook(on_text, i, chunk)
             res = generate(self.model, prompts, max_new_tokens=max(r.sampling.max_tokens for r in chunk),
                            stop_id=self.tok.stop_ids, pad_id=self.tok.pad,
                            temperature=[r.sampling.temperature for r in chunk],
-                           top_p=[r.sampling.top_p for r in chunk], seed=[r.sampling.seed for r in chunk])
+                           top_p=[r.sampling.top_p for r in chunk], seed=[r.sampling.seed for r in chunk],
+                           on_step=hook)
             for r, (ids, reason) in zip(chunk, res):
                 if len(ids) > r.sampling.max_tokens:  # a longer neighbour kept the batch going
                     ids, reason = ids[:r.sampling.max_tokens], "length"
                 out.append(Completion(self.tok.decode(ids), reason, tokens=len(ids)))
         return out
+
+    def _text_hook(self, on_text: Callable[[int, str], None], offset: int, chunk: list[Request]):
+        """Per step: each live row's text so far → on_text(request index, text). Text that ends in
+        an unfinished character (a multi-byte token split) waits for the next step."""
+        ids: list[list[int]] = [[] for _ in chunk]
+        stops = set(self.tok.stop_ids)
+
+        def hook(rows: list[int], toks: list[int]) -> None:
+            for r, t in zip(rows, toks):
+                if t in stops or len(ids[r]) >= chunk[r].sampling.max_tokens:
+                    continue
+                ids[r].append(t)
+                text = self.tok.decode(ids[r])
+                if not text.endswith("\ufffd"):
+                    on_text(offset + r, text)
+        return hook
 
     def info(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "checkpoint": os.path.abspath(self.checkpoint_dir),

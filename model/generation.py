@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 Messages = list[dict[str, str]]
 
@@ -87,19 +87,28 @@ class GenerationCache:
 
 
 class Generator:
-    """Base: cache lookups around a backend's `_generate` over the misses."""
+    """Base: cache lookups around a backend's `_generate` over the misses. A backend that can
+    report text as it is sampled sets `streams` and takes `on_text` in `_generate`."""
     model_id: str = "generator"
+    streams: bool = False
 
     def __init__(self, cache: str | None = None):
         self.cache = GenerationCache(cache) if cache else None
         self.stats = {"requests": 0, "cache_hits": 0, "errors": 0, "seconds": 0.0, "tokens": 0}
 
-    def generate(self, requests: list[Request]) -> list[Completion]:
+    def generate(self, requests: list[Request], on_text: Callable[[int, str], None] | None = None
+                 ) -> list[Completion]:
+        """One completion per request, in order. `on_text(i, text so far)` hears request i's text
+        while it is sampled, from backends that stream (cached and other answers only arrive whole)."""
         keys = [cache_key(self.model_id, r) for r in requests]
         hits = self.cache.get_many(keys) if self.cache else {}
         todo = [i for i, k in enumerate(keys) if k not in hits]
         t0 = time.perf_counter()
-        fresh = self._generate([requests[i] for i in todo]) if todo else []
+        if todo and on_text is not None and self.streams:
+            fresh = self._generate([requests[i] for i in todo],  # type: ignore[call-arg]
+                                   on_text=lambda j, text: on_text(todo[j], text))
+        else:
+            fresh = self._generate([requests[i] for i in todo]) if todo else []
         self.stats["seconds"] += time.perf_counter() - t0
         if self.cache:
             self.cache.put_many([(keys[i], self.model_id, c) for i, c in zip(todo, fresh)])

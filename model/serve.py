@@ -12,10 +12,12 @@ are accepted and ignored, except the ones whose silent omission would hand the c
 answer (`logprobs`, `tools`, a JSON `response_format`): those get 400. Every refusal is an
 OpenAI-style error body, `{"error": {"message", "type", "param", "code"}}`, naming the field.
 
-Streaming: the generator has no per-token callback yet, so a stream sends its first chunks (the
-role) as soon as the request is queued and the content once the completion is generated, in
-word-sized deltas through the same stop-string filter a token-by-token source would use
-(`StopFilter`: text that could be the start of a stop string is held back until it is not).
+Streaming: a stream sends its first chunks (the role) as soon as the request is queued, then the
+text as the model samples it (the generator's `on_text` hook: each step's decoded text, an
+unfinished multi-byte character held until it completes), through a stop-string filter
+(`StopFilter`: text that could be the start of a stop string is held back until it is not). An
+answer that comes whole (from the cache, or a backend that cannot stream) goes out in word-sized
+deltas through the same filter.
 
 Bounded everywhere, so no client can hold the server: a body-size limit (413), caps on `n`
 and the completion tokens (400), a per-read timeout and a whole-request deadline on reading, a listen
@@ -275,6 +277,8 @@ class _Job:
     result: list[Completion] | None = None
     prompt_tokens: int = 0
     error: str | None = None
+    # a stream's (choice, text so far) as the generator samples it; None once generation is over
+    texts: queue.Queue = field(default_factory=queue.Queue)
 
 
 _BUSY_BODY = json.dumps(error_body(503, "server busy: too many connections; retry later", code="server_busy"))
@@ -305,12 +309,14 @@ class ChatServer(ThreadingHTTPServer):
         while (job := self.jobs.get()) is not None:
             try:
                 job.prompt_tokens = self.prompt_tokens(job.chat.requests[0].messages)
-                job.result = self.gen.generate(job.chat.requests)
+                hear = (lambda i, text: job.texts.put((i, text))) if job.chat.stream else None
+                job.result = self.gen.generate(job.chat.requests, on_text=hear)
                 bad = [c.error or "no text" for c in job.result if c.error is not None or c.text is None]
                 if bad or len(job.result) != len(job.chat.requests):
                     job.error = f"generator error: {bad[0] if bad else 'wrong number of choices'}"
             except Exception as e:  # noqa: BLE001 - reported to that client as a 500
                 job.error = f"{type(e).__name__}: {e}"[:500]
+            job.texts.put(None)
             job.done.set()
 
     def submit(self, chat: ChatRequest) -> _Job | None:
@@ -551,32 +557,42 @@ class Handler(BaseHTTPRequestHandler):
 
         for i in range(len(chat.requests)):
             self._event(chunk([choice(i, {"role": "assistant", "content": ""})]))
+        n = len(chat.requests)
+        seen, filters, finished = [""] * n, [StopFilter(r.sampling.stop) for r in chat.requests], [False] * n
+
+        def feed(i: int, delta: str) -> None:
+            out = filters[i].feed(delta)
+            if out:
+                self._event(chunk([choice(i, {"content": out})]))
+            if filters[i].stopped and not finished[i]:
+                finished[i] = True
+                self._event(chunk([choice(i, {}, "stop")]))
+
+        def hear(i: int, text: str) -> None:  # the text so far: send what is new
+            if not finished[i] and text.startswith(seen[i]) and len(text) > len(seen[i]):
+                feed(i, text[len(seen[i]):])
+                seen[i] = text
+
+        while (heard := job.texts.get()) is not None:  # token by token while the model samples
+            hear(*heard)
         job.done.wait()
         if job.error is not None:  # the status line is gone: the error travels as an event, as OpenAI's does
             self._event(error_body(500, f"generation failed: {job.error}"))
             return
-        for i, (req, c) in enumerate(zip(chat.requests, job.result or [])):
-            for delta, finish in self._deltas(c, req.sampling.stop):
-                if delta:
-                    self._event(chunk([choice(i, {"content": delta})]))
-                if finish is not None:
-                    self._event(chunk([choice(i, {}, finish)]))
+        for i, c in enumerate(job.result or []):  # the rest: all of it for an answer that came whole (cache)
+            text = c.text or ""
+            for piece in pieces(text[len(seen[i]):] if text.startswith(seen[i]) else ""):
+                if not finished[i]:
+                    feed(i, piece)
+            if not finished[i]:
+                rest = filters[i].flush()
+                if rest:
+                    self._event(chunk([choice(i, {"content": rest})]))
+                finished[i] = True
+                self._event(chunk([choice(i, {}, c.finish_reason or "stop")]))
         if chat.include_usage:
             self._event(chunk([], self._usage(job)))
         self.wfile.write(b"data: [DONE]\n\n")
-
-    @staticmethod
-    def _deltas(c: Completion, stops: tuple[str, ...]) -> Iterator[tuple[str, str | None]]:
-        """(content delta, None)… then ("", finish_reason) for one finished completion."""
-        f = StopFilter(stops)
-        for piece in pieces(c.text or ""):
-            out = f.feed(piece)
-            yield out, None
-            if f.stopped:
-                yield "", "stop"
-                return
-        yield f.flush(), None
-        yield "", c.finish_reason or "stop"
 
     def _event(self, obj: dict) -> None:
         self.wfile.write(b"data: " + json.dumps(obj).encode() + b"\n\n")

@@ -307,3 +307,33 @@ def test_builtin_stop_cuts_before_the_first_occurrence(builtin):
     _, events = stream(builtin, {**ask, "stop": stop})
     assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]) == text[:text.index(stop)]
     assert events[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_stream_carries_text_while_the_model_is_still_sampling(tmp_path):
+    """Token by token, not after the fact: the model's 6th step waits until the client has read a
+    content chunk; were the text sent only once generation ended, the client could not have."""
+    ck = tiny_checkpoint(str(tmp_path / "ck"))
+    client_has_text, order = threading.Event(), []
+    with serving(ck) as srv:
+        model, calls = srv.gen.model, [0]
+        forward = model.forward
+
+        def slow_forward(*a, **kw):
+            calls[0] += 1
+            if calls[0] == 6:
+                order.append(("model waits at step 6", client_has_text.wait(30)))
+            return forward(*a, **kw)
+
+        model.forward = slow_forward
+        url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+        with httpx.stream("POST", url + "/chat/completions", timeout=60,
+                          json={"messages": MSG, "seed": 1, "max_completion_tokens": 20, "stream": True}) as r:
+            content = []
+            for line in r.iter_lines():
+                if line.startswith("data: {"):
+                    delta = json.loads(line[6:])["choices"][0]["delta"].get("content")
+                    if delta:
+                        content.append(delta)
+                        client_has_text.set()
+    assert order == [("model waits at step 6", True)]
+    assert len(content) >= 5, content  # a delta per sampled token, not one block
