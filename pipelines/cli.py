@@ -231,7 +231,7 @@ def show(ctx, ref, n, columns, where, width, as_json):
 
     from pipelines.report import console
     store = _store(ctx)
-    rows = store.read_arrow(ref, columns or None, limit=n, where=where).to_pylist()
+    rows = _as_written(store.read_arrow(ref, columns or None, limit=n, where=where)).to_pylist()
     for r in rows:
         if as_json:
             click.echo(json.dumps(r, default=_jsonable, ensure_ascii=False))
@@ -244,6 +244,16 @@ def show(ctx, ref, n, columns, where, width, as_json):
         console.print(Panel("\n".join(lines), expand=True))
     if not as_json:
         console.print(f"{len(rows)} rows of {ref}")
+
+
+def _as_written(table):
+    """float32 columns as the shortest decimals that read back the same (0.025 for an accuracy of
+    1/40, not 0.02500000037252903, which is the float32 value widened to a Python float)."""
+    import pyarrow as pa
+    for i, f in enumerate(table.schema):
+        if pa.types.is_float32(f.type):
+            table = table.set_column(i, f.name, table.column(i).cast(pa.string()).cast(pa.float64()))
+    return table
 
 
 def _jsonable(v):
@@ -286,18 +296,67 @@ def gc(ctx, table, older_than, runs, dry_run):
 
 @main.command()
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="the lineage JSON only (for scripts)")
+@click.option("--json", "as_json", is_flag=True, help="the lineage as one JSON document, nothing else (for scripts)")
 @click.pass_context
 def lineage(ctx, ref, as_json):
     """Run id, pipeline, resolved config, code commit, inputs, models, operators with their
-    resources, and accounting of a version; then where the time went, per stage."""
+    resources, and accounting of a version; then where the time went, per stage. Tables for
+    people; --json prints the whole lineage as one JSON document."""
     props = _store(ctx).properties(ref)
     props.pop("stats", None)
-    click.echo(json.dumps(props, indent=2, default=str))
     if as_json:
+        click.echo(json.dumps(props, indent=2, default=str))
         return
+    _print_lineage(ref, props)
+
+
+def _compact(v, n: int = 200) -> str:
+    """A value on one line: strings as they are, the rest as compact JSON, cut at n characters."""
+    s = v if isinstance(v, str) else json.dumps(v, default=str, ensure_ascii=False, separators=(", ", ": "))
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _left(table):
+    """A table of names and values: text read left to right."""
+    for c in table.columns:
+        c.justify = "left"
+    return table
+
+
+def _print_lineage(ref: str, props: dict) -> None:
+    """The lineage as tables: the run, its config and stages, inputs, models, operators, accounting."""
     from pipelines import report
-    ex = props.get("execution") or {}
+    props = dict(props)
+    props.pop("stats_scored", None)  # content stats over every scored row: `curate stats` shows them
+    config = dict(props.pop("config", None) or {})
+    inputs = props.pop("inputs", None) or {}
+    models = props.pop("models", None) or {}
+    ex = props.pop("execution", None) or {}
+    acc = props.pop("accounting", None)
+    first = ("run_id", "pipeline", "role", "git_commit", "code", "config_hash", "python", "tag")
+    keys = [k for k in first if k in props] + sorted(k for k in props if k not in first)
+    rows = [[k, _compact(props[k]) if props[k] is not None else "-"] for k in keys]
+    report.console.print(_left(report._table(f"lineage of {ref}", ["", "value"], rows)))
+    stages = config.pop("stages", None) or []
+    config.pop("schema", None)  # the table's schema: `curate stats` lists its columns
+    if config:
+        report.console.print(_left(report._table("config", ["", "value"], [[k, _compact(v) if v is not None else "-"]
+                                                                           for k, v in config.items()])))
+    if stages:
+        report.console.print(_left(report._table("stages (resolved parameters)", ["stage", "kind", "code", "params"],
+                                                 [[s.get("name", ""), s.get("kind", ""), s.get("code", ""),
+                                                   _compact(s.get("params") or {})] for s in stages])))
+    if inputs:
+        files = inputs.get("files") or {}
+        head = [[k, _compact(v)] for k, v in inputs.items() if k != "files"]
+        shown = list(files.items())[:10]
+        head += [[f"file {path}", _compact(fp)] for path, fp in shown]
+        if len(files) > len(shown):
+            head.append([f"… {len(files) - len(shown):,} more files", "(--json lists them all)"])
+        report.console.print(_left(report._table("inputs", ["", "value"], head)))
+    if models:
+        report.console.print(_left(report._table("models", ["stage", "model"],
+                                                 [[k, _compact(v, 300)] for k, v in models.items()])))
     if ex.get("operators"):
         report.console.print(report._table("operators (resources per worker)", ["operator", "kind", "cpus", "gpus",
                                                                               "actors", "rows/call"],
@@ -305,7 +364,11 @@ def lineage(ctx, ref, as_json):
                                              (f"{o['actors'][0]}-{o['actors'][1] or 'any'} (at most {o.get('max_actors')} here)"
                                               if o["kind"] == "actor" else ""),
                                              o["batch_rows"] or "shard"] for o in ex["operators"]]))
-    report.print_accounting(props.get("accounting"))
+    rest = {k: v for k, v in ex.items() if k != "operators" and v not in (None, [], {})}
+    if rest:
+        report.console.print(_left(report._table("execution", ["", "value"],
+                                                 [[k, _compact(v)] for k, v in rest.items()])))
+    report.print_accounting(acc)
 
 
 @main.command()

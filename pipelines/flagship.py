@@ -239,9 +239,9 @@ def summary(steps: Steps, record: dict | None) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from pipelines.script import DefaultsHelpFormatter
     from synth.tts import DEFAULT_VOICES
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
     p.add_argument("--warehouse", default=default_warehouse())
     p.add_argument("--executor", choices=["ray", "local"], default="ray")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the embedded Ray")

@@ -124,7 +124,7 @@ def parser():
     g = p.add_argument_group("problems (when no --input)")
     g.add_argument("--sources", nargs="+", default=["word:20:1"],
                    help="word:N[:levels] (programmatic word problems with worked solutions), mathematics:N[:levels] "
-                        "(DeepMind); levels 1-3, e.g. word:150:1,2 (default: one-step word problems, the level "
+                        "(DeepMind); levels 1-3, e.g. word:150:1,2 (default: word:20:1, one-step word problems, the level "
                         "SmolLM2-135M partly solves)")
     g.add_argument("--teacher-error-rate", type=float, default=0.0,
                    help="share of word-problem reference solutions that go wrong at one step")

@@ -429,9 +429,13 @@ class Loop:
         with self.timed("dpo"):
             res = train_dpo(model, tok, pairs[n_held:], pairs[:n_held], cfg, path, trained_on + [pairs_ref],
                             self.device, progress=not a.quiet)
-        log(f"round {round_} DPO on {len(pairs) - n_held} pairs: held-out pair margin "
-            f"{res['heldout_before'].get('reward_margin', 0):.3f} → {res['heldout_after'].get('reward_margin', 0):.3f}, "
-            f"pair accuracy {res['heldout_before'].get('accuracy', 0):.2f} → {res['heldout_after'].get('accuracy', 0):.2f}")
+        for k in ("heldout_before", "heldout_after"):  # recorded as read: 0.025, not float32's 0.02500000037252903
+            res[k] = {m: round(v, 4) if isinstance(v, float) else v for m, v in res[k].items()}
+        before, after = res["heldout_before"], res["heldout_after"]
+        log(f"round {round_} DPO on {len(pairs) - n_held} pairs: " + (
+            f"held-out pair margin {before['reward_margin']:.3f} → {after['reward_margin']:.3f}, pair accuracy "
+            f"{before['accuracy']:.2f} → {after['accuracy']:.2f} (pairs held out: {n_held})" if n_held else
+            "no held-out pairs to score (one in ten is held out from 10 pairs on)"))
         return model, tok, path, res
 
     def ablation(self, unfiltered: list[list[dict]], teacher: dict[str, str], tok) -> dict:
@@ -796,7 +800,8 @@ def run_seeds(argv: list[str], args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from pipelines.script import DefaultsHelpFormatter  # `(default: X)` once, and not for None
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
     p.add_argument("--warehouse", default=default_warehouse())
     p.add_argument("--run", default=None, help="run name (checkpoints under <warehouse>/_loop/<run>)")
     p.add_argument("--seed", type=int, default=0)

@@ -9,9 +9,19 @@ from schemas.engine.runner import Pipeline, RunOptions, run
 from schemas.store import catalog_options, default_warehouse
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's `(default: X)` after an option's help, once: not where the help already says its
+    default in words, and not for a default of None, '' or a flag's False (which say nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, ""):
+            return text
+        return super()._get_help_string(action)
+
+
 def common_parser(description: str, default_output: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=DefaultsHelpFormatter)
     p.add_argument("--input", nargs="+", dest="inputs",
                    help="JSONL/Parquet files, directories, globs, or store tables `name[@version]`")
     p.add_argument("--output", default=default_output, help="table to publish")

@@ -495,13 +495,24 @@ class Store:
     def read_arrow(self, ref: str | Ref, columns: Iterable[str] | None = None,
                    limit: int | None = None, where: str | None = None) -> pa.Table:
         """Rows of a version, verified: a file that cannot be read, or a full read whose row
-        count differs from the table metadata, raises DataFileError naming the file."""
-        from pyiceberg.expressions.visitors import bind
+        count differs from the table metadata, raises DataFileError naming the file.
+
+        `where` may name columns that `columns` leaves out: the rows are filtered first, then
+        projected (the filter's columns are read and dropped again)."""
+        from pyiceberg.expressions.visitors import bind, extract_field_ids
         from pyparsing import ParseException
         t, snap = self.snapshot(ref)
         fields = tuple(columns) if columns else ("*",)
         try:
-            scan = t.scan(snapshot_id=snap.snapshot_id, selected_fields=fields, limit=limit, row_filter=where or "True")
+            scan = t.scan(snapshot_id=snap.snapshot_id, selected_fields=("*",), limit=limit, row_filter=where or "True")
+            schema = t.schemas()[snap.schema_id]
+            extra: list[str] = []
+            if columns:
+                needed = [schema.find_column_name(i) for i in sorted(extract_field_ids(
+                    bind(schema, scan.row_filter, case_sensitive=True)))]
+                extra = [c for c in needed if c and c not in fields]
+                scan = t.scan(snapshot_id=snap.snapshot_id, selected_fields=fields + tuple(extra), limit=limit,
+                              row_filter=where or "True")
             bind(scan.projection(), scan.row_filter, case_sensitive=True)
         except ParseException as e:
             raise QueryError(f"{ref}: cannot parse the filter {where!r} at character {e.loc + 1} "
@@ -513,6 +524,10 @@ class Store:
             table = scan.to_arrow()
         except (OSError, pa.ArrowException) as e:
             raise DataFileError(self._diagnose(t, snap, e)) from e
+        if extra:  # read for the filter only
+            wanted = {c.split(".")[0] for c in fields}
+            table = table.drop_columns([c for c in {e.split(".")[0] for e in extra} - wanted
+                                        if c in table.column_names])
         if limit is None and where is None:
             expected = sum(task.file.record_count for task in t.scan(snapshot_id=snap.snapshot_id).plan_files())
             if table.num_rows != expected:

@@ -236,3 +236,65 @@ def test_a_meaningless_count_is_refused_before_anything_runs(tmp_path, flag, n, 
         run_main(["--warehouse", str(tmp_path / "wh"), flag, n])
     assert e.value.code == 2 and says in capsys.readouterr().err
     assert not (tmp_path / "wh").exists()
+
+
+def _tiny_checkpoint(tmp_path, extra_args=()):
+    """A Loop over a one-layer model and a checkpoint of it after two steps (seconds)."""
+    from model.tokenizer import ChatTokenizer
+    from pipelines.reasoning_loop import Loop, parser
+    from synth.problems import word_problems
+    probs = word_problems(12, seed=3, levels=(1,))
+    convs = [[{"role": "user", "content": p["problem"]}, {"role": "assistant", "content": p["reference_cot"]}]
+             for p in probs]
+    tok = ChatTokenizer.train((m["content"] for c in convs for m in c), vocab_size=300)
+    args = parser().parse_args(["--warehouse", str(tmp_path / "wh"), "--threads", "1", "--quiet", "--dim", "32",
+                                "--layers", "1", "--heads", "2", "--kv-heads", "1", "--ffn-dim", "64",
+                                "--tokens-per-batch", "512", "--dpo-steps", "2", *extra_args])
+    loop = Loop(args)
+    _, _, path, _ = loop.train("r0", convs, ["t@1"], steps=2, lr=3e-3, tok=tok, early_stop=False)
+    return loop, path, probs
+
+
+@pytest.mark.parametrize("n_pairs", [4, 12])
+def test_the_dpo_line_says_when_there_is_no_held_out_split_and_rounds_what_it_records(tmp_path, capsys, n_pairs):
+    """Fewer than 10 pairs hold none out: the line says so instead of 'margin 0.000 → 0.000'; the
+    held-out pair metrics are recorded to 4 places, not as float32 widened (0.02500000037252903)."""
+    import pyarrow as pa
+    loop, path, probs = _tiny_checkpoint(tmp_path)
+    pairs = pa.table({"prompt": [p["problem"] for p in probs[:n_pairs]],
+                      "chosen": [f"The answer is {p['answer']}." for p in probs[:n_pairs]],
+                      "rejected": [f"The answer is {p['answer']}1." for p in probs[:n_pairs]]})
+
+    class Pairs:
+        def read_arrow(self, ref, columns=None):
+            return pairs.select(columns)
+    loop.store = Pairs()
+    capsys.readouterr()
+    _, _, _, res = loop.dpo(1, path, "loop_preferences@dpo-round-1", ["t@1"])
+    line = next(x for x in capsys.readouterr().err.splitlines() if "DPO on" in x)
+    if n_pairs < 10:
+        assert f"DPO on {n_pairs} pairs: no held-out pairs" in line and "0.000 → 0.000" not in line
+        assert res["heldout_before"] == res["heldout_after"] == {}
+    else:
+        assert "DPO on 11 pairs: held-out pair margin" in line and "(pairs held out: 1)" in line
+        for k in ("heldout_before", "heldout_after"):
+            floats = [v for v in res[k].values() if isinstance(v, float)]
+            assert floats and all(v == round(v, 4) for v in floats), res[k]
+
+
+def test_curate_show_prints_a_float32_accuracy_as_written(tmp_path):
+    """The models table keeps accuracy as float32: 1/40 reads back as 0.02500000037252903 unless shown
+    as the shortest decimal that reads back the same."""
+    import pyarrow as pa
+
+    from pipelines.derived import publish_derived
+    from pipelines.reasoning_loop import MODELS
+    wh = str(tmp_path / "wh")
+    row = {"id": "m", "path": "/x", "round": 1, "stage": "sft", "step": 2, "trained_on": ["t@1"],
+           "accuracy": 1 / 40, "metrics": "{}", "run": "r"}
+    publish_derived(Store(wh), "models", MODELS, pa.Table.from_pylist([row], schema=MODELS), source="t@1",
+                    pipeline="reasoning_loop", config={}, rows_in=1, used=1, reasons={}, unit="checkpoints")
+    res = CliRunner().invoke(curate, ["--warehouse", wh, "show", "models", "-c", "accuracy", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output) == {"accuracy": 0.025}, res.output
+    res = CliRunner().invoke(curate, ["--warehouse", wh, "show", "models", "-c", "accuracy"])
+    assert "accuracy: 0.025" in res.output and "0.0250000" not in res.output

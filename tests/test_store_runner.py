@@ -1,6 +1,7 @@
 """The store and the runner end to end, in-process (executor=local); Ray paths are in test_ray.py."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -216,6 +217,51 @@ def test_cli_errors_are_one_clear_line(two_versions):
     assert res.exit_code == 2 and "no tag or snapshot 'nope'" in res.output
     res = CliRunner().invoke(cli, ["--warehouse", wh, "versions", "missing"])
     assert res.exit_code == 2 and "no table 'missing'" in res.output
+
+
+def test_cli_show_filters_on_a_column_it_does_not_show(two_versions):
+    """`--where` on drop_reason with `-c` naming other columns: filter first, then project."""
+    wh, *_ = two_versions
+    res = _cli("--warehouse", wh, "show", "docs_rejects", "--where", "drop_reason == 'too_short'", "-c", "raw",
+               "-c", "reject_stage", "-n", "3", "--json")
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(s) for s in res.output.strip().splitlines()]
+    assert len(rows) == 3 and all(set(r) == {"raw", "reject_stage"} for r in rows)
+    assert {r["reject_stage"] for r in rows} == {"length_filter"}  # too_short rows, not any 3
+    table = Store(wh).read_arrow("docs_rejects", ["id"], where="drop_reason == 'too_short'")
+    assert table.column_names == ["id"] and table.num_rows == Store(wh).properties(
+        "docs_rejects")["accounting"]["rejects_by_reason"]["too_short"]
+    res = _cli("--warehouse", wh, "show", "docs_rejects", "--where", "drop_reason == 'too_short'", "-c", "raw", "-n", "2")
+    assert res.exit_code == 0 and "2 rows of docs_rejects" in res.output and "drop_reason" not in res.output
+
+
+def test_cli_lineage_is_tables_or_one_json_document(two_versions):
+    wh, r1, _ = two_versions
+    out = _cli("--warehouse", wh, "lineage", "docs@first", "--json").output
+    lin = json.loads(out)  # the whole output parses: nothing else on stdout
+    assert lin["run_id"] == r1.run_id and lin["accounting"]["kept"] == r1.accounting["kept"]
+    text = _cli("--warehouse", wh, "lineage", "docs@first").output
+    assert not text.lstrip().startswith(("{", "[")) and '"run_id":' not in text  # no JSON for people
+    for needle in (r1.run_id, "length_filter", "min_words", "operators", "accounting", "too_short"):
+        assert needle in text, needle
+
+
+@pytest.mark.parametrize("name", ["demo", "text_curation", "speech_sft", "reasoning_data", "reasoning_loop",
+                                  "annotate_edu", "flagship"])
+def test_pipeline_help_states_each_default_once(name):
+    """`(default: X)` is added once, not after help that says its default in words, nor as None/False."""
+    import importlib
+    p = importlib.import_module(f"pipelines.{name}").parser()
+    fmt = p._get_formatter()
+    texts = {a.option_strings[0]: " ".join(fmt._expand_help(a).split()) for a in p._actions
+             if a.help and a.option_strings}
+    twice = {k: t for k, t in texts.items() if t.lower().count("default") > 1}
+    empty = {k: t for k, t in texts.items() if re.search(r"\(default: (None|False|)\)", t)}
+    assert not twice and not empty, (twice, empty)
+    if "--allow-empty" in texts:
+        assert texts["--allow-empty"].endswith("(default: leave the table as it was)")
+    if "--shard-rows" in texts:
+        assert texts["--shard-rows"].endswith("(default: 100000)")  # a plain default is still stated
 
 
 def test_cli_validate_names_row_and_column(tmp_path):
