@@ -61,7 +61,7 @@ def check_audio(batch: pa.Table, min_words_per_s: float = 0.7, max_words_per_s: 
     return batch
 
 
-@stage(adds=[field("wer", pa.float32(), stats="hist:0:1:20@voice")])
+@stage(adds=[field("wer", pa.float32(), stats="hist:0:1:20:right@voice")])  # a bar ends at max_wer
 def wer_filter(batch: pa.Table, max_wer: float = 0.2) -> pa.Table:
     """`wer` of the transcript against the spoken text; above `max_wer` is `high_wer`."""
     wers = [utterance_wer(r, h) for r, h in zip(batch.column("text").to_pylist(),

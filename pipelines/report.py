@@ -47,6 +47,7 @@ def collect(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
         "files": files.num_rows, "accounting": props.get("accounting"), "content": props.get("stats"),
         "content_scored": props.get("stats_scored"), "percentiles": st.percentiles(props.get("stats")),
         "columns": _column_metadata(files, props.get("stats")), "shards": [],
+        "thresholds": thresholds(props.get("config")),
     }
     if shards:
         metrics = files.column("readable_metrics").to_pylist() if files.num_rows else []
@@ -61,6 +62,23 @@ def collect(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
                            if _is_number(v.get("lower_bound"))},
                 "content": content,
             })
+    return out
+
+
+_SIGN = {"<=": "≤", ">=": "≥"}
+# A score column, the stage and parameter that filter on it, and the side of it that is kept.
+THRESHOLDS = {"wer": ("wer_filter", "max_wer", "<="), "quality_score": ("quality", "threshold", ">=")}
+
+
+def thresholds(config: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The filter threshold on each score column, from the run's resolved stage parameters:
+    {column: {"param", "value", "kept": "<=" or ">="}}."""
+    out = {}
+    stages = {s.get("name"): s.get("params") or {} for s in (config or {}).get("stages", [])}
+    for col, (stage_name, param, kept) in THRESHOLDS.items():
+        value = stages.get(stage_name, {}).get(param)
+        if _is_number(value):
+            out[col] = {"param": param, "value": float(value), "kept": kept}
     return out
 
 
@@ -269,11 +287,13 @@ def print_content(content: dict[str, Any], scored: dict[str, Any] | None = None,
             step = (h["hi"] - h["lo"]) / n
             first, last = _hist_range(h)
             bars = _hist_bar(h["counts"])
-            rows = [[f"{h['lo'] + i * step:.3g}–{h['lo'] + (i + 1) * step:.3g}", h["counts"][i], bars[i]]
+            rows = [[_bin_label(h, h["lo"] + i * step, h["lo"] + (i + 1) * step, i), h["counts"][i], bars[i]]
                     for i in range(first, last + 1)]
             d = st.describe(h, (0.1, 0.5, 0.9))
-            extra = "".join(f", {k} {h[k]}" for k in ("below", "above") if h.get(k))
-            extra += f", {h['nonfinite']} NaN/inf not counted" if h.get("nonfinite") else ""
+            extra = out_of_range(h)
+            extra += f"; {h['nonfinite']} NaN/inf not counted" if h.get("nonfinite") else ""
+            thr = (data.get("thresholds") or {}).get(name)
+            extra += f"; kept: {name} {_SIGN[thr['kept']]} {st.fmt_num(thr['value'])}" if thr else ""
             console.print(_table(f"{name} histogram ({d['count']:,} rows{extra})", ["bin", "rows", ""], rows))
             console.print(f"{name}: p10 {st.fmt_num(d['p10'])} · p50 {st.fmt_num(d['p50'])} · p90 "
                           f"{st.fmt_num(d['p90'])} ({st.fmt_error(d['rank_error'])})")
@@ -291,6 +311,25 @@ def print_content(content: dict[str, Any], scored: dict[str, Any] | None = None,
             console.print(f"{name}: total {st.fmt_num(tot['sum'])}{extra} over {tot['count']:,} rows")
 
 
+def _bin_label(h: dict[str, Any], a: float, b: float, i: int) -> str:
+    """`0.15–0.2` for bins that hold their lower edge; `(0.15, 0.2]` where they hold the upper."""
+    if h.get("closed") == "right":
+        return f"{'[' if i == 0 else '('}{a:.3g}, {b:.3g}]"
+    return f"{a:.3g}–{b:.3g}"
+
+
+def out_of_range(h: dict[str, Any]) -> str:
+    """Values outside a histogram's range, said plainly: they are counted in its end bins."""
+    def past(v: float, edge: float) -> str:  # enough digits to tell 1.0000001 from 1
+        return next((f"{v:.{p}g}" for p in range(6, 10) if float(f"{v:.{p}g}") != edge), repr(v))
+    parts = []
+    if h.get("below"):
+        parts.append(f"{h['below']:,} below {st.fmt_num(h['lo'])} (min {past(h['min'], h['lo'])}) in the first bin")
+    if h.get("above"):
+        parts.append(f"{h['above']:,} above {st.fmt_num(h['hi'])} (max {past(h['max'], h['hi'])}) in the last bin")
+    return "".join(f"; {p}" for p in parts)
+
+
 # ---- plots -----------------------------------------------------------------------------
 def _panels(data: dict[str, Any]) -> tuple[list[tuple[str, str, Any]], tuple[str, dict] | None]:
     """The main panels, and the per-group histograms drawn as small multiples."""
@@ -304,7 +343,13 @@ def _panels(data: dict[str, Any]) -> tuple[list[tuple[str, str, Any]], tuple[str
             if unit in c and c[unit].get("bins"):
                 panels.append(("log", f"{name}: {unit} per row", c[unit]))
         if "hist" in c and c["hist"]["count"]:
-            panels.append(("fixed", name, c["hist"]))
+            thr = (data.get("thresholds") or {}).get(name)
+            scored = ((data.get("content_scored") or {}).get("columns", {}).get(name) or {}).get("hist")
+            if thr and scored and scored.get("count") and data.get("role") != "rejects":
+                # the rows on both sides of the threshold, coloured by the side the filter keeps
+                panels.append(("fixed", f"{name}: every scored row (kept and rejected)", (name, scored, thr)))
+            else:
+                panels.append(("fixed", name, (name, c["hist"], thr)))
         if c.get("hist_by") and groups is None:
             groups = name, c["hist_by"]
         if "values" in c and len(c["values"]) > 1:
@@ -334,12 +379,74 @@ def _draw_accounting(ax, acc: dict[str, Any]) -> None:
     ax.tick_params(axis="y", labelsize=7)
 
 
-def _fitted_edges(h: dict[str, Any]):
+def _fitted_edges(h: dict[str, Any], include: float | None = None):
+    """The bins holding rows, one empty bin either side, widened to show `include` (a threshold)."""
+    import math
+
     import numpy as np
     first, last = _hist_range(h)
-    step = (h["hi"] - h["lo"]) / len(h["counts"])
-    lo, hi = max(0, first - 1), min(len(h["counts"]), last + 2)
+    n = len(h["counts"])
+    step = (h["hi"] - h["lo"]) / n
+    lo, hi = max(0, first - 1), min(n, last + 2)
+    if include is not None and h["lo"] <= include <= h["hi"]:
+        k = (include - h["lo"]) / step
+        lo, hi = min(lo, max(0, math.floor(k + 1e-9) - 1)), max(hi, min(n, math.ceil(k - 1e-9) + 1))
     return np.linspace(h["lo"] + lo * step, h["lo"] + hi * step, hi - lo + 1), h["counts"][lo:hi]
+
+
+def _sides(h: dict[str, Any], edges, counts, thr: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
+    """Each bin's rows as kept, rejected, or (a bin the threshold cuts through) both, by the bin's
+    edges and the side of them it holds (`closed`): with bins that hold their upper edge, a WER of
+    exactly 0.2 is in the bar ending at 0.2, which `wer <= 0.2` keeps."""
+    t, right = thr["value"], h.get("closed") == "right"
+    tol = 1e-6 * (h["hi"] - h["lo"])
+    kept, rejected, both = [], [], []
+    for a, b, c in zip(edges[:-1], edges[1:], counts):
+        if thr["kept"] == "<=":
+            k = b <= t + tol
+            r = a >= t - tol if right else a > t + tol
+        else:
+            k = a >= t - tol
+            r = b < t - tol if right else b <= t + tol
+        kept.append(c if k else 0)
+        rejected.append(c if r and not k else 0)
+        both.append(c if not k and not r else 0)
+    return kept, rejected, both
+
+
+def _draw_fixed(ax, name: str, h: dict[str, Any], thr: dict[str, Any] | None, legend: bool = True) -> None:
+    """A fixed-bin histogram; with a filter threshold, its line and the bars coloured by side."""
+    edges, counts = _fitted_edges(h, thr["value"] if thr else None)
+    if not thr:
+        ax.stairs(counts, edges, fill=True, alpha=0.7)
+        return
+    kept, rejected, both = _sides(h, edges, counts, thr)
+    value = st.fmt_num(thr["value"])
+    ax.stairs(kept, edges, fill=True, alpha=0.75, color="tab:blue", label=f"kept ({name} {_SIGN[thr['kept']]} {value})")
+    if any(rejected):
+        ax.stairs(rejected, edges, fill=True, alpha=0.75, color="tab:red", label="rejected")
+    if any(both):
+        ax.stairs(both, edges, fill=True, alpha=0.75, color="tab:gray", label="bin holds both")
+    ax.axvline(thr["value"], color="tab:red", linestyle="-.", linewidth=1.5,
+               label=f"{thr['param']} = {value}" if legend else None)
+
+
+def _log_axis(ax) -> None:
+    """Log x ticks at round numbers written out (60, 80, 100; not 6×10¹), few enough not to overlap."""
+    import math
+
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+    lo, hi = ax.get_xlim()
+    lo = max(lo, 1e-9)
+    ticks: list[float] = []
+    for subs in ((1, 2, 3, 4, 5, 6, 8), (1, 2, 3, 5), (1, 2, 5), (1, 3), (1,)):
+        ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                 for m in subs if lo <= m * 10.0 ** k <= hi]
+        if len(ticks) <= 6:
+            break
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _quantile_lines(ax, h: dict[str, Any], qs=((0.5, "-"), (0.95, "--")), fmt: str = "{:,.3g}") -> None:
@@ -385,12 +492,14 @@ def figure(data: dict[str, Any]):
             edges, counts = st.log_hist_edges(d)
             ax.stairs(counts, [max(e, 0.5) for e in edges], fill=True, alpha=0.7)
             ax.set_xscale("log")
+            _log_axis(ax)
             _quantile_lines(ax, d, fmt="{:,.0f}")
             ax.set_ylabel("rows")
         elif kind == "fixed":
-            edges, counts = _fitted_edges(d)
-            ax.stairs(counts, edges, fill=True, alpha=0.7)
-            _quantile_lines(ax, d)
+            name, h, thr = d
+            _draw_fixed(ax, name, h, thr)
+            _quantile_lines(ax, h)
+            ax.set_xlabel(name)
             ax.set_ylabel("rows")
         else:
             _draw_bar(ax, d)
@@ -403,12 +512,16 @@ def figure(data: dict[str, Any]):
         scored = ((data.get("content_scored") or {}).get("columns", {}).get(name) or {}).get("hist_by")
         by = scored if scored and data.get("role") != "rejects" else by
         gaxes = subs[1].subplots(g_rows, g_cols, squeeze=False, sharex=True, sharey=True)
-        lo = min(_fitted_edges(h)[0][0] for h in by.values())
-        hi = max(_fitted_edges(h)[0][-1] for h in by.values())
+        thr = (data.get("thresholds") or {}).get(name)
+        at = thr["value"] if thr else None
+        lo = min(_fitted_edges(h, at)[0][0] for h in by.values())
+        hi = max(_fitted_edges(h, at)[0][-1] for h in by.values())
         for ax, (key, h) in zip(gaxes.flat, sorted(by.items(), key=lambda kv: st.quantile(kv[1], 0.5) or 0)):
             import numpy as np
-            edges = np.linspace(h["lo"], h["hi"], len(h["counts"]) + 1)
-            ax.stairs(h["counts"], edges, fill=True, alpha=0.7)
+            if thr:
+                _draw_fixed(ax, name, h, thr, legend=False)
+            else:
+                ax.stairs(h["counts"], np.linspace(h["lo"], h["hi"], len(h["counts"]) + 1), fill=True, alpha=0.7)
             p50 = st.quantile(h, 0.5)
             if p50 is not None:
                 ax.axvline(p50, color="k", linewidth=1)
@@ -417,7 +530,19 @@ def figure(data: dict[str, Any]):
         for ax in list(gaxes.flat)[len(by):]:
             ax.axis("off")
         gaxes[0][0].set_xlim(lo, hi)
-        subs[1].suptitle(f"{title}; line: p50", fontsize=9)
+        from matplotlib.ticker import MaxNLocator
+        # shared: few ticks, none at the right edge, where it would run into the next panel's first
+        gaxes[0][0].xaxis.set_major_locator(MaxNLocator(nbins=4, prune="upper"))
+        for ax in gaxes[:, 0]:
+            ax.set_ylabel("rows", fontsize=7)
+        for col in range(g_cols):  # the lowest drawn panel of each column carries the x label
+            drawn = [gaxes[r][col] for r in range(g_rows) if r * g_cols + col < len(by)]
+            if drawn:
+                drawn[-1].set_xlabel(name, fontsize=7)
+                drawn[-1].xaxis.set_tick_params(labelbottom=True)
+        line = "; black line: p50" + (f", red: {thr['param']} = {st.fmt_num(thr['value'])} (blue kept, red rejected)"
+                                      if thr else "")
+        subs[1].suptitle(f"{title}{line}", fontsize=9)
     fig.suptitle(f"{data['table']}@{data['snapshot_id']}  ({data['rows']:,} rows)", fontsize=11)
     return fig
 

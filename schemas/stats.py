@@ -139,13 +139,33 @@ def log_hist(values: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def fixed_hist(values: np.ndarray, lo: float, hi: float, nbins: int) -> dict[str, Any]:
+def fixed_hist(values: np.ndarray, lo: float, hi: float, nbins: int, closed: str = "left") -> dict[str, Any]:
+    """`nbins` equal bins over [lo, hi]; values outside are counted in the first or last bin (and
+    as `below`/`above`). Bins hold their lower edge (`closed="left"`, numpy's way) or their upper
+    edge (`"right"`: a WER of exactly 0.2 is in the bin that ends at 0.2, with the rows a
+    `wer <= 0.2` filter keeps). Right-closed edges are compared at the values' own precision, so a
+    float32 0.2 sits on the float32 edge 0.2, not just above it."""
+    raw = np.asarray(values)
     v, bad = _finite(values)
     out = _numeric_summary(v, bad)
-    counts, _ = np.histogram(np.clip(v, lo, hi), bins=nbins, range=(lo, hi))
+    if closed == "right":
+        dtype = raw.dtype if raw.dtype in (np.float16, np.float32) else np.float64
+        edges = np.linspace(lo, hi, nbins + 1).astype(dtype).astype(np.float64)
+        edges_v = np.clip(v, edges[0], edges[-1])
+        idx = np.clip(np.searchsorted(edges, edges_v, side="left") - 1, 0, nbins - 1)
+        counts = np.bincount(idx, minlength=nbins)
+        out["closed"] = "right"
+    else:
+        counts, _ = np.histogram(np.clip(v, lo, hi), bins=nbins, range=(lo, hi))
     out.update({"lo": lo, "hi": hi, "counts": counts.astype(int).tolist(),
                 "below": int((v < lo).sum()), "above": int((v > hi).sum())})
     return out
+
+
+def hist_spec(kind: str) -> tuple[float, float, int, str]:
+    """`hist:LO:HI:BINS[:right]` → lo, hi, bins, closed side."""
+    parts = kind.split(":")
+    return float(parts[1]), float(parts[2]), int(parts[3]), (parts[4] if len(parts) > 4 else "left")
 
 
 def _text_lengths(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,9 +195,8 @@ def column_stats(col: pa.ChunkedArray, kinds: str) -> dict[str, Any]:
             chars, words = _text_lengths(col)
             out["chars"], out["words"] = log_hist(chars), log_hist(words)
         elif kind.startswith("hist:"):
-            _, lo, hi, nb = kind.split(":")
             vals = col.drop_null().to_numpy() if col.null_count < len(col) else np.array([])
-            out["hist"] = fixed_hist(vals, float(lo), float(hi), int(nb))
+            out["hist"] = fixed_hist(vals, *hist_spec(kind))
         elif kind == "category":
             vc = pc.value_counts(col.drop_null())
             out["values"] = {str(v): int(c) for v, c in zip(vc.field("values").to_pylist(),
@@ -194,7 +213,8 @@ def table_stats(table: pa.Table, schema: pa.Schema | None = None) -> dict[str, A
     """Content statistics of one shard, for the columns whose schema field asks for them.
 
     A kind may name a grouping column after `@` (`hist:0:1:20@voice`): the histogram is then
-    also kept per value of that column (WER per TTS voice).
+    also kept per value of that column (WER per TTS voice). `hist:0:1:20:right` puts a value on a
+    bin edge in the bin below it (see `fixed_hist`).
     """
     schema = schema or table.schema
     cols = {}
@@ -211,14 +231,14 @@ def table_stats(table: pa.Table, schema: pa.Schema | None = None) -> dict[str, A
         for k in kinds.split(","):
             if "@" in k and k.startswith("hist:") and k.split("@")[1] in table.column_names:
                 kind, group = k.split("@")
-                _, lo, hi, nb = kind.split(":")
                 keys = table.column(group).to_pylist()
                 vals = table.column(f.name).to_pylist()
+                dtype = np.float32 if pa.types.is_float32(f.type) else np.float64  # the column's precision
                 by: dict[str, list[float]] = {}
                 for key, v in zip(keys, vals):
                     if v is not None:
                         by.setdefault(str(key), []).append(v)
-                cols[f.name]["hist_by"] = {key: fixed_hist(np.array(v), float(lo), float(hi), int(nb))
+                cols[f.name]["hist_by"] = {key: fixed_hist(np.array(v, dtype), *hist_spec(kind))
                                            for key, v in by.items()}
     return {"rows": table.num_rows, "columns": cols}
 
@@ -253,6 +273,8 @@ def _merge_value(key: str, a: Any, b: Any) -> Any:
         out.update({"lo": a["lo"], "hi": a["hi"], "below": a["below"] + b["below"],
                     "above": a["above"] + b["above"],
                     "counts": [x + y for x, y in zip(a["counts"], b["counts"])]})
+        if a.get("closed") or b.get("closed"):  # "right"; shards written before it say nothing (left)
+            out["closed"] = a.get("closed") if a.get("closed") == b.get("closed") else "mixed"
         return out
     if key in ("chars", "words"):
         out = _merge_summary(a, b)

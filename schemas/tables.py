@@ -3,7 +3,8 @@
 Each schema carries two kinds of metadata the rest of the code reads:
 - schema metadata `curate.id_fields`: the fields whose content defines the row id;
 - field metadata `curate.stats`: which content statistic to keep for the column at write
-  time (`text`: char/word-length histograms, `hist:LO:HI:BINS`: a fixed-bin histogram,
+  time (`text`: char/word-length histograms, `hist:LO:HI:BINS`: a fixed-bin histogram whose
+  bins hold their lower edge, `hist:LO:HI:BINS:right` their upper edge (for a `<=` threshold),
   `category`: value counts, `sum`: a running total such as audio seconds).
 """
 from __future__ import annotations
@@ -79,7 +80,7 @@ SPEECH_SFT = schema([
     field("voice", pa.string(), stats="category"),
     field("engine", pa.string(), stats="category"),
     field("asr_text", pa.string()),
-    field("wer", pa.float32(), stats="hist:0:1:20"),
+    field("wer", pa.float32(), stats="hist:0:1:20:right"),  # kept: wer <= --max-wer
     field("sample", pa.string(), stats="text",
           doc="<|user|><audio>{prompt}<|end|><|assistant|>{answer}<|end|>"),
     SOURCE,

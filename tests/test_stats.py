@@ -217,6 +217,101 @@ def test_figure_fits_axes_uses_small_multiples_and_shows_accounting(tmp_path):
     assert os.path.getsize(tmp_path / "r.png") > 20_000
 
 
+def test_a_wer_at_the_threshold_is_binned_with_the_rows_it_keeps():
+    """`wer <= 0.2` keeps a WER of exactly 0.2 (float32 0.2 is 0.20000000298 widened): with bins that
+    hold their upper edge it is in the bar ending at 0.2, not in the one starting there."""
+    schema = pa.schema([field("wer", pa.float32(), stats="hist:0:1:20:right@voice"), field("voice", pa.string())])
+    t = pa.table({"wer": [0.0, 0.2, 0.2, 0.25, 1.5], "voice": ["a", "a", "b", "b", "b"]}, schema=schema)
+    s = st.merge_all([st.table_stats(t.slice(0, 2), schema), st.table_stats(t.slice(2), schema)])["columns"]["wer"]
+    h = s["hist"]
+    assert h["closed"] == "right" and h["counts"][0] == 1 and h["counts"][3] == 2 and h["counts"][4] == 1
+    assert h["counts"][19] == 1 and h["above"] == 1  # 1.5 is counted in the last bin, and as above
+    assert s["hist_by"]["b"]["counts"][3] == 1 and s["hist_by"]["b"]["closed"] == "right"
+    assert st.fixed_hist(np.array([0.2]), 0, 1, 20)["counts"][4] == 1  # the default still holds the lower edge
+    from schemas.tables import SPEECH_SFT
+    from filters.wer import wer_filter
+    assert SPEECH_SFT.field("wer").metadata[b"curate.stats"].endswith(b":right")
+    assert wer_filter.adds[0].metadata[b"curate.stats"] == b"hist:0:1:20:right@voice"
+
+
+def _threshold_figure_data() -> dict:
+    data = _speech_like()
+    schema = pa.schema([field("wer", pa.float32(), stats="hist:0:1:20:right@voice"), field("voice", pa.string())])
+    kept = pa.table({"wer": [0.0, 0.1, 0.3, 0.3], "voice": ["voice-0", "voice-1", "voice-1", "voice-2"]}, schema=schema)
+    rej = pa.table({"wer": [0.35, 0.6], "voice": ["voice-1", "voice-2"]}, schema=schema)
+    ks, rs = st.table_stats(kept, schema), st.table_stats(rej, schema)
+    data["content"]["columns"]["wer"] = ks["columns"]["wer"]
+    data["content_scored"]["columns"]["wer"] = st.merge_all([ks, rs])["columns"]["wer"]
+    data["thresholds"] = {"wer": {"param": "max_wer", "value": 0.3, "kept": "<="}}
+    return data
+
+
+def test_the_wer_plot_draws_the_threshold_and_colours_bars_by_the_side_kept(tmp_path):
+    fig = report.figure(_threshold_figure_data())
+    fig.canvas.draw()
+    axes = {ax.get_title(): ax for ax in fig.get_axes() if ax.get_title()}
+    wer = axes["wer: every scored row (kept and rejected)"]
+    assert any(list(ln.get_xdata()) == [0.3, 0.3] for ln in wer.get_lines())  # the threshold, vertical
+    patches = {p.get_label(): p for p in wer.patches}
+    kept_vals, edges = patches["kept (wer ≤ 0.3)"].get_data()[:2]
+    rej_vals = patches["rejected"].get_data()[0]
+    i = int(np.argmin(np.abs(edges - 0.3)))  # the bar ending at 0.3 holds both 0.3 rows, as kept
+    assert kept_vals[i - 1] == 2 and rej_vals[i - 1] == 0
+    assert sum(kept_vals) == 4 and sum(rej_vals) == 2 and all(v == 0 for v, e in zip(kept_vals, edges[1:]) if e > 0.31)
+    assert wer.get_xlabel() == "wer" and wer.get_ylabel() == "rows"
+    # per-voice panels: labelled axes, the threshold drawn in each
+    small = [ax for t, ax in axes.items() if t.startswith("voice-")]
+    assert all(any(list(ln.get_xdata()) == [0.3, 0.3] for ln in ax.get_lines()) for ax in small)
+    assert small and all(ax.get_xlabel() == "wer" for ax in small) and small[0].get_ylabel() == "rows"
+    # log axes: round numbers written out, not 6×10¹ mathtext, and no two labels on top of each other
+    for title in ("text: chars per row", "text: words per row"):
+        ax = next((a for t, a in axes.items() if t == title), None)
+        if ax is None:
+            continue
+        labels = [lb for lb in ax.get_xticklabels() if lb.get_text() and ax.get_xlim()[0] <= lb.get_position()[0]
+                  <= ax.get_xlim()[1]]
+        assert labels and not any("$" in lb.get_text() or "times" in lb.get_text() for lb in labels)
+        boxes = sorted((lb.get_window_extent() for lb in labels), key=lambda b: b.x0)
+        assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), [lb.get_text() for lb in labels]
+    report.write_png(_threshold_figure_data(), str(tmp_path / "t.png"))
+
+
+def test_log_axes_label_round_numbers_without_overlap():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    for lo, hi in ((57, 130), (3, 12), (1, 10_000), (50, 1000), (0.5, 7)):
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        report._log_axis(ax)
+        fig.canvas.draw()
+        labels = [lb for lb in ax.get_xticklabels() if lb.get_text()]
+        assert 2 <= len(labels) <= 6 and not any("$" in lb.get_text() for lb in labels), (lo, hi)
+        boxes = sorted((lb.get_window_extent() for lb in labels), key=lambda b: b.x0)
+        assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:])), (lo, hi, [lb.get_text() for lb in labels])
+        plt.close(fig)
+
+
+def test_scores_above_the_histogram_range_are_said_plainly():
+    """fastText probabilities come out a hair above 1.0: the title says what the count is."""
+    h = st.fixed_hist(np.array([0.2, 0.9, 1.00001, 1.00002], np.float32), 0, 1, 20)
+    text = report.out_of_range(h)
+    assert text == "; 2 above 1 (max 1.00002) in the last bin", text
+    tiny = st.fixed_hist(np.array([1.0000001], np.float32), 0, 1, 20)  # float32's next value after 1
+    assert report.out_of_range(tiny) == "; 1 above 1 (max 1.0000001) in the last bin"  # not "(max 1)"
+    with report.console.capture() as cap:
+        report.print_content({"columns": {"quality_score": {"hist": h}}}, None,
+                             {"thresholds": {"quality_score": {"param": "threshold", "value": 0.5, "kept": ">="}}})
+    out = " ".join(cap.get().split())  # the title wraps at the table's width
+    assert "quality_score histogram (4 rows; 2 above 1 (max 1.00002) in the last bin; kept: quality_score ≥ 0.5)" in out
+    assert "above 2)" not in out
+    assert report.thresholds({"stages": [{"name": "wer_filter", "params": {"max_wer": 0.1}},
+                                         {"name": "quality", "params": {"threshold": 0.4, "model_path": "m"}}]}) == {
+        "wer": {"param": "max_wer", "value": 0.1, "kept": "<="},
+        "quality_score": {"param": "threshold", "value": 0.4, "kept": ">="}}
+
+
 def _chromium() -> str | None:
     return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
