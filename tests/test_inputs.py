@@ -166,3 +166,44 @@ def test_unknown_inputs_are_a_clear_error(tmp_path):
     (tmp_path / "x.csv").write_text("a,b")
     with pytest.raises(InputError, match="unknown input format"):
         plan_inputs([str(tmp_path / "x.csv")])
+
+
+def _hostile_lines(tmp_path):
+    """Issue 27: lines that once ended the run (a RecursionError, a surrogate Arrow refused)."""
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(b'{"text": "a good document here"}\n'
+                     + b"[" * 100_000 + b"]" * 100_000 + b"\n"                       # the parser's stack
+                     + b'{"text": "x", "m": ' + b"[" * 150 + b"]" * 150 + b"}\n"      # parses, too deep to keep
+                     + b'{"text": "lone \\ud800 surrogate"}\n'
+                     + b'{"text": "ok", "extra": {"k": ["\\udfff"]}}\n'
+                     + b'{"\\ud800": 1, "text": "a surrogate key"}\n'
+                     + b'{"text": "a pair \\ud83d\\ude00 is one character", "m": ' + b"[" * 99 + b"]" * 99 + b"}\n")
+    return path
+
+
+def test_too_deep_json_and_lone_surrogates_are_rejects_not_a_failed_run(tmp_path, warehouse):
+    from helpers import run_demo
+    (s,) = plan_file(str(_hostile_lines(tmp_path)))
+    rows, rej, n = read_shard(s, DOCUMENTS)
+    assert n == 7 and rows.num_rows == 2
+    assert rows.column("text").to_pylist() == ["a good document here", "a pair \U0001F600 is one character"]
+    assert rej.column("drop_reason").to_pylist() == ["malformed_json:too_deep"] * 2 + ["invalid_utf8:lone_surrogate"] * 3
+    details = rej.column("reject_detail").to_pylist()
+    assert "hostile.jsonl byte 33: " in details[0] and "\\ud800 in 'text'" in details[2]
+    assert "\\udfff in 'extra.k[0]'" in details[3]
+    assert rej.column("raw").to_pylist()[2] == '{"text": "lone \\ud800 surrogate"}'  # kept verbatim
+    # The whole run: rows and rejects written as Parquet, counts add up.
+    r = run_demo(warehouse, str(tmp_path / "hostile.jsonl"), min_words=1)
+    assert (r.accounting["rows_in"], r.accounting["kept"]) == (7, 2)
+    assert r.accounting["rejects_by_reason"] == {"malformed_json:too_deep": 2, "invalid_utf8:lone_surrogate": 3}
+
+
+def test_validate_names_too_deep_and_surrogate_lines_without_a_traceback(tmp_path):
+    from click.testing import CliRunner
+
+    from pipelines.cli import main as cli
+    res = CliRunner().invoke(cli, ["validate", str(_hostile_lines(tmp_path)), "--schema", "documents"])
+    assert res.exit_code == 1 and isinstance(res.exception, (SystemExit, type(None))), res.output
+    assert "malformed_json:too_deep: hostile.jsonl row 2" in res.output
+    assert "invalid_utf8:lone_surrogate: hostile.jsonl row 4" in res.output
+    assert "2 of 7 rows fit schema 'documents'" in res.output and "Traceback" not in res.output

@@ -4,7 +4,8 @@ A shard is a byte range of a JSONL file (lines that start inside it), a run of r
 of a Parquet file, or one data file of a store table version. Its key depends only on the
 file's identity (path, size, mtime) and the range, so a rerun plans the same shards and can
 skip the ones already done. Reading never raises on bad content: a line that is not UTF-8,
-not JSON, or does not fit the schema becomes a reject with a reason and the raw text.
+not JSON, nested too deeply, holds a lone surrogate escape (no text can hold it), or does not
+fit the schema becomes a reject with a reason and the raw text.
 """
 from __future__ import annotations
 
@@ -175,6 +176,50 @@ def _raw_text(line: bytes) -> str:
     return line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
 
 
+MAX_JSON_DEPTH = 100  # arrays/objects nested deeper than this in one line are a reject
+
+
+def _unstorable(obj: Any, text: str) -> tuple[str, str] | None:
+    """Why a parsed line cannot be stored (reason, detail), or None: nesting deeper than
+    MAX_JSON_DEPTH (JSON encoding and Arrow conversion later recurse, and a stack overflow
+    there would fail the run), or a string holding a lone surrogate from a `\\ud800`-style
+    escape (valid JSON but not text: UTF-8, Arrow and Parquet cannot hold it). Iterative, so
+    no depth overflows it; skipped where the line has too few brackets to nest that deep and
+    no `\\u` escape, the only way to get a surrogate."""
+    escapes = "\\u" in text
+    if not escapes and text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return None
+    todo = [(obj, 1, "")] if isinstance(obj, (dict, list)) else []
+    while todo:
+        v, depth, where = todo.pop()
+        if depth > MAX_JSON_DEPTH:
+            return "malformed_json:too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        for k, x in (v.items() if isinstance(v, dict) else enumerate(v)):
+            if escapes and isinstance(k, str) and (bad := _surrogate(k)):
+                return "invalid_utf8:lone_surrogate", f"lone surrogate escape {bad} in a key: not text"
+            if isinstance(x, (dict, list)):
+                todo.append((x, depth + 1, _path(where, k)))
+            elif escapes and isinstance(x, str) and (bad := _surrogate(x)):
+                return ("invalid_utf8:lone_surrogate",
+                        f"lone surrogate escape {bad} in '{_path(where, k)}': not text (UTF-8 cannot encode it)")
+    if escapes and isinstance(obj, str) and (bad := _surrogate(obj)):
+        return "invalid_utf8:lone_surrogate", f"lone surrogate escape {bad}: not text"
+    return None
+
+
+def _path(where: str, key: Any) -> str:
+    return f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else str(key)
+
+
+def _surrogate(s: str) -> str | None:
+    """The first lone surrogate in `s` as its JSON escape (a pair decodes to one character)."""
+    try:
+        s.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        return f"\\u{ord(s[e.start]):04x}"
+
+
 def read_jsonl(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table, int]:
     """Parse a JSONL shard into (rows fitting `schema`, rejects, input rows)."""
     records: list[dict[str, Any]] = []
@@ -203,6 +248,17 @@ def read_jsonl(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table
         except json.JSONDecodeError as e:
             reasons.append("malformed_json")
             details.append(f"{base} byte {pos}: {e.msg} at column {e.colno}")
+            raws.append(text.rstrip("\r\n"))
+            continue
+        except RecursionError:  # deeper than the interpreter's stack: a row, not the run
+            reasons.append("malformed_json:too_deep")
+            details.append(f"{base} byte {pos}: JSON nested too deeply to parse (over {MAX_JSON_DEPTH} levels)")
+            raws.append(text.rstrip("\r\n"))
+            continue
+        problem = _unstorable(obj, text)
+        if problem is not None:
+            reasons.append(problem[0])
+            details.append(f"{base} byte {pos}: {problem[1]}")
             raws.append(text.rstrip("\r\n"))
             continue
         if not isinstance(obj, dict):
