@@ -9,6 +9,7 @@ TRL model and tokenizer are built here from a config and a BPE trained on the ta
 import io
 import json
 import os
+import wave
 
 import numpy as np
 import pyarrow as pa
@@ -76,6 +77,48 @@ def test_pyiceberg_sqlcatalog_named_curate_lists_and_reads_our_tables(wh):
     assert other.list_namespaces() == [] and not other.table_exists("curate.docs")
 
 
+# ---- the README's snippet and what it says it needs -------------------------------------------
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _readme_interop() -> str:
+    text = open(os.path.join(REPO, "README.md")).read()
+    return text.split("## Interop (outside tools)")[1].split("\n## ")[0]
+
+
+def test_readme_interop_snippet_runs_as_written(wh):
+    """The snippet itself, with only its placeholders filled in: the warehouse path and our table."""
+    code = _readme_interop().split("```python\n")[1].split("```")[0]
+    assert code.count("/abs/warehouse") == 2 and '"curate.documents"' in code
+    ns: dict = {}
+    exec(code.replace("/abs/warehouse", wh).replace('"curate.documents"', '"curate.docs"'), ns)  # noqa: S102
+    want = Store(wh).read_arrow("docs@strict", ["id"]).num_rows
+    assert ns["strict"] == Store(wh).snapshot("docs@strict")[1].snapshot_id
+    assert ns["duckdb"].sql("select count(*) from read_parquet($files)",
+                            params={"files": ns["files"]}).fetchall()[0][0] == want
+
+
+def test_readme_interop_requirements_are_pinned_installed_and_enough():
+    """Every `name[extras]==version` the section names is a line of requirements-interop.txt and is
+    installed at that version, with its extras' packages (SQLAlchemy and pyarrow for pyiceberg)."""
+    import re
+    from importlib.metadata import requires, version
+    from packaging.requirements import Requirement
+    named = set(re.findall(r"([A-Za-z][\w.-]*(?:\[[\w,-]+\])?==[\w.]+)", _readme_interop()))
+    pinned = {line.split("#")[0].strip() for line in open(os.path.join(REPO, "requirements-interop.txt"))} - {""}
+    assert {"pyiceberg[sql-sqlite,pyarrow]==0.12.0", "polars==2.1.0", "duckdb==2.0.0", "datasets==5.2.0",
+            "soundfile==0.14.0", "trl==1.16.0"} <= named
+    assert named <= pinned, named - pinned
+    for spec in named:
+        req = Requirement(spec)
+        assert version(req.name) in req.specifier, spec
+        for extra in req.extras:
+            for dep in map(Requirement, requires(req.name) or []):
+                if dep.marker and dep.marker.evaluate({"extra": extra}):
+                    assert version(dep.name) in dep.specifier, (spec, str(dep))
+    from pyiceberg.catalog.sql import SqlCatalog  # noqa: F401  (imports SQLAlchemy)
+
+
 # ---- polars ------------------------------------------------------------------------------
 def test_polars_scan_iceberg_reads_a_version_as_store_does(wh):
     import polars as pl
@@ -108,6 +151,32 @@ def test_duckdb_over_the_snapshot_file_list_but_not_a_glob(wh):
     assert n_glob == len(want) + n_strict > len(want)
 
 
+def test_a_glob_also_reads_the_dedup_work_files_kept_in_the_data_directory(tmp_path):
+    """README: a run with dedup keeps its signatures and decisions under the table's data directory;
+    a glob there reads them as if they were rows, without an error."""
+    import glob
+
+    import duckdb
+
+    from filters.dedup import Dedup
+    from filters.text_basic import normalize_text
+    from schemas.engine.runner import Pipeline, RunOptions, run
+    from schemas.engine.stage import StageSpec
+    from schemas.tables import DOCUMENTS
+    wh = str(tmp_path / "wh")
+    r = run(Pipeline("dd", DOCUMENTS, DOCUMENTS, [normalize_text, StageSpec(Dedup, {})]),
+            RunOptions(inputs=[corpus(tmp_path, n_files=2, limit=60)], output="dd", warehouse=wh, executor="local",
+                       progress=False))
+    data_dir = f"{wh}/curate/dd/data"
+    work = sorted(os.path.relpath(p, data_dir) for p in glob.glob(f"{data_dir}/run-*/_global/*-dedup/**/*.parquet",
+                                                                   recursive=True))
+    assert any(p.endswith("/decisions.parquet") for p in work) and any("/signatures/" in p for p in work), work
+    n_glob = duckdb.sql(f"select count(*) from read_parquet('{data_dir}/**/*.parquet')").fetchall()[0][0]
+    assert n_glob > r.accounting["kept"] == Store(wh).read_arrow("dd", ["id"]).num_rows
+    warning = next(b for b in _readme_interop().split("\n- ") if b.startswith("**Never glob"))
+    assert "run-*/_global/<n>-dedup/signatures/*.parquet" in warning and "decisions.parquet" in warning
+
+
 # ---- Hugging Face datasets ---------------------------------------------------------------
 def _speech_files(wh):
     t, snap = Store(wh).snapshot("speech_sft")
@@ -125,6 +194,8 @@ def test_datasets_loads_speech_sft_parquet_and_the_audio_decodes(wh, tmp_path):
     for row in ds:
         x, sr = sf.read(io.BytesIO(row["audio"]["bytes"]))
         assert sr == 16000 and x.ndim == 1 and np.abs(x).max() > 0.01
+        with wave.open(io.BytesIO(row["audio"]["bytes"])) as w:  # the README's stdlib alternative
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()) == (16000, 1, 2, x.size)
         assert abs(x.size / sr - by_id[row["id"]]["duration_s"]) < 1e-3
         assert "<audio>" in row["sample"]
 
