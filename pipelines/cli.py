@@ -540,5 +540,9 @@ def run(ctx, pipeline, args):
     sys.exit(script_main(mod.build, parser, argv))
 
 
+from pipelines.cli_model import model_group  # noqa: E402  (its own module: pretrained checkpoints in and out)
+
+main.add_command(model_group)
+
 if __name__ == "__main__":
     main()
