@@ -1,5 +1,6 @@
 """The store's promises under faults, concurrency and hostile input (issue 10): nothing lost,
 nothing stale, nothing half-published. Each test tries to break one promise."""
+import glob
 import importlib
 import json
 import multiprocessing as mp
@@ -71,6 +72,73 @@ def test_a_file_with_other_rows_than_the_metadata_fails(tmp_path, warehouse):
         run_demo(warehouse, "docs", output="copy")
     res = _cli("--warehouse", warehouse, "diff", "docs", "docs")
     assert res.exit_code == 2 and "metadata says" in res.output
+
+
+def test_a_marker_whose_files_are_gone_or_changed_is_redone_not_trusted(tmp_path, warehouse, monkeypatch):
+    """Issue 27: `curate gc --runs` during a run deleted finished shards' files, their markers
+    survived, and every rerun failed with a FileNotFoundError ("15 of 15 shards already done")."""
+    src = corpus(tmp_path, limit=60)
+    clean = run_demo(str(tmp_path / "clean"), src)
+    real = Store.publish
+
+    def crash(self, *a, **k):
+        raise OSError("killed after every shard's marker")
+    monkeypatch.setattr(Store, "publish", crash)
+    with pytest.raises(OSError, match="killed after"):
+        run_demo(warehouse, src)
+    monkeypatch.setattr(Store, "publish", real)
+    data = os.path.join(warehouse, "curate", "docs", "data")
+    markers = sorted(glob.glob(f"{data}/run-*/_markers/*.json"))
+    assert len(markers) == 4
+    marked = [json.load(open(m)) for m in markers]
+    gone, shorter, other_bytes = (m["files"]["kept"].removeprefix("file://") for m in marked[:3])
+    os.remove(gone)                                                  # what gc did
+    t = pq.read_table(shorter)
+    pq.write_table(t.slice(0, t.num_rows - 1), shorter)              # a valid file, a row short
+    pq.write_table(pq.read_table(other_bytes), other_bytes, compression="none")  # same rows, other bytes
+    r = run_demo(warehouse, src)
+    assert (r.resumed_shards, r.processed_shards) == (1, 3)
+    assert counts(r.accounting) == counts(clean.accounting)
+    got = Store(warehouse).read_arrow("docs", ["id"]).column("id").to_pylist()
+    want = Store(str(tmp_path / "clean")).read_arrow("docs", ["id"]).column("id").to_pylist()
+    assert sorted(got) == sorted(want)
+
+
+def test_a_marker_that_is_not_json_is_redone(tmp_path, warehouse, monkeypatch):
+    src = corpus(tmp_path, n_files=2, limit=60)
+    monkeypatch.setattr(Store, "publish", lambda self, *a, **k: (_ for _ in ()).throw(OSError("killed")))
+    with pytest.raises(OSError):
+        run_demo(warehouse, src)
+    monkeypatch.undo()
+    marker = sorted(glob.glob(f"{warehouse}/curate/docs/data/run-*/_markers/*.json"))[0]
+    open(marker, "w").write('{"shard": "trunc')
+    r = run_demo(warehouse, src)
+    assert (r.resumed_shards, r.processed_shards) == (1, 1)
+
+
+def test_shard_files_gone_at_publish_are_one_line(tmp_path, monkeypatch, capsys):
+    """The race the check cannot close (gc between the check and the commit): one line, and the
+    rerun redoes the shard."""
+    from pipelines import script
+    from helpers import demo_pipeline
+    src = corpus(tmp_path, n_files=2, limit=60)
+    wh = str(tmp_path / "wh")
+    real = Store.publish
+
+    def gc_first(self, name, schema, files, *a, **k):
+        for f in files:
+            os.remove(f.removeprefix("file://"))
+        return real(self, name, schema, files, *a, **k)
+    monkeypatch.setattr(Store, "publish", gc_first)
+    opts = RunOptions([src], "docs", wh, executor="local", progress=False)
+    assert script.run_and_report(demo_pipeline(), opts, quiet=True) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: a finished shard's file of run ") and "curate gc --runs" in err
+    assert "\n" not in err and "Traceback" not in err
+    monkeypatch.setattr(Store, "publish", real)
+    r = run_demo(wh, src)
+    assert r.processed_shards >= 1 and r.resumed_shards + r.processed_shards == 2
+    assert counts(r.accounting) == counts(run_demo(str(tmp_path / "clean"), src).accounting)
 
 
 # ---- the run key covers the code -----------------------------------------------------

@@ -212,16 +212,16 @@ def write_state(state: ShardState, job: ShardJob) -> dict[str, Any]:
     read = state.counts[0]
     summary: dict[str, Any] = {"shard": shard.key, "input": state.shard, "rows_in": state.n_in,
                                "kept": fitted.table.num_rows, "rejected": rejects.num_rows,
-                               "lost": read.lost, "lost_files": state.lost_files, "files": {}}
+                               "lost": read.lost, "lost_files": state.lost_files, "files": {}, "file_bytes": {}}
     summary["stats"] = st.table_stats(fitted.table, job.output_schema)
     summary["rejects_stats"] = st.table_stats(rejects, job.rejects_schema)
     if fitted.table.num_rows:
         uri = f"{job.out_dir}/{shard.key}.parquet"
-        write_parquet(fitted.table, uri, summary["stats"])
+        summary["file_bytes"]["kept"] = write_parquet(fitted.table, uri, summary["stats"])
         summary["files"]["kept"] = uri
     if rejects.num_rows:
         uri = f"{job.rejects_dir}/{shard.key}.parquet"
-        write_parquet(rejects, uri, summary["rejects_stats"])
+        summary["file_bytes"]["rejects"] = write_parquet(rejects, uri, summary["rejects_stats"])
         summary["files"]["rejects"] = uri
     write_count.seconds = time.perf_counter() - t0
     summary["stages"] = [c.to_dict() for c in (*state.counts, write_count)]

@@ -28,9 +28,10 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type == pafs.FileType.File
 
 
-def write_parquet(table: pa.Table, uri: str, stats: dict[str, Any] | None = None) -> None:
+def write_parquet(table: pa.Table, uri: str, stats: dict[str, Any] | None = None) -> int:
     """A file at `uri` is always whole: locally written under a temporary name and moved; on
-    object storage the upload becomes visible only when complete (a move would copy it)."""
+    object storage the upload becomes visible only when complete (a move would copy it).
+    Returns its size in bytes (a shard's marker records it: resume checks the file is the same)."""
     fs, path = filesystem(uri)
     if stats is not None:
         meta = dict(table.schema.metadata or {})
@@ -38,11 +39,13 @@ def write_parquet(table: pa.Table, uri: str, stats: dict[str, Any] | None = None
         table = table.replace_schema_metadata(meta)
     if fsys.is_remote(uri):
         pq.write_table(table, path, filesystem=fs, compression="zstd")
-        return
+        return fs.get_file_info(path).size
     fs.create_dir(os.path.dirname(path), recursive=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     pq.write_table(table, tmp, filesystem=fs, compression="zstd")
+    size = fs.get_file_info(tmp).size
     fs.move(tmp, path)
+    return size
 
 
 def read_parquet(uri: str) -> pa.Table:

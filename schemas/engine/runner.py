@@ -16,12 +16,14 @@ import contextlib
 import errno
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from schemas import stats as st
@@ -33,11 +35,11 @@ from schemas.engine.lineage import code_fingerprint, config_hash, git_commit
 from schemas.engine.stage import ERROR_BUDGET, StageCount, StageFailed, StageSpec, as_spec
 from schemas.filesystem import is_remote
 from schemas.ids import row_id
-from schemas.store import Store, check_table_name, check_tag, rejects_name
+from schemas.store import Store, StoreError, check_table_name, check_tag, rejects_name
 from schemas.tables import rejects_schema, with_columns
 
 __all__ = ["AccountingError", "NothingKept", "Pipeline", "RunInProgress", "RunOptions", "RunResult",
-           "StorageFull", "run"]
+           "ShardFileGone", "StorageFull", "run"]
 
 
 class NothingKept(RuntimeError):
@@ -50,6 +52,11 @@ class RunInProgress(RuntimeError):
 
 class StorageFull(RuntimeError):
     """The disk or bucket is full: an infrastructure failure, never bad data."""
+
+
+class ShardFileGone(StoreError, RuntimeError):
+    """A finished shard's file vanished between the resume check and the commit (a `curate gc
+    --runs` meanwhile): nothing was published, and the rerun redoes that shard."""
 
 
 @dataclass
@@ -107,14 +114,66 @@ class RunResult:
 
 # ---- on the driver --------------------------------------------------------------------
 def _list_markers(out_dir: str) -> dict[str, dict[str, Any]]:
+    """Shard key → its marker's summary; a marker that is not a JSON object (damaged by hand or
+    a tool) is left out, so its shard is redone and its marker rewritten."""
     fs, path = filesystem(out_dir + "/_markers")
     info = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     out = {}
     for f in info:
         if f.type == pafs.FileType.File and f.path.endswith(".json"):
             name = os.path.basename(f.path)
-            out[name[:-len(".json")]] = read_json(f"{out_dir}/_markers/{name}")
+            try:
+                summary = read_json(f"{out_dir}/_markers/{name}")
+            except ValueError:  # not JSON (json.JSONDecodeError, UnicodeDecodeError)
+                continue
+            if isinstance(summary, dict):
+                out[name[:-len(".json")]] = summary
     return out
+
+
+def _marker_problem(summary: dict[str, Any]) -> str | None:
+    """Why a shard's marker cannot be trusted, or None: a file it names is missing (`curate gc
+    --runs` during the run), is not the size the marker recorded, or holds other rows than the
+    marker counted (its Parquet footer). Such a shard is redone rather than published from."""
+    if any(k not in summary for k in ("rows_in", "kept", "rejected", "files", "stages", "stats", "rejects_stats")):
+        return "its marker is incomplete"
+    files, sizes = summary["files"], summary.get("file_bytes") or {}
+    rows = {"kept": summary["kept"], "rejects": summary["rejected"]}
+    for role, n in rows.items():
+        if n and role not in files:
+            return f"its marker counts {n:,} {role} rows but names no file for them"
+    for role, uri in files.items():
+        name = os.path.basename(str(uri))
+        fs, path = filesystem(uri)
+        info = fs.get_file_info(path)
+        if info.type != pafs.FileType.File:
+            return f"its {role} file {name} is missing"
+        if sizes.get(role) is not None and info.size != sizes[role]:
+            return f"its {role} file {name} is {info.size:,} bytes, its marker says {sizes[role]:,}"
+        try:
+            with fs.open_input_file(path) as f:
+                held = pq.read_metadata(f).num_rows
+        except (pa.ArrowException, OSError) as e:
+            return f"its {role} file {name} cannot be read ({str(e).splitlines()[0][:200]})"
+        if held != rows.get(role, held):
+            return f"its {role} file {name} holds {held:,} rows, its marker says {rows[role]:,}"
+    return None
+
+
+def _trusted(done: dict[str, dict[str, Any]], opts: "RunOptions") -> dict[str, dict[str, Any]]:
+    """The markers whose files are there as written; the others' shards are redone (logged)."""
+    if not done:
+        return done
+    from concurrent.futures import ThreadPoolExecutor
+    keys = list(done)
+    with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:  # a footer read each (S3: a request)
+        problems = dict(zip(keys, pool.map(lambda k: _marker_problem(done[k]), keys)))
+    bad = [k for k in keys if problems[k]]
+    for k in bad[:5]:
+        _log(opts, f"shard {k}: {problems[k]}; redoing it")
+    if len(bad) > 5:
+        _log(opts, f"... and {len(bad) - 5} more shards whose files are missing or changed; redoing them")
+    return {k: v for k, v in done.items() if not problems[k]}
 
 
 def _attempts(data_dir: str, run_key: str) -> list[int]:
@@ -203,7 +262,8 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
         job = ShardJob(pipeline.input_schema, schema, rschema, specs,
                        f"{out_data}/run-{run_id}", f"{rej_data}/run-{run_id}", run_id,
                        opts.on_unreadable, opts.raw_rejects, opts.error_budget, opts.resources, opts.fuse)
-        done = {k: v for k, v in _list_markers(job.out_dir).items() if k in {s.key for s in shards}}
+        done = _trusted({k: v for k, v in _list_markers(job.out_dir).items() if k in {s.key for s in shards}},
+                        opts)
         pending = [s for s in shards if s.key not in done]
         resumed = len(done)
         if done:
@@ -256,9 +316,10 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
     kept_files = [s["files"]["kept"] for s in summaries if "kept" in s["files"]]
     rej_files = [s["files"]["rejects"] for s in summaries if "rejects" in s["files"]]
     standalone = not kept_files and not opts.allow_empty
-    rsnap = store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
-                                                      "output_table": opts.output, "tag": opts.tag,
-                                                      "standalone": standalone}, mode=opts.mode)
+    with _files_there(lineage["run_id"]):
+        rsnap = store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
+                                                          "output_table": opts.output, "tag": opts.tag,
+                                                          "standalone": standalone}, mode=opts.mode)
     failpoint("rejects-committed")
     if standalone:
         # The reasons can be inspected, but good data is never replaced by nothing.
@@ -269,10 +330,11 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
                           f"'{opts.output}' is unchanged; see `curate show {rname}`")
     # Score distributions over every scored row (kept and rejected): what a filter removed shows.
     scored = st.compact(st.merge_all([s["stats"] for s in summaries] + [s["rejects_stats"] for s in summaries]))
-    snap = store.publish(opts.output, schema, kept_files, {**lineage, "role": "output", "stats": stats,
-                                                           "stats_scored": scored, "rejects_table": rname,
-                                                           "rejects_snapshot": rsnap, "tag": opts.tag},
-                         mode=opts.mode)
+    with _files_there(lineage["run_id"]):
+        snap = store.publish(opts.output, schema, kept_files, {**lineage, "role": "output", "stats": stats,
+                                                               "stats_scored": scored, "rejects_table": rname,
+                                                               "rejects_snapshot": rsnap, "tag": opts.tag},
+                             mode=opts.mode)
     failpoint("output-committed")
     _tag_pair(store, opts.output, rname, snap, rsnap, opts.tag)
     for name in (opts.output, rname):
@@ -281,6 +343,21 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
         except OSError as e:  # the version is published; leftovers are only disk space
             _log(opts, f"warning: could not sweep unreferenced files of {name}: {e}")
     return RunResult(lineage["run_id"], opts.output, snap, rsnap, accounting, stats, resumed, processed)
+
+
+@contextlib.contextmanager
+def _files_there(run_id: str):
+    """A shard file gone at the commit is one line (ShardFileGone), not pyiceberg's traceback."""
+    try:
+        yield
+    except Exception as e:
+        gone = find_cause(e, lambda c: isinstance(c, FileNotFoundError))
+        if gone is None:
+            raise
+        quoted = re.search(r"'([^']+)'", str(gone))
+        what = getattr(gone, "filename", None) or (quoted[1] if quoted else str(gone).splitlines()[0])
+        raise ShardFileGone(f"a finished shard's file of run {run_id} was deleted before it was published "
+                            f"({what}); was `curate gc --runs` run meanwhile? Rerun: that shard is redone") from e
 
 
 def _tag_pair(store: Store, output: str, rname: str, snap: int, rsnap: int, tag: str | None) -> None:
