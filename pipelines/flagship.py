@@ -258,8 +258,12 @@ def run_main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     steps = Steps(args)
     if args.executor == "ray":
-        from schemas.engine.raysession import init_ray
-        init_ray(args.num_cpus)  # once: every step below joins this session
+        from schemas.engine.raysession import RayStartFailed, init_ray
+        try:
+            init_ray(args.num_cpus)  # once: every step below joins this session
+        except RayStartFailed as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     docs = steps.step("text curation → documents", steps.text)
     sft = steps.step("SFT pairs from documents → sft_documents", lambda: steps.sft(f"documents@{docs.snapshot_id}"))
     steps.step("speech SFT (TTS, ASR, WER) → speech_sft", lambda: steps.speech(f"sft_documents@{sft.snapshot_id}"))

@@ -161,6 +161,7 @@ def parser():
 def run_main(argv: list[str] | None = None) -> int:
     from pipelines import report
     from schemas.engine.inputs import InputError
+    from schemas.engine.raysession import RayStartFailed
     from schemas.engine.runner import NothingKept, run
     from schemas.store import Store
 
@@ -169,7 +170,7 @@ def run_main(argv: list[str] | None = None) -> int:
     opts = options(args, inputs)
     try:
         result = run(pipeline, opts)
-    except (InputError, NothingKept) as e:
+    except (InputError, NothingKept, RayStartFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     store = Store(opts.warehouse, opts.catalog)

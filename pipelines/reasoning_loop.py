@@ -913,7 +913,12 @@ def run_main(argv: list[str] | None = None) -> int:
     if args.seeds:
         return run_seeds(argv, args)
     resolve_workers(args)
-    record = Loop(args).run()
+    from schemas.engine.raysession import RayStartFailed
+    try:
+        record = Loop(args).run()
+    except RayStartFailed as e:  # the loop starts Ray first, before any work
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print_table(record)
     prof = record["profile"]
     by_phase = lambda p: ", ".join(f"{k} {v:.0f}" for k, v in sorted(p.items(), key=lambda kv: -kv[1]))  # noqa: E731

@@ -84,6 +84,7 @@ def _resources(items: list[str] | None) -> dict:
 def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) -> int:
     from pipelines import report
     from schemas.engine.inputs import InputError, UnreadableInput
+    from schemas.engine.raysession import RayStartFailed
     from schemas.engine.runner import NothingKept, RunInProgress, StorageFull
     from schemas.engine.stage import StageFailed
     from schemas.store import Store, StoreError
@@ -91,7 +92,7 @@ def run_and_report(pipeline: Pipeline, opts: RunOptions, quiet: bool = False) ->
     try:
         result = run(pipeline, opts)
     except (InputError, NothingKept, UnreadableInput, RunInProgress, StorageFull, StoreError, StageFailed,
-            ValueError) as e:
+            RayStartFailed, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not quiet:

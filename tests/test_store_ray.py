@@ -88,3 +88,83 @@ def test_read_ray_in_a_fresh_process_reads_the_version_on_an_embedded_ray(tmp_pa
     assert out["n"] == r.accounting["kept"]
     assert out["gcs"].startswith("127.0.0.1:") and not out["dashboard"] and out["auth"] == "disabled"
     assert "not enough to run any task" not in p.stderr
+
+
+# ---- a Ray start that times out under load (issue 27) ---------------------------------
+TIMED_OUT = ("The current node timed out during startup. This could happen because some of the raylet "
+             "failed to startup or the GCS has become overloaded.")
+
+
+@pytest.fixture
+def flaky_ray(monkeypatch):
+    """ray.init failing like Ray's on a loaded machine (each failed try leaves a process behind,
+    as a half-started GCS does) `fails` times, then starting; sleeps and shutdowns recorded."""
+    import ray
+
+    from schemas.engine import raysession
+    calls = {"init": 0, "fails": 2, "shutdown": 0, "sleep": [], "left": []}
+
+    def init(**kw):
+        calls["init"] += 1
+        if calls["init"] <= calls["fails"]:
+            calls["left"].append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+            raise Exception(TIMED_OUT)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.__setitem__("shutdown", calls["shutdown"] + 1))
+    monkeypatch.setattr(raysession, "_quiet_ray_data", lambda: None)
+    monkeypatch.setattr(raysession, "_start_data_coordinator", lambda: True)
+    monkeypatch.setattr(raysession, "_sleep", calls["sleep"].append, raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    yield calls
+    for p in calls["left"]:
+        p.kill()
+        p.wait()
+
+
+def test_a_ray_start_that_times_out_is_retried_after_the_half_started_one_is_shut_down(flaky_ray):
+    from schemas.engine.raysession import init_ray
+    assert init_ray(num_cpus=1) == "local"
+    assert flaky_ray["init"] == 3 and flaky_ray["shutdown"] == 2
+    assert flaky_ray["sleep"] == [5.0, 10.0]                   # backoff between the tries
+    assert all(p.poll() is not None for p in flaky_ray["left"])  # what each failed try started is gone
+
+
+def test_a_ray_start_that_keeps_failing_is_one_line(flaky_ray, tmp_path, capsys):
+    from helpers import demo_pipeline
+    from pipelines import script
+    from schemas.engine.raysession import RayStartFailed, init_ray
+    from schemas.engine.runner import RunOptions
+    flaky_ray["fails"] = 10**6
+    with pytest.raises(RayStartFailed) as e:
+        init_ray(num_cpus=1)
+    msg = str(e.value)
+    assert "\n" not in msg and "could not start the embedded Ray in 3 tries" in msg and "timed out during startup" in msg
+    assert "--executor local" in msg
+    assert flaky_ray["init"] == 3 and all(p.poll() is not None for p in flaky_ray["left"])
+    capsys.readouterr()
+    # a pipeline script: `error: …`, exit 2, no traceback
+    opts = RunOptions([corpus(tmp_path, n_files=1, limit=20)], "docs", str(tmp_path / "wh"), executor="ray",
+                      progress=False)
+    assert script.run_and_report(demo_pipeline(), opts, quiet=True) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: could not start the embedded Ray in 3 tries") and "Traceback" not in err
+    # the flagship starts Ray itself, first
+    from pipelines import flagship
+    assert flagship.run_main(["--warehouse", str(tmp_path / "wh2"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: could not start the embedded Ray") and not any("Traceback" in l for l in err)
+
+
+def test_a_usage_error_from_ray_init_is_not_retried(flaky_ray, monkeypatch):
+    import ray
+
+    from schemas.engine.raysession import init_ray
+
+    def init(**kw):
+        flaky_ray["init"] += 1
+        raise ValueError("When connecting to an existing cluster, num_cpus and num_gpus must not be provided.")
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(ValueError, match="num_cpus"):
+        init_ray(num_cpus=1)
+    assert flaky_ray["init"] == 1 and flaky_ray["sleep"] == []

@@ -15,8 +15,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
+from typing import Callable
 
 from schemas.engine.lineage import REPO_ROOT
+
+
+class RayStartFailed(RuntimeError):
+    """Ray did not start (or could not be joined) in START_ATTEMPTS tries: one line saying what to do."""
+
+
+START_ATTEMPTS = 3      # tries of one start: a loaded machine can miss Ray's fixed 30 s raylet wait
+START_BACKOFF_S = 5.0   # wait before the 2nd try; doubled before each later one
+_sleep = time.sleep     # tests replace it
 
 
 def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None) -> str:
@@ -29,19 +40,91 @@ def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None) ->
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        _start(lambda: ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True),
+               f"could not join the Ray cluster at RAY_ADDRESS={address}",
+               "check that it is up (`ray status`), or unset RAY_ADDRESS to run on an embedded Ray")
         _start_data_coordinator()
         return address
     # Workers import the project's packages from the checkout, installed or not.
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(REPO_ROOT) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths])
-    with _loopback_only():
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 object_store_memory=(object_store_mb or 1024) << 20, logging_level=logging.WARNING,
-                 _node_ip_address=LOOPBACK)
+
+    def start() -> None:
+        with _loopback_only():
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                     object_store_memory=(object_store_mb or 1024) << 20, logging_level=logging.WARNING,
+                     _node_ip_address=LOOPBACK)
+    _start(start, "could not start the embedded Ray",
+           "the machine is probably overloaded: rerun when it is less busy, "
+           "start fewer Ray workers (--num-cpus), or run in-process (--executor local)")
     _start_data_coordinator()
     return "local"
+
+
+def _start(start: Callable[[], None], failed: str, advice: str) -> None:
+    """`start()` up to START_ATTEMPTS times, with a growing wait between tries. A failed try is
+    shut down first: Ray's driver state, and the processes it had started for the node (GCS,
+    raylet, their workers: children of this process that were not there before the try), which
+    `ray.shutdown` cannot reach when the node failed inside its constructor. Usage errors
+    (ValueError, TypeError) are not retried. Raises RayStartFailed, one line, in the end."""
+    last: BaseException | None = None
+    for attempt in range(1, START_ATTEMPTS + 1):
+        before = _children()
+        try:
+            start()
+            return
+        except (ValueError, TypeError):
+            raise
+        except Exception as e:  # noqa: BLE001 - e.g. "The current node timed out during startup"
+            last = e
+            _shut_down_failed_start(before)
+            if attempt < START_ATTEMPTS:
+                wait = START_BACKOFF_S * 2 ** (attempt - 1)
+                logging.getLogger(__name__).warning(
+                    "Ray start failed (try %d of %d: %s); trying again in %.0f s",
+                    attempt, START_ATTEMPTS, _first_line(e), wait)
+                _sleep(wait)
+    raise RayStartFailed(f"{failed} in {START_ATTEMPTS} tries (last: {type(last).__name__}: "
+                         f"{_first_line(last)}); {advice}") from last
+
+
+def _first_line(e: BaseException | None) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else "no message")[:300]
+
+
+def _children() -> set[int]:
+    import psutil
+    try:
+        return {p.pid for p in psutil.Process().children()}
+    except psutil.Error:
+        return set()
+
+
+def _shut_down_failed_start(before: set[int]) -> None:
+    """Ray's driver state reset, and each process this process started during the try (a direct
+    child that was not there before it) ended with everything under it (a raylet's workers)."""
+    import psutil
+    import ray
+    with contextlib.suppress(Exception):  # best effort: the try already failed
+        ray.shutdown()
+    started: list[psutil.Process] = []
+    try:
+        for child in psutil.Process().children():
+            if child.pid not in before:
+                with contextlib.suppress(psutil.Error):
+                    started += [*child.children(recursive=True), child]
+    except psutil.Error:
+        return
+    for p in started:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(started, timeout=5)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 def _start_data_coordinator(timeout_s: float = 120.0) -> bool:
