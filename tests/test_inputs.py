@@ -207,3 +207,35 @@ def test_validate_names_too_deep_and_surrogate_lines_without_a_traceback(tmp_pat
     assert "malformed_json:too_deep: hostile.jsonl row 2" in res.output
     assert "invalid_utf8:lone_surrogate: hostile.jsonl row 4" in res.output
     assert "2 of 7 rows fit schema 'documents'" in res.output and "Traceback" not in res.output
+
+
+def _not_utf8(values: list[bytes]) -> pa.Array:
+    """A string array holding bytes that are not UTF-8 (pyarrow checks nothing; Parquet keeps it)."""
+    offsets = [0]
+    for v in values:
+        offsets.append(offsets[-1] + len(v))
+    return pa.Array.from_buffers(pa.string(), len(values), [None, pa.array(offsets, pa.int32()).buffers()[1],
+                                                             pa.py_buffer(b"".join(values))])
+
+
+def test_parquet_text_that_is_not_utf8_is_a_reject_not_a_failed_run(tmp_path, warehouse):
+    from click.testing import CliRunner
+
+    from helpers import run_demo
+    from pipelines.cli import main as cli
+    text = _not_utf8([b"a fine document here", b"bad \xff\xfe bytes", b"another fine one", b"fine text"])
+    tags = pa.ListArray.from_arrays(pa.array([0, 1, 2, 3, 4], pa.int32()), _not_utf8([b"a", b"b", b"c", b"\xc3("]))
+    path = str(tmp_path / "t.parquet")
+    pq.write_table(pa.table({"text": text, "tags": tags}), path)
+    (s,) = plan_file(path)
+    rows, rej, n = read_shard(s, DOCUMENTS)
+    assert n == 4 and rows.num_rows == 2
+    assert [ids[0] for ids in rows.column("source_ids").to_pylist()] == ["t.parquet#0", "t.parquet#2"]
+    assert rej.column("drop_reason").to_pylist() == ["invalid_utf8"] * 2
+    assert rej.column("reject_detail").to_pylist() == ["row 1 in t.parquet: 'text' is not UTF-8",
+                                                       "row 3 in t.parquet: 'tags' is not UTF-8"]
+    assert json.loads(rej.column("raw")[0].as_py()) == {"text": "bad \\xff\\xfe bytes", "tags": ["b"]}
+    r = run_demo(warehouse, path, min_words=1)
+    assert (r.accounting["rows_in"], r.accounting["kept"], r.accounting["rejects_by_reason"]) == (4, 2, {"invalid_utf8": 2})
+    res = CliRunner().invoke(cli, ["validate", path, "--schema", "documents"])
+    assert "invalid_utf8: t.parquet row 2 (index 1): 'text' is not UTF-8" in res.output and res.exit_code == 1

@@ -352,6 +352,15 @@ def read_parquet(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Tab
     if expected is not None and n != expected:
         what = "the table metadata" if shard.kind == "table" else "its footer"
         raise UnreadableInput(shard.path, f"holds {n:,} rows but {what} says {expected:,}", expected)
+    not_text = _invalid_utf8_rows(table)
+    rows = list(range(n))  # each remaining row's index in the shard
+    if not_text:
+        rows = [i for i in rows if i not in not_text]
+        order = sorted(not_text)
+        text_rejects = make_rejects(["invalid_utf8"] * len(order), "read",
+                                    [f"row {i} in {base}: '{not_text[i]}' is not UTF-8" for i in order],
+                                    [_row_text(table, i) for i in order])
+        table = table.take(pa.array(rows, pa.int64()))
     if shard.kind == "table" and "id" in table.column_names and "source_ids" in schema.names:
         # Rows read from a store table point at the row they came from.
         if "source_ids" in table.column_names:
@@ -361,16 +370,66 @@ def read_parquet(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Tab
     if "source_ids" not in table.column_names and "source_ids" in schema.names:
         if "id" in table.column_names:
             ids = [[str(v)] if v is not None else [f"{base}#{first_row + i}"]
-                   for i, v in enumerate(table.column("id").to_pylist())]
+                   for i, v in zip(rows, table.column("id").to_pylist())]
         else:
-            ids = [[f"{base}#{first_row + i}"] for i in range(n)]
+            ids = [[f"{base}#{first_row + i}"] for i in rows]
         table = table.append_column("source_ids", pa.array(ids, pa.list_(pa.string())))
     if "source" in schema.names and "source" not in table.column_names:
-        table = table.append_column("source", pa.array([shard.source] * n, pa.string()))
+        table = table.append_column("source", pa.array([shard.source] * table.num_rows, pa.string()))
     if "id" in table.column_names:
         table = table.drop_columns(["id"])  # ids are recomputed from content when written
-    c: Conformed = conform(table, schema, where=base)
+    c: Conformed = conform(table, schema, where=base,
+                           row_names=[f"row {i} in {base}" for i in rows] if not_text else None)
+    if not_text:
+        return c.table, concat_rejects([text_rejects, c.rejects]), n
     return c.table, c.rejects, n
+
+
+def _has_text(t: pa.DataType) -> bool:
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return True
+    return any(_has_text(t.field(i).type) for i in range(t.num_fields))
+
+
+def _invalid_utf8_rows(table: pa.Table) -> dict[int, str]:
+    """Row → the first column where it holds text that is not UTF-8. Parquet readers do not check
+    it, and the first Python conversion of such a value (a stage's to_pylist) would fail the run;
+    a whole column is checked at C speed, rows one by one only in a column that fails."""
+    bad: dict[int, str] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if not _has_text(col.type):
+            continue
+        try:
+            for chunk in col.chunks:
+                chunk.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        for i in range(table.num_rows):
+            if i not in bad:
+                try:  # take, not slice: a sliced list still holds (and checks) every row's values
+                    col.take([i]).validate(full=True)
+                except pa.ArrowInvalid:
+                    bad[i] = name
+    return bad
+
+
+def _row_text(table: pa.Table, i: int) -> str:
+    """A row as JSON for a reject's `raw`, text that is not UTF-8 shown with backslash escapes."""
+    out: dict[str, Any] = {}
+    for name in table.column_names:
+        col = table.column(name).take([i])
+        try:
+            col.validate(full=True)
+            out[name] = col.to_pylist()[0]
+        except pa.ArrowInvalid:
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                v = col.cast(pa.large_binary()).to_pylist()[0]
+                out[name] = v.decode("utf-8", errors="backslashreplace")
+            else:
+                out[name] = None
+    return json.dumps(out, ensure_ascii=False, default=str)
 
 
 def read_shard(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table, int]:
