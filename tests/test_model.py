@@ -157,8 +157,8 @@ def test_kv_cache_matches_full_recompute(tok):
 
 
 def test_top_p_keeps_the_same_tokens_as_sorting_the_whole_vocabulary():
-    """The short cut (the 64 largest) and the full sort agree, peaked rows and flat ones alike
-    (a flat row needs more than 64 tokens to reach p: the full sort is the fallback)."""
+    """The short cuts (the 64, then the 1,024 largest) and the full sort agree, peaked rows and flat
+    ones alike (a flat row needs more than the head to reach p: the full sort is the fallback)."""
     from model.generate import _top_p
 
     def by_sort(probs, p):
@@ -166,8 +166,8 @@ def test_top_p_keeps_the_same_tokens_as_sorting_the_whole_vocabulary():
         return torch.zeros_like(probs).scatter(-1, idx, sorted_p * (sorted_p.cumsum(-1) - sorted_p < p))
 
     g = torch.Generator().manual_seed(0)
-    for scale in (8.0, 3.0, 0.1):  # peaked → flat
-        probs = torch.softmax(scale * torch.randn(32, 512, generator=g), -1)
+    for scale, vocab in ((8.0, 512), (3.0, 512), (0.1, 512), (1.5, 4096), (0.05, 4096)):  # peaked → flat;
+        probs = torch.softmax(scale * torch.randn(32, vocab, generator=g), -1)         # 4096: the wider head
         for p in (0.5, 0.9, 0.95):
             got = _top_p(probs, p)
             assert torch.equal(got, by_sort(probs, p))
