@@ -239,3 +239,15 @@ def test_parquet_text_that_is_not_utf8_is_a_reject_not_a_failed_run(tmp_path, wa
     assert (r.accounting["rows_in"], r.accounting["kept"], r.accounting["rejects_by_reason"]) == (4, 2, {"invalid_utf8": 2})
     res = CliRunner().invoke(cli, ["validate", path, "--schema", "documents"])
     assert "invalid_utf8: t.parquet row 2 (index 1): 'text' is not UTF-8" in res.output and res.exit_code == 1
+
+
+def test_an_integer_too_long_for_python_or_arrow_is_a_reject_or_text_not_a_failed_run(tmp_path):
+    path = tmp_path / "n.jsonl"
+    path.write_bytes(b'{"text": "fine"}\n'
+                     + b'{"text": "x", "n": 1' + b"0" * 5000 + b'}\n'            # over int_max_str_digits
+                     + b'{"text": "y", "big": 123456789012345678901234567890}\n')  # over int64: kept as text
+    (s,) = plan_file(str(path))
+    rows, rej, n = read_shard(s, DOCUMENTS)
+    assert n == 3 and rows.num_rows == 2 and rej.column("drop_reason").to_pylist() == ["malformed_json:number_too_long"]
+    assert "n.jsonl byte 17: Exceeds the limit (4300 digits)" in rej.column("reject_detail")[0].as_py()
+    assert json.loads(rows.column("meta")[1].as_py()) == {"big": "123456789012345678901234567890"}

@@ -255,6 +255,11 @@ def read_jsonl(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table
             details.append(f"{base} byte {pos}: JSON nested too deeply to parse (over {MAX_JSON_DEPTH} levels)")
             raws.append(text.rstrip("\r\n"))
             continue
+        except ValueError as e:  # an integer of over 4,300 digits (Python's int_max_str_digits)
+            reasons.append("malformed_json:number_too_long")
+            details.append(f"{base} byte {pos}: {str(e).split(';')[0]}")
+            raws.append(text.rstrip("\r\n"))
+            continue
         problem = _unstorable(obj, text)
         if problem is not None:
             reasons.append(problem[0])
@@ -316,7 +321,7 @@ def records_to_table(records: list[dict[str, Any]], schema: pa.Schema, locators:
     for k in extra_keys:
         try:
             arrays[k] = pa.array(data[k])
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed types, an int over 64 bits
             arrays[k] = pa.array([None if v is None else str(v) for v in data[k]], pa.string())
     table = pa.table(arrays) if keep or arrays else pa.table({f.name: pa.array([], f.type) for f in fields})
     c = conform(table, schema, where=where, row_names=[locators[i] for i in keep])
