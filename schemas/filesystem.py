@@ -1,8 +1,8 @@
 """One way to reach a path, on local disk or in object storage (`s3://`).
 
 Every input, output, marker and warehouse path goes through here instead of `open`/`os.path`
-on a string that could be a URI (DESIGN §4). Local paths and `file://` go to the local
-filesystem exactly as before (same fingerprints, same atomic rename); `s3://` goes to
+on a string that could be a URI (ARCHITECTURE.md, "What the store guarantees"). Local paths
+and `file://` go to the local filesystem exactly as before (same fingerprints, same atomic rename); `s3://` goes to
 pyarrow's S3FileSystem configured from, in this order: the catalog's pyiceberg properties
 (`s3.endpoint`, `s3.access-key-id`, `s3.secret-access-key`, `s3.session-token`, `s3.region`,
 from `use_catalog` or env CURATE_CATALOG) and the standard AWS variables (AWS_ENDPOINT_URL_S3,

@@ -1,4 +1,4 @@
-"""Arrow schemas of every table the pipelines write (DESIGN.md §2).
+"""Arrow schemas of every table the pipelines write (ARCHITECTURE.md, "How a row travels").
 
 Each schema carries two kinds of metadata the rest of the code reads:
 - schema metadata `curate.id_fields`: the fields whose content defines the row id;

@@ -35,3 +35,22 @@ def test_the_engine_imports_no_stage():
     bad = [f"{p.relative_to(ROOT)} imports {t}" for p in sorted(engine.rglob("*.py"))
            for t in _imports(p) & {"model", "synth", "filters", "pipelines"}]
     assert not bad, bad
+
+
+def test_every_architecture_reference_names_a_section_that_exists():
+    """Docstrings cite ARCHITECTURE.md by heading; a renamed heading must not leave them dangling,
+    and the design document outside the repository is never cited."""
+    import re
+
+    headings = {line.lstrip("#").strip() for line in (ROOT / "ARCHITECTURE.md").read_text().splitlines()
+                if line.startswith("#")}
+    cited, outside = [], []
+    for package in [*LAYERS, "tests", "bench"]:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            cited += [(path.name, h) for h in re.findall(r'ARCHITECTURE\.md,\s+"([^"]+)"', text)]
+            if re.search(r"DESIGN(\.md)? §", text):
+                outside.append(path.name)
+    assert cited, "no docstring cites ARCHITECTURE.md"
+    assert not [c for c in cited if c[1] not in headings], [c for c in cited if c[1] not in headings]
+    assert not outside, f"cite ARCHITECTURE.md instead of the design notes outside the repo: {outside}"

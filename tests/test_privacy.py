@@ -1,4 +1,5 @@
-"""Nothing a privacy policy removed is persisted anywhere a run writes (DESIGN.md §3).
+"""Nothing a privacy policy removed is persisted anywhere a run writes
+(ARCHITECTURE.md, "What the store guarantees").
 
 The text pipeline runs on documents whose PII sits in rows that every kind of stage rejects
 (a malformed line, a duplicate, a too-short note, word salad, a card the policy drops) and in a

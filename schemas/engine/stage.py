@@ -1,4 +1,4 @@
-"""The stage contract (DESIGN.md §3).
+"""The stage contract (ARCHITECTURE.md, "The stage contract").
 
 A stage is a callable `pa.Table -> pa.Table` over a batch of live rows. It returns the same
 rows in the same order with its score columns added and, where it decides, a `drop_reason`
