@@ -147,7 +147,10 @@ def conform(table: pa.Table, schema: pa.Schema, *, stage: str = "read", where: s
         metas = columns["meta"].to_pylist()
         merged = []
         for m, e in zip(metas, extras):
-            obj = json.loads(m) if m else {}
+            try:
+                obj = json.loads(m) if m else {}
+            except (ValueError, RecursionError):  # a meta that is not JSON (or too deep) stays as given
+                obj = {"meta": m}
             if not isinstance(obj, dict):
                 obj = {"meta": obj}
             obj.update({k: v for k, v in e.items() if v is not None})

@@ -251,3 +251,16 @@ def test_an_integer_too_long_for_python_or_arrow_is_a_reject_or_text_not_a_faile
     assert n == 3 and rows.num_rows == 2 and rej.column("drop_reason").to_pylist() == ["malformed_json:number_too_long"]
     assert "n.jsonl byte 17: Exceeds the limit (4300 digits)" in rej.column("reject_detail")[0].as_py()
     assert json.loads(rows.column("meta")[1].as_py()) == {"big": "123456789012345678901234567890"}
+
+
+def test_a_meta_that_is_not_json_beside_extra_fields_is_kept_as_given(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b'{"text": "one", "meta": "not json", "lang": "en"}\n'
+                     b'{"text": "two", "meta": "' + b"[" * 100_000 + b'", "lang": "de"}\n'
+                     b'{"text": "three", "meta": "{\\"a\\": 1}", "lang": "fr"}\n')
+    (s,) = plan_file(str(path))
+    rows, rej, n = read_shard(s, DOCUMENTS)
+    assert n == 3 and rows.num_rows == 3 and rej.num_rows == 0
+    metas = [json.loads(m) for m in rows.column("meta").to_pylist()]
+    assert metas[0] == {"meta": "not json", "lang": "en"} and metas[1]["meta"].startswith("[[[")
+    assert metas[2] == {"a": 1, "lang": "fr"}
