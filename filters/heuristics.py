@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field as dc_field
+from dataclasses import asdict, dataclass, field as dc_field, fields as dc_fields
 
 import pyarrow as pa
 
-from schemas.engine.stage import annotate
+from schemas.engine.stage import annotate, unknown_parameter
 from schemas.tables import field
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])
@@ -171,6 +171,13 @@ class GopherFilter:
     def __init__(self, column: str = "text", **thresholds):
         self.column = column
         self.t = GopherThresholds(**thresholds)
+
+    @classmethod
+    def validate(cls, column: str = "text", **thresholds) -> None:
+        """Checked when the pipeline is built: a misspelt threshold names itself there."""
+        problem = unknown_parameter(thresholds, ["column", *(f.name for f in dc_fields(GopherThresholds))])
+        if problem:
+            raise TypeError(problem)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         metrics, reasons, details = [], [], []

@@ -115,5 +115,10 @@ def main(build: Callable[[argparse.Namespace], tuple[Pipeline, list[str]]], pars
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    pipeline, inputs = build(args)
+    from schemas.engine.stage import StageConfigError
+    try:  # stage parameters are checked as the pipeline is built: a typo stops here, before Ray
+        pipeline, inputs = build(args)
+    except StageConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return run_and_report(pipeline, options(args, inputs), quiet=args.quiet)

@@ -126,3 +126,61 @@ def test_a_broken_stage_fails_the_run_with_its_cause_in_one_line(tmp_path):
                           cwd=repo, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "stage 'pause' failed on" in proc.stderr and "error budget" in proc.stderr
+
+
+def test_a_misspelt_stage_parameter_fails_when_the_pipeline_is_built_naming_stage_and_parameter():
+    """Before: StageSpec(GopherFilter, {"min_wrds": 3}) was accepted and failed inside a Ray worker
+    after planning. Now the spec is checked against the stage's signature (or its `validate`) on
+    the driver, in one line, with the likely intended name."""
+    import pytest
+
+    from filters.heuristics import GopherFilter
+    from schemas.engine.stage import StageConfigError, StageSpec
+    from synth.speech_text import select_speakable
+
+    with pytest.raises(StageConfigError) as e:
+        StageSpec(GopherFilter, {"min_wrds": 3})
+    msg = str(e.value)
+    assert msg.startswith("stage heuristics: unknown parameter 'min_wrds'") and "did you mean 'min_words'" in msg
+    assert "\n" not in msg
+    with pytest.raises(StageConfigError, match="stage select_speakable: unknown parameter 'min_word'"):
+        select_speakable.configure(min_word=3)
+    with pytest.raises(StageConfigError, match="stage select_speakable"):
+        StageSpec(select_speakable, {"max_words": 3, "extra": 1})
+    StageSpec(GopherFilter, {"min_words": 3})           # right names pass
+    select_speakable.configure(min_words=2).spec()
+
+
+def test_a_pipeline_with_a_misspelt_parameter_stops_before_ray_starts(tmp_path):
+    """A user's pipeline script (the demo's, with one parameter misspelt) exits 2 with one line
+    naming the stage and the parameter, and Ray is never started."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    script = tmp_path / "my_pipeline.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(repo)!r})\n"
+        "import schemas.engine.raysession as rs\n"
+        "def no_ray(*a, **k):\n"
+        "    raise SystemExit('ray was started')\n"
+        "rs.init_ray = no_ray\n"
+        "from filters.text_basic import length_filter, normalize_text\n"
+        "from pipelines.script import common_parser, main\n"
+        "from schemas.engine.runner import Pipeline\n"
+        "from schemas.tables import DOCUMENTS\n"
+        "def build(args):\n"
+        "    stages = [normalize_text, length_filter.configure(min_word=5)]\n"
+        "    return Pipeline('mine', DOCUMENTS, DOCUMENTS, stages), args.inputs\n"
+        "sys.exit(main(build, common_parser('mine', 'documents_mine')))\n")
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "hello there"}\n')
+    r = subprocess.run([sys.executable, str(script), "--input", str(src), "--warehouse", str(tmp_path / "wh")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: stage length_filter: unknown parameter 'min_word' (it takes: min_words, max_words, max_chars, column); "
+        "did you mean 'min_words'?"], r.stderr
+    assert not (tmp_path / "wh").exists()  # nothing planned, nothing written

@@ -13,7 +13,9 @@ them, and users override them per run (`--resources asr=gpus:0.5,actors:1-4`).
 """
 from __future__ import annotations
 
+import difflib
 import functools
+import inspect
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable
 
@@ -128,7 +130,9 @@ class FunctionStage:
         return self.fn(batch, **self.params)
 
     def configure(self, **params: Any) -> "FunctionStage":
-        return FunctionStage(self.fn, self.name, self.adds, {**self.params, **params})
+        merged = {**self.params, **params}
+        check_params(self.fn, self.name, merged)
+        return FunctionStage(self.fn, self.name, self.adds, merged)
 
     def spec(self) -> "StageSpec":
         return StageSpec(self, self.params)
@@ -161,12 +165,57 @@ class ModelStage:
         """What goes into lineage (model hashes, voices): computed without loading."""
         return {}
 
+    # A stage whose `__init__` takes **options may define `validate(**params)` (a classmethod
+    # that raises TypeError on a bad one) so the pipeline is checked when it is built.
+
+
+class StageConfigError(TypeError):
+    """A stage was given parameters it does not take (or lacks one it needs): found when the
+    pipeline is built, on the driver, instead of inside a Ray worker after planning."""
+
+
+def unknown_parameter(given: dict[str, Any] | list[str], accepted: list[str]) -> str | None:
+    """"unknown parameter 'x' (it takes: …); did you mean 'y'?" for the first name not accepted."""
+    unknown = [k for k in given if k not in accepted]
+    if not unknown:
+        return None
+    close = difflib.get_close_matches(unknown[0], accepted, n=1)
+    return (f"unknown parameter {unknown[0]!r} (it takes: {', '.join(accepted) or 'none'})"
+            + (f"; did you mean {close[0]!r}?" if close else ""))
+
+
+def check_params(target: Any, name: str, params: dict[str, Any]) -> None:
+    """Bind `params` to the stage's signature (a function after its batch argument, a class's
+    `__init__` after self); a typo or a parameter given twice fails here, naming the stage and the
+    parameter. A stage whose `__init__` takes **options checks them in its `validate`."""
+    fn = target.fn if isinstance(target, FunctionStage) else target.__init__ if isinstance(target, type) else target
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
+        return
+    named = [p for p in list(sig.parameters)[1:]
+             if sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        problem = unknown_parameter(params, named)
+        if problem:
+            raise StageConfigError(f"stage {name}: {problem}")
+    try:
+        sig.bind_partial(None, **params)  # partial: the executor may add one later (dedup's decisions)
+        if isinstance(target, type) and callable(getattr(target, "validate", None)):
+            target.validate(**params)
+    except TypeError as e:
+        raise StageConfigError(f"stage {name}: {e}") from None
+
 
 @dataclass
 class StageSpec:
-    """How to build a stage inside a worker: the function or class plus its parameters."""
+    """How to build a stage inside a worker: the function or class plus its parameters, checked
+    against the stage's signature when the spec is made (before any Ray work)."""
     target: Any
     params: dict[str, Any] = dc_field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_params(self.target, self.name, self.params)
 
     @property
     def is_class(self) -> bool:
