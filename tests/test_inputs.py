@@ -264,3 +264,13 @@ def test_a_meta_that_is_not_json_beside_extra_fields_is_kept_as_given(tmp_path):
     metas = [json.loads(m) for m in rows.column("meta").to_pylist()]
     assert metas[0] == {"meta": "not json", "lang": "en"} and metas[1]["meta"].startswith("[[[")
     assert metas[2] == {"a": 1, "lang": "fr"}
+
+
+def test_a_string_where_a_list_is_expected_is_a_reject_not_split_into_characters(tmp_path):
+    path = tmp_path / "l.jsonl"
+    path.write_text('{"text": "one", "source_ids": "doc-7"}\n{"text": "two", "source_ids": ["doc-8"]}\n')
+    (s,) = plan_file(str(path))
+    rows, rej, n = read_shard(s, DOCUMENTS)
+    assert rows.column("source_ids").to_pylist() == [["doc-8"]]
+    assert rej.column("drop_reason").to_pylist() == ["wrong_type:source_ids"]
+    assert "'source_ids' is str, expected list<item: string>" in rej.column("reject_detail")[0].as_py()

@@ -300,6 +300,13 @@ def records_to_table(records: list[dict[str, Any]], schema: pa.Schema, locators:
         values = [r.get(f.name) for r in records]
         if numbers_as_text(f):
             values = [_number_text(v) for v in values]
+        if pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
+            # Arrow takes a string for a list of its characters: "ab" would become ["a", "b"]
+            for i, v in enumerate(values):
+                if isinstance(v, (str, bytes)):
+                    bad.setdefault(i, (f"wrong_type:{f.name}",
+                                       f"{locators[i]}: '{f.name}' is {type(v).__name__}, expected {f.type}"))
+                    values[i] = None
         try:
             converted[f.name] = pa.array(values, f.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
