@@ -543,6 +543,9 @@ def run(ctx, pipeline, args):
 from pipelines.cli_model import model_group  # noqa: E402  (its own module: pretrained checkpoints in and out)
 
 main.add_command(model_group)
+from pipelines.cli_warehouse import warehouse_group  # noqa: E402  (its own module: copied or moved warehouses)
+
+main.add_command(warehouse_group)
 
 if __name__ == "__main__":
     main()

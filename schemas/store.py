@@ -93,6 +93,10 @@ class QueryError(StoreError, ValueError):
     """A column or filter that the version does not have."""
 
 
+class OutsideWarehouse(StoreError, OSError):
+    """gc was asked to delete files outside the warehouse's own directory (never done)."""
+
+
 class DataFileError(StoreError, RuntimeError):
     """A data file of a version cannot be read, or holds other rows than the metadata says."""
 
@@ -206,6 +210,8 @@ class Store:
                                  "see README \"Remote storage and a shared catalog\"")
             wh = os.path.abspath((warehouse or default_warehouse()).removeprefix("file://"))
             os.makedirs(wh, exist_ok=True)
+            from schemas.warehouse import check_location
+            check_location(wh)  # a copied or moved directory is refused: its catalog points elsewhere
             self.location = wh
             self.catalog_props = {"type": "sql", "uri": f"sqlite:///{wh}/catalog.db",
                                   "warehouse": f"file://{wh}"}
@@ -279,10 +285,32 @@ class Store:
         raise VersionNotFound(f"'{ref}': no tag or snapshot '{ref.version}' (tags: {tags})")
 
     def _current(self, name: str, t):
+        """A rejects table's current version is the one its output's current version names
+        (`rejects_snapshot`), never the rejects table's own newest: two runs' commits interleave
+        (R_A, R_B, O_B, O_A: a kill and rerun, or two configs at once) and the newest rejects can
+        belong to another run than the current output. The one exception is a run that kept no
+        row: its rejects, published alone, are current until an output is committed after them."""
         if not name.endswith(REJECTS_SUFFIX):
             return t.current_snapshot()
+        out_name = name[:-len(REJECTS_SUFFIX)]
+        out = self.table(out_name).current_snapshot() if self.exists(out_name) else None
+        order = _lineage_order(t)
+        for s in reversed(order):
+            props = s.summary.additional_properties or {}
+            if props.get(PROPERTY_PREFIX + "standalone") != "true":
+                continue
+            base = props.get(PROPERTY_PREFIX + "output_base")  # the output's current when it was published
+            if base is not None:
+                if base == (str(out.snapshot_id) if out is not None else "none"):
+                    return s
+            elif out is None or s.timestamp_ms >= out.timestamp_ms:  # published before output_base existed
+                return s
+        named = (out.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot") if out else None
+        if named and named.lstrip("-").isdigit() and (snap := t.snapshot_by_id(int(named))) is not None:
+            return snap
+        # an output published by hand or before pairing, or none: the newest visible rejects
         ok = self._published_rejects(name, t)
-        for s in reversed(_lineage_order(t)):
+        for s in reversed(order):
             if s.snapshot_id in ok:
                 return s
         return None
@@ -472,10 +500,17 @@ class Store:
                 keep |= {task.file.file_path for task in t.scan(snapshot_id=snap.snapshot_id).plan_files()}
         keep = {fsys.filesystem(p)[1] for p in keep}  # compared as paths inside the filesystem
         fs, base = fsys.filesystem(t.location().rstrip("/"))
+        root = self._root()
+        if root is None or not _inside(base, root):
+            raise OutsideWarehouse(f"table '{name}' lies at {t.location()}, outside this warehouse ({self.location}): "
+                                   "gc deletes files only inside its own warehouse")
         now, removed = time.time(), []
         for sub in ("metadata", "data") if runs else ("metadata",):
             for info in fs.get_file_info(pafs.FileSelector(f"{base}/{sub}", recursive=True, allow_not_found=True)):
                 if info.type != pafs.FileType.File or info.path in keep:
+                    continue
+                if not _inside(info.path, root) or (isinstance(fs, pafs.LocalFileSystem) and not _inside(
+                        os.path.realpath(info.path), os.path.realpath(root))):  # a link out of the warehouse
                     continue
                 if info.mtime is not None and now - info.mtime.timestamp() < older_than_s:
                     continue
@@ -483,6 +518,11 @@ class Store:
                 if not dry_run:
                     fs.delete_file(info.path)
         return removed
+
+    def _root(self) -> str | None:
+        """The warehouse's own root as a path inside its filesystem, or None when unknown."""
+        wh = self.catalog_props.get("warehouse") or getattr(self.catalog, "properties", {}).get("warehouse")
+        return fsys.filesystem(wh.rstrip("/"))[1].rstrip("/") if wh else None
 
     # ---- reading --------------------------------------------------------------------
     def files(self, ref: str | Ref) -> pa.Table:
@@ -595,6 +635,11 @@ def check_data_file(io, path: str, expected_rows: int | None) -> str | None:
 def _without_password(uri: str) -> str:
     """A catalog URI fit for messages: `user:secret@host` becomes `user:***@host`."""
     return re.sub(r"(://[^:/@]+):[^/]*@", r"\1:***@", uri)
+
+
+def _inside(path: str, root: str) -> bool:
+    path, root = path.rstrip("/"), root.rstrip("/")
+    return path == root or path.startswith(root + "/")
 
 
 def _lineage_order(t) -> list:

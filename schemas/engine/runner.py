@@ -316,10 +316,14 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
     kept_files = [s["files"]["kept"] for s in summaries if "kept" in s["files"]]
     rej_files = [s["files"]["rejects"] for s in summaries if "rejects" in s["files"]]
     standalone = not kept_files and not opts.allow_empty
+    alone = {}
+    if standalone:  # current until an output is committed after it (Store._current)
+        base = store.table(opts.output).current_snapshot()
+        alone = {"output_base": str(base.snapshot_id) if base is not None else "none"}
     with _files_there(lineage["run_id"]):
         rsnap = store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
                                                           "output_table": opts.output, "tag": opts.tag,
-                                                          "standalone": standalone}, mode=opts.mode)
+                                                          "standalone": standalone, **alone}, mode=opts.mode)
     failpoint("rejects-committed")
     if standalone:
         # The reasons can be inspected, but good data is never replaced by nothing.
