@@ -109,8 +109,11 @@ def check_location(wh: str) -> None:
         origin = catalog_origin(wh)
         if origin is not None:
             raise WarehouseMoved(_refusal(wh, origin, None))
-        _write_marker(wh, {"location": wh, "id": uuid.uuid4().hex,
-                           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        try:
+            _write_marker(wh, {"location": wh, "id": uuid.uuid4().hex,
+                               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        except OSError:  # a read-only warehouse: nothing here will write into it either
+            pass
         return
     if not _same_place(marker["location"], wh):
         raise WarehouseMoved(_refusal(wh, marker["location"], marker.get("id")))

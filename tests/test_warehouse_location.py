@@ -123,6 +123,23 @@ def test_an_interrupted_relocate_is_finished_by_running_it_again(tmp_path, monke
     assert Store(copy).read_arrow("docs").num_rows == Store(wh).read_arrow("docs").num_rows
 
 
+def test_a_relocated_copy_resumes_a_killed_run_from_its_own_shards(tmp_path, monkeypatch):
+    """The run markers name their shard files by absolute path: relocated, they name the copy's."""
+    src = corpus(tmp_path, limit=40)
+    wh, copy = str(tmp_path / "wh"), str(tmp_path / "copy")
+    monkeypatch.setattr(Store, "publish", lambda self, *a, **k: (_ for _ in ()).throw(OSError("killed")))
+    with pytest.raises(OSError):
+        run_demo(wh, src)
+    monkeypatch.undo()
+    shutil.copytree(wh, copy)
+    assert _cli("--warehouse", copy, "warehouse", "relocate").exit_code == 0
+    r = run_demo(copy, src)
+    assert (r.resumed_shards, r.processed_shards) == (4, 0)
+    for table in ("docs", "docs_rejects"):
+        assert all(p.startswith(f"file://{copy}/") for p in Store(copy).files(table).column("file_path").to_pylist())
+    assert Store(wh).versions("docs") == []
+
+
 def test_gc_never_deletes_outside_its_warehouse(tmp_path, warehouse):
     src = corpus(tmp_path, limit=40)
     run_demo(warehouse, src)
