@@ -58,13 +58,12 @@ def relocate(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def info(ctx: click.Context) -> None:
     """Where the warehouse was created, its id, and whether it is there now."""
-    from schemas.store import StoreError
     from schemas.warehouse import _same_place, catalog_origin, read_marker
     wh = _local(ctx)
     try:
         marker = read_marker(wh) or {}
-    except StoreError as e:
+        origin = marker.get("location") or catalog_origin(wh) or wh
+    except Exception as e:  # a damaged marker or catalog: one line
         _fail(str(e))
-    origin = marker.get("location") or catalog_origin(wh) or wh
     click.echo(json.dumps({"warehouse": wh, **marker, "in_place": _same_place(origin, wh)},
                           indent=2))

@@ -29,6 +29,10 @@ class WarehouseMoved(StoreError):
     """The warehouse directory is not where its catalog and metadata say it is (copied or moved)."""
 
 
+class _Unknown(Exception):
+    """The catalog could not be read to tell where its tables are."""
+
+
 def _marker_path(wh: str) -> str:
     return os.path.join(wh, MARKER)
 
@@ -87,8 +91,12 @@ def catalog_origin(wh: str) -> str | None:
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
             rows = [r[0] for r in con.execute("SELECT metadata_location FROM iceberg_tables")]
-    except sqlite3.Error:  # no tables yet (pyiceberg creates them on first use)
-        return None
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):  # no tables yet (pyiceberg creates them on first use)
+            return None
+        raise _Unknown(str(e)) from e
+    except sqlite3.Error as e:
+        raise _Unknown(str(e)) from e
     for loc in rows:
         path = (loc or "").removeprefix("file://")
         if not path.startswith("/") or path.startswith(wh.rstrip("/") + "/"):
@@ -106,7 +114,10 @@ def check_location(wh: str) -> None:
     in-place) one. `wh` is absolute."""
     marker = read_marker(wh)
     if marker is None:
-        origin = catalog_origin(wh)
+        try:
+            origin = catalog_origin(wh)
+        except _Unknown:  # the catalog cannot be read now (locked, damaged): mark it another time
+            return
         if origin is not None:
             raise WarehouseMoved(_refusal(wh, origin, None))
         try:
@@ -259,7 +270,10 @@ def relocate(warehouse: str, log: Callable[[str], None] = lambda m: None) -> dic
     if not os.path.isdir(wh):
         raise StoreError(f"no warehouse at {wh}")
     marker = read_marker(wh)
-    old = marker["location"] if marker else catalog_origin(wh)
+    try:
+        old = marker["location"] if marker else catalog_origin(wh)
+    except _Unknown as e:
+        raise StoreError(f"the catalog {wh}/catalog.db cannot be read: {e}") from None
     if old is None or _same_place(old, wh):
         return {"location": wh, "from": None, "files": 0, "catalog_rows": 0}
     move = _mover(old, wh)
