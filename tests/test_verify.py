@@ -87,7 +87,180 @@ def test_answer_forms_that_were_misjudged(verifier, completion, reference, verdi
     "Scientist provide ask serve opportunity feeling all tend list $42$.",
 ])
 def test_word_salad_ending_in_the_right_number_is_not_an_answer(verifier, salad):
-    assert verifier(salad, "42").verdict == "incorrect"
+    v = verifier(salad, "42")   # no answer: undecided, for the judge (issue 27), never "correct"
+    assert v.verdict == "undecided" and v.verifier.startswith("rule:no_answer") and v.extracted is None
+
+
+# Issue 27: forms real model outputs use. Each case was misjudged before the fix (checked against
+# the verifier at 51aebb5); the first group were wrong answers ACCEPTED.
+ISSUE_27 = [
+    # a mixed number is whole + fraction, never the digits joined ("3\\frac{1}{2}" was 31/2)
+    ("The answer is $3\\frac{1}{2}$.", "15.5", "incorrect"),
+    ("The answer is $3\\frac{1}{2}$.", "31/2", "incorrect"),
+    ("\\boxed{3\\dfrac{1}{2}}", "31/2", "incorrect"),
+    ("The answer is 31/2.", "3\\frac{1}{2}", "incorrect"),
+    ("The answer is 3 1/2.", "31/2", "incorrect"),
+    ("The answer is 79 million.", "79", "incorrect"),            # a scale word multiplies; it is no unit
+    ("So $x=2$ or $x=3$.", "3", "undecided"),                    # both roots, not the last one (a hedge for "3")
+    ("The answer is $x = 2$ or $x = 3$.", "3", "undecided"),
+    # ... and the right forms they stand for
+    ("The answer is $3\\frac{1}{2}$.", "7/2", "correct"),
+    ("\\boxed{3\\dfrac{1}{2}}", "\\frac{7}{2}", "correct"),
+    ("The answer is 3 1/2.", "7/2", "correct"),
+    ("The answer is 7/2.", "3\\frac{1}{2}", "correct"),           # a mixed-number reference
+    ("The answer is $\\frac{7}{2}$.", "3 1/2", "correct"),
+    ("The answer is $-2\\frac{1}{3}$.", "-7/3", "correct"),
+    ("The answer is $2\\frac{3}{2}$.", "7/2", "undecided"),       # improper: a mixed number or a product?
+    # the Unicode minus
+    ("\u22126", "-6", "correct"),
+    # roots joined by "or" against a set
+    ("The answer is x = 2 or x = 3.", "\\{2, 3\\}", "correct"),
+    ("The answer is x = 3 or x = 2.", "2, 3", "correct"),
+    ("So $x=2$ or $x=3$.", "\\{2, 3\\}", "correct"),
+    ("\\boxed{x = 2 \\text{ or } x = 3}", "{2,3}", "correct"),
+    ("The answer is y = 3 and y = -8.", "\\{-8, 3\\}", "correct"),
+    ("\\boxed{8 or -6}", "\\{-5, 8\\}", "incorrect"),
+    # inequalities against intervals
+    ("The answer is $2 \\le x < 5$.", "[2, 5)", "correct"),
+    ("\\boxed{x \\geq 3}", "[3, \\infty)", "correct"),
+    ("So the answer is $t \u2264 5$.", "(-\\infty, 5]", "correct"),
+    ("x < 1 or x > 2", "(-\\infty, 1) \\cup (2, \\infty)", "correct"),
+    # units inside LaTeX, scale words, degrees
+    ("The answer is 842 km/h.", "842", "correct"),
+    ("The answer is 79 million.", "79000000", "correct"),
+    ("After simplifying, the answer is 90 degrees, which is what we wanted.", "90", "correct"),
+    # repeating decimals
+    ("The answer is $0.\\overline{3}$.", "1/3", "correct"),
+    ("\\boxed{1.1\\overline{6}}", "7/6", "correct"),
+    ("The answer is 0.1666666....", "1/6", "correct"),
+    ("**Answer:** 2.5333333...", "38/15", "correct"),
+    # infinity
+    ("The answer is \u221e.", "\\infty", "correct"),
+    ("#### $\\infty$", "\u221e", "correct"),
+    ("The answer is $606$.", "\u221e", "incorrect"),
+    # a multiple-choice letter with its value
+    ("The answer is (B) 12.", "B", "correct"),
+    ("\\boxed{(B) 12}", "(B)", "correct"),
+    ("\\boxed{B) 253}", "\\text{(B)}", "correct"),
+    ("The answer is (B) 12.", "12", "correct"),
+    ("The answer is C. 107.", "107", "correct"),
+    ("The answer is (B).", "12", "undecided"),                    # the options are not known here
+    # yes / no
+    ("The answer is yes, it is possible.", "Yes", "correct"),
+    ("The answer is yes, it is possible.", "No", "incorrect"),
+    ("No, since 7 is prime.", "No", "correct"),
+    # no solution
+    ("There is no solution", "\\emptyset", "correct"),
+    ("The answer is \u2205.", "no solution", "correct"),
+    ("$\\boxed{\\varnothing}$", "\u2205", "correct"),
+    ("\\boxed{8}", "no solution", "incorrect"),
+    # an answer followed by a check
+    ("The answer is 70. Let me double-check by plugging it back in: 70 - 19 = 51. Yes, the answer is correct.",
+     "70", "correct"),
+    ("Answer: 125 To verify: 125 - 60 = 65. Good.", "125", "correct"),
+    ("Adding 96 and 68. So the total is $164$. To verify: 164 - 68 = 96. Good.", "164", "correct"),
+    ("Adding 96 and 68. So the total is $164$. To verify: 164 - 68 = 96. Good.", "96", "incorrect"),
+    # found while fixing: a variable or a constant after a number is no unit (both were ACCEPTED)
+    ("The answer is $2 x$.", "2", "incorrect"),
+    ("The answer is $2\\mathrm{e}^2$.", "2", "incorrect"),        # math-verify drops \\mathrm{e}^2 as a unit
+    ("The answer is 5 hundredths.", "5", "undecided"),           # a fraction word is no unit either
+    ("The answer is $2\\mathrm{e}^2$.", "2*exp(2)", "correct"),
+    # no answer at all: undecided for the judge (it was "incorrect", and the judge never saw it)
+    ("We set up the equation and solve for the 2 unknowns, then check each case.", "5", "undecided"),
+]
+
+
+# Near misses and forms that were already judged right (mostly by math-verify): kept so the fixes
+# above do not loosen them.
+ISSUE_27_GUARDS = [
+    ("The answer is $-2\\frac{1}{3}$.", "-5/3", "incorrect"),     # -(2 + 1/3), not -2 + 1/3
+    ("The answer is $3 \\tfrac12$.", "3.5", "correct"),
+    ("The answer is $1\\frac{1}{2} + x$.", "x + 3/2", "correct"),  # inside a formula (math-verify)
+    ("The answer is \u22127.", "-7", "correct"),
+    ("The answer is \u22120.", "0", "correct"),
+    ("The answer is x = 2 or x = 4.", "\\{2, 3\\}", "incorrect"),
+    ("The answer is $2 \\le x < 5$.", "[2, 5]", "incorrect"),
+    ("\\boxed{x > 3}", "[3, \\infty)", "incorrect"),
+    ("\\boxed{[2, 5)}", "2 \\le x < 5", "correct"),
+    ("The answer is $12 \\text{ m}^2$.", "12", "correct"),
+    ("\\boxed{89.6\\,\\text{cm}^3}", "89.6", "correct"),
+    ("The answer is $0.\\overline{3}$.", "3/10", "incorrect"),
+    ("\\boxed{-\\infty}", "\\infty", "incorrect"),
+    ("The answer is (B) 12.", "C", "incorrect"),
+    ("The answer is (B) 13.", "12", "incorrect"),
+    ("\\boxed{\\text{No}}", "no", "correct"),
+    ("\\boxed{\\emptyset}", "3", "incorrect"),
+    ("The answer is (B) x+1.", "(B) x+2", "incorrect"),          # the same letter, another value
+    ("\\boxed{(1, 2] \\cup (2, 3)}", "(1, 3)", "correct"),          # a union is merged before comparing
+    ("\\boxed{(1, 2) \\cup (2, 3)}", "(1, 3)", "incorrect"),
+    ("The answer is (A) or (B).", "A", "undecided"),              # a hedge between choices
+    # a check that goes on to a new result keeps the last result, not the one before "checking"
+    ("We get $x = 5$. Let me double-check the boundary x = 0: it gives $f(0) = 3$, so the minimum is $3$.",
+     "5", "incorrect"),
+]
+
+# The rules alone (no math-verify: the teacher filter and the held-out scoring run this way) now
+# decide what only math-verify decided before, or nothing did.
+ISSUE_27_RULES_ONLY = [
+    ("The answer is $3 \\tfrac12$.", "3.5", "correct"),
+    ("The answer is $3\\frac{1}{2}$.", "31/2", "incorrect"),
+    ("The answer is \u22127.", "-7", "correct"),
+    ("The answer is $12 \\text{ m}^2$.", "12", "correct"),
+    ("\\boxed{89.6\\,\\text{cm}^3}", "89.6", "correct"),
+    ("The answer is $30^\\circ$.", "30", "correct"),
+    ("The answer is $0.\\overline{3}$.", "1/3", "correct"),
+    ("\\boxed{x > 3}", "[3, \\infty)", "incorrect"),
+    ("\\boxed{2 \\le x < 5}", "[2, 5)", "correct"),
+    ("\\boxed{\\emptyset}", "3", "incorrect"),
+    ("\\boxed{-\\infty}", "\\infty", "incorrect"),
+]
+
+
+@pytest.mark.parametrize("completion,reference,verdict", ISSUE_27 + ISSUE_27_GUARDS)
+def test_issue_27_forms(verifier, completion, reference, verdict):
+    assert verifier(completion, reference).verdict == verdict
+
+
+@pytest.mark.parametrize("completion,reference,verdict", ISSUE_27_RULES_ONLY)
+def test_issue_27_forms_with_the_rules_alone(completion, reference, verdict):
+    assert RuleVerifier(use_math_verify=False)(completion, reference).verdict == verdict
+
+
+def test_no_answer_is_undecided_unless_nothing_could_be_the_answer(verifier):
+    v = verifier("Let me think about this problem step by step, in 3 parts.", "5")
+    assert (v.verdict, v.verifier, v.extracted) == ("undecided", "rule:no_answer:none", None)
+    # the judge sees it: CoTSampler sends every undecided sample to the judge
+    assert verifier("I have no idea.", "5").verdict == "incorrect"      # no digit, number word or maths in it
+    assert verifier("", "5").verdict == "incorrect"
+    assert verifier("I have no idea.", "yes").verdict == "undecided"    # a word reference: the text may hold it
+    assert verifier("Let me think about this in 3 parts", "5", truncated=True).verdict == "incorrect"
+
+
+def test_the_judge_gets_the_undecided_no_answer_samples(tmp_path):
+    from synth.judge import Judgement
+    from synth.cot_sampling import CoTSampler
+    from synth.generators import Completion
+    import pyarrow as pa
+
+    class Gen:
+        model_id = "stub"
+
+        def generate(self, reqs):
+            return [Completion("We split it into 3 cases and count each.", "stop", None, seconds=0.0) for _ in reqs]
+
+    judged = []
+
+    def judge(items):
+        judged.extend(items)
+        return [Judgement("incorrect", "judge", "p", "INCORRECT") for _ in items]
+    sampler = CoTSampler.__new__(CoTSampler)
+    sampler.gen, sampler.judge, sampler.verify = Gen(), judge, __import__("synth.verify").verify.RuleVerifier(
+        use_math_verify=False)
+    sampler.k, sampler.max_attempts, sampler.seed, sampler.system = 2, 1, 0, ""
+    sampler.sampling = dict(temperature=0.8, top_p=0.95, max_tokens=64)
+    out = sampler(pa.table({"problem": ["What is 2+3?"], "answer": ["5"]})).to_pylist()[0]
+    assert len(judged) == 2 and judged[0][2] is None                     # the judge sees "(none)"
+    assert {s["verdict"] for s in out["samples"]} == {"incorrect"} and out.get("drop_reason") is None
 
 
 def test_a_solution_ending_in_its_result_still_counts_and_truncation_still_blocks_it(verifier):
