@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from schemas.engine.stage import annotate, reject_where, stage
 from schemas.tables import field
-from synth.spoken import line_list_items, spoken, spoken_form, wer_normalize  # noqa: F401 - re-exported
+from synth.spoken import ambiguous_date, line_list_items, spoken, spoken_form, wer_normalize  # noqa: F401
 
 MAX_LIST_ITEMS = 6
 
@@ -167,6 +167,8 @@ def speakable_reason(query: str, min_words: int, max_words: int) -> str | None:
         return "unspeakable:code"
     if math_evidence(query):
         return "unspeakable:math"
+    if ambiguous_date(query):  # 03/04/2021: March 4 or 3 April? the answer assumed one of them
+        return "ambiguous_date"
     if is_non_english(query):
         return "non_english"
     words = query.split()

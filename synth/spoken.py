@@ -65,7 +65,7 @@ SIGN = r"(?:(?<![\w.])([-−]))?"
 
 ORDINAL_WORDS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
 LINE_ITEM = re.compile(r"^[ \t]*(?:([-*•+])|(\(?(\d{1,2}|[a-z]|#)[.)]))[ \t]+(\S.*)$")
-INLINE_MARK = re.compile(r"(?:(?<=\s)|^)\(?(\d{1,2}|[a-h])\)\s+")
+INLINE_MARK = re.compile(r"(?:(?<=\s)|^)(?:\(?(\d{1,2}|[a-h])\)|(\d{1,2})\.(?=\s+[^\W\d]))\s+")  # 1) a) (1) 1.
 
 
 def _join_items(intro: str, items: list[str], ordered: bool, outro: str = "") -> str:
@@ -111,9 +111,9 @@ def inline_list_items(text: str) -> tuple[str, list[str]] | None:
     marks = list(INLINE_MARK.finditer(text))
     seq = []
     for m in marks:
-        key = m.group(1)
+        key = m.group(1) or m.group(2)
         want = str(len(seq) + 1) if key.isdigit() else "abcdefgh"[len(seq)] if len(seq) < 8 else None
-        if key == want:
+        if key == want and (not seq or (m.group(2) is None) == (seq[0].group(2) is None)):  # "1." goes with "2."
             seq.append(m)
     if len(seq) < 2:
         return None
@@ -194,8 +194,27 @@ def abbreviations(text: str) -> str:
     return "".join(out) + text[last:]
 
 
+SLASH_DATE = re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b")
+
+
+def ambiguous_date(text: str) -> str | None:
+    """A slash date that reads two ways (03/04/2021: March 4 in the US, 3 April elsewhere), else None.
+
+    Selection rejects such a query (`ambiguous_date`) rather than guess: the answer was written
+    for one of the two dates. 14/03/2021 and 03/14/2021 are not ambiguous, nor is 03/03/2021."""
+    for m in SLASH_DATE.finditer(text):
+        a, b = int(m.group(1)), int(m.group(2))
+        if 1 <= a <= 12 and 1 <= b <= 12 and a != b:
+            return m.group(0)
+    return None
+
+
 def dates(text: str) -> str:
-    """2021-03-14, 03/14/2021, March 14, 2021 and 14 March 2021 → March fourteenth, twenty twenty one."""
+    """2021-03-14, 03/14/2021, 14/03/2021, March 14, 2021 and 14 March 2021 → March fourteenth, twenty twenty one.
+
+    A slash date is month first unless the first field cannot be a month (14/03/2021: the
+    fourteenth of March); one that reads both ways is month first here and rejected by selection
+    (`ambiguous_date`)."""
     def mdy(mo: int, d: int, y: int) -> str:
         return f"{MONTHS[mo - 1]} {ordinal(d)}, {year(y)}"
 
@@ -206,11 +225,13 @@ def dates(text: str) -> str:
     def slash(m):
         mo, d, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
         y += 2000 if y < 50 and len(m.group(3)) == 2 else 1900 if len(m.group(3)) == 2 else 0
+        if 12 < mo <= 31 and 1 <= d <= 12:  # day first
+            return f"the {ordinal(mo)} of {MONTHS[d - 1]}, {year(y)}"
         return mdy(mo, d, y) if 1 <= mo <= 12 and 1 <= d <= 31 else m.group(0)
 
     months = "|".join(MONTHS)
     text = re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", iso, text)
-    text = re.sub(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b", slash, text)
+    text = SLASH_DATE.sub(slash, text)
     def named(month: str, day: str, yr: str | None, day_first: bool) -> str:
         said = f"the {ordinal(int(day))} of {month}" if day_first else f"{month} {ordinal(int(day))}"
         return said + (f", {year(int(yr))}" if yr else "")
@@ -260,7 +281,9 @@ UNITS = {  # symbol: (singular, plural); matched only right after a number
     "W": ("watt", "watts"), "kW": ("kilowatt", "kilowatts"), "kWh": ("kilowatt hour", "kilowatt hours"),
     "V": ("volt", "volts"), "mAh": ("milliamp hour", "milliamp hours"),
     "sq ft": ("square foot", "square feet"), "km²": ("square kilometer", "square kilometers"),
-    "m²": ("square meter", "square meters"),
+    "m²": ("square meter", "square meters"), "cm²": ("square centimeter", "square centimeters"),
+    "mm²": ("square millimeter", "square millimeters"), "ft²": ("square foot", "square feet"),
+    "m³": ("cubic meter", "cubic meters"), "cm³": ("cubic centimeter", "cubic centimeters"),
 }
 UNIT_RE = re.compile(SIGN + NUM + r"[ \u00a0]?(" + "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
                      + r")(?![\w²])")
@@ -322,6 +345,63 @@ def versions(text: str) -> str:
     return VERSION_RE.sub(ver, text)
 
 
+SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+
+
+def powers(text: str) -> str:
+    """x² → x squared, mc² → m c squared (a short letter name is spelled), 2³ → 2 cubed, 10⁶ → 10 to the
+    power of 6 (the number is said later); units with a square (5 m²) are the unit rule's."""
+    def power(m):
+        base, exp = m.group(1), m.group(2).translate(SUPERSCRIPT)
+        if base and base.isalpha():
+            base = " ".join(base)
+        said = {"2": "squared", "3": "cubed"}.get(exp, f"to the power of {exp}")
+        return f"{base} {said}" if base else f" {said}"
+    return re.sub(r"(?<![A-Za-z])([A-Za-z]{1,3}|\d+(?:\.\d+)?|)([⁰¹²³⁴⁵⁶⁷⁸⁹]+)", power, text)
+
+
+def slash_names(text: str) -> str:
+    """HTTP/2 → H T T P two, PS/2, HTTP/1.1: a name and its version, not a division or a fraction."""
+    def name(m):
+        letters = " ".join(m.group(1)) if len(m.group(1)) <= 5 else m.group(1)
+        return f"{letters} {' point '.join(number(p) for p in m.group(2).split('.'))}"
+    return re.sub(r"\b([A-Z]{2,})/(\d+(?:\.\d+)*)(?![\w/]|\.\d)", name, text)
+
+
+def variables(text: str) -> str:
+    """A coefficient and a one-letter variable (3y, 2x) are said apart: three y; a minus between math
+    operands is "minus" (3y − 7, a - 4; a Unicode minus always is), never a dash or a hyphen."""
+    text = re.sub(r"(?<![\w.])(\d+)([a-rt-z])\b(?!['’.]\w)", r"\1 \2", text)
+    operand_l = r"(?:(?<=[\d)])|(?<=(?<![\w'’])[a-zA-Z]))"
+    operand_r = r"(?=[\d(]|[a-zA-Z](?![\w'’]))"
+    text = re.sub(operand_l + r"\s*−\s*" + operand_r, " minus ", text)
+    return re.sub(r"(?:(?<=\d)|(?<=\d [a-z]))\s+-\s+" + operand_r + r"|" + operand_l + r"\s+-\s+(?=\d)",
+                  " minus ", text)
+
+
+def decades(text: str) -> str:
+    """The 1990s → the nineteen nineties; 1900s → nineteen hundreds; 2010s → twenty tens."""
+    def decade(m):
+        said = year(int(m.group(1)))
+        return said[:-1] + "ies" if said.endswith("y") else said + "s"
+    return re.sub(r"(?<![\w.'’])(1[1-9]\d0|20\d0)s\b", decade, text)
+
+
+def _model_number(n: str) -> str:
+    """A model number is said in pairs: 150 → one fifty, 747 → seven forty seven, 101 → one oh one."""
+    if len(n) == 3 and n[0] != "0" and n[1:] != "00":
+        return f"{DIGIT[int(n[0])]} {'oh ' + DIGIT[int(n[2])] if n[1] == '0' else cardinal(int(n[1:]))}"
+    return number(n)
+
+
+def names_with_digits(text: str) -> str:
+    """A capital letter and a number make a name: F-150 → F one fifty, Galaxy S23 → S twenty three,
+    B-52, A4, I-95; a number and a capital letter too: 3M → three M, 5G → five G."""
+    text = re.sub(r"(?<![\w\-/.])([A-Z])-?(\d{1,3})(?![\w/]|[.,]\d)",
+                  lambda m: f"{m.group(1)} {_model_number(m.group(2))}", text)
+    return re.sub(r"(?<![\w.])(\d+)([A-Z])\b(?!['’.]\w)", lambda m: f"{number(m.group(1))} {m.group(2)}", text)
+
+
 def percents(text: str) -> str:
     return re.sub(SIGN + NUM + r"\s?%", lambda m: number(m.group(2), m.group(3), m.group(1) or "") + " percent", text)
 
@@ -357,7 +437,8 @@ def ordinals(text: str) -> str:
     return re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: ordinal(int(m.group(1))), text)
 
 
-YEAR_CONTEXT = re.compile(r"\b(?:in|since|by|until|till|from|during|year|circa|around|before|after|early|late|mid|"
+YEAR_CONTEXT = re.compile(r"\b(?:in|since|by|until|till|from|during|year|years|between|circa|around|before|after|"
+                          r"early|late|mid|"
                           r"spring|summer|autumn|fall|winter|of (?:January|February|March|April|May|June|July|"
                           r"August|September|October|November|December))\s*$", re.I)
 
@@ -365,10 +446,19 @@ YEAR_CONTEXT = re.compile(r"\b(?:in|since|by|until|till|from|during|year|circa|a
 def numbers(text: str) -> str:
     """Whatever numbers are left: a year after "in", "since", ... as a year, others as cardinals
     ("the divisor of 1323" is not "thirteen twenty three"); a sign before a number is minus."""
+    last_year = [-1]  # where the last number said as a year ended: "in 1991, 1995 and 2003" are all years
+    yr = r"(?:1[1-9]\d\d|20\d\d)"
+    listed = {n.start() + m.start() for m in re.finditer(  # three or more in a list are years ("of 1929, 1973
+        rf"(?<![\w.,]){yr}(?:(?:,\s*|,?\s+(?:and|or)\s+){yr}){{2,}}(?![\w]|\.\d)", text)  # and 2008")
+        for n in re.finditer(yr, m.group(0))}
+
     def num(m):
         sign, whole, frac = m.group(1) or "", m.group(2), m.group(3)
         if (not frac and not sign and len(whole) == 4 and 1100 <= int(whole) <= 2099
-                and YEAR_CONTEXT.search(m.string[:m.start()])):
+                and (YEAR_CONTEXT.search(m.string[:m.start()]) or m.start(2) in listed
+                     or last_year[0] >= 0 and re.fullmatch(r"\s*(?:,|,?\s*(?:and|or|to|through|nor))\s*",
+                                                           m.string[last_year[0]:m.start()]))):
+            last_year[0] = m.end()
             return year(int(whole))
         return number(whole, frac, sign)
     return re.sub(SIGN + r"(?<![\w.])" + NUM + r"(?![\w]|\.\d)", num, text)
@@ -377,7 +467,7 @@ def numbers(text: str) -> str:
 SYMBOLS = {
     "&": " and ", "%": " percent", "+": " plus ", "=": " equals ", "@": " at ", "°": " degrees", "€": " euros",
     "£": " pounds", "$": " dollars", "×": " times ", "±": " plus or minus ", "~": " about ", "≈": " about ",
-    "→": " to ", "½": " one half", "¼": " one quarter", "¾": " three quarters",
+    "→": " to ", "½": " one half", "¼": " one quarter", "¾": " three quarters", "−": " minus ",
 }
 
 
@@ -391,8 +481,10 @@ RULES: list[tuple[str, Callable[[str], str]]] = [
     ("list", rewrite_line_list), ("inline_list", rewrite_inline_list), ("list_marker", lone_markers),
     ("markup", strip_markup),
     ("time", times), ("abbreviation", abbreviations), ("date", dates), ("temperature", temperatures),
-    ("currency", currency), ("percent", percents), ("version", versions), ("unit", units), ("range", ranges),
-    ("fraction", fractions), ("operator", operators), ("ordinal", ordinals), ("number", numbers), ("symbol", symbols),
+    ("currency", currency), ("percent", percents), ("slash_name", slash_names), ("version", versions),
+    ("unit", units), ("decade", decades), ("name_number", names_with_digits), ("power", powers),
+    ("variable", variables), ("range", ranges), ("fraction", fractions), ("operator", operators),
+    ("ordinal", ordinals), ("number", numbers), ("symbol", symbols),
 ]
 
 

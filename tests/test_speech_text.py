@@ -74,6 +74,26 @@ SPOKEN = [  # (written, as a reader says it): units, money, temperatures, dates,
     ("Buy:\n- milk\n- eggs\n- bread", "Buy: milk, eggs, and bread."),
     ("Pack:\n- passport\n- charger\nwhat did I forget?", "Pack: passport and charger. what did I forget?"),
     ("1) end of buffer matches", "first, end of buffer matches"),
+    # issue 27 "Spoken forms": superscripts, "1. 2." lists, minus in math, names with a slash or digits,
+    # years in lists and decades, day-first dates
+    ("What does E = mc² mean?", "What does E equals m c squared mean?"),
+    ("What is 3² + 4²?", "What is three squared plus four squared?"),
+    ("Is 10⁶ a lot?", "Is ten to the power of six a lot?"),
+    ("A 12 m² room.", "A twelve square meters room."),
+    ("Compare: 1. speed 2. cost 3. safety", "Compare: first, speed; second, cost; third, safety."),
+    ("Solve 3y − 7 = 11 for y.", "Solve three y minus seven equals eleven for y."),
+    ("Simplify 3y - 7 now.", "Simplify three y minus seven now."),
+    ("Is 2a − b positive?", "Is two a minus b positive?"),
+    ("Is HTTP/2 faster than HTTP/1.1?", "Is H T T P two faster than H T T P one point one?"),
+    ("What happened in 1991, 1995 and 2003?",
+     "What happened in nineteen ninety one, nineteen ninety five and two thousand three?"),
+    ("Compare the recessions of 1929, 1973 and 2008.",
+     "Compare the recessions of nineteen twenty nine, nineteen seventy three and two thousand eight."),
+    ("Was music better in the 1990s?", "Was music better in the nineteen nineties?"),
+    ("Is 14/03/2021 a Sunday?", "Is the fourteenth of March, twenty twenty one a Sunday?"),
+    ("Is the F-150 a good truck?", "Is the F one fifty a good truck?"),
+    ("Does the Galaxy S23 have 5G?", "Does the Galaxy S twenty three have five G?"),
+    ("Who founded 3M?", "Who founded three M?"),
 ]
 
 
@@ -132,6 +152,8 @@ def test_wer_normalizer_agrees_on_written_and_spoken_forms():
     ("Когда целуешь в губы, не забывай.", "non_english"),
     ("Thanks", "query_too_short"), ("word " * 60, "query_too_long"),
     ("How many minutes are there in 3 hours?", None), ("What is -6.91 - 0.05?", None),
+    ("Is 03/04/2021 a Monday?", "ambiguous_date"), ("Is 5/6/24 a school day?", "ambiguous_date"),
+    ("Is 03/03/2021 a Wednesday?", None), ("Is 14/03/2021 a Sunday?", None), ("Is 07/21/2023 a Friday?", None),
     ("", "query_too_short"), ("   \n\t ", "query_too_short"), ("?!?! ... ;;;", None),
 ])
 def test_speakable_selection(query, reason):
@@ -168,3 +190,42 @@ def test_agreement_with_human_labels_stays_high(name):
     binary = sum((p is None) == r["speakable"] for p, r in zip(preds, rows)) / len(rows)
     exact = sum(p == r["reason"] or p in r["also"] for p, r in zip(preds, rows)) / len(rows)
     assert binary >= 0.95 and exact >= 0.95, (binary, exact)
+
+
+def test_written_form_agrees_with_right_rewrites():
+    """The written-form check on a perfect transcript (the spoken form itself) of a right rewrite: no error."""
+    from filters.wer import written_normalize, written_wer
+    for written, said in SPOKEN:
+        assert written_normalize(written) == written_normalize(said), written
+        assert written_wer(written, spoken_form(written)) == 0.0, written
+    assert written_normalize("In 1,234 cases on 2021-03-14 at 9:05 pm it cost $3.50.") == \
+        "in 1234 cases on march 14 2021 at 9 05 pm it cost 3 dollar 50 cent"
+
+
+def test_a_wrong_rewrite_is_caught_by_the_written_form_check(monkeypatch):
+    """Issue 27: a year read as a cardinal was kept with WER 0.00 (the rewrite feeds both sides of `wer`);
+    `wer_written` scores the transcript against the original query and rejects it as `rewrite_mismatch`."""
+    from filters.wer import wer_filter
+    import synth.spoken as sp
+    queries = ["What happened in 1991, 1995 and 2003?", "Since 1987 the firm has grown a lot.",
+               "Compare the recessions of 1929, 1973 and 2008.", "What is the divisor of 1323 and 2000?"]
+    right = [spoken_form(q) for q in queries]
+    monkeypatch.setattr(sp, "year", sp.cardinal)  # the wrong rewriter: every year said as a cardinal
+    wrong = [spoken_form(q) for q in queries]
+    assert "one thousand nine hundred and ninety one" in wrong[0] and wrong[3] == right[3]
+    monkeypatch.undo()
+    for texts in (right, wrong):  # a perfect ASR hears back exactly what TTS read
+        out = wer_filter(pa.table({"query": queries, "text": texts, "asr_text": texts}))
+        assert out.column("wer").to_pylist() == [0.0] * 4
+        reasons = out.column("drop_reason").to_pylist()
+        written = out.column("wer_written").to_pylist()
+        if texts is right:
+            assert reasons == [None] * 4 and written == [0.0] * 4
+        else:
+            assert reasons == ["rewrite_mismatch"] * 3 + [None], (reasons, written)
+            assert all(w > 0.25 for w in written[:3]) and written[3] == 0.0
+            assert "written-form WER" in out.column("reject_detail")[0].as_py()
+    lenient = wer_filter.configure(max_wer_written=5.0)(pa.table({"query": queries, "text": wrong, "asr_text": wrong}))
+    assert lenient.column("drop_reason").null_count == 4  # the threshold is configuration
+    without_query = wer_filter(pa.table({"text": wrong, "asr_text": wrong}))
+    assert without_query.column("wer_written").null_count == 4  # no original: no check
