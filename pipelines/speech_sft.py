@@ -45,7 +45,7 @@ def build(args):
         check_audio,
         StageSpec(WhisperASR, {"model": args.asr_model, "device": args.asr_device,
                                "compute_type": args.asr_compute_type, "beam_size": args.beam_size}),
-        wer_filter.configure(max_wer=args.max_wer),
+        wer_filter.configure(max_wer=args.max_wer, max_wer_written=args.max_wer_written),
         format_speech_sample.configure(prompt=args.prompt),
     ]
     return Pipeline("speech_sft", SFT, SPEECH_SFT, stages), inputs
@@ -63,6 +63,9 @@ def parser():
     g.add_argument("--asr-compute-type", default="auto", help="auto: int8 on CPU, float16 on GPU")
     g.add_argument("--beam-size", type=int, default=1)
     g.add_argument("--max-wer", type=float, default=0.2, help="utterances above are rejected as high_wer")
+    g.add_argument("--max-wer-written", type=float, default=0.25,
+                   help="a transcript this far from the ORIGINAL query's written form, while close to its spoken "
+                        "form, means the spoken rewrite was wrong: rejected as rewrite_mismatch")
     g.add_argument("--min-words", type=int, default=3, help="shorter queries are query_too_short")
     g.add_argument("--max-words", type=int, default=40, help="longer queries are query_too_long")
     g.add_argument("--prompt", default="", help="task prompt read with the audio ('' = spoken-query QA)")
