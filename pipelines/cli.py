@@ -13,6 +13,7 @@
     curate train-classifier               train the fastText quality classifier (labels or grades)
     curate run PIPELINE [ARGS]            run pipelines/PIPELINE.py
     curate serve CHECKPOINT               the built-in model as an OpenAI-compatible endpoint
+    curate train --table T@V --init CKPT  SFT of the built-in trainer on N Ray Train workers
 """
 from __future__ import annotations
 
@@ -543,6 +544,9 @@ def run(ctx, pipeline, args):
 from pipelines.cli_model import model_group  # noqa: E402  (its own module: pretrained checkpoints in and out)
 
 main.add_command(model_group)
+from pipelines.cli_train import train_cmd  # noqa: E402  (its own module: SFT on Ray Train workers)
+
+main.add_command(train_cmd)
 from pipelines.cli_warehouse import warehouse_group  # noqa: E402  (its own module: copied or moved warehouses)
 
 main.add_command(warehouse_group)

@@ -1,0 +1,86 @@
+"""`curate train`: SFT of the built-in trainer on a table version, on N Ray Train workers
+(model/train_ray.py) or in this process (`--local`, or `--train-workers 0`: model.sft.train_sft)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+@click.command("train")
+@click.option("--table", "ref", required=True, help="the SFT table version to train on, TABLE@TAG or TABLE@SNAPSHOT "
+              "(its `messages` column)")
+@click.option("--init", "init", required=True, type=click.Path(exists=True, file_okay=False),
+              help="the checkpoint to start from: from scratch or imported (`curate model import`); a path every "
+                   "Ray node sees")
+@click.option("--out", "out", required=True, help="where the trained checkpoint is written")
+@click.option("--train-workers", "workers", type=int, default=1, show_default=True,
+              help="Ray Train workers (DDP: gloo on CPU, NCCL on GPU); 0 trains in this process")
+@click.option("--train-resources", "resources", default="cpus:1,gpus:0", show_default=True,
+              help="per worker: cpus:N,gpus:N")
+@click.option("--local", is_flag=True, help="train in this process (the plain trainer), without Ray")
+@click.option("--steps", type=int, default=600, show_default=True, help="optimizer steps (cycling over the table)")
+@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--warmup-steps", type=int, default=30, show_default=True)
+@click.option("--tokens-per-batch", type=int, default=2048, show_default=True,
+              help="the GLOBAL batch's token budget; each of N workers gets 1/N of it")
+@click.option("--seq-len", type=int, default=256, show_default=True, help="packed row length")
+@click.option("--packing", type=click.Choice(["bfd", "pad"]), default="bfd", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--save-every", type=int, default=50, show_default=True,
+              help="checkpoint every N steps (a failed worker's run resumes from the last)")
+@click.option("--max-failures", type=int, default=2, show_default=True,
+              help="worker-group restarts Ray Train allows before the run fails")
+@click.option("--storage", default=None, help="Ray Train's storage for the run's checkpoints (default: WAREHOUSE/_train; "
+              "a path every node sees, or s3://)")
+@click.option("--placement", type=click.Choice(["pack", "spread"]), default="pack", show_default=True,
+              help="workers on as few nodes as possible, or one per node")
+@click.option("--threads", type=int, default=None, help="torch threads per worker (default: its CPUs)")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.pass_context
+def train_cmd(ctx, ref, init, out, workers, resources, local, steps, lr, warmup_steps, tokens_per_batch, seq_len,
+              packing, seed, save_every, max_failures, storage, placement, threads, as_json):
+    """Supervised fine-tuning of a built-in checkpoint on a table version, on N Ray Train workers.
+
+    The global batches are the in-process trainer's (the same packing, masks and loss), split
+    across the workers; checkpoints go to Ray Train's storage in the warehouse and a failed or
+    rerun run resumes from the last one. The checkpoint records trained_on, train_workers and
+    train_resources."""
+    from model.config import TrainConfig
+    from model.train_ray import parse_resources, train_local, train_ray
+    from schemas.store import Store
+
+    if workers < 0:
+        _fail("--train-workers must be 0 or more")
+    try:
+        res = parse_resources(resources)
+    except ValueError as e:
+        _fail(str(e))
+    cfg = TrainConfig(lr=lr, steps=steps, warmup_steps=warmup_steps, tokens_per_batch=tokens_per_batch,
+                      packing=packing, seq_len=seq_len, seed=seed, save_every=save_every, threads=threads)
+    if packing == "bfd" and workers > max(1, tokens_per_batch // seq_len):
+        _fail(f"--tokens-per-batch {tokens_per_batch} holds {max(1, tokens_per_batch // seq_len)} rows of "
+              f"--seq-len {seq_len}: fewer than {workers} workers")
+    store = Store(ctx.obj["warehouse"], ctx.obj["catalog"])
+    if local or workers == 0:
+        summary = train_local(store, ref, init, out, cfg, threads)
+    else:
+        try:
+            summary = train_ray(store, ref, init, out, cfg, workers=workers, resources=res, storage=storage,
+                                max_failures=max_failures, placement=placement, threads=threads)
+        except ValueError as e:
+            _fail(str(e))
+    summary.pop("history", None)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        where = f"on {summary['train_workers']} Ray Train worker(s)" if summary.get("train_workers") else "in process"
+        loss = summary.get("final_loss")
+        click.echo(f"trained {summary['trained_on'][0]} for {summary['steps']} steps {where}, loss "
+                   f"{loss if loss is None else round(loss, 4)} → {summary['checkpoint']} ({summary['seconds']} s)")
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(2)
