@@ -8,8 +8,11 @@ so a rejects table never holds the card number that got them dropped; `pii_entit
 types, offsets and scores, never the text. `redact_strings` does the same for any strings the
 runner persists (rejected rows of other stages).
 
-Defaults: PERSON, street ADDRESS, e-mail, phone, card, IBAN, IP, SSN and URL (with a scheme or
-`www.`). LOCATION is opt-in (`entities=`): a city or country alone is not personal data, and
+Defaults: PERSON (also in lower case / ALL CAPS, `filters/pii_names.py`), street ADDRESS, e-mail
+(also obfuscated: "jane dot doe at example dot com"), phone, card, IBAN, IP, SSN and URL (with a
+scheme or `www.`); DATE_OF_BIRTH, UK_NINO, CA_SIN, PASSPORT and CRYPTO_WALLET (`filters/pii_ids.py`);
+secrets (API keys and tokens by issuer, JWT, PRIVATE_KEY, URL_PASSWORD, PASSWORD:
+`filters/secrets.py`, detect-secrets' rules), each redacted as its own `<TYPE>`. LOCATION is opt-in (`entities=`): a city or country alone is not personal data, and
 spaCy's small model tags `Windows` and `Python` as places; addresses are found whole. A famous
 person's full name is redacted like anyone's: telling public figures apart needs a knowledge
 base we do not ship, and the cost is asymmetric (a redacted "Isaac Newton" vs a leaked private
@@ -32,7 +35,7 @@ from schemas.tables import field
 __all__ = ["PiiScrubber", "redact", "DEFAULT_SPACY_MODEL", "PATTERN_ENTITIES", "NER_ENTITIES",
            "offline_tldextract", "resolve_overlaps"]
 PATTERN_ENTITIES = [e for e in pii_detect.PATTERN_ENTITIES if e != "ADDRESS"]   # presidio's own recognizers
-DEFAULT_ENTITIES = pii_detect.PATTERN_ENTITIES + ["PERSON"]
+DEFAULT_ENTITIES = pii_detect.PATTERN_ENTITIES + pii_detect.ID_ENTITIES + pii_detect.SECRET_ENTITIES + ["PERSON"]
 DEFAULT_THRESHOLDS = {"PHONE_NUMBER": 0.4,  # presidio scores a phone without context words 0.4
                       "URL": 0.6}           # a scheme or quotes; bare `a.b` is mostly code attributes
 JSON_ESCAPE = re.compile(r'\\[nrtbf"\\/]')
@@ -122,7 +125,8 @@ class PiiScrubber(ModelStage):
         from filters.pii_lexicon import PATH as LEXICON
         info = {"kind": "presidio", "presidio_analyzer": md.version("presidio-analyzer"), "spacy_model": spacy_model,
                 "entities": params.get("entities") or DEFAULT_ENTITIES,
-                "name_lexicon_sha256": hashlib.sha256(open(LEXICON, "rb").read()).hexdigest()}
+                "name_lexicon_sha256": hashlib.sha256(open(LEXICON, "rb").read()).hexdigest(),
+                "detect_secrets": md.version("detect-secrets"), "names": md.version("names")}
         try:
             info["spacy_model_version"] = md.version((spacy_model or "").replace("_", "-"))
         except (md.PackageNotFoundError, ValueError):  # ValueError: no model ('' = patterns only)

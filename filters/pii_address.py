@@ -93,6 +93,32 @@ TAIL = (rf"(?:{MILITARY_TAIL}"
 ROMANCE = ROMANCE.replace("{tail}", TAIL)
 STREET = rf"(?<![\w.@/\-])(?:{EN_STREET}|{GLUED}|{ROMANCE}|{PO_BOX}){UNIT}"
 ADDRESS_RE = regex.compile(rf"{STREET}(?:{TAIL})?(?![\w@])", regex.V0)
+# forms real text writes that the street pattern above does not (issue 27):
+# - prose: "number 12 on Rue de Rivoli" (the house number, "on", the street)
+# - a number after an English street with its type: "Dennis Expressway 62"
+# - ordinal streets with no type: "525 S 2nd", "1583 West 113th" (with a direction, or after
+#   an address cue: "at 47 5th")
+# - rural routes and highway contracts: "RR 2 Box 152", "Rural Route 3, Box 45", "R.R. #1", "HC 65 Box 12"
+# - Indian house numbers: "H.No. 12-3-456, Road No. 4, Banjara Hills", "Flat No. 815, Sama
+#   Residency, Plot 38", "#12, 3rd Cross, 5th Main", "D-45, Sector 82, Noida 201302",
+#   "10/16, Sengupta Ganj, Guntakal 850005" (6-digit PIN)
+# - Polish (and similar) abbreviated types before the name: "ul. Bydgoska 241/4, 00-950 Warszawa"
+IN_SEG = (r"(?:,[ ](?:\d{1,2}(?:st|nd|rd|th)[ ](?:Cross|Main|Block|Stage|Phase)(?:[ ]Road)?|(?:Plot|Sector|Road|Block"
+          r"|Street|Lane)[ ](?:No\.?[ ]?)?\d{1,4}[A-Z]?|" + W + r"(?:[ ](?:" + W + r"|\d{1,4}))*"
+          r")){1,4}(?:[ ]?[-–]?[ ]?\d{6}|[ ]\d{3}[ ]\d{3})?")
+ROMANCE_LOWER = _alt([t for t in ROMANCE_TYPES if t.isalpha()])
+EXTRA = (rf"(?<=(?i:number|no\.?|\#)[ ])\d{{1,5}}[A-Za-z]?[ ]on[ ](?:the[ ])?(?:{WN}|{ORD}|(?:{ROMANCE_LOWER})\b)"
+         rf"(?:[ ](?:{WN}|{ORD}|de|la|du|des|del|di|of|the)){{0,5}}(?<![ ](?:de|la|du|des|del|di|of|the))"
+         rf"|(?:\bRR|\bR\.R\.|Rural[ ]Route|\bHC|Highway[ ]Contract|Star[ ]Route)[ ]?\#?\d{{1,3}}"
+         rf"(?:,?[ ](?:Box|Site)[ ]\d{{1,5}})?(?:,[ ]Comp[ ]\d{{1,4}})?(?<=\d)(?:(?<=\#\d{{1,3}})|(?<=(?:Box|Site|Comp)[ ]\d{{1,5}})|(?<=Route[ ]\d{{1,3}}))"
+         rf"|(?:(?i:h\.?[ ]?no\.?|house[ ]no\.?|flat[ ]no\.?|plot[ ]no\.?|door[ ]no\.?)[ ]?[\dA-Z][\w/\-]{{0,12}}"
+         rf"|\#\d{{1,4}}(?:/\d{{1,4}})?|[A-Z]-\d{{1,4}}(?=,[ ]Sector)|\d{{1,4}}/\d{{1,4}}(?=,[ ]\p{{Lu}}))" + IN_SEG +
+         rf"|(?<![\w.])(?:ul|al|pl|os|ulica|aleja)\.?[ ]\p{{Lu}}[\p{{L}}\p{{M}}.'’\-]*(?:[ ][\p{{Lu}}IVX][\p{{L}}\p{{M}}.'’\-]*){{0,3}}"
+         rf"[ ]\d{{1,4}}[a-zA-Z]?(?:[ ]?/[ ]?\d{{1,4}}[a-zA-Z]?)?"
+         rf"|\d{{1,5}}[ ](?:[NSEW]|North|South|East|West)\.?[ ]\d{{1,3}}(?:st|nd|rd|th)\b"
+         rf"|(?<=(?:(?i:\bat|\bto|address:?|ship[ ]to)[ ]\"?|[,:][ ]?\"))\d{{1,5}}[ ]\d{{1,3}}(?:st|nd|rd|th)\b(?!-)"
+         rf"|(?<![\w.])(?:{WN}[ ]){{1,3}}(?i:{_alt(EN_TYPES)})[ ](?!(?:19|20)\d\d\b)\d{{1,4}}[A-Za-z]?\b{UNIT}")
+EXTRA_RE = regex.compile(rf"(?:{EXTRA})(?:{TAIL})?(?![\w@])", regex.V0)
 POSTCODE_ALONE = regex.compile(r"(?<![\w\-])(?:[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}|[A-Z]\d[A-Z][ ]\d[A-Z]\d)(?![\w\-])")
 # every address holds a digit or a PO-box word: documents without one skip the big pattern
 GATE = regex.compile(r"\d")
@@ -122,4 +148,9 @@ class AddressRecognizer(EntityRecognizer):
         """Street-address matches (none in a text without a digit)."""
         if not GATE.search(text):
             return []
-        return list(ADDRESS_RE.finditer(text, overlapped=False))
+        found = list(ADDRESS_RE.finditer(text, overlapped=False)) + list(EXTRA_RE.finditer(text))
+        chosen: list[Any] = []
+        for m in sorted(found, key=lambda m: m.start() - m.end()):      # longest first
+            if all(m.end() <= c.start() or m.start() >= c.end() for c in chosen):
+                chosen.append(m)
+        return sorted(chosen, key=lambda m: m.start())

