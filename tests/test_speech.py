@@ -130,6 +130,56 @@ def test_a_failing_asr_model_fails_the_run_it_is_not_bad_audio(asr, monkeypatch)
     assert counts[0].reasons == {"bad_audio": 1} and kept.num_rows == 4
 
 
+def test_piper_speaks_a_text_the_same_on_every_call_in_any_order():
+    """Piper's VITS noise came from onnxruntime's clock-seeded generator, whose stream runs on across
+    calls: the same text sounded different on each call and run (speech_sft kept 13 rows one run,
+    15 the next). Without the noise a text's audio depends on the text only."""
+    from synth.tts import EngineUnavailable, Piper
+    try:
+        one = Piper("joe")
+    except EngineUnavailable as e:
+        pytest.skip(str(e))
+    a, b = "The quick brown fox jumps over the lazy dog.", QUERY
+    first = one(a)[0]
+    assert np.array_equal(one(a)[0], first)
+    two = Piper("joe")  # a new session, another text spoken before
+    two(b)
+    assert np.array_equal(two(a)[0], first)
+
+
+def test_asr_transcribes_unsure_audio_the_same_every_time(asr):
+    """Audio the model is unsure of made faster-whisper fall back to sampling at temperature
+    0.2, 0.4, … from CTranslate2's unseeded generator: three calls gave three transcripts. The
+    fallback is now a beam search, and a transcript is a function of the audio."""
+    from synth.audio import resample
+    x, sr = load_voice("flite:kal16")("The function returns the dict of os dot environ keys, "
+                                      "or sys dot maxsize if unset.")
+    x = resample(x, sr).astype(np.float32)
+    x = x + np.random.RandomState(0).normal(0, 0.05, x.size).astype(np.float32)  # unsure: it falls back
+    assert len({asr.transcribe_samples(x) for _ in range(3)}) == 1
+    greedy = asr.decode(x, 1)
+    assert any(s.avg_logprob < -1 or s.compression_ratio > 2.4 for s in greedy)  # the fallback's case
+
+
+def test_asr_falls_back_to_a_beam_search_where_greedy_is_unsure(asr, monkeypatch):
+    """Greedy's unsure transcript (a flagship row: espeak-ng heard as 'and', log-prob -2.8) is
+    decoded again with a beam of 5; a sure one is kept as it is."""
+    calls = []
+
+    class Seg:
+        def __init__(self, text, lp, cr=1.0):
+            self.text, self.avg_logprob, self.compression_ratio = text, lp, cr
+
+    def decode(x, beam):
+        calls.append(beam)
+        return [Seg(" and", -2.8)] if beam == 1 else [Seg(" to compile a pattern.", -0.37)]
+    monkeypatch.setattr(asr, "decode", decode)
+    assert asr.transcribe_samples(None) == "to compile a pattern." and calls == [1, 5]
+    calls.clear()
+    monkeypatch.setattr(asr, "decode", lambda x, beam: calls.append(beam) or [Seg(" sure.", -0.2)])
+    assert asr.transcribe_samples(None) == "sure." and calls == [1]
+
+
 def test_decode_round_trip():
     x = np.sin(np.linspace(0, 100, 16000)).astype(np.float32) * 0.5
     y, sr = decode(audio_struct(x)["bytes"])
