@@ -5,8 +5,12 @@ corrupt: waiting writer with no waiters`, `*** SIGABRT received`, `Fatal Python 
 when a dedup-signature task worker exited after going idle, with correct results. Ray relays every
 worker's stderr to the driver's, so the script's own stderr is where such an abort shows.
 The run uses 2 CPUs, as on the machine of the report: the signature pass's task workers are then
-more than Ray keeps idle once the main pass's actors start, and Ray ends them mid-run; the test
-checks from Ray's own worker logs that this happened, so it exercises the exit it guards.
+more than Ray keeps idle once the main pass's actors start, and Ray used to end them mid-run.
+
+The embedded Ray now never ends a worker for idling (`kill_idle_workers_interval_ms: 0`, in
+`schemas/engine/raysession.py`), which is the fix: the test checks from Ray's own logs that the
+setting was in effect (the raylet's event-loop dump has no idle-worker-killing timer) and that no
+worker exited idle during the run.
 
 Cause found (Ray 2.60, not this project's code): on that idle exit Ray's
 `CoreWorkerShutdownExecutor::DisconnectServices` calls opencensus' `StatsExporter::ExportNow()`,
@@ -42,9 +46,15 @@ def test_text_curation_run_has_no_worker_abort_on_stderr(tmp_path):
         assert "published documents" in res.stdout, res.stdout[-2000:]
         for bad in ("SIGABRT", "Fatal Python error", "Mutex corrupt"):
             assert bad not in res.stderr, res.stderr[-6000:]
-        logs = glob.glob(os.path.join(ray_tmp, "ray", "session_*", "logs", "python-core-worker-*.log"))
+        [logs_dir] = glob.glob(os.path.join(ray_tmp, "ray", "session_2*", "logs"))
+        # The raylet dumps its event-loop stats every 10 s; Ray's idle-worker reaper is a timer
+        # there ("RayletWorkerPool.deadline_timer.kill_idle_workers") unless the interval is 0.
+        state = open(os.path.join(logs_dir, "debug_state.txt"), errors="replace").read()
+        assert "deadline_timer" in state, state[-2000:]
+        assert "kill_idle_workers" not in state, "the embedded Ray still reaps idle workers (issue 30)"
+        logs = glob.glob(os.path.join(logs_dir, "python-core-worker-*.log"))
+        assert logs
         idle_exits = [p for p in logs if "idle for a long time" in open(p, errors="replace").read()]
-        assert idle_exits, f"no Ray worker exited idle during the run: the exit of the report was not exercised " \
-                           f"({len(logs)} worker logs)"
+        assert not idle_exits, f"Ray ended {len(idle_exits)} of {len(logs)} workers idle mid-run: {idle_exits[:3]}"
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)

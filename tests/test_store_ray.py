@@ -42,6 +42,7 @@ def test_read_ray_starts_the_embedded_ray(tmp_path, warehouse, fake_ray):
     assert coordinator == "coordinator"                  # Ray Data's coordinator, started with Ray
     assert init["address"] == "local" and init["include_dashboard"] is False
     assert init["_node_ip_address"] == "127.0.0.1" and init["auth"] == "disabled"
+    assert init["_system_config"] == {"kill_idle_workers_interval_ms": 0}  # no idle-worker exits (issue 30)
     [read] = fake_ray["read"]
     assert read["snapshot_id"] == r.snapshot_id and read["selected_fields"] == ("id",)
 
