@@ -11,8 +11,11 @@
    number of duplicates, not the corpus: no global index of all documents is ever built.
 3. the stage (main pass): each row whose row key is a non-representative cluster member
    becomes `exact_duplicate` / `near_duplicate`; every member gets `dup_cluster`.
-The representative of a cluster is the member with the smallest (content hash, row key): the
-text kept does not depend on file names or shard order, only on the texts.
+The representative of a cluster is the member with the smallest (content hash, row digest, row
+key), the row digest a hash of the row's other columns (`source`, `source_ids`, …): the text kept
+does not depend on file names or shard order, only on the texts, and among copies of one text
+the row kept does not either (a row key names the input file by path and mtime, so with it alone
+one run kept the `stdlib` copy of a text and the next its `stdlib-copy`).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from schemas.engine.stage import ModelStage, Resources, annotate, reject_where
 from schemas.tables import field
 
 SIG_SCHEMA = pa.schema([("node", pa.string()), ("content_hash", pa.string()),
-                        ("band", pa.int16()), ("bucket", pa.int64())])  # node = content_hash|row key
+                        ("band", pa.int16()), ("bucket", pa.int64())])  # node = content_hash|row digest|row key
 DUPS_SCHEMA = pa.schema([("_rowkey", pa.string()), ("cluster", pa.string()), ("reason", pa.string())])
 
 
@@ -62,6 +65,14 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
             if err < best_err - 1e-12:
                 best, best_err = (b, r), err
     return best
+
+
+def row_digests(rows: pa.Table) -> list[str]:
+    """A hash of each row's columns but its row key: what orders copies of one text."""
+    import json
+    rest = rows.drop_columns([c for c in ("_rowkey",) if c in rows.column_names])
+    return [hashlib.sha256(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            for r in rest.to_pylist()]
 
 
 def signature_table(texts: list[str], rowkeys: list[str], num_perm: int = 128, ngram: int = 5,
@@ -141,7 +152,7 @@ def find_duplicates(sig_files: list[str], executor: str = "local") -> pa.Table:
     keys, clusters, reasons = [], [], []
     for node in uf.parent:
         root = uf.find(node)
-        keys.append(node.split("|", 1)[1])
+        keys.append(node.rsplit("|", 1)[1])  # the row key (a node of a run before row digests has no digest)
         clusters.append(root.split("|", 1)[0])  # the kept text's content hash
         reasons.append(None if node == root else ("exact_duplicate" if node in exact_members else "near_duplicate"))
     return pa.table({"_rowkey": keys, "cluster": clusters, "reason": reasons}, schema=DUPS_SCHEMA)
@@ -228,6 +239,7 @@ class Dedup(ModelStage):
                    chunk: int = 1000) -> pa.Table:
         """One shard's signatures, `chunk` documents at a time (shingle sets are the big part)."""
         texts, keys = live.column("text"), live.column("_rowkey").to_pylist()
+        keys = [f"{d}|{k}" for d, k in zip(row_digests(live), keys)]  # copies of a text: ordered by content
         params = {"num_perm": num_perm, "ngram": ngram, "threshold": threshold}
         parts = [signature_table(texts.slice(i, chunk).to_pylist(), keys[i:i + chunk], **params)
                  for i in range(0, live.num_rows, chunk)]

@@ -169,6 +169,25 @@ def test_exact_and_near_duplicates_cluster_and_distinct_docs_do_not(tmp_path):
     assert out.column("dup_cluster").to_pylist()[0] == h0
 
 
+def test_the_copy_kept_of_a_text_does_not_depend_on_file_paths(tmp_path):
+    """Copies of one text differ in their other columns (`source`, `source_ids`); the row key names
+    the input file by path and mtime, so with it alone the flagship kept the `stdlib` copy in one
+    run and the `stdlib-copy` in the next. The row's content orders the copies now."""
+    import pyarrow.parquet as pq
+    text = [d["text"] for d in docstrings(50) if len(d["text"].split()) > 60][0]
+    rows = pa.table({"text": [text, text], "source": ["stdlib", "stdlib-copy"],
+                     "source_ids": [["prose-1"], ["exact-dup-1"]]})
+    kept = []
+    for run, keys in enumerate((["a:0", "b:0"], ["b:0", "a:0"])):  # another path or mtime: other keys
+        live = rows.append_column("_rowkey", pa.array(keys))
+        path = str(tmp_path / f"sig{run}.parquet")
+        pq.write_table(Dedup.signatures(live), path)
+        out = Dedup(str(_write(tmp_path, find_duplicates([path]))))(live)
+        assert reasons(out).count("exact_duplicate") == 1
+        kept += [s for s, r in zip(out.column("source").to_pylist(), reasons(out)) if r is None]
+    assert kept[0] == kept[1], kept
+
+
 def content_hash(text):
     import hashlib
     return hashlib.sha256(normalise(text).encode()).hexdigest()[:32]
