@@ -155,6 +155,31 @@ def test_train_resources_parse_and_refuse():
             parse_resources(bad)
 
 
+def test_curate_train_local_trains_in_process_and_refuses_bad_settings_in_one_line(tmp_path):
+    """`--local` runs the plain trainer on the table version (no Ray) and records the version it
+    trained on; settings that cannot work end with one `error:` line, exit 2, before Ray starts."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    convs = conversations(24)
+    wh = str(tmp_path / "wh")
+    ref = publish_table(wh, convs, parts=2)
+    init = scratch_checkpoint(str(tmp_path / "init"), convs)
+    base = ["--warehouse", wh, "train", "--table", ref, "--init", init, "--out", str(tmp_path / "out"),
+            "--steps", "3", "--tokens-per-batch", "512", "--seq-len", "128"]
+    res = CliRunner().invoke(main, base + ["--local", "--threads", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output[res.output.index("{"):])
+    assert summary["steps"] == 3 and summary["train_workers"] == 0
+    meta = checkpoint.meta(str(tmp_path / "out"))
+    assert meta["trained_on"] == [ref] and meta["step"] == 3
+    for extra, words in ((["--train-workers", "5"], "fewer than 5 workers"),
+                         (["--train-resources", "gpu:1"], "--train-resources"),
+                         (["--train-workers", "-1"], "--train-workers")):
+        res = CliRunner().invoke(main, base + extra)
+        assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output
+
+
 # ---- slow: on a 2-node local cluster ---------------------------------------------------------
 STEPS, SAVE_EVERY = 12, 4
 TRAIN_ARGS = ["--steps", str(STEPS), "--save-every", str(SAVE_EVERY), "--lr", "3e-3", "--warmup-steps", "3",
