@@ -390,7 +390,11 @@ def person_spans(text: str, start: int, end: int, ents: list[tuple[str, int, int
             while lo < hi and (ordinary[lo] or particle[lo] or caps[lo]) and \
                     not (pa is not None and words[lo][0] >= pa):
                 lo += 1
+            # a word after a lowercase particle is a surname even when it is an English word
+            # ("Laís dos Pastor", "Jan van der Berg")
+            after_particle = [k > 0 and particle[k - 1] and text[words[k - 1][0]].islower() for k in range(len(words))]
             while hi > lo and (ordinary[hi - 1] and not (pb is not None and words[hi - 1][1] <= pb)
+                               and not after_particle[hi - 1]
                                or particle[hi - 1] or initial[hi - 1] or caps[hi - 1]):
                 hi -= 1
             if hi - lo < 2:
@@ -403,7 +407,7 @@ def person_spans(text: str, start: int, end: int, ents: list[tuple[str, int, int
                 score = 0.85
             else:
                 tagged = any(k != "PERSON" and x <= a and y >= b for k, x, y in ents)
-                n_ord = sum(ordinary[k] for k in names)
+                n_ord = sum(ordinary[k] and not after_particle[k] for k in names)
                 # untagged: no ordinary word; tagged ORG/GPE/..: one, but not the surname
                 if len(names) > 4 or any(caps[k] for k in names) or \
                         n_ord > (1 if tagged and not ordinary[names[-1]] else 0):
