@@ -83,8 +83,11 @@ def is_name(words: list[str], upper: bool = False) -> bool:
         return False
     a, z = ws[0], ws[-1]
     common = last.get(z, 1 << 30) < TOP_SURNAMES
+    # a middle word is a name too: unknown to the lexicon, a first name or a common surname
+    if not all(w not in eng or w in first or last.get(w, 1 << 30) < TOP_SURNAMES for w in ws[1:-1]):
+        return False
     if a not in eng and z not in eng:
-        return all(w not in eng or w in first or last.get(w, 1 << 30) < TOP_SURNAMES for w in ws[1:-1])
+        return True
     if a in first and (z not in eng or common):
         return True
     return a not in eng and common
