@@ -38,7 +38,8 @@ def save(directory: str, model: Transformer, tokenizer: ChatTokenizer, *, step: 
     if optimizer is not None:
         torch.save({"optimizer": optimizer.state_dict(), "step": step, "rng": torch.get_rng_state()},
                    os.path.join(tmp, "optimizer.pt"))
-    digest = hashlib.sha256(open(os.path.join(tmp, "model.safetensors"), "rb").read()).hexdigest()
+    with open(os.path.join(tmp, "model.safetensors"), "rb") as f:  # in chunks: a 135M model is 540 MB
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     meta = {"id": digest[:16], "step": step, "model_config": model.cfg.to_dict(), "train_config": train_config,
             "trained_on": trained_on, "metrics": metrics or {}, **(extra or {})}
     with open(os.path.join(tmp, "checkpoint.json"), "w") as f:
