@@ -15,8 +15,8 @@
    generator (rejection sampling, SFT rows, DPO pairs) → one RFT + DPO training round →
    `model-round-1`;
 5. the next round's data: the reasoning-data pipeline alone with `model-round-1` as generator
-   on the pool slice round 2 would sample → `reasoning`, `cot_samples`, `reasoning_sft`,
-   `preferences`;
+   on 40 more teacher-pool problems, ones round 1 did not sample → `reasoning`, `cot_samples`,
+   `reasoning_sft`, `preferences`;
 6. a summary of every table version this run wrote: rows, rejects by reason, commands.
 
 Each step is also its own script (text_curation.py, speech_sft.py, reasoning_loop.py,
@@ -159,9 +159,9 @@ class Steps:
         return record
 
     def next_round(self, record: dict):
-        """The reasoning-data pipeline on its own, with the newest model as generator, on the
-        slice of the training pool the next loop round would sample: `reasoning`, `cot_samples`,
-        `reasoning_sft`, `preferences` (round 2)."""
+        """The reasoning-data pipeline on its own, with the newest model as generator, on the next
+        slice of the teacher pool (problems round 1 did not sample; the full loop draws fresh ones):
+        `reasoning`, `cot_samples`, `reasoning_sft`, `preferences` (round 2)."""
         from pipelines import reasoning_data as rd
         from synth.problems import write_jsonl
         n = self.args.sample_problems
