@@ -15,7 +15,6 @@ The cache is SQLite keyed by sha256(model id, messages, sampling parameters incl
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
