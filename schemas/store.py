@@ -505,10 +505,14 @@ class Store:
             raise OutsideWarehouse(f"table '{name}' lies at {t.location()}, outside this warehouse ({self.location}): "
                                    "gc deletes files only inside its own warehouse")
         now, removed = time.time(), []
+        live = _runs_in_progress(fs, [f"{base}/data", _output_data_dir(base)]) if runs else set()
         for sub in ("metadata", "data") if runs else ("metadata",):
             for info in fs.get_file_info(pafs.FileSelector(f"{base}/{sub}", recursive=True, allow_not_found=True)):
                 if info.type != pafs.FileType.File or info.path in keep:
                     continue
+                rel = info.path[len(base) + len("/data/"):] if sub == "data" else ""
+                if rel.startswith(".lock-") or any(rel.startswith(f"run-{key}-") for key in live):
+                    continue  # a run's lock, and the files of a run some process is running now
                 if not _inside(info.path, root) or (isinstance(fs, pafs.LocalFileSystem) and not _inside(
                         os.path.realpath(info.path), os.path.realpath(root))):  # a link out of the warehouse
                     continue
@@ -635,6 +639,46 @@ def check_data_file(io, path: str, expected_rows: int | None) -> str | None:
 def _without_password(uri: str) -> str:
     """A catalog URI fit for messages: `user:secret@host` becomes `user:***@host`."""
     return re.sub(r"(://[^:/@]+):[^/]*@", r"\1:***@", uri)
+
+
+def _output_data_dir(base: str) -> str:
+    """A rejects table's runs are locked in its output table's data directory."""
+    return f"{base.removesuffix('_rejects')}/data" if base.endswith("_rejects") else f"{base}/data"
+
+
+def _runs_in_progress(fs, dirs: list[str]) -> set[str]:
+    """Run keys whose lock (`data/.lock-<run key>`, flock) a live process holds, read from
+    /proc/locks so the check never takes the lock itself (a probe would make a run starting at
+    that moment fail as already running). Without /proc/locks (not Linux) every locked-looking
+    run counts as live: gc then keeps its files, which is the safe side."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return set()  # object stores have no run locks
+    locks = {}
+    for d in dict.fromkeys(dirs):
+        for info in fs.get_file_info(pafs.FileSelector(d, allow_not_found=True)):
+            name = os.path.basename(info.path)
+            if info.type == pafs.FileType.File and name.startswith(".lock-"):
+                st = os.stat(info.path)
+                locks[(os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)] = name[len(".lock-"):]
+    if not locks:
+        return set()
+    try:
+        with open("/proc/locks") as f:
+            held = f.read().splitlines()
+    except OSError:
+        return set(locks.values())
+    live = set()
+    for line in held:
+        parts = line.split()
+        if "FLOCK" not in parts:
+            continue
+        dev_ino = next((x for x in parts if x.count(":") == 2), None)
+        if dev_ino:
+            major, minor, ino = dev_ino.split(":")
+            key = (int(major, 16), int(minor, 16), int(ino))
+            if key in locks:
+                live.add(locks[key])
+    return live
 
 
 def _inside(path: str, root: str) -> bool:

@@ -449,6 +449,41 @@ def test_an_empty_version_and_bad_queries_never_print_a_traceback(tmp_path, ware
             res.exception, SystemExit), (args, res.output)
 
 
+def test_gc_during_a_run_keeps_that_runs_files_and_its_lock(tmp_path, warehouse):
+    """`curate gc --runs` while a run holds its lock deleted the run's finished shards and its
+    lock file (the one-process-per-run guarantee). A run whose lock a live process holds keeps
+    every file, in its output's and its rejects' data; lock files are never deleted; once the
+    run is gone its unpublished files go as before."""
+    import fcntl
+
+    src = corpus(tmp_path, limit=40)
+    run_demo(warehouse, src)
+    store = Store(warehouse)
+    out = store.table("docs").location().removeprefix("file://")
+    rej = store.table("docs_rejects").location().removeprefix("file://")
+    key = "feedface0123"
+    files = [f"{out}/data/run-{key}-0/shard-a.parquet", f"{rej}/data/run-{key}-0/shard-a.parquet"]
+    lock = f"{out}/data/.lock-{key}"
+    for p in files + [lock]:
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        open(p, "w").write("x")
+        os.utime(p, (1, 1))  # old enough for any --older-than
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the run is alive
+    try:
+        for table in ("docs", "docs_rejects"):
+            res = _cli("--warehouse", warehouse, "gc", table, "--runs", "--older-than", "1s")
+            assert res.exit_code == 0, res.output
+        assert all(os.path.exists(p) for p in files + [lock])
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    for table in ("docs", "docs_rejects"):  # the run has ended without publishing: its files go
+        assert _cli("--warehouse", warehouse, "gc", table, "--runs", "--older-than", "1s").exit_code == 0
+    assert not any(os.path.exists(p) for p in files) and os.path.exists(lock)
+    assert Store(warehouse).read_arrow("docs").num_rows > 0
+
+
 def test_gc_removes_only_what_no_version_refers_to(tmp_path, warehouse):
     src = corpus(tmp_path, limit=40)
     run_demo(warehouse, src)
