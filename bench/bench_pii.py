@@ -83,6 +83,21 @@ class PresidioLoop:
         return [self.anonymizer.anonymize(text=t, analyzer_results=self._analyze(t)).text for t in texts]
 
 
+def interleaved_speed(systems: dict, texts: list[str], repeats: int) -> dict[str, dict]:
+    """Docs per CPU-second of each system, after a warm-up (lazy loads, caches), the systems run
+    in a rotating order each repeat so none always goes first; the median and every run."""
+    for s in systems.values():
+        s.run(texts[:5])
+    names = list(systems)
+    runs: dict[str, list[float]] = {n: [] for n in names}
+    for rep in range(repeats):
+        for name in names[rep % len(names):] + names[:rep % len(names)]:
+            t0 = time.process_time()
+            systems[name].run(texts)
+            runs[name].append(len(texts) / (time.process_time() - t0))
+    return {n: {"docs_per_cpu_s": statistics.median(runs[n]), "runs": runs[n]} for n in names}
+
+
 def load_revision(rev: str, tmp: str):
     """filters/pii.py as it was at `rev`, importable as a module (it imports the rest from HEAD)."""
     src = subprocess.run(["git", "-C", ROOT, "show", f"{rev}:filters/pii.py"], capture_output=True, text=True,
@@ -122,17 +137,7 @@ def main() -> None:
         out["accuracy"][name] = score(system.predict(texts), docs)
         print(f"  accuracy of {name}: {time.process_time() - t0:.0f} CPU-s", flush=True)
     speed_texts = texts[:a.speed_docs]
-    for s in systems.values():
-        s.run(speed_texts[:5])   # warm-up: lazy loads, caches
-    runs: dict[str, list[float]] = {n: [] for n in systems}
-    names = list(systems)
-    for rep in range(a.repeats):
-        for name in names[rep % len(names):] + names[:rep % len(names)]:
-            t0 = time.process_time()
-            systems[name].run(speed_texts)
-            runs[name].append(len(speed_texts) / (time.process_time() - t0))
-    for name in names:
-        out["speed"][name] = {"docs_per_cpu_s": statistics.median(runs[name]), "runs": runs[name]}
+    out["speed"] = interleaved_speed(systems, speed_texts, a.repeats)
     prof = cProfile.Profile()
     prof.enable()
     systems["ours"].run(speed_texts)
@@ -146,7 +151,7 @@ def main() -> None:
         json.dump(out, f, indent=1, default=list)
     print(format_table(out["accuracy"], TYPES))
     base = out["speed"]["presidio-loop"]["docs_per_cpu_s"]
-    for name in names:
+    for name in systems:
         v = out["speed"][name]
         print(f"{name:24s} {v['docs_per_cpu_s']:7.1f} docs/CPU-s (runs {', '.join(f'{x:.1f}' for x in v['runs'])})"
               f"  = {v['docs_per_cpu_s'] / base:.2f}x the plain loop")

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_pii import Ours, PresidioLoop  # noqa: E402
+from bench.bench_pii import Ours, PresidioLoop, interleaved_speed  # noqa: E402
 from bench.pii_realistic_set import build, format_forms, format_types, score  # noqa: E402
 
 
@@ -58,18 +57,7 @@ def main() -> None:
         out["accuracy"]["presidio-loop"] = score(loop.predict(texts), docs)
         print(f"  accuracy of presidio-loop: {time.process_time() - t0:.0f} CPU-s", flush=True)
     if a.speed_docs:
-        speed_texts = texts[:a.speed_docs]
-        for s in systems.values():
-            s.run(speed_texts[:5])
-        names = list(systems)
-        runs: dict[str, list[float]] = {n: [] for n in names}
-        for rep in range(a.repeats):
-            for name in names[rep % len(names):] + names[:rep % len(names)]:
-                t0 = time.process_time()
-                systems[name].run(speed_texts)
-                runs[name].append(len(speed_texts) / (time.process_time() - t0))
-        for name in names:
-            out["speed"][name] = {"docs_per_cpu_s": statistics.median(runs[name]), "runs": runs[name]}
+        out["speed"] = interleaved_speed(systems, texts[:a.speed_docs], a.repeats)
     out_path = a.out or os.path.join(ROOT, f"bench/results/pii_real_{a.label}_{a.seed}.json")
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w") as f:
