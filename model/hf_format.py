@@ -5,6 +5,7 @@ One table says where each of our weights lives in each family's HF layout; impor
 way and export the other, so the two cannot drift apart. Families:
 
     llama   LlamaForCausalLM (Llama 3.x, SmolLM2): the built-in model as it is
+            (each family's name is also its transformers `model_type`)
     qwen2   Qwen2ForCausalLM: bias on q/k/v
     phi3    Phi3ForCausalLM (Phi-3, Phi-4-Mini): fused qkv and gate_up, partial RoPE
 
@@ -27,7 +28,6 @@ from model.config import ModelConfig
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Phi3ForCausalLM": "phi3"}
 HF_ARCH = {v: k for k, v in ARCHITECTURES.items()}
-MODEL_TYPE = {"llama": "llama", "qwen2": "qwen2", "phi3": "phi3"}
 ROPE_TYPES = ("default", "linear", "llama3", "longrope")
 
 
@@ -103,7 +103,7 @@ def config_to_hf(cfg: ModelConfig, tokenizer) -> dict[str, Any]:
         family = "phi3"  # Llama rotates whole heads; Phi-3 is the same model with partial RoPE
     stop = list(tokenizer.stop_ids)
     hf: dict[str, Any] = {
-        "architectures": [HF_ARCH[family]], "model_type": MODEL_TYPE[family], "vocab_size": cfg.vocab_size,
+        "architectures": [HF_ARCH[family]], "model_type": family, "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.dim, "intermediate_size": cfg.ffn_dim, "num_hidden_layers": cfg.n_layers,
         "num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim,
         "hidden_act": "silu", "max_position_embeddings": cfg.max_seq_len, "rms_norm_eps": cfg.norm_eps,

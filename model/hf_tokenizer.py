@@ -118,8 +118,6 @@ class TemplateTokenizer:
         return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt,
                                      **{k: v for k, v in self.specials.items() if v is not None})
 
-    chat_text = render
-
     def encode_chat(self, messages: list[dict[str, str]], add_generation_prompt: bool = False
                     ) -> tuple[list[int], list[bool]]:
         """Token ids of the rendered conversation and a mask that is True on each assistant

@@ -65,7 +65,7 @@ class ChatTokenizer:
         """Token ids and a mask that is True on what the model must learn to write: each
         assistant reply and its closing <|end|> (never the prompt)."""
         ids, learn = [], []
-        role_tok = {"system": self.system, "user": self.user, "assistant": self.assistant}
+        role_tok = {"system": self.system, "developer": self.system, "user": self.user, "assistant": self.assistant}
         for m in messages:
             body = self.encode(m["content"])
             head = [role_tok[m["role"]]]
@@ -76,11 +76,6 @@ class ChatTokenizer:
             ids.append(self.assistant)
             learn.append(False)
         return ids, learn
-
-    def chat_text(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
-        tags = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
-        return "".join(f"{tags[m['role']]}{m['content']}<|end|>" for m in messages) + (
-            "<|assistant|>" if add_generation_prompt else "")
 
 
 def load_tokenizer(directory: str):
