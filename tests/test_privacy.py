@@ -21,7 +21,8 @@ from test_text_filters import PROSE
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CARD, SSN, EMAIL, PHONE, NAME = "4111 1111 1111 1111", "078-05-1120", "marta.kowalczyk@example.org", \
     "(415) 555-0134", "Marta Kowalczyk"
-SECRETS = [CARD, CARD.replace(" ", ""), SSN, EMAIL, "marta.kowalczyk", PHONE, "555-0134", NAME]
+AWS_KEY, GH_TOKEN = "AKIAZ7XQ4JH2LMN3OPQR", "ghp_4fK9aZ0qLm3Xv7Bn2Ty8Rw1Ps6Ud5Ce0Hg2J"   # credentials: removed like PII
+SECRETS = [CARD, CARD.replace(" ", ""), SSN, EMAIL, "marta.kowalczyk", PHONE, "555-0134", NAME, AWS_KEY, GH_TOKEN]
 
 
 def _clean_prose(n):
@@ -39,6 +40,8 @@ def _docs():
     docs = [
         {"text": PROSE + "\n\n" + contact},                                   # kept, redacted
         {"text": prose[0] + "\n\nReviewed by the team. " + contact},          # kept
+        {"text": prose[1] + f"\n\nDeploy with AWS_ACCESS_KEY_ID={AWS_KEY} and "
+                 f"git clone https://{GH_TOKEN}@github.com/acme/infra.git"},  # credentials in kept prose
         {"text": prose[0] + "\n\nReviewed by the team. " + contact},          # its exact duplicate
         {"text": f"SSN {SSN} belongs to {NAME}."},                            # too few words
         {"text": prose[1] + f"\n\nBilling card {CARD}, holder {NAME}."},     # card: dropped by policy
@@ -46,7 +49,7 @@ def _docs():
     ]
     lines = [json.dumps(d) for d in docs]
     lines.append('{"text": "broken line ' + f"{NAME} {EMAIL} {CARD}" + '"')  # malformed JSON
-    lines.append(json.dumps({"text": 12, "note": f"{NAME} {SSN}"}))         # wrong type, extra key
+    lines.append(json.dumps({"text": 12, "note": f"{NAME} {SSN} {AWS_KEY}"}))  # wrong type, extra key
     return "\n".join(lines) + "\n"
 
 
