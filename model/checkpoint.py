@@ -5,6 +5,8 @@ the table versions trained on (the store records the checkpoint in turn: lineage
     <dir>/tokenizer.json
     <dir>/checkpoint.json     model config, train config, step, trained_on, metrics, id
     <dir>/optimizer.pt        optimizer + LR-schedule step + RNG states, for an exact resume
+    <dir>/adapters.safetensors  a LoRA run's adapters (model/lora.py); model.safetensors then holds
+                              the merged weights and checkpoint.json the LoRA config and base fingerprint
 """
 from __future__ import annotations
 
@@ -24,16 +26,20 @@ from model.transformer import Transformer
 
 
 def save(directory: str, model: Transformer, tokenizer: ChatTokenizer, *, step: int, train_config: dict[str, Any],
-         trained_on: list[str], metrics: dict[str, Any] | None = None, optimizer=None, extra: dict | None = None) -> str:
-    """Write to a temporary directory and rename: a checkpoint is whole or absent."""
+         trained_on: list[str], metrics: dict[str, Any] | None = None, optimizer=None, extra: dict | None = None,
+         state: dict[str, torch.Tensor] | None = None, adapters: dict[str, torch.Tensor] | None = None) -> str:
+    """Write to a temporary directory and rename: a checkpoint is whole or absent. `state` replaces
+    the model's own weights (a LoRA run's merged ones); `adapters` go beside them."""
     from safetensors.torch import save_file
 
     parent = os.path.dirname(os.path.abspath(directory))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".ckpt-")
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in (state or model.state_dict()).items()
              if not (model.cfg.tie_embeddings and k == "head.weight")}
     save_file(state, os.path.join(tmp, "model.safetensors"))
+    if adapters:
+        save_file(adapters, os.path.join(tmp, "adapters.safetensors"))
     tokenizer.save(tmp)
     if optimizer is not None:
         torch.save({"optimizer": optimizer.state_dict(), "step": step, "rng": torch.get_rng_state()},

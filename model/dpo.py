@@ -18,8 +18,9 @@ import torch.nn.functional as F
 
 from model import checkpoint
 from model.config import TrainConfig
+from model.lora import LoRAConfig, merge
 from model.packing import IGNORE, Batch, _labels
-from model.sft import _bar, lr_at, optimizer_for
+from model.sft import _bar, _lora_files, _with_lora, lr_at, optimizer_for
 from model.tokenizer import ChatTokenizer
 from model.transformer import Transformer
 
@@ -81,8 +82,10 @@ def evaluate_pairs(model: Transformer, ref: torch.Tensor, docs, pad: int, device
 
 
 def train_dpo(model: Transformer, tok: ChatTokenizer, pairs: list[dict], heldout: list[dict], cfg: TrainConfig,
-              out_dir: str, trained_on: list[str], device, progress: bool = True) -> dict[str, Any]:
-    """DPO from the current weights; the reference is a frozen copy of them (log-probs once)."""
+              out_dir: str, trained_on: list[str], device, progress: bool = True,
+              lora: LoRAConfig | None = None) -> dict[str, Any]:
+    """DPO from the current weights; the reference is a frozen copy of them (log-probs once).
+    `lora`: train adapters on the frozen weights (model/lora.py); saved and returned merged."""
     torch.manual_seed(cfg.seed)
     max_len = model.cfg.max_seq_len
     docs = encode_pairs(tok, pairs, max_len)
@@ -90,6 +93,7 @@ def train_dpo(model: Transformer, tok: ChatTokenizer, pairs: list[dict], heldout
     ref = reference_logps(model, docs, tok.pad, device)
     ref_held = reference_logps(model, held, tok.pad, device) if held else None
     before = evaluate_pairs(model, ref_held, held, tok.pad, device, cfg.beta) if held else {}
+    lora_extra = _with_lora(model, lora)  # after the reference: it is the base, adapters start at zero
     opt = optimizer_for(model, cfg.dpo_lr, 0.0)
     n_pairs, per = len(pairs), cfg.pairs_per_batch
     g = torch.Generator().manual_seed(cfg.seed)
@@ -125,6 +129,9 @@ def train_dpo(model: Transformer, tok: ChatTokenizer, pairs: list[dict], heldout
         bar.close()
     after = evaluate_pairs(model, ref_held, held, tok.pad, device, cfg.beta) if held else {}
     checkpoint.save(out_dir, model, tok, step=cfg.dpo_steps, train_config=cfg.to_dict(), trained_on=trained_on,
-                    metrics={"heldout_before": before, "heldout_after": after}, optimizer=opt, extra={"stage": "dpo"})
+                    metrics={"heldout_before": before, "heldout_after": after}, optimizer=opt,
+                    extra={"stage": "dpo", **lora_extra}, **_lora_files(model, lora_extra))
+    if lora_extra:
+        merge(model)
     return {"pairs": n_pairs, "heldout_before": before, "heldout_after": after, "history": history,
             "seconds": round(time.perf_counter() - t0, 1), "checkpoint": os.path.abspath(out_dir)}

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from model import checkpoint
+from model import lora as lora_mod
 from model.config import TrainConfig
+from model.lora import LoRAConfig
 from model.packing import IGNORE, Batch, packed_batches, pad_batches
 from model.tokenizer import ChatTokenizer
 from model.transformer import Transformer, document_mask
@@ -47,8 +49,10 @@ def lr_at(step: int, cfg: TrainConfig, peak: float, total: int) -> float:
 
 
 def optimizer_for(model: Transformer, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    other = [p for n, p in model.named_parameters() if p.dim() < 2]
+    """AdamW over the trainable parameters (all of them, or a LoRA run's adapters only)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    other = [p for p in params if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}],
                              lr=lr, betas=(0.9, 0.95), fused=False)
 
@@ -56,16 +60,20 @@ def optimizer_for(model: Transformer, lr: float, weight_decay: float) -> torch.o
 def train_sft(model: Transformer, tok: ChatTokenizer, conversations: list[list[dict]], cfg: TrainConfig,
               out_dir: str, trained_on: list[str], device: torch.device, autocast: torch.dtype | None = None,
               resume: bool = True, progress: bool = True, stop_after: int | None = None,
-              on_step: Callable[[dict], None] | None = None) -> dict[str, Any]:
+              on_step: Callable[[dict], None] | None = None, lora: LoRAConfig | None = None) -> dict[str, Any]:
     """Train for cfg.steps optimizer steps (cycling over the data); resume from out_dir when a
     checkpoint with optimizer state is there. `stop_after` ends early (to test resuming);
-    `on_step` returning True ends early too (early stopping on a dev set)."""
+    `on_step` returning True ends early too (early stopping on a dev set).
+
+    `lora`: train low-rank adapters on the frozen `model` (model/lora.py) instead of every weight;
+    checkpoints hold the merged weights plus the adapters, and `model` is merged when this returns
+    (a plain Transformer either way). Resuming a LoRA run needs the same base `model` again."""
     torch.manual_seed(cfg.seed)
+    lora_extra = _with_lora(model, lora)
     opt = optimizer_for(model, cfg.lr, cfg.weight_decay)
     start = 0
     if resume and os.path.exists(os.path.join(out_dir, "optimizer.pt")):
-        saved, _, _ = checkpoint.load(out_dir, device=str(device))
-        model.load_state_dict(saved.state_dict())
+        _resume_weights(out_dir, model, lora_extra, device)
         start = checkpoint.load_optimizer(out_dir, opt) or 0
     first, efficiency = make_batches(tok, conversations, cfg, model.cfg.max_seq_len, 0)
     epoch_batches: dict[int, list[Batch]] = {0: first}
@@ -103,17 +111,55 @@ def train_sft(model: Transformer, tok: ChatTokenizer, conversations: list[list[d
         if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps or done == stop_after or stop:
             checkpoint.save(out_dir, model, tok, step=done, train_config=cfg.to_dict(), trained_on=trained_on,
                             metrics={"loss": rec["loss"], "packing_efficiency": efficiency}, optimizer=opt,
-                            extra={"stage": "sft"})
+                            extra={"stage": "sft", **lora_extra}, **_lora_files(model, lora_extra))
         if (stop_after is not None and done >= stop_after) or stop:
             break
     log.close()
+    if lora_extra:
+        lora_mod.merge(model)
     if bar is not None:
         bar.close()
     tail = history[-max(1, len(history) // 10):] if history else []
-    return {"steps": len(history) + start, "start_step": start, "final_loss": sum(r["loss"] for r in tail) / max(1, len(tail)),
+    return {"steps": len(history) + start, "start_step": start,
+            "final_loss": sum(r["loss"] for r in tail) / max(1, len(tail)),
             "packing_efficiency": round(efficiency, 4), "tokens": tokens_seen,
             "tokens_per_s": history[-1]["tokens_per_s"] if history else None, "metrics_log": log_path,
             "history": history}
+
+
+def _with_lora(model: Transformer, lora: LoRAConfig | None) -> dict[str, Any]:
+    """Put adapters on `model` (when `lora`) and return what its checkpoints record about them."""
+    if lora is None:
+        return {}
+    base = lora_mod.fingerprint(model)
+    lora_mod.apply(model, lora)
+    return {"lora": {**lora.to_dict(), "base": base, "trainable_params": lora_mod.trainable(model)}}
+
+
+def _lora_files(model: Transformer, lora_extra: dict[str, Any]) -> dict[str, Any]:
+    """checkpoint.save's keywords for a LoRA run: the merged weights and the adapters."""
+    if not lora_extra:
+        return {}
+    return {"state": lora_mod.merged_state(model), "adapters": lora_mod.adapter_state(model)}
+
+
+def _resume_weights(out_dir: str, model: Transformer, lora_extra: dict[str, Any], device) -> None:
+    """Full fine-tuning resumes from the saved weights; LoRA from the saved adapters on the same base."""
+    saved_lora = checkpoint.meta(out_dir).get("lora")
+    if bool(saved_lora) != bool(lora_extra):
+        raise ValueError(f"{out_dir} holds a {'LoRA' if saved_lora else 'full fine-tuning'} run: resume it as one")
+    if not lora_extra:
+        saved, _, _ = checkpoint.load(out_dir, device=str(device))
+        model.load_state_dict(saved.state_dict())
+        return
+    if LoRAConfig.from_dict(saved_lora) != LoRAConfig.from_dict(lora_extra["lora"]):
+        raise ValueError(f"{out_dir}: its adapters are {LoRAConfig.from_dict(saved_lora)}, not "
+                         f"{LoRAConfig.from_dict(lora_extra['lora'])}")
+    if saved_lora["base"] != lora_extra["lora"]["base"]:
+        raise ValueError(f"{out_dir}: its adapters were trained on base {saved_lora['base']}, this model is "
+                         f"{lora_extra['lora']['base']}")
+    from safetensors.torch import load_file
+    lora_mod.load_adapters(model, load_file(os.path.join(out_dir, lora_mod.ADAPTERS), device=str(device)))
 
 
 def _bar(progress: bool, total: int, initial: int, desc: str):
