@@ -23,6 +23,7 @@ from schemas import filesystem as fsys
 from schemas.ids import row_id
 from schemas.tables import numbers_as_text
 from schemas.validate import Conformed, conform, empty_rejects, make_rejects
+from schemas.warc import WARC_EXT, is_crawl_file
 
 JSONL_EXT = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz")
 PARQUET_EXT = (".parquet",)
@@ -50,7 +51,7 @@ class UnreadableInput(RuntimeError):
 
 @dataclass(frozen=True)
 class InputShard:
-    kind: str          # jsonl | parquet | table
+    kind: str          # jsonl | parquet | table | warc (a WARC or WET file)
     path: str          # file path (for table shards: the data file)
     start: int         # jsonl: byte offset; parquet/table: first row group
     end: int           # jsonl: byte end (exclusive); parquet/table: last row group + 1
@@ -77,7 +78,7 @@ def location(path: str) -> str:
 
 def _expand(spec: str) -> list[str]:
     if fsys.isdir(spec):
-        return [p for p in fsys.walk(spec) if p.endswith(JSONL_EXT + PARQUET_EXT)]
+        return [p for p in fsys.walk(spec) if p.endswith(JSONL_EXT + PARQUET_EXT + WARC_EXT)]
     if any(ch in spec for ch in "*?["):
         return fsys.glob(spec)
     return [spec] if fsys.exists(spec) else []
@@ -87,6 +88,8 @@ def plan_file(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES,
               shard_rows: int = DEFAULT_SHARD_ROWS, source: str | None = None) -> list[InputShard]:
     fp = fsys.fingerprint(path)
     name = source or os.path.basename(path).split(".")[0]
+    if is_crawl_file(path):  # one shard per file: records are found only by reading from the start
+        return [InputShard("warc", path, 0, max(fsys.size(path), 0), fp, name)]
     if path.endswith(JSONL_EXT):
         size = fsys.size(path)
         if path.endswith(".gz") or size <= shard_bytes:
@@ -109,7 +112,7 @@ def plan_file(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES,
         if first < md.num_row_groups or not shards:
             shards.append(InputShard("parquet", path, first, md.num_row_groups, fp, name, rows))
         return shards
-    raise InputError(f"'{path}': unknown input format (expected {', '.join(JSONL_EXT + PARQUET_EXT)})")
+    raise InputError(f"'{path}': unknown input format (expected {', '.join(JSONL_EXT + PARQUET_EXT + WARC_EXT)})")
 
 
 def plan_inputs(specs: list[str], store=None, shard_bytes: int = DEFAULT_SHARD_BYTES,
@@ -448,6 +451,9 @@ def read_shard(shard: InputShard, schema: pa.Schema) -> tuple[pa.Table, pa.Table
     """(rows fitting `schema`, rejects, number of input rows) of one shard."""
     if shard.kind == "jsonl":
         return read_jsonl(shard, schema)
+    if shard.kind == "warc":
+        from schemas.warc import read_warc
+        return read_warc(shard, schema)
     return read_parquet(shard, schema)
 
 

@@ -1,0 +1,236 @@
+"""Crawl files as input: WARC (`.warc`, `.warc.gz`) and WET (`.warc.wet.gz`) records as rows.
+
+Every record of a file is one input row, kept or rejected with a reason, so a crawl's
+accounting adds up like any other input's: a response holding HTML (or a WET conversion
+record holding text) becomes a row whose `text` is the decoded payload (HTML is turned into
+text by the `extract` stage, which sees the `content_type` column); request, warcinfo and
+metadata records, other media types, HTTP errors, payloads that are binary, undecodable, too
+large or cut short are rejects. warcio parses the records; the checks it leaves to its caller
+(a Content-Length that does not match the record, a file that ends inside a record, which it
+would report on stderr or not at all) are made here. A file whose records cannot be counted
+(a damaged header, garbage between records of an uncompressed WARC) raises UnreadableInput:
+the run fails naming it, or records it as lost under `--on-unreadable record`.
+"""
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import zlib
+from typing import Any
+
+import pyarrow as pa
+
+from schemas.tables import field
+
+WARC_EXT = (".warc", ".warc.gz", ".warc.wet", ".warc.wet.gz", ".wet", ".wet.gz")
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAX_RECORD_BYTES = 32 << 20   # a larger payload is `record_too_large`, skipped without being held in memory
+RAW_CHARS = 2000              # how much of a rejected record's payload its reject keeps
+
+WEB_FIELDS = [
+    field("url", pa.string(), doc="WARC-Target-URI of the record"),
+    field("warc_record_id", pa.string(), doc="WARC-Record-ID"),
+    field("fetch_date", pa.string(), doc="WARC-Date (ISO 8601)"),
+    field("content_type", pa.string(), stats="category",
+          doc="media type of the payload (HTTP Content-Type; text/plain for WET conversion records)"),
+    field("charset", pa.string(), stats="category", doc="the charset the payload was decoded with"),
+]
+
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
+
+
+def is_crawl_file(path: str) -> bool:
+    return path.endswith(WARC_EXT)
+
+
+class _Skip(Exception):
+    """A record that is not a row: (reason, detail)."""
+
+
+def _charset_of(content_type: str) -> str | None:
+    for part in content_type.split(";")[1:]:
+        k, _, v = part.strip().partition("=")
+        if k.strip().lower() == "charset" and v.strip().strip("\"'"):
+            return v.strip().strip("\"'")
+    return None
+
+
+def _codec(name: str | None) -> str | None:
+    """Python's name of a declared charset, or None if Python does not know it."""
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def decode_payload(body: bytes, declared: str | None) -> tuple[str, str]:
+    """(text, charset used): the HTTP-declared charset, else a <meta> one, else UTF-8, else a
+    detected one (charset-normalizer). Raises _Skip(binary_payload | bad_encoding)."""
+    head = body[:4096]
+    meta = _META_CHARSET.search(head)
+    candidates = [_codec(declared), _codec(meta.group(1).decode("ascii", "replace")) if meta else None]
+    if not any(c and c.startswith("utf-16") or c and c.startswith("utf-32") for c in candidates) \
+            and b"\x00" in head:
+        raise _Skip("binary_payload", f"NUL bytes in the first {len(head)} bytes of a {len(body)}-byte payload")
+    if body.startswith(codecs.BOM_UTF8):
+        candidates.insert(0, "utf-8-sig")
+    for name in [c for c in candidates if c] + ["utf-8"]:
+        try:
+            return body.decode(name), name
+        except (UnicodeDecodeError, LookupError):
+            continue
+    from charset_normalizer import from_bytes
+    best = from_bytes(body[:200_000]).best()
+    if best is not None and best.encoding:
+        try:
+            return body.decode(best.encoding), codecs.lookup(best.encoding).name
+        except (UnicodeDecodeError, LookupError):
+            pass
+    said = f"declared {declared!r}" if declared else "no charset declared"
+    raise _Skip("bad_encoding", f"{said}; not UTF-8 and no charset decodes it")
+
+
+def _mime(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()[:80] or "none"
+
+
+def _record_row(rec) -> dict[str, Any]:
+    """The row of one content record, or _Skip. Reads the payload (bounded by MAX_RECORD_BYTES)."""
+    h = rec.rec_headers
+    kind = rec.rec_type
+    row = {"url": h.get_header("WARC-Target-URI"), "warc_record_id": h.get_header("WARC-Record-ID"),
+           "fetch_date": h.get_header("WARC-Date")}
+    if kind not in ("response", "conversion"):
+        raise _Skip(f"not_response:{kind}", None)
+    if rec.length is not None and rec.length > MAX_RECORD_BYTES:
+        raise _Skip("record_too_large", f"{rec.length:,} bytes > {MAX_RECORD_BYTES:,}")
+    if kind == "response":
+        if rec.http_headers is None:
+            raise _Skip("not_http", "response record without HTTP headers")
+        status = rec.http_headers.get_statuscode() or ""
+        if not status.startswith("2"):
+            raise _Skip(f"http_status:{status[:3] or 'none'}", rec.http_headers.statusline[:200])
+        ctype = rec.http_headers.get_header("Content-Type") or ""
+        if _mime(ctype) not in HTML_TYPES:
+            raise _Skip(f"not_html:{_mime(ctype)}", ctype[:200])
+    else:
+        ctype = h.get_header("Content-Type") or "text/plain"
+    try:
+        body = rec.content_stream().read()
+    except (zlib.error, EOFError, OSError, ValueError) as e:  # a payload whose Content-Encoding is broken
+        raise _Skip("bad_content_encoding", f"{type(e).__name__}: {e}"[:300]) from None
+    remaining = getattr(rec.raw_stream, "limit", 0) or 0
+    if remaining > 0:
+        raise _Skip("truncated_record", f"payload ends {remaining:,} bytes before its Content-Length "
+                                        f"({rec.length:,}): the file or its gzip member is cut short")
+    if not body.strip():
+        raise _Skip("empty_payload", None)
+    text, charset = decode_payload(body, _charset_of(ctype) if kind == "response" else "utf-8")
+    row.update(text=text, content_type=_mime(ctype) if kind == "response" else "text/plain", charset=charset)
+    return row
+
+
+def _raw(rec) -> str:
+    """What a reject keeps of a record: its WARC headers and the start of its payload."""
+    head = rec.rec_headers.to_str() if rec.rec_headers is not None else ""
+    try:
+        data = rec.raw_stream.read(RAW_CHARS)
+    except Exception:  # noqa: BLE001 - the raw of a broken record is best effort
+        data = b""
+    return (head + data.decode("utf-8", "backslashreplace"))[:RAW_CHARS + len(head)]
+
+
+def iter_records(f, path: str, size: int):
+    """(row dict | None, reason, detail, raw, locator) for every record of an open crawl file.
+
+    Raises UnreadableInput where the records stop being countable."""
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.exceptions import ArchiveLoadFailed
+
+    from schemas.engine.inputs import UnreadableInput
+    base = os.path.basename(path)
+    it = ArchiveIterator(f, check_digests=False)
+    it._consume_blanklines = _quiet(it)  # its warning goes to stderr; err_count is checked below
+    end = 0
+    try:
+        for rec in it:
+            offset = it.offset
+            errs = it.err_count
+            try:
+                row, reason, detail = _record_row(rec), None, None
+                raw = None
+            except _Skip as s:
+                row, (reason, detail), raw = None, s.args, _raw(rec)
+            it.read_to_end()
+            end = it.offset
+            if it.err_count > errs:
+                if not it.reader.decompressor:
+                    raise UnreadableInput(path, f"the record at byte {offset:,} does not end where its "
+                                                "Content-Length says (or is not a WARC record): the records "
+                                                "after it cannot be counted", None)
+                row, reason, detail = None, "bad_content_length", \
+                    "Content-Length disagrees with the record's gzip member"
+                raw = raw or _raw(rec)
+            yield row, reason, detail, raw, f"{base}@{offset}"
+    except ArchiveLoadFailed as e:
+        first = "".join(c if c.isprintable() else "?" for c in str(e).strip().splitlines()[0][:120])
+        raise UnreadableInput(path, f"not a readable WARC after byte {end:,}: {first}", None) from None
+    except (zlib.error, EOFError, OSError) as e:
+        raise UnreadableInput(path, f"cannot be read after byte {end:,}: {type(e).__name__}: {e}", None) from None
+    if 0 <= end < size:
+        yield (None, "truncated_record", f"{size - end:,} bytes at byte {end:,} end inside a record "
+               "(a truncated gzip member or record header)", f"<{size - end} bytes>", f"{base}@{end}")
+
+
+def _quiet(it):
+    """warcio's _consume_blanklines without its stderr warning (the count it keeps is used)."""
+    def consume():
+        empty_size, first_line = 0, True
+        while True:
+            line = it.reader.readline()
+            if len(line) == 0:
+                return None, empty_size
+            stripped = line.rstrip()
+            if len(stripped) == 0 or first_line:
+                empty_size += len(line)
+                if len(stripped) != 0:
+                    it.err_count += 1
+                first_line = False
+                continue
+            return line, empty_size
+    return consume
+
+
+def read_warc(shard, schema: pa.Schema) -> tuple[pa.Table, pa.Table, int]:
+    """(rows fitting `schema`, rejects, records in the file) of a WARC/WET shard (one file)."""
+    from schemas import filesystem as fsys
+    from schemas.engine.inputs import UnreadableInput, concat_rejects, records_to_table
+    from schemas.validate import empty_rejects, make_rejects
+    base = os.path.basename(shard.path)
+    records, locators, raws = [], [], []
+    reasons, details, rejected_raws = [], [], []
+    n = 0
+    try:
+        size = fsys.size(shard.path)
+        with fsys.open_input(shard.path) as f:
+            for row, reason, detail, raw, where in iter_records(f, shard.path, size):
+                n += 1
+                if row is None:
+                    reasons.append(reason)
+                    details.append(f"{where}: {detail}" if detail else where)
+                    rejected_raws.append(raw)
+                    continue
+                row["source_ids"] = [row["warc_record_id"] or where]
+                records.append(row)
+                locators.append(where)
+                raws.append(f"{row['url']}\n{row['text'][:RAW_CHARS]}")
+    except UnreadableInput:
+        raise
+    except OSError as e:
+        raise UnreadableInput(shard.path, f"cannot be read: {type(e).__name__}: {e}", None) from e
+    rejects = make_rejects(reasons, "read", details, rejected_raws) if reasons else empty_rejects()
+    rows, more = records_to_table(records, schema, locators, shard.source, base, raws)
+    return rows, concat_rejects([rejects, more]), n
