@@ -14,7 +14,7 @@ export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup debs test-debs install-debs demo demo-quick test test-slow test-interop check-install bench bench-setup clean
+.PHONY: setup debs test-debs install-debs demo demo-quick lint test test-slow test-interop check-install bench bench-setup clean
 
 setup: $(STAMP) debs
 
@@ -49,6 +49,11 @@ demo: setup
 # The one-stage demo (normalise + length filter over docstrings, seconds): `documents_demo`.
 demo-quick: setup
 	$(PY) pipelines/demo.py
+
+# Style and types (pyproject.toml [tool.ruff], [tool.mypy]): CI runs it first, right after setup.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: setup test-debs
 	$(PY) -m pytest -q
