@@ -14,6 +14,11 @@ import logging
 import pyarrow as pa
 
 from schemas.engine.stage import annotate, unknown_parameter
+
+try:
+    from schemas.engine.stage import TaskStage
+except ImportError:  # an engine before the Stage contract: a model-free class stage is ModelStage of kind task
+    from schemas.engine.stage import ModelStage as TaskStage
 from schemas.tables import field
 from schemas.warc import HTML_TYPES, WEB_FIELDS
 
@@ -73,7 +78,7 @@ def xml_to_text(xml: str) -> str:
     return "\n".join(out)
 
 
-class HtmlExtractor:
+class HtmlExtractor(TaskStage):
     """Stage: `text` of HTML rows becomes its main content; nothing left is `extraction_empty`."""
     name = "extract"
     kind = "task"

@@ -15,6 +15,11 @@ import functools
 import pyarrow as pa
 
 from schemas.engine.stage import annotate, unknown_parameter
+
+try:
+    from schemas.engine.stage import TaskStage
+except ImportError:  # an engine before the Stage contract: a model-free class stage is ModelStage of kind task
+    from schemas.engine.stage import ModelStage as TaskStage
 from schemas.tables import field
 
 BACKENDS = ("py3langid", "cld2", "lingua")
@@ -62,7 +67,7 @@ def detect(text: str, backend: str = "py3langid") -> tuple[str, float]:
     raise ValueError(f"unknown language backend {backend!r} ({', '.join(BACKENDS)})")
 
 
-class LanguageId:
+class LanguageId(TaskStage):
     """Stage: `language` and `language_score` on every row; other languages are `language:<code>`."""
     name = "language"
     kind = "task"

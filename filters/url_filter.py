@@ -18,6 +18,11 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from schemas.engine.stage import annotate, unknown_parameter
+
+try:
+    from schemas.engine.stage import TaskStage
+except ImportError:  # an engine before the Stage contract: a model-free class stage is ModelStage of kind task
+    from schemas.engine.stage import ModelStage as TaskStage
 from schemas.tables import field
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -39,7 +44,7 @@ def _domains(host: str) -> list[str]:
     return [".".join(parts[i:]) for i in range(len(parts) - 1)] or [host]
 
 
-class UrlFilter:
+class UrlFilter(TaskStage):
     """Stage: reasons per rule for URLs from blocked domains, adult or spam URLs."""
     name = "url_filter"
     kind = "task"

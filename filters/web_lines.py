@@ -13,12 +13,16 @@ ratios stay on the row (`c4_lines`, `fineweb`) so a user can re-threshold withou
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
-from dataclasses import fields as dc_fields
+from dataclasses import asdict, dataclass, fields as dc_fields
 
 import pyarrow as pa
 
 from schemas.engine.stage import annotate, unknown_parameter
+
+try:
+    from schemas.engine.stage import TaskStage
+except ImportError:  # an engine before the Stage contract: a model-free class stage is ModelStage of kind task
+    from schemas.engine.stage import ModelStage as TaskStage
 from schemas.tables import field
 
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -97,7 +101,7 @@ def _check(params: dict, settings_cls, extra: list[str]) -> None:
             raise TypeError(f"{k} must not be negative, not {v}")
 
 
-class C4LineFilter:
+class C4LineFilter(TaskStage):
     """Stage: C4's line cleaner; the text becomes its kept lines, `c4_lines` counts what was cut."""
     name = "c4_lines"
     kind = "task"
@@ -161,7 +165,7 @@ def fineweb_score(text: str, s: FineWebSettings) -> tuple[dict[str, float], str 
     return m, None, None
 
 
-class FineWebFilter:
+class FineWebFilter(TaskStage):
     """Stage: FineWeb's four document rules; the metrics stay on the row as `fineweb`."""
     name = "fineweb"
     kind = "task"

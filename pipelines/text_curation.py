@@ -2,9 +2,14 @@
 
     python pipelines/text_curation.py                      # demo corpus, embedded Ray
     python pipelines/text_curation.py --input data/*.jsonl --output web_curated
-    ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/text_curation.py --warehouse /abs/warehouse
+    python pipelines/text_curation.py --input crawl/*.warc.gz --output web   # WARC/WET: the web stages first
+    ray job submit --address http://127.0.0.1:8275 --working-dir . -- \
+        python pipelines/text_curation.py --warehouse /abs/warehouse
 
-Stages, cheapest first: normalise → dedup marks (clusters found by a MinHash shuffle over
+From crawl files (WARC/WET, found among the inputs or forced with --web) the run starts with
+the web stages: URL filter → HTML extraction (trafilatura) → language ID → C4 line cleaning →
+FineWeb rules, each record counted from the file's read on. Then for every input,
+cheapest first: normalise → dedup marks (clusters found by a MinHash shuffle over
 all shards, a pass of the run before the main one) → benchmark decontamination (before the heuristics, so a leaked
 benchmark is counted as such) → Gopher/C4 heuristics → fastText quality score → presidio PII
 (redact, or drop by entity type). Every stage's scores are kept
@@ -17,18 +22,23 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from filters.decontaminate import Decontaminator  # noqa: E402
-from filters.dedup import Dedup  # noqa: E402
-from filters.heuristics import GopherFilter  # noqa: E402
-from filters.pii import PiiScrubber  # noqa: E402
-from filters.quality import QualityClassifier, default_model  # noqa: E402
-from filters.text_basic import normalize_text  # noqa: E402
-from pipelines.demo_corpus import write_text_curation_corpus  # noqa: E402
-from schemas.engine.runner import Pipeline  # noqa: E402
-from pipelines.script import common_parser, main  # noqa: E402
-from schemas.engine.stage import StageSpec  # noqa: E402
-from schemas.filesystem import is_remote, work_dir  # noqa: E402
-from schemas.tables import DOCUMENTS  # noqa: E402
+from filters.decontaminate import Decontaminator
+from filters.dedup import Dedup
+from filters.extract import HtmlExtractor
+from filters.heuristics import GopherFilter
+from filters.language import BACKENDS, LanguageId
+from filters.pii import PiiScrubber
+from filters.quality import QualityClassifier, default_model
+from filters.text_basic import normalize_text
+from filters.url_filter import UrlFilter
+from filters.web_lines import C4LineFilter, FineWebFilter
+from pipelines.demo_corpus import write_text_curation_corpus
+from pipelines.script import common_parser, main
+from schemas.engine.runner import Pipeline
+from schemas.engine.stage import StageSpec
+from schemas.filesystem import is_remote, work_dir
+from schemas.tables import DOCUMENTS, with_columns
+from schemas.warc import WARC_EXT, WEB_FIELDS, is_crawl_file
 
 
 def parse_policy(text: str) -> dict[str, str]:
@@ -41,6 +51,30 @@ def parse_policy(text: str) -> dict[str, str]:
     return out
 
 
+def has_crawl(inputs: list[str]) -> bool:
+    """Whether any input is a WARC/WET file (a path, a glob such as crawl/*.warc.gz, or a local folder holding one)."""
+    for spec in inputs or []:
+        if is_crawl_file(spec):
+            return True
+        if os.path.isdir(spec) and any(f.endswith(WARC_EXT) for _, _, files in os.walk(spec) for f in files):
+            return True
+    return False
+
+
+def web_stages(args) -> list:
+    """URL → extract → language → C4 lines → FineWeb: the cheapest decision first, and the line
+    rules on extracted text in the document's own language."""
+    stages = [StageSpec(UrlFilter, {"blocklist": args.url_blocklist, "spam_word_threshold": args.spam_words}),
+              StageSpec(HtmlExtractor, {}),
+              StageSpec(LanguageId, {"languages": args.languages or None, "min_score": args.min_language_score,
+                                     "backend": args.language_backend})]
+    if not args.no_c4_lines:
+        stages.append(StageSpec(C4LineFilter, {"min_sentences": args.c4_min_sentences}))
+    if not args.no_fineweb:
+        stages.append(StageSpec(FineWebFilter, {}))
+    return stages
+
+
 def build(args):
     inputs = args.inputs
     # The store may be on S3; scratch files (the demo corpus, the default model) stay local.
@@ -50,7 +84,8 @@ def build(args):
         corpus = os.path.join(work, "_demo_input_text")
         write_text_curation_corpus(corpus)
         inputs = [corpus]
-    stages = [normalize_text]
+    web = args.web or has_crawl(inputs)
+    stages = [*(web_stages(args) if web else []), normalize_text]
     if not args.no_dedup:  # clusters found in the run's own pass over every shard first
         stages.append(StageSpec(Dedup, {"num_perm": args.num_perm, "ngram": args.ngram,
                                         "threshold": args.dedup_threshold}))
@@ -63,12 +98,25 @@ def build(args):
     if not args.no_pii:
         stages.append(StageSpec(PiiScrubber, {"policy": parse_policy(args.pii_policy),
                                               "spacy_model": args.spacy_model or None}))
-    return Pipeline("text_curation", DOCUMENTS, DOCUMENTS, stages), inputs
+    return Pipeline("text_curation", with_columns(DOCUMENTS, WEB_FIELDS) if web else DOCUMENTS, DOCUMENTS,
+                    stages), inputs
 
 
 def parser():
     p = common_parser(__doc__.splitlines()[0], default_output="documents")
     g = p.add_argument_group("stages")
+    w = p.add_argument_group("web (WARC/WET inputs)")
+    w.add_argument("--web", action="store_true", help="run the web stages even if no input is a WARC/WET file")
+    w.add_argument("--languages", nargs="*", default=["en"],
+                   help="ISO 639-1 codes to keep (none given: keep every language, still scored)")
+    w.add_argument("--min-language-score", type=float, default=0.65,
+                   help="language_score below is language:<code>")
+    w.add_argument("--language-backend", choices=BACKENDS, default="py3langid", help="language ID model")
+    w.add_argument("--url-blocklist", default=None, help="file of blocked domains or URLs, one a line")
+    w.add_argument("--spam-words", type=int, default=2, help="spam-list words in a URL that make it url_spam_words")
+    w.add_argument("--c4-min-sentences", type=int, default=5, help="C4: fewer sentences is c4_too_few_sentences")
+    w.add_argument("--no-c4-lines", action="store_true", help="skip C4 line cleaning")
+    w.add_argument("--no-fineweb", action="store_true", help="skip the FineWeb rules")
     g.add_argument("--min-words", type=int, default=50, help="Gopher: fewer words is gopher_too_few_words")
     g.add_argument("--max-words", type=int, default=100_000, help="Gopher: more words is gopher_too_many_words")
     g.add_argument("--quality-model", default=None,

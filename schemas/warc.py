@@ -122,10 +122,6 @@ def _record_row(rec) -> dict[str, Any]:
         body = rec.content_stream().read()
     except (zlib.error, EOFError, OSError, ValueError) as e:  # a payload whose Content-Encoding is broken
         raise _Skip("bad_content_encoding", f"{type(e).__name__}: {e}"[:300]) from None
-    remaining = getattr(rec.raw_stream, "limit", 0) or 0
-    if remaining > 0:
-        raise _Skip("truncated_record", f"payload ends {remaining:,} bytes before its Content-Length "
-                                        f"({rec.length:,}): the file or its gzip member is cut short")
     if not body.strip():
         raise _Skip("empty_payload", None)
     text, charset = decode_payload(body, _charset_of(ctype) if kind == "response" else "utf-8")
@@ -146,43 +142,94 @@ def _raw(rec) -> str:
 def iter_records(f, path: str, size: int):
     """(row dict | None, reason, detail, raw, locator) for every record of an open crawl file.
 
-    Raises UnreadableInput where the records stop being countable."""
+    A file that ends inside a record gives that record as `truncated_record`; anything else that
+    stops the records from being counted raises UnreadableInput, one line naming the file."""
     from warcio.archiveiterator import ArchiveIterator
-    from warcio.exceptions import ArchiveLoadFailed
 
     from schemas.engine.inputs import UnreadableInput
     base = os.path.basename(path)
     it = ArchiveIterator(f, check_digests=False)
     it._consume_blanklines = _quiet(it)  # its warning goes to stderr; err_count is checked below
-    end = 0
-    try:
-        for rec in it:
-            offset = it.offset
-            errs = it.err_count
-            try:
-                row, reason, detail = _record_row(rec), None, None
-                raw = None
-            except _Skip as s:
-                row, (reason, detail), raw = None, s.args, _raw(rec)
+    records, end = iter(it), 0
+    while True:
+        try:
+            rec = next(records)
+        except StopIteration:
+            break
+        except Exception as e:  # noqa: BLE001 - warcio fails in many ways on a cut or damaged header
+            if _tail_is_cut(path, end, size):
+                yield None, "truncated_record", f"{size - end:,} bytes at byte {end:,} end inside a record", \
+                    f"<{size - end} bytes>", f"{base}@{end}"
+                return
+            first = "".join(c if c.isprintable() else "?" for c in (str(e).strip() or type(e).__name__)
+                            .splitlines()[0][:120])
+            raise UnreadableInput(path, f"not a readable WARC after byte {end:,}: {first}", None) from None
+        offset, errs = it.offset, it.err_count
+        row, reason, detail, raw = _classify(rec)
+        try:
             it.read_to_end()
-            end = it.offset
-            if it.err_count > errs:
-                if not it.reader.decompressor:
-                    raise UnreadableInput(path, f"the record at byte {offset:,} does not end where its "
-                                                "Content-Length says (or is not a WARC record): the records "
-                                                "after it cannot be counted", None)
-                row, reason, detail = None, "bad_content_length", \
-                    "Content-Length disagrees with the record's gzip member"
-                raw = raw or _raw(rec)
-            yield row, reason, detail, raw, f"{base}@{offset}"
-    except ArchiveLoadFailed as e:
-        first = "".join(c if c.isprintable() else "?" for c in str(e).strip().splitlines()[0][:120])
-        raise UnreadableInput(path, f"not a readable WARC after byte {end:,}: {first}", None) from None
-    except (zlib.error, EOFError, OSError) as e:
-        raise UnreadableInput(path, f"cannot be read after byte {end:,}: {type(e).__name__}: {e}", None) from None
+        except (zlib.error, EOFError, OSError) as e:
+            raise UnreadableInput(path, f"cannot be read after byte {offset:,}: {type(e).__name__}: {e}",
+                                  None) from None
+        end = it.offset
+        cut = _cut_short(it, rec)
+        if cut:
+            row, reason, detail, raw = None, "truncated_record", cut, raw or f"<record at byte {offset}>"
+        elif it.err_count > errs:
+            if not it.reader.decompressor:
+                raise UnreadableInput(path, f"the record at byte {offset:,} does not end where its "
+                                            "Content-Length says (or is not a WARC record): the records "
+                                            "after it cannot be counted", None)
+            row, reason, detail = None, "bad_content_length", "Content-Length disagrees with the record's gzip member"
+            raw = raw or f"<record at byte {offset}>"
+        yield row, reason, detail, raw, f"{base}@{offset}"
     if 0 <= end < size:
         yield (None, "truncated_record", f"{size - end:,} bytes at byte {end:,} end inside a record "
                "(a truncated gzip member or record header)", f"<{size - end} bytes>", f"{base}@{end}")
+
+
+def _tail_is_cut(path: str, end: int, size: int) -> bool:
+    """Whether the bytes from `end` to the end of the file are the start of one record cut short:
+    one gzip member without its end, or WARC headers without the blank line that ends them."""
+    from schemas import filesystem as fsys
+    if not 0 <= end < size or size - end > (1 << 20):
+        return False
+    with fsys.open_random(path) as f:
+        f.seek(end)
+        tail = f.read(size - end)
+    if tail[:2] == b"\x1f\x8b":
+        d = zlib.decompressobj(31)
+        try:
+            head = d.decompress(tail)
+        except zlib.error:
+            return False
+        return not d.eof and head[:5] in (b"WARC/"[:len(head)], b"WARC/")
+    return tail.startswith(b"WARC/"[:len(tail)]) and b"\r\n\r\n" not in tail
+
+
+def _classify(rec) -> tuple[dict[str, Any] | None, str | None, str | None, str | None]:
+    """(row, reason, detail, raw) of one record; a record too broken to classify is `malformed_record`."""
+    if rec.rec_type is None or rec.rec_headers.get_header("Content-Length") is None:
+        return None, "malformed_record", "no WARC-Type or Content-Length header", _raw(rec)
+    try:
+        return _record_row(rec), None, None, None
+    except _Skip as s:
+        return None, s.args[0], s.args[1], _raw(rec)
+    except Exception as e:  # noqa: BLE001 - a record warcio half-parsed is that record's reject, not the run's
+        return None, "malformed_record", f"{type(e).__name__}: {e}"[:300], _raw(rec)
+
+
+def _cut_short(it, rec) -> str | None:
+    """Why the record just read is incomplete, or None: fewer bytes than its Content-Length, or
+    (gzip) a member that ends without its end-of-stream (the file was cut inside it)."""
+    remaining = getattr(rec.raw_stream, "limit", 0) or 0
+    if remaining > 0:
+        return (f"payload ends {remaining:,} bytes before its Content-Length ({rec.length:,}): "
+                "the file or its gzip member is cut short")
+    dec = it.reader.decompressor if it.reader is not None else None
+    if dec is not None and not getattr(dec, "eof", True):
+        return "its gzip member ends before its end-of-stream marker: the file is cut inside it"
+    return None
 
 
 def _quiet(it):
