@@ -28,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.pii_eval_set import TYPES, build, format_table, score  # noqa: E402
+from bench.pii_eval_set import TYPES, build, format_table, score
 
 LOOP_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN", "URL",
                  "PERSON", "LOCATION"]
@@ -40,8 +40,8 @@ class Ours:
     def __init__(self, module=None):
         import pyarrow as pa
         if module is None:
-            from pipelines.text_curation import parse_policy
             from filters.pii import PiiScrubber
+            from pipelines.text_curation import parse_policy
             self.stage = PiiScrubber(policy=parse_policy("CREDIT_CARD=drop,US_SSN=drop,IBAN_CODE=drop"))
         else:
             self.stage = module.PiiScrubber(policy={"CREDIT_CARD": "drop", "US_SSN": "drop", "IBAN_CODE": "drop"})

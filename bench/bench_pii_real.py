@@ -20,8 +20,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.bench_pii import Ours, PresidioLoop, interleaved_speed  # noqa: E402
-from bench.pii_realistic_set import build, format_forms, format_types, score  # noqa: E402
+from bench.bench_pii import Ours, PresidioLoop, interleaved_speed
+from bench.pii_realistic_set import build, format_forms, format_types, score
 
 
 def main() -> None:

@@ -128,7 +128,6 @@ def load(ckpt: str | None, threads: int):
 
 
 def profile(model, tok, bs: int, max_new: int, temp: float, top_p: float, out: str | None) -> None:
-    import torch
     from torch.profiler import ProfilerActivity, profile as tprof, record_function
     batch = prompts(tok, bs)
     ours_generate(model, tok, batch[:2], 4, temp, top_p, 0)  # warm-up

@@ -51,7 +51,8 @@ from collections import Counter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from schemas.stats import wilson  # noqa: E402
+from schemas.stats import wilson
+
 DATA = os.path.join(ROOT, "tests", "data", "speakable_queries.jsonl")
 HELDOUT = os.path.join(ROOT, "tests", "data", "speakable_queries_heldout.jsonl")
 
@@ -128,7 +129,7 @@ def report(name: str, res: dict, show: int) -> None:
           f"(95% CI {res['binary_ci95'][0]:.3f}-{res['binary_ci95'][1]:.3f})  class agreement "
           f"{res['class_agreement']:.3f} (95% CI {res['class_ci95'][0]:.3f}-{res['class_ci95'][1]:.3f})")
     print(f"  {'class':20s} {'labeled':>7s} {'predicted':>9s} {'precision':>9s} {'recall':>7s}")
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
     for c, s in res["per_class"].items():
         print(f"  {c:20s} {s['labeled']:7d} {s['predicted']:9d} {fmt(s['precision']):>9s} {fmt(s['recall']):>7s}")
     for k, v in res["disagreements"].items():

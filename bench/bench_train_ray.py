@@ -75,7 +75,7 @@ def steady(history: list[dict], skip: int = 5) -> float:
     tokens = [0]
     for r in history:
         tokens.append(tokens[-1] + r["tokens"])
-    t_at = lambda i: tokens[i] / history[i - 1]["tokens_per_s"]  # noqa: E731 - seconds since the first step
+    t_at = lambda i: tokens[i] / history[i - 1]["tokens_per_s"]
     return (tokens[-1] - tokens[skip]) / (t_at(len(history)) - t_at(skip))
 
 

@@ -42,7 +42,8 @@ from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from schemas.stats import wilson  # noqa: E402
+from schemas.stats import wilson
+
 DATA = os.path.join(ROOT, "tests", "data", "verify_eval.jsonl.gz")
 
 # math-verify cases whose expected value encodes a parser convention rather than whether the

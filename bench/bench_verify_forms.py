@@ -20,8 +20,8 @@ from collections import defaultdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from bench_verify import _load_module, evaluate, scores  # noqa: E402
-from verify_eval_set import generate  # noqa: E402
+from bench_verify import _load_module, evaluate, scores
+from verify_eval_set import generate
 
 SPLITS = {"dev": 1, "heldout": 2}
 

@@ -19,7 +19,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from filters.quality_data import rst_paragraphs, unpack  # noqa: E402
+from filters.quality_data import rst_paragraphs, unpack
 
 
 def sources() -> tuple[list[str], list[str]]:

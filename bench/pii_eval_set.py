@@ -25,7 +25,8 @@ from collections import Counter, defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from schemas.stats import wilson  # noqa: E402
+from schemas.stats import wilson
+
 DOCS_SRC = os.path.join(ROOT, "bench/data/pii-src/root/usr/share/doc/python3.11/html/_sources")
 
 TYPES = ["PERSON", "ADDRESS", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS"]
@@ -202,11 +203,10 @@ def prose_paragraphs(limit_files: int | None = None) -> tuple[list[str], str]:
 
 def code_chunks() -> list[str]:
     """Chunks of standard-library source code: identifiers, numbers and literals galore."""
-    import inspect
-
     import argparse as m1
     import decimal as m5
     import fractions as m2
+    import inspect
     import ipaddress as m3
     import textwrap as m4
     out = []
@@ -300,7 +300,7 @@ def format_table(results: dict[str, dict], types: list[str] = TYPES) -> str:
     names = list(results)
     head = "| type | " + " | ".join(f"{n} P [95% CI] | {n} R [95% CI]" for n in names) + " | gold |"
     lines = [head, "|" + "---|" * (2 * len(names) + 2)]
-    f = lambda v, ci: "-" if v is None else f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"  # noqa: E731
+    f = lambda v, ci: "-" if v is None else f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
     for t in types:
         cells = []
         gold = 0

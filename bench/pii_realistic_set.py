@@ -40,8 +40,8 @@ from collections import Counter, defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.pii_eval_set import Fakers, code_chunks, prose_paragraphs  # noqa: E402
-from schemas.stats import wilson  # noqa: E402
+from bench.pii_eval_set import Fakers, code_chunks, prose_paragraphs
+from schemas.stats import wilson
 
 HELD_OUT_SEED = 1000
 REAL_NAMES = __import__("re").compile(r"\b[A-Z]\. ?[A-Z][a-z]|Kent Beck|Mullender|Yasskin|Berners|Masinter"
@@ -827,7 +827,7 @@ def format_types(results: dict[str, dict]) -> str:
     """Markdown: per type, removed everywhere [95% CI] for each system, then altered negatives."""
     names = list(results)
     lines = ["| type | n | " + " | ".join(names) + " |", "|---|---:|" + "---|" * len(names)]
-    f = lambda r: "-" if r is None else f"{r['removed']:.3f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]"  # noqa: E731
+    f = lambda r: "-" if r is None else f"{r['removed']:.3f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]"
     for t in TYPES:
         first = results[names[0]]["types"].get(t)
         if first:

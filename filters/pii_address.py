@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import regex
-
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 
 ENTITY = "ADDRESS"

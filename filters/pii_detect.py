@@ -116,9 +116,15 @@ def load_spacy(spacy_model: str | None):
 
 def structured_recognizers() -> dict[str, Any]:
     """presidio's recognizers for the structured types, plus ours for addresses."""
-    from presidio_analyzer.predefined_recognizers import (CreditCardRecognizer, EmailRecognizer, IbanRecognizer,
-                                                          IpRecognizer, PhoneRecognizer, UrlRecognizer,
-                                                          UsSsnRecognizer)
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        IbanRecognizer,
+        IpRecognizer,
+        PhoneRecognizer,
+        UrlRecognizer,
+        UsSsnRecognizer,
+    )
     offline_tldextract()
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     cards = CreditCardRecognizer()
@@ -338,7 +344,7 @@ class Detector:
         return out
 
 
-TITLES = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "mx", "drs", "ir", "ing", "mag", "sig", "sra", "sr"}
+TITLES = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "mx", "drs", "ir", "ing", "mag", "sig", "sra"}
 
 
 def _subruns(text: str, start: int, end: int) -> list[list[tuple[int, int]]]:

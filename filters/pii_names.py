@@ -28,7 +28,6 @@ import os
 import sys
 
 import regex
-
 from presidio_analyzer import RecognizerResult
 
 PARTICLES = r"(?:ó|ní|nic|uí|mac|van|von|de|del|della|der|den|da|das|di|do|dos|du|la|le|los|las|ter|ten|y|zu|bin|binti|ibn|al|el|'t|’t)"
@@ -55,6 +54,7 @@ PARTICLE_WORDS = set(PARTICLES.strip("(?:)").split("|"))
 def lexicons() -> tuple[frozenset, dict, frozenset, frozenset]:
     """(first names, surname -> rank, English words, code words)."""
     import names
+
     from filters.pii_lexicon import english_words
     d = os.path.dirname(names.__file__)
 

@@ -7,8 +7,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from model.transformer import KVCache, Transformer
 from model.generation import Completion, Generator, Request
+from model.transformer import KVCache, Transformer
 
 
 def _top_p(probs: torch.Tensor, p: float | torch.Tensor, heads: tuple[int, ...] = (64, 1024)) -> torch.Tensor:
@@ -109,7 +109,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
     caches = [KVCache(T + max(0, max_new_tokens)) for _ in model.blocks]
     logits = model(ids, pos, mask[:, None], caches, last_only=True)[:, -1]
     stops = torch.tensor([stop_id] if isinstance(stop_id, int) else list(stop_id), device=dev)
-    each = lambda v: list(v) if isinstance(v, Sequence) else [v] * B  # noqa: E731
+    each = lambda v: list(v) if isinstance(v, Sequence) else [v] * B
     seeds = list(seed) if isinstance(seed, Sequence) else [seed + r for r in range(B)]
     pick = RowSampler(seeds, each(temperature), each(top_p), dev)
     steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows still decoding, their new token) per step

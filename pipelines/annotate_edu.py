@@ -19,13 +19,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from filters.text_basic import normalize_text  # noqa: E402
-from schemas.engine.runner import Pipeline  # noqa: E402
-from schemas.filesystem import work_dir  # noqa: E402
-from pipelines.script import common_parser, run_and_report, options  # noqa: E402
-from schemas.engine.stage import StageSpec  # noqa: E402
-from schemas.tables import DOCUMENTS, EDU_GRADES  # noqa: E402
-from synth.edu_grading import RUBRIC, RUBRIC_NAME, TEMPLATE, EduGrader  # noqa: E402
+from filters.text_basic import normalize_text
+from pipelines.script import common_parser, options, run_and_report
+from schemas.engine.runner import Pipeline
+from schemas.engine.stage import StageSpec
+from schemas.filesystem import work_dir
+from schemas.tables import DOCUMENTS, EDU_GRADES
+from synth.edu_grading import RUBRIC, RUBRIC_NAME, TEMPLATE, EduGrader
 
 
 def sample_inputs(inputs: list[str], n: int, seed: int, warehouse: str, origin: dict | None = None) -> list[str]:

@@ -13,12 +13,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from filters.text_basic import length_filter, normalize_text  # noqa: E402
-from pipelines.demo_corpus import write_demo_corpus  # noqa: E402
-from schemas.engine.runner import Pipeline  # noqa: E402
-from pipelines.script import common_parser, main  # noqa: E402
-from schemas.filesystem import work_dir  # noqa: E402
-from schemas.tables import DOCUMENTS  # noqa: E402
+from filters.text_basic import length_filter, normalize_text
+from pipelines.demo_corpus import write_demo_corpus
+from pipelines.script import common_parser, main
+from schemas.engine.runner import Pipeline
+from schemas.filesystem import work_dir
+from schemas.tables import DOCUMENTS
 
 
 def build(args):

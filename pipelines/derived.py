@@ -7,10 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.engine.lineage import config_hash, git_commit
-from schemas.engine.files import write_parquet
-from schemas.engine.runner import AccountingError
 from schemas import stats as st
+from schemas.engine.files import write_parquet
+from schemas.engine.lineage import config_hash, git_commit
+from schemas.engine.runner import AccountingError
 from schemas.store import Store
 
 

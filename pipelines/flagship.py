@@ -33,11 +33,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
 
-from schemas.engine.stage import annotate, reject_where, stage  # noqa: E402
-from schemas.store import default_warehouse  # noqa: E402
-from schemas.tables import MESSAGES  # noqa: E402
+from schemas.engine.stage import annotate, reject_where, stage
+from schemas.store import default_warehouse
+from schemas.tables import MESSAGES
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
 
@@ -102,8 +102,8 @@ class Steps:
         return self.pipeline_args(mod, mod.parser().parse_args(argv + self.common()))
 
     def pipeline_args(self, mod, args: argparse.Namespace):
-        from schemas.engine.runner import run
         from pipelines.script import options
+        from schemas.engine.runner import run
         pipeline, inputs = mod.build(args)
         res = run(pipeline, options(args, inputs))
         acc = res.accounting

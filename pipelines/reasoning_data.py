@@ -19,15 +19,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
 
-from schemas.engine.runner import Pipeline  # noqa: E402
-from schemas.filesystem import work_dir  # noqa: E402
-from pipelines.script import common_parser, options  # noqa: E402
-from schemas.engine.stage import StageSpec, reject_where, stage  # noqa: E402
-from schemas.tables import PROBLEMS  # noqa: E402
-from synth.cot_sampling import SYSTEM, CoTSampler  # noqa: E402
-from synth.problems import iter_sources, write_jsonl  # noqa: E402
+from pipelines.script import common_parser, options
+from schemas.engine.runner import Pipeline
+from schemas.engine.stage import StageSpec, reject_where, stage
+from schemas.filesystem import work_dir
+from schemas.tables import PROBLEMS
+from synth.cot_sampling import SYSTEM, CoTSampler
+from synth.problems import iter_sources, write_jsonl
 
 
 @stage()
@@ -64,7 +64,7 @@ def sampler_params(args) -> dict:
 def generation_progress(summaries: list[dict], seconds: float) -> dict[str, str]:
     """Progress-bar fields from the shards finished so far: samples/s and the pass rate."""
     cols = [s.get("stats", {}).get("columns", {}) for s in summaries]
-    total = lambda name: sum(((c.get(name) or {}).get("total") or {}).get("sum") or 0 for c in cols)  # noqa: E731
+    total = lambda name: sum(((c.get(name) or {}).get("total") or {}).get("sum") or 0 for c in cols)
     n, ok = total("n_samples"), total("n_correct")
     return {"samples/s": f"{n / max(seconds, 1e-9):.2f}", "pass": f"{ok / n:.1%}" if n else "-"}
 
@@ -89,8 +89,8 @@ def empty_pairs_warning(pairs: dict[str, int], table: str, snapshot) -> str | No
 def publish_tables(store, source_ref: str, args) -> tuple[dict[str, int], dict[str, dict]]:
     """The CoT, SFT and preference tables derived from one version of the sampled problems."""
     from pipelines.derived import publish_derived
-    from synth.reasoning_tables import COT_TABLE, PREFERENCE_TABLE, cot_samples, preference_pairs, sft_rows
     from schemas.tables import SFT
+    from synth.reasoning_tables import COT_TABLE, PREFERENCE_TABLE, cot_samples, preference_pairs, sft_rows
 
     problems = store.read_arrow(source_ref)
     props = store.properties(source_ref)
@@ -99,7 +99,7 @@ def publish_tables(store, source_ref: str, args) -> tuple[dict[str, int], dict[s
     samples, c1 = cot_samples(problems, args.round)
     sft, c2 = sft_rows(samples, args.system)  # the conversation as it was generated, system prompt included
     pairs, c3 = preference_pairs(samples, args.max_pairs_per_prompt or None, args.seed, args.system)
-    not_used = lambda c, prefix: {k[len(prefix):]: v for k, v in c.items() if k.startswith(prefix)}  # noqa: E731
+    not_used = lambda c, prefix: {k[len(prefix):]: v for k, v in c.items() if k.startswith(prefix)}
     out = {
         args.samples_table: publish_derived(
             store, args.samples_table, COT_TABLE, samples, config={"round": args.round}, unit="samples",

@@ -18,17 +18,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from filters.wer import check_audio, wer_filter  # noqa: E402
-from pipelines.demo_corpus import write_speech_queries  # noqa: E402
-from schemas.engine.runner import Pipeline  # noqa: E402
-from schemas.filesystem import work_dir  # noqa: E402
-from pipelines.script import common_parser, main  # noqa: E402
-from schemas.engine.stage import StageSpec  # noqa: E402
-from schemas.tables import SFT, SPEECH_SFT  # noqa: E402
-from synth.asr import DEFAULT_MODEL, WhisperASR  # noqa: E402
-from synth.speech_text import (extract_turns, format_speech_sample, mark_duplicate_ids,  # noqa: E402
-                               select_speakable)
-from synth.tts import DEFAULT_VOICES, SpeechSynthesizer  # noqa: E402
+from filters.wer import check_audio, wer_filter
+from pipelines.demo_corpus import write_speech_queries
+from pipelines.script import common_parser, main
+from schemas.engine.runner import Pipeline
+from schemas.engine.stage import StageSpec
+from schemas.filesystem import work_dir
+from schemas.tables import SFT, SPEECH_SFT
+from synth.asr import DEFAULT_MODEL, WhisperASR
+from synth.speech_text import extract_turns, format_speech_sample, mark_duplicate_ids, select_speakable
+from synth.tts import DEFAULT_VOICES, SpeechSynthesizer
 
 
 def build(args):

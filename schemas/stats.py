@@ -61,7 +61,7 @@ class Quantiles:
         out = Quantiles(max(self.k, other.k))
         out.n = self.n + other.n
         depth = max(len(self.levels), len(other.levels))
-        pad = lambda ls: ls + [np.empty(0, np.float32)] * (depth - len(ls))  # noqa: E731
+        pad = lambda ls: ls + [np.empty(0, np.float32)] * (depth - len(ls))
         out.levels = [np.concatenate([a, b]) for a, b in zip(pad(self.levels), pad(other.levels))]
         out._compress()
         return out

@@ -21,8 +21,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from model.generation import (Completion, GenerationCache, Generator, Messages, Request,  # noqa: F401 (the interface)
-                              Sampling, cache_key)
+# The generator interface is defined in model/ and re-exported here (`X as X`: an explicit re-export).
+from model.generation import (
+    Completion,
+    GenerationCache as GenerationCache,
+    Generator,
+    Messages as Messages,
+    Request,
+    Sampling,
+    cache_key as cache_key,
+)
+from model.hf_format import smollm2_gguf  # the local model behind the generator spec `smollm2`
 
 
 # ---- OpenAI-compatible HTTP ----------------------------------------------------------
@@ -92,8 +101,6 @@ class OpenAIGenerator(Generator):
 
 
 # ---- local transformers model --------------------------------------------------------
-from model.hf_format import smollm2_gguf  # noqa: E402,F401  (re-exported: the generator spec `smollm2`)
-
 
 class _RowSampling:
     """A transformers logits processor: row r's scores become log(p_r / E_r) with E_r ~ Exp(1)
@@ -194,7 +201,8 @@ def make_generator(spec: str, cache: str | None = None, **kw: Any) -> Generator:
                                **{k: v for k, v in kw.items() if k in ("timeout_s", "retries", "concurrency")})
     if kind == "builtin":
         from model.generate import BuiltinGenerator
-        return BuiltinGenerator(rest, cache, **{k: v for k, v in kw.items() if k in ("batch_size", "threads", "device")})
+        opts = {k: v for k, v in kw.items() if k in ("batch_size", "threads", "device")}
+        return BuiltinGenerator(rest, cache, **opts)
     raise ValueError(f"unknown generator {spec!r}: openai:<url>[#model], hf:<dir>[#file.gguf], smollm2, "
                      f"builtin:<checkpoint>")
 

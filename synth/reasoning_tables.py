@@ -129,7 +129,7 @@ def conversational(pairs: pa.Table) -> pa.Table:
     system = pairs.column("system").to_pylist() if "system" in pairs.column_names else [None] * pairs.num_rows
     prompt = [([{"role": "system", "content": s}] if s else []) + [{"role": "user", "content": p}]
               for s, p in zip(system, pairs.column("prompt").to_pylist())]
-    turn = lambda col: [[{"role": "assistant", "content": t}] for t in pairs.column(col).to_pylist()]  # noqa: E731
+    turn = lambda col: [[{"role": "assistant", "content": t}] for t in pairs.column(col).to_pylist()]
     msg = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     out = pairs
     for name, values in (("prompt", prompt), ("chosen", turn("chosen")), ("rejected", turn("rejected"))):

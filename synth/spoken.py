@@ -410,7 +410,7 @@ def ranges(text: str) -> str:
     """1990-1995 → nineteen ninety to nineteen ninety five; 10–20 → ten to twenty (no spaces round the dash)."""
     def rng(m):
         a, b = m.group(1), m.group(2)
-        say = lambda s: year(int(s)) if len(s) == 4 and 1100 <= int(s) <= 2099 else number(s)  # noqa: E731
+        say = lambda s: year(int(s)) if len(s) == 4 and 1100 <= int(s) <= 2099 else number(s)
         return f"{say(a)} to {say(b)}"
     return re.sub(r"(?<![\w.\-/:])(\d+)[-–](\d+)(?![\w\-/:]|\.\d)", rng, text)
 

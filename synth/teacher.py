@@ -17,7 +17,7 @@ _VERIFIER: RuleVerifier | None = None
 
 @stage(adds=[field("teacher_verdict", pa.string(), stats="category"),
              field("messages", MESSAGES, stats="text")])
-def teacher_sft(batch: pa.Table, filter: bool = True, system: str = "") -> pa.Table:  # noqa: A002
+def teacher_sft(batch: pa.Table, filter: bool = True, system: str = "") -> pa.Table:
     global _VERIFIER
     _VERIFIER = _VERIFIER or RuleVerifier(use_math_verify=False)  # word-problem answers are numbers
     cots, answers = batch.column("reference_cot").to_pylist(), batch.column("answer").to_pylist()

@@ -501,9 +501,8 @@ def as_number(text: str | None) -> Fraction | None:
 def _child_loop() -> None:  # pragma: no cover - runs in the child process
     """`python -m synth.verify`: JSON lines [gold, pred] in, true/false/null out."""
     import json
-    import sys
-
     import logging
+    import sys
 
     from math_verify import parse, verify
     logging.disable(logging.WARNING)  # "timeout is disabled" on every call: the parent enforces it

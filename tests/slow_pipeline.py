@@ -5,13 +5,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pyarrow as pa  # noqa: E402
+import pyarrow as pa
 
-from filters.text_basic import length_filter, normalize_text  # noqa: E402
-from schemas.engine.runner import Pipeline  # noqa: E402
-from pipelines.script import common_parser, main  # noqa: E402
-from schemas.engine.stage import stage  # noqa: E402
-from schemas.tables import DOCUMENTS  # noqa: E402
+from filters.text_basic import length_filter, normalize_text
+from pipelines.script import common_parser, main
+from schemas.engine.runner import Pipeline
+from schemas.engine.stage import stage
+from schemas.tables import DOCUMENTS
 
 
 @stage()

@@ -248,7 +248,7 @@ def test_sample_is_fixed_by_seed_not_by_file_order(tmp_path):
     (a / "x.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     (b / "y.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in reversed(texts[25:])))
     (b / "z.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:25] + [""]))
-    read = lambda p: sorted(json.loads(line)["text"] for line in open(p[0]))  # noqa: E731
+    read = lambda p: sorted(json.loads(line)["text"] for line in open(p[0]))
     s1 = read(sample_inputs([str(a)], 10, 0, str(tmp_path / "wh")))
     s2 = read(sample_inputs([str(b)], 10, 0, str(tmp_path / "wh")))
     s3 = read(sample_inputs([str(a)], 10, 1, str(tmp_path / "wh")))

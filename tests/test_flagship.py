@@ -51,6 +51,7 @@ def test_flagship_writes_every_table_and_summarises_them(tmp_path):
 
 def test_sft_pairs_from_documents_use_the_documents_own_text_or_reject():
     import pyarrow as pa
+
     from pipelines.flagship import explain_pair, summary_and_detail
     assert summary_and_detail("Summary line.\n\nFirst one. Second one. Third one.") == \
         ("Summary line.", "First one. Second one.")

@@ -127,6 +127,7 @@ def test_truncated_parquet_with_known_rows_names_them(tmp_path):
 
 def test_truncated_gzip_jsonl_fails_instead_of_losing_its_tail(tmp_path):
     import gzip
+
     from schemas.engine.inputs import UnreadableInput
     path = tmp_path / "d.jsonl.gz"
     with gzip.open(path, "wb") as f:

@@ -119,8 +119,8 @@ def test_a_marker_that_is_not_json_is_redone(tmp_path, warehouse, monkeypatch):
 def test_shard_files_gone_at_publish_are_one_line(tmp_path, monkeypatch, capsys):
     """The race the check cannot close (gc between the check and the commit): one line, and the
     rerun redoes the shard."""
-    from pipelines import script
     from helpers import demo_pipeline
+    from pipelines import script
     src = corpus(tmp_path, n_files=2, limit=60)
     wh = str(tmp_path / "wh")
     real = Store.publish
@@ -169,7 +169,7 @@ def test_changed_code_never_reuses_shards_of_a_killed_run(tmp_path, warehouse, m
         texts = [f"file {i} row {j} " + "x" * (j * 7) for j in range(30)] + (["CRASH here"] if i == 2 else [])
         jsonl(src / f"{i}.jsonl", [{"text": t} for t in texts])
     import picky_stage
-    pipeline = lambda: Pipeline("picky", DOCUMENTS, DOCUMENTS, [picky_stage.picky])  # noqa: E731
+    pipeline = lambda: Pipeline("picky", DOCUMENTS, DOCUMENTS, [picky_stage.picky])
     opts = RunOptions([str(src)], "docs", warehouse, executor="local", progress=False)
 
     flag.write_text("1")

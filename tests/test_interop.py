@@ -18,8 +18,8 @@ import soundfile as sf
 
 from chat_server import ChatServer
 from helpers import corpus, run_demo
-from served import serving, tiny_checkpoint
 from schemas.store import Store
+from served import serving, tiny_checkpoint
 from synth.cot_sampling import SYSTEM
 from synth.problems import word_problems
 
@@ -29,11 +29,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="module")
 def wh(tmp_path_factory):
+    from pipelines.demo_corpus import speech_queries
     from pipelines.reasoning_data import run_main as reasoning_main
-    from schemas.engine.runner import run
     from pipelines.script import options
     from pipelines.speech_sft import build, parser
-    from pipelines.demo_corpus import speech_queries
+    from schemas.engine.runner import run
 
     tmp = tmp_path_factory.mktemp("interop")
     wh = str(tmp / "warehouse")
@@ -91,7 +91,7 @@ def test_readme_interop_snippet_runs_as_written(wh):
     code = _readme_interop().split("```python\n")[1].split("```")[0]
     assert code.count("/abs/warehouse") == 2 and '"curate.documents"' in code
     ns: dict = {}
-    exec(code.replace("/abs/warehouse", wh).replace('"curate.documents"', '"curate.docs"'), ns)  # noqa: S102
+    exec(code.replace("/abs/warehouse", wh).replace('"curate.documents"', '"curate.docs"'), ns)
     want = Store(wh).read_arrow("docs@strict", ["id"]).num_rows
     assert ns["strict"] == Store(wh).snapshot("docs@strict")[1].snapshot_id
     assert ns["duckdb"].sql("select count(*) from read_parquet($files)",
@@ -103,6 +103,7 @@ def test_readme_interop_requirements_are_pinned_installed_and_enough():
     installed at that version, with its extras' packages (SQLAlchemy and pyarrow for pyiceberg)."""
     import re
     from importlib.metadata import requires, version
+
     from packaging.requirements import Requirement
     named = set(re.findall(r"([A-Za-z][\w.-]*(?:\[[\w,-]+\])?==[\w.]+)", _readme_interop()))
     pinned = {line.split("#")[0].strip() for line in open(os.path.join(REPO, "requirements-interop.txt"))} - {""}
@@ -269,8 +270,9 @@ def test_trl_sft_trainer_two_steps_on_reasoning_sft(wh, tiny, tmp_path):
 @pytest.mark.parametrize("variant", ["standard", "conversational"])
 def test_trl_dpo_trainer_two_steps_on_preferences(wh, tiny, tmp_path, variant):
     import datasets
-    from synth.reasoning_tables import conversational
     from trl import DPOConfig, DPOTrainer
+
+    from synth.reasoning_tables import conversational
     model, ref, tok = tiny
     table = Store(wh).read_arrow("preferences", ["prompt", "chosen", "rejected", "system"])
     assert table.num_rows >= 2 and set(table.column("system").to_pylist()) == {SYSTEM}

@@ -103,8 +103,9 @@ def _gone(stage, docs, values):
 
 
 def test_secrets_are_redacted_and_typed(stage):
-    from bench.pii_realistic_set import secret
     import random
+
+    from bench.pii_realistic_set import secret
     rng = random.Random(3)
     key = secret("PRIVATE_KEY", rng)
     jwt = secret("JWT", rng)
@@ -135,8 +136,9 @@ def test_secrets_are_redacted_and_typed(stage):
 
 
 def test_identifiers_presidio_lacks(stage):
-    from bench.pii_realistic_set import b58check, bech32_address, ca_sin, uk_nino
     import random
+
+    from bench.pii_realistic_set import b58check, bech32_address, ca_sin, uk_nino
     rng = random.Random(5)
     sin, nino = ca_sin(rng), uk_nino(rng)
     btc1, btc3 = b58check(b"\x00" + bytes(range(20))), b58check(b"\x05" + bytes(range(1, 21)))

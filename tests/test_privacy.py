@@ -28,6 +28,7 @@ SECRETS = [CARD, CARD.replace(" ", ""), SSN, EMAIL, "marta.kowalczyk", PHONE, "5
 def _clean_prose(n):
     """Docstrings the heuristics keep, so the rows built on them reach the PII stage."""
     import pyarrow as pa
+
     from filters.heuristics import GopherFilter
     texts = [t for t in (d["text"] for d in docstrings()) if len(t) > 600][:60]
     out = GopherFilter(min_words=20)(pa.table({"text": texts}))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from filters.text_basic import length_filter, normalize_text
 from chat_server import ChatServer
+from filters.text_basic import length_filter, normalize_text
 from helpers import corpus, counts, free_port, kill_and_resume, kill_session, run_demo
 from schemas.engine.stage import ModelStage, Resources, StageSpec
 from schemas.store import Store
@@ -79,6 +79,7 @@ def test_a_dying_actor_fails_the_run_instead_of_retrying_forever(ray_session, tm
     returned); ours retries a bounded number of times (a node that dies is survived, see
     test_cluster.py), then fails with ActorDiedError and publishes nothing."""
     import ray.exceptions
+
     from schemas.engine.runner import Pipeline, RunOptions, run
     from schemas.tables import DOCUMENTS
     wh = str(tmp_path / "wh")
@@ -224,9 +225,9 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
 @pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_text_curation_on_ray_matches_in_process(ray_session, tmp_path):
     """Dedup clusters from the Ray Data shuffle equal the polars ones; actors load each model once."""
-    from schemas.engine.runner import run
     from pipelines.script import options
     from pipelines.text_curation import build, parser
+    from schemas.engine.runner import run
     results = {}
     for executor in ("ray", "local"):
         wh = str(tmp_path / executor)
@@ -329,6 +330,6 @@ def test_dedup_shuffle_on_ray_equals_the_in_process_one(ray_session, tmp_path, m
     local = dedup.find_duplicates(files, "local")
     monkeypatch.setattr(dedup, "RAY_SHUFFLE_ROWS", 0)
     on_ray = dedup.find_duplicates(files, "ray")
-    key = lambda t: sorted(zip(*[t.column(c).to_pylist() for c in ("_rowkey", "cluster", "reason")]),  # noqa: E731
+    key = lambda t: sorted(zip(*[t.column(c).to_pylist() for c in ("_rowkey", "cluster", "reason")]),
                            key=lambda r: r[0])
     assert key(on_ray) == key(local) and sum(r is not None for r in local.column("reason").to_pylist()) >= 5

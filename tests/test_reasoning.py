@@ -102,14 +102,14 @@ def test_every_kind_of_teacher_error_ends_on_a_wrong_answer(verifier, kind):
     wrong = [word_problem(random.Random(i), 1 + i % 3, 1.0, {kind: 1.0}) for i in range(150)]
     assert [p["problem"] for p in clean] == [p["problem"] for p in wrong]
     assert all(verifier(p["reference_cot"], p["answer"]).verdict == "incorrect" for p in wrong)
-    lines = lambda ps: [p["reference_cot"].count("\n") for p in ps]  # noqa: E731
+    lines = lambda ps: [p["reference_cot"].count("\n") for p in ps]
     if kind == "missing_step":
         assert all(w == c - 1 for w, c in zip(lines(wrong), lines(clean)))
     else:
         assert lines(wrong) == lines(clean)
         first_diff = [next((a, b) for a, b in zip(w["reference_cot"].splitlines(), c["reference_cot"].splitlines())
                            if a != b) for w, c in zip(wrong, clean)]
-        ops = lambda line: re.findall(r" ([-+*/]) ", line)  # noqa: E731  (binary operators, not signs or fractions)
+        ops = lambda line: re.findall(r" ([-+*/]) ", line)
         same_ops = sum(ops(a) == ops(b) for a, b in first_diff)
         # a misread sentence changes the operation; a slip or a wrong number keeps it (a slip that a
         # misreading cannot make wrong falls back to a slip, so a few semantic lines keep theirs)

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 import pytest
-import served
 import torch
 
+import served
 from model import checkpoint
 from synth.tts import available_voices, load_voice
 

@@ -188,9 +188,9 @@ def test_decode_round_trip():
 
 @pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
 def test_speech_pipeline_end_to_end(tmp_path):
-    from schemas.engine.runner import run
     from pipelines.script import options
     from pipelines.speech_sft import build, parser
+    from schemas.engine.runner import run
     from schemas.store import Store
     wh = str(tmp_path / "wh")
     args = parser().parse_args(["--warehouse", wh, "--executor", "local", "--quiet"])

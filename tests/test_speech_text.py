@@ -205,8 +205,8 @@ def test_written_form_agrees_with_right_rewrites():
 def test_a_wrong_rewrite_is_caught_by_the_written_form_check(monkeypatch):
     """Issue 27: a year read as a cardinal was kept with WER 0.00 (the rewrite feeds both sides of `wer`);
     `wer_written` scores the transcript against the original query and rejects it as `rewrite_mismatch`."""
-    from filters.wer import wer_filter
     import synth.spoken as sp
+    from filters.wer import wer_filter
     queries = ["What happened in 1991, 1995 and 2003?", "Since 1987 the firm has grown a lot.",
                "Compare the recessions of 1929, 1973 and 2008.", "What is the divisor of 1323 and 2000?"]
     right = [spoken_form(q) for q in queries]

@@ -1,9 +1,21 @@
-import numpy as np
-import pyarrow.compute as pc
-import pyarrow as pa
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from click.testing import CliRunner
+
+from helpers import jsonl, run_demo
+from pipelines import report
+from pipelines.cli import main as cli
 from schemas import stats as st
-from schemas.tables import DOCUMENTS, SFT
+from schemas.tables import DOCUMENTS, SFT, field
 
 
 def test_log_hist_percentiles_are_close_to_exact():
@@ -57,20 +69,6 @@ def test_grouped_histograms_merge_by_group():
 
 
 # ---- quantiles: exact when small, sketched with a stated rank error ----------------------
-import json  # noqa: E402
-import math  # noqa: E402
-import re  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-
-import pytest  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-
-from helpers import jsonl, run_demo  # noqa: E402
-from pipelines import report  # noqa: E402
-from pipelines.cli import main as cli  # noqa: E402
-from schemas.tables import field  # noqa: E402
 
 
 def _rank_error(data: np.ndarray, v: float, q: float) -> float:
@@ -228,8 +226,8 @@ def test_a_wer_at_the_threshold_is_binned_with_the_rows_it_keeps():
     assert h["counts"][19] == 1 and h["above"] == 1  # 1.5 is counted in the last bin, and as above
     assert s["hist_by"]["b"]["counts"][3] == 1 and s["hist_by"]["b"]["closed"] == "right"
     assert st.fixed_hist(np.array([0.2]), 0, 1, 20)["counts"][4] == 1  # the default still holds the lower edge
-    from schemas.tables import SPEECH_SFT
     from filters.wer import wer_filter
+    from schemas.tables import SPEECH_SFT
     assert SPEECH_SFT.field("wer").metadata[b"curate.stats"].endswith(b":right")
     assert wer_filter.adds[0].metadata[b"curate.stats"] == b"hist:0:1:20:right@voice"
 

@@ -72,6 +72,7 @@ def test_an_identical_run_committing_between_the_check_and_the_commit_is_found_n
     while run B loads the table it is about to commit on. B must return A's snapshot."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from schemas.tables import DOCUMENTS
     f = str(tmp_path / "part.parquet")
     pq.write_table(pa.Table.from_pylist([{"id": "a", "text": "some text"}], schema=DOCUMENTS), f)

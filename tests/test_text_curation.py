@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from schemas.engine.runner import run
+from helpers import counts
 from pipelines.script import options
 from pipelines.text_curation import build, parser
+from schemas.engine.runner import run
 from schemas.store import Store
-from helpers import counts
 from test_text_filters import PROSE
 
 

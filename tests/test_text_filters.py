@@ -8,7 +8,7 @@ from filters.decontaminate import Decontaminator
 from filters.dedup import Dedup, find_duplicates, normalise, signature_table
 from filters.heuristics import GopherFilter
 from filters.pii import PiiScrubber
-from filters.quality import QualityClassifier, default_model, load_labeled, SHIPPED_SET
+from filters.quality import SHIPPED_SET, QualityClassifier, default_model, load_labeled
 from pipelines.demo_corpus import docstrings
 
 PROSE = ("The for statement in Python differs a bit from what you may be used to in C or Pascal. Rather than "

@@ -84,7 +84,7 @@ def test_decontaminator_twins_mode_rejects_renamed_rows(tmp_path):
     rows = pa.table({"problem": [BASE.replace("Ava", "Bo"), other, BASE]})
     plain = Decontaminator(benchmarks=[str(bench)], n=13, column="problem")
     twins = Decontaminator(benchmarks=[str(bench)], n=13, column="problem", twins=True)
-    kept = lambda out: [t for t, d in zip(out.column("problem").to_pylist(), out.column(DROP).to_pylist())  # noqa: E731
+    kept = lambda out: [t for t, d in zip(out.column("problem").to_pylist(), out.column(DROP).to_pylist())
                         if d is None]
     kept_plain, kept_twins = kept(plain(rows)), kept(twins(rows))
     assert BASE.replace("Ava", "Bo") in kept_plain          # 13-grams miss the renamed copy ...

@@ -237,10 +237,11 @@ def test_no_answer_is_undecided_unless_nothing_could_be_the_answer(verifier):
 
 
 def test_the_judge_gets_the_undecided_no_answer_samples(tmp_path):
-    from synth.judge import Judgement
+    import pyarrow as pa
+
     from synth.cot_sampling import CoTSampler
     from synth.generators import Completion
-    import pyarrow as pa
+    from synth.judge import Judgement
 
     class Gen:
         model_id = "stub"
