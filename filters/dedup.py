@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.engine.files import filesystem, read_parquet, write_parquet
-from schemas.engine.stage import ModelStage, Resources, annotate, reject_where
+from schemas.engine.stage import Resources, Stage, annotate, reject_where
 from schemas.tables import field
 
 SIG_SCHEMA = pa.schema([("node", pa.string()), ("content_hash", pa.string()),
@@ -212,10 +212,11 @@ def _groups_ray(sig_files: list[str]) -> tuple[pa.Table, pa.Table]:
     return collect(exact), collect(near)
 
 
-class Dedup(ModelStage):
+class Dedup(Stage):
     """Stage: marks the rows of duplicate clusters. Its global pass computes `signatures` per
     shard and `decide`s once over all of them; the stage itself loads only the duplicates."""
     name = "dedup"
+    kind = "actor"  # no model, but its decisions are loaded once per actor, not per shard
     adds = [field("dup_cluster", pa.string())]
     resources = Resources(cpus=1)
     global_pass = True

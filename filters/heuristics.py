@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field as dc_field, fields as dc_field
 
 import pyarrow as pa
 
-from schemas.engine.stage import annotate, unknown_parameter
+from schemas.engine.stage import TaskStage, annotate, unknown_parameter
 from schemas.tables import field
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])
@@ -162,10 +162,9 @@ def _first_failure(m: dict[str, float], text: str, t: GopherThresholds) -> tuple
     return None, None
 
 
-class GopherFilter:
+class GopherFilter(TaskStage):
     """Stage: scores every row with all heuristics; the first failing rule is its drop_reason."""
     name = "heuristics"
-    kind = "task"
     adds = [field("heuristics", HEURISTICS)]
 
     def __init__(self, column: str = "text", **thresholds):

@@ -58,6 +58,7 @@ class PiiScrubber(ModelStage):
     `pii:<TYPE>`, its text redacted all the same); unlisted types are redacted.
     """
     name = "pii"
+    redacts = True  # rejects are persisted too: the executor passes them through redact_strings
     adds = [field("pii_entities", pa.list_(PII_ENTITY)), field("pii_action", pa.string(), stats="category")]
 
     def __init__(self, policy: dict[str, str] | None = None, score_threshold: float | dict[str, float] = 0.5,

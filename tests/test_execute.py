@@ -97,3 +97,32 @@ def test_stages_with_the_same_needs_share_an_operator_and_its_pool_fills_the_clu
         ["read", "cheap+tts+asr+cheap", "write"]  # no GPU: the same needs, one pool
     bounded = plan_operators(_job(speech, {"tts": {"actors": [1, 2]}}), [0, 1, 2, 3], {"CPU": 2.0})
     assert [o.name for o in bounded] == ["read", "cheap", "tts", "asr+cheap", "write"]
+
+
+def test_a_redacting_stage_redacts_the_rejects_of_the_stages_before_it():
+    """The privacy hook is read from the contract (`redacts`), not probed on the built object:
+    rows rejected before the privacy stage are persisted too, so their text goes through it."""
+    from schemas.engine.execute import ShardState, StageOp
+    from schemas.engine.stage import StageCount, TaskStage, reject_where
+
+    @stage()
+    def reject_short(batch: pa.Table) -> pa.Table:
+        return reject_where(batch, [len(t) < 20 for t in batch.column("text").to_pylist()], "short")
+
+    class Redact(TaskStage):
+        name = "redact"
+        redacts = True
+
+        def __call__(self, batch: pa.Table) -> pa.Table:
+            return batch
+
+        def redact_strings(self, values):
+            return [None if v is None else v.replace("hunter2", "<PW>") for v in values]
+
+    live = pa.table({"text": ["pw hunter2", "a long enough row with hunter2 in it"]})
+    specs = [reject_short.spec(), StageSpec(Redact)]
+    for raw, expect in ((False, "pw <PW>"), (True, "pw hunter2")):
+        job = ShardJob(DOCUMENTS, DOCUMENTS, rejects_schema(DOCUMENTS), specs, "/x", "/y", "r", raw_rejects=raw)
+        state = StageOp(job, [0, 1]).process(ShardState({}, live, [], [StageCount("read")], 2))
+        assert [r.column("text").to_pylist() for r in state.rejects] == [[expect]]
+        assert state.live.column("text").to_pylist() == ["a long enough row with hunter2 in it"]  # the stage's job

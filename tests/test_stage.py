@@ -118,6 +118,7 @@ def test_out_of_memory_fails_loudly_even_on_one_row():
 def test_a_broken_stage_fails_the_run_with_its_cause_in_one_line(tmp_path):
     import subprocess
     import sys
+
     from helpers import corpus
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     src = corpus(tmp_path, n_files=2, limit=40)
@@ -184,3 +185,42 @@ def test_a_pipeline_with_a_misspelt_parameter_stops_before_ray_starts(tmp_path):
         "error: stage length_filter: unknown parameter 'min_word' (it takes: min_words, max_words, max_chars, column); "
         "did you mean 'min_words'?"], r.stderr
     assert not (tmp_path / "wh").exists()  # nothing planned, nothing written
+
+
+def test_the_contract_is_read_the_same_way_for_a_function_and_a_class():
+    """StageSpec reads one declaration (StageContract) whichever form the stage is written in;
+    the hooks a stage does not use are the base's defaults."""
+    from filters.dedup import Dedup
+    from filters.heuristics import GopherFilter
+    from filters.pii import PiiScrubber
+    from schemas.engine.stage import Resources, Stage, TaskStage
+
+    fspec, gspec, dspec = length_filter.spec(), StageSpec(GopherFilter), StageSpec(Dedup)
+    assert (fspec.kind, gspec.kind, dspec.kind) == ("task", "task", "actor")
+    assert issubclass(GopherFilter, TaskStage) and issubclass(Dedup, Stage) and not issubclass(Dedup, ModelStage)
+    assert [s.global_pass for s in (fspec, gspec, dspec)] == [False, False, True]
+    assert [s.redacts for s in (fspec, gspec, dspec, StageSpec(PiiScrubber))] == [False, False, False, True]
+    assert fspec.resources == gspec.resources == Resources()
+    assert gspec.describe()["model"] == {} and dspec.describe()["model"]["kind"] == "minhash-lsh"
+
+
+def test_a_class_outside_the_contract_is_refused_in_one_line():
+    from schemas.engine.stage import StageConfigError
+
+    class Plain:
+        name, kind = "plain", "task"
+
+        def __call__(self, batch):
+            return batch
+    with pytest.raises(StageConfigError) as e:
+        StageSpec(Plain)
+    assert "not a stage" in str(e.value) and "TaskStage" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_hook_switched_on_without_its_methods_fails_where_the_class_is_defined():
+    from schemas.engine.stage import Stage, TaskStage
+
+    with pytest.raises(TypeError, match="global_pass needs signatures"):
+        type("NoPass", (Stage,), {"name": "nopass", "global_pass": True})
+    with pytest.raises(TypeError, match="redacts needs redact_strings"):
+        type("NoRedact", (TaskStage,), {"name": "noredact", "redacts": True})

@@ -35,8 +35,7 @@ from schemas import stats as st
 from schemas.engine.failpoints import failpoint
 from schemas.engine.files import exists, write_json, write_parquet
 from schemas.engine.inputs import InputShard, UnreadableInput, concat_rejects, read_shard
-from schemas.engine.stage import (ERROR_BUDGET, Resources, StageCount, StageFailed, StageSpec, run_stage,
-                                  with_overrides)
+from schemas.engine.stage import ERROR_BUDGET, Resources, StageCount, StageFailed, StageSpec, run_stage, with_overrides
 from schemas.ids import row_id, table_ids
 from schemas.tables import id_fields
 from schemas.validate import conform, empty_rejects, make_rejects
@@ -141,12 +140,12 @@ class StageOp:
             if spec.global_pass:
                 spec = StageSpec(spec.target, {**spec.params, "decisions": (decisions or {})[i]})
             res = with_overrides(spec.resources, job.resources.get(spec.name, {}))
-            self.stages.append((spec.name, spec.build(), res.batch_rows))
+            self.stages.append((spec.name, spec.build(), res.batch_rows, spec.redacts))
 
     def process(self, state: ShardState) -> ShardState:
         if state.failure:
             return state
-        for name, fn, batch_rows in self.stages:
+        for name, fn, batch_rows, redacts in self.stages:
             started = time.time()
             try:
                 state.live, rej, count = run_stage(name, fn, state.live, self.job.error_budget, batch_rows)
@@ -158,7 +157,7 @@ class StageOp:
             state.counts.append(count)
             state.placement[name] = node()
             state.timeline[name] = [started, time.time()]
-            if hasattr(fn, "redact_strings") and not self.job.raw_rejects:
+            if redacts and not self.job.raw_rejects:
                 # Rejects are persisted too: everything rejected so far is redacted here; rows
                 # rejected later passed this stage, so their text already is.
                 state.rejects = [redact(r, fn) for r in state.rejects]
@@ -373,8 +372,9 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
             "cluster": cluster or {"executor": executor}}
 
 
-def _global_pass(shards: list[InputShard], pending: list[InputShard], job: ShardJob, g: int, decisions: dict[int, str], executor: str,
-                 cluster: dict[str, float] | None, log: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
+def _global_pass(shards: list[InputShard], pending: list[InputShard], job: ShardJob, g: int,
+                 decisions: dict[int, str], executor: str, cluster: dict[str, float] | None,
+                 log: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
     """Signatures of every shard (those of finished shards too: their rows take part in the
     decisions), then the decisions; both are files under the run, so a rerun skips them."""
     spec = job.specs[g]
@@ -431,7 +431,7 @@ def _stream(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisi
                     on_done(summary)
                     finished.add(summary["shard"])
             return
-        except Exception as e:  # noqa: BLE001 - only a lost worker or node is retried
+        except Exception as e:  # only a lost worker or node is retried (re-raised otherwise)
             lost = _lost_worker(e)
             if lost is None or attempt > RETRIES:
                 raise

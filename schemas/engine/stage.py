@@ -3,21 +3,28 @@
 A stage is a callable `pa.Table -> pa.Table` over a batch of live rows. It returns the same
 rows in the same order with its score columns added and, where it decides, a `drop_reason`
 column (null = keep) and optionally `reject_detail`. Stateless stages are functions
-decorated with `@stage`; stages that load a model subclass `ModelStage` and load it in
-`__init__`, which runs once per Ray actor. Either kind works unchanged in a unit test and in
+decorated with `@stage`; stage classes derive from `Stage` (`ModelStage` for those that load
+a model in `__init__`, which runs once per Ray actor; `TaskStage` for those that load
+nothing). Either form works unchanged in a unit test and in
 `ray.data.Dataset.map_batches(..., batch_format="pyarrow")`.
 
+What the engine reads from a stage is `StageContract`: its name, kind and added columns, and
+the optional hooks (resources for its parameters, a global pass, privacy redaction, model
+info for lineage, parameter validation), each defined once on `Stage` with the default that
+means "not used". `StageSpec` reads a stage only through it.
+
 Each stage declares the `Resources` it wants (CPUs, GPUs, actor-pool size, rows per call);
-the executor (`schemas/engine/execute.py`) gives every stage its own Ray Data operator with
-them, and users override them per run (`--resources asr=gpus:0.5,actors:1-4`).
+the executor gives every stage its own Ray Data operator with them (or one per run of
+stages with the same needs), and users override them per run (`--resources asr=gpus:0.5,actors:1-4`).
 """
 from __future__ import annotations
 
 import difflib
 import functools
 import inspect
-from dataclasses import dataclass, field as dc_field
-from typing import Any, Callable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any, Callable, ClassVar, Literal, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -117,10 +124,116 @@ def with_overrides(res: Resources, over: dict[str, Any]) -> Resources:
     return Resources(**kw)
 
 
+# ---- the stage contract ---------------------------------------------------------------------
+Kind = Literal["task", "actor"]
+StageFn = Callable[[pa.Table], pa.Table]
+
+
+class StageContract(Protocol):
+    """Everything the engine reads from a stage's declaration, in one place: a `Stage` subclass
+    (the class itself) and a `@stage` function both provide it, so `StageSpec` reads it the same
+    way for either and never probes for what a stage might offer. The optional hooks have
+    defaults in `Stage` that mean "not used"."""
+
+    @property
+    def name(self) -> str: ...            # the stage's name in accounting, lineage and --resources
+
+    @property
+    def kind(self) -> str: ...            # "actor": built once per actor; "task": built per call
+
+    @property
+    def adds(self) -> list[pa.Field]: ...  # the columns it writes (the output schema)
+
+    @property
+    def global_pass(self) -> bool: ...    # hook: needs every shard before deciding (dedup)
+
+    @property
+    def redacts(self) -> bool: ...        # hook: privacy; what it removes is never persisted
+
+    def resources_for(self, **params: Any) -> "Resources": ...  # hook: needs that depend on params
+
+    def validate(self, **params: Any) -> None: ...  # hook: check **options (TypeError on a bad one)
+
+    def model_info(self, **params: Any) -> dict[str, Any]: ...  # hook: what lineage records
+
+
+class Stage:
+    """Base of stage classes: the contract with each optional hook at its "not used" default.
+
+    A subclass sets `name` and `adds`, loads what it needs in `__init__(**params)` and marks
+    rows in `__call__`. `kind` says how often it is built: "actor" (default) once per actor,
+    for state worth keeping (a model, dedup's decisions); "task" once per call, for a class
+    that only holds its parameters. `ModelStage` and `TaskStage` fix the kind."""
+    name: ClassVar[str] = "stage"
+    kind: ClassVar[Kind] = "actor"
+    adds: ClassVar[list[pa.Field]] = []
+    resources: ClassVar[Resources] = Resources()
+    # Global pass: `signatures(live, **params)` per shard, then `decide(signature_files, out,
+    # executor, **params)` once (a shuffle); the main pass builds the stage with `decisions=out`.
+    global_pass: ClassVar[bool] = False
+    # Privacy: `redact_strings(values)` is applied to every text of every reject so far, since
+    # rejects are persisted too (unless the run keeps raw rejects).
+    redacts: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A hook switched on without its methods fails where the class is defined."""
+        super().__init_subclass__(**kwargs)
+        if cls.global_pass and (cls.signatures is Stage.signatures or cls.decide is Stage.decide):
+            raise TypeError(f"stage class {cls.__name__}: global_pass needs signatures() and decide()")
+        if cls.redacts and cls.redact_strings is Stage.redact_strings:
+            raise TypeError(f"stage class {cls.__name__}: redacts needs redact_strings()")
+
+    def __call__(self, batch: pa.Table) -> pa.Table:  # pragma: no cover - every stage defines it
+        raise NotImplementedError
+
+    @classmethod
+    def resources_for(cls, **params: Any) -> Resources:
+        """What one worker needs with these parameters (a generator calling an endpoint needs
+        no GPU, one running a local model does); the declared `resources` by default."""
+        return cls.resources
+
+    @classmethod
+    def validate(cls, **params: Any) -> None:
+        """Parameters the signature cannot check (a stage taking **options): raise TypeError
+        on a bad one, so the pipeline fails when it is built. Nothing to check by default."""
+
+    @classmethod
+    def model_info(cls, **params: Any) -> dict[str, Any]:
+        """What lineage records about the stage's model (hashes, voices), computed without
+        loading it. Nothing by default."""
+        return {}
+
+    @staticmethod
+    def signatures(live: pa.Table, **params: Any) -> pa.Table:  # pragma: no cover - global_pass only
+        raise NotImplementedError
+
+    @staticmethod
+    def decide(signature_files: list[str], out: str, executor: str = "local",
+               **params: Any) -> dict[str, Any]:  # pragma: no cover - global_pass only
+        raise NotImplementedError
+
+    def redact_strings(self, values: list[str | None]) -> list[str | None]:  # pragma: no cover - redacts only
+        raise NotImplementedError
+
+
+class ModelStage(Stage):
+    """Base of stages that load a model: subclasses load it in `__init__` (once per actor)."""
+    kind: ClassVar[Kind] = "actor"
+    name: ClassVar[str] = "model_stage"
+
+
+class TaskStage(Stage):
+    """Base of stage classes that load nothing (thresholds only): built per task, no actor pool."""
+    kind: ClassVar[Kind] = "task"
+
+
 class FunctionStage:
-    """A function stage with its parameters bound; `kind` tells the runner to use tasks."""
-    kind = "task"
+    """A `@stage` function with its parameters bound: the contract for a function, which has no
+    hooks to offer (kind "task", the declared resources, no global pass, nothing redacted)."""
+    kind: Kind = "task"
     resources = Resources()
+    global_pass = False
+    redacts = False
 
     def __init__(self, fn: Callable[..., pa.Table], name: str, adds: list[pa.Field], params: dict[str, Any]):
         self.fn, self.name, self.adds, self.params = fn, name, list(adds), dict(params)
@@ -129,44 +242,34 @@ class FunctionStage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.fn(batch, **self.params)
 
-    def configure(self, **params: Any) -> "FunctionStage":
+    def configure(self, **params: Any) -> FunctionStage:
         merged = {**self.params, **params}
-        check_params(self.fn, self.name, merged)
+        check_params(self, self.name, merged)
         return FunctionStage(self.fn, self.name, self.adds, merged)
 
-    def spec(self) -> "StageSpec":
+    def spec(self) -> StageSpec:
         return StageSpec(self, self.params)
 
+    def resources_for(self, **params: Any) -> Resources:
+        return self.resources
 
-def stage(name: str | None = None, adds: list[pa.Field] | None = None):
-    """Declare a function as a stage; `adds` lists the columns it writes (for the schema)."""
-    def wrap(fn):
+    def validate(self, **params: Any) -> None:
+        """The signature says it all: `check_params` binds the parameters to it."""
+
+    def model_info(self, **params: Any) -> dict[str, Any]:
+        return {}
+
+
+def stage(name: str | None = None,
+          adds: list[pa.Field] | None = None) -> Callable[[Callable[..., pa.Table]], FunctionStage]:
+    """Declare a function `(batch, **params) -> batch` as a stage; `adds` lists the columns it
+    writes (for the schema)."""
+    def wrap(fn: Callable[..., pa.Table]) -> FunctionStage:
         return FunctionStage(fn, name or fn.__name__, adds or [], {})
     return wrap
 
 
-class ModelStage:
-    """Base of stages that load a model: subclasses load it in `__init__` (once per actor)."""
-    kind = "actor"
-    name: str = "model_stage"
-    adds: list[pa.Field] = []
-    resources = Resources()
-    # A stage whose decisions need every shard (dedup) defines `signatures(live, **params)`
-    # (per shard) and `decide(signature_files, out_uri, executor, **params)` (once, a shuffle):
-    # the executor runs them in a pass before the main one and builds the stage with
-    # `decisions=<out_uri>`.
-    global_pass = False
-
-    def __call__(self, batch: pa.Table) -> pa.Table:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    @classmethod
-    def model_info(cls, **params: Any) -> dict[str, Any]:
-        """What goes into lineage (model hashes, voices): computed without loading."""
-        return {}
-
-    # A stage whose `__init__` takes **options may define `validate(**params)` (a classmethod
-    # that raises TypeError on a bad one) so the pipeline is checked when it is built.
+StageTarget = type[Stage] | FunctionStage  # the two forms a stage is written in
 
 
 class StageConfigError(TypeError):
@@ -184,38 +287,49 @@ def unknown_parameter(given: dict[str, Any] | list[str], accepted: list[str]) ->
             + (f"; did you mean {close[0]!r}?" if close else ""))
 
 
-def check_params(target: Any, name: str, params: dict[str, Any]) -> None:
+def check_params(target: StageTarget, name: str, params: dict[str, Any]) -> None:
     """Bind `params` to the stage's signature (a function after its batch argument, a class's
-    `__init__` after self); a typo or a parameter given twice fails here, naming the stage and the
-    parameter. A stage whose `__init__` takes **options checks them in its `validate`."""
-    fn = target.fn if isinstance(target, FunctionStage) else target.__init__ if isinstance(target, type) else target
+    `__init__` after self), then its `validate` hook; a typo or a parameter given twice fails
+    here, naming the stage and the parameter."""
+    fn = target.fn if isinstance(target, FunctionStage) else target.__init__
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin or C callable: nothing to check against
-        return
-    named = [p for p in list(sig.parameters)[1:]
-             if sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        problem = unknown_parameter(params, named)
-        if problem:
-            raise StageConfigError(f"stage {name}: {problem}")
+        sig = None
+    if sig is not None:
+        named = [p for p in list(sig.parameters)[1:]
+                 if sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+            problem = unknown_parameter(params, named)
+            if problem:
+                raise StageConfigError(f"stage {name}: {problem}")
     try:
-        sig.bind_partial(None, **params)  # partial: the executor may add one later (dedup's decisions)
-        if isinstance(target, type) and callable(getattr(target, "validate", None)):
-            target.validate(**params)
+        if sig is not None:
+            sig.bind_partial(None, **params)  # partial: the executor may add one later (dedup's decisions)
+        target.validate(**params)
     except TypeError as e:
         raise StageConfigError(f"stage {name}: {e}") from None
 
 
 @dataclass
 class StageSpec:
-    """How to build a stage inside a worker: the function or class plus its parameters, checked
-    against the stage's signature when the spec is made (before any Ray work)."""
-    target: Any
+    """How to build a stage inside a worker: the stage (a `Stage` subclass or a `@stage`
+    function) plus its parameters, checked against the stage's signature and `validate` hook
+    when the spec is made (before any Ray work). Everything else is read from the contract."""
+    target: StageTarget
     params: dict[str, Any] = dc_field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.target, FunctionStage)
+                or (isinstance(self.target, type) and issubclass(self.target, Stage))):
+            raise StageConfigError(
+                f"not a stage: {self.target!r} (decorate a function with @stage, or derive a class from "
+                "schemas.engine.TaskStage, or ModelStage where it loads a model)")
         check_params(self.target, self.name, self.params)
+
+    @property
+    def contract(self) -> StageContract:
+        return self.target
 
     @property
     def is_class(self) -> bool:
@@ -223,53 +337,53 @@ class StageSpec:
 
     @property
     def name(self) -> str:
-        return self.target.name if self.is_class else getattr(self.target, "name", self.target.__name__)
+        return self.contract.name
 
     @property
     def kind(self) -> str:
-        """`actor` for classes that load a model, `task` for functions and model-free classes."""
-        return getattr(self.target, "kind", "actor") if self.is_class else "task"
+        """`actor` for classes built once per actor, `task` for functions and parameter-only classes."""
+        return self.contract.kind
 
     @property
     def adds(self) -> list[pa.Field]:
-        return list(getattr(self.target, "adds", []))
+        return list(self.contract.adds)
 
     @property
     def resources(self) -> Resources:
-        """The stage's declaration; a stage whose needs depend on its parameters (a generator
-        that runs a local model wants a GPU, one calling an endpoint does not) defines
-        `resources_for(**params)`."""
-        if hasattr(self.target, "resources_for"):
-            return self.target.resources_for(**self.params)
-        return getattr(self.target, "resources", Resources())
+        """The stage's declaration, for these parameters."""
+        return self.contract.resources_for(**self.params)
 
     @property
     def global_pass(self) -> bool:
-        return bool(getattr(self.target, "global_pass", False))
+        return self.contract.global_pass
+
+    @property
+    def redacts(self) -> bool:
+        return self.contract.redacts
+
+    @property
+    def code(self) -> Any:
+        """The function or class holding the stage's code (its module's source is part of the run key)."""
+        return self.target.fn if isinstance(self.target, FunctionStage) else self.target
 
     @property
     def module(self) -> str:
-        """The module holding the stage's code (its source is part of the run key)."""
-        code = self.target.fn if isinstance(self.target, FunctionStage) else self.target
-        return code.__module__
+        return str(self.code.__module__)
 
-    def build(self):
-        if self.is_class:
-            return self.target(**self.params)
+    def build(self) -> StageFn:
         if isinstance(self.target, FunctionStage):
             return self.target.configure(**self.params)
-        return FunctionStage(self.target, self.name, self.adds, self.params)
+        return self.target(**self.params)
 
     def describe(self) -> dict[str, Any]:
-        code = self.target.fn if isinstance(self.target, FunctionStage) else self.target
         out = {"name": self.name, "kind": self.kind, "params": self.params,
-               "code": f"{code.__module__}.{code.__qualname__}"}
-        if self.is_class and hasattr(self.target, "model_info"):
-            out["model"] = self.target.model_info(**self.params)
+               "code": f"{self.code.__module__}.{self.code.__qualname__}"}
+        if self.is_class:
+            out["model"] = self.contract.model_info(**self.params)
         return out
 
 
-def as_spec(s: Any) -> StageSpec:
+def as_spec(s: StageSpec | StageTarget) -> StageSpec:
     if isinstance(s, StageSpec):
         return s
     if isinstance(s, FunctionStage):
@@ -277,7 +391,6 @@ def as_spec(s: Any) -> StageSpec:
     if isinstance(s, type):
         return StageSpec(s)
     raise TypeError(f"not a stage: {s!r}")
-
 
 # ---- helpers stages use -------------------------------------------------------------
 def annotate(batch: pa.Table, **columns: Any) -> pa.Table:
@@ -361,7 +474,7 @@ def call_isolated(fn: Callable[[pa.Table], pa.Table], name: str, batch: pa.Table
     infrastructure error, is broken, not the data, and the run fails with the cause."""
     try:
         out = fn(batch)
-    except Exception as exc:  # noqa: BLE001 - sorted below into bad rows and a broken stage
+    except Exception as exc:  # sorted below into bad rows and a broken stage
         if _infrastructure(exc):
             raise StageFailed(f"stage '{name}' cannot run: {type(exc).__name__}: {exc}") from exc
         if batch.num_rows <= 1:
