@@ -3,7 +3,8 @@ the table versions trained on (the store records the checkpoint in turn: lineage
 
     <dir>/model.safetensors   weights (tied embedding stored once)
     <dir>/tokenizer.json
-    <dir>/checkpoint.json     model config, train config, step, trained_on, metrics, id
+    <dir>/checkpoint.json     model config, train config, step, trained_on, metrics, id, and `init`
+                              (path, id, trained_on) of the checkpoint it was trained from
     <dir>/optimizer.pt        optimizer + LR-schedule step + RNG states, for an exact resume
     <dir>/adapters.safetensors  a LoRA run's adapters (model/lora.py); model.safetensors then holds
                               the merged weights and checkpoint.json the LoRA config and base fingerprint
@@ -48,6 +49,9 @@ def save(directory: str, model: Transformer, tokenizer: ChatTokenizer, *, step: 
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     meta = {"id": digest[:16], "step": step, "model_config": model.cfg.to_dict(), "train_config": train_config,
             "trained_on": trained_on, "metrics": metrics or {}, **(extra or {})}
+    origin = getattr(model, "trained_from", None)
+    if "init" not in meta and origin and origin["id"] != meta["id"]:
+        meta["init"] = origin  # what the weights were loaded from: lineage to the parent checkpoint
     with open(os.path.join(tmp, "checkpoint.json"), "w") as f:
         json.dump(meta, f, indent=1, default=str)
     if os.path.exists(directory):
@@ -70,6 +74,8 @@ def load(directory: str, device: str = "cpu") -> tuple[Transformer, ChatTokenize
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not (model.cfg.tie_embeddings and k == "head.weight")]:
         raise ValueError(f"checkpoint {directory}: missing {missing}, unexpected {unexpected}")
+    # a checkpoint saved from this model (trained or not) records it as its `init` (see `save`)
+    model.trained_from = {"path": os.path.abspath(directory), "id": m.get("id"), "trained_on": m.get("trained_on", [])}
     return model.to(device), load_tokenizer(directory), m
 
 

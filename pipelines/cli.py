@@ -2,6 +2,7 @@
 
     curate tables                         list tables in the warehouse
     curate versions TABLE                 snapshots, tags, time, rows, parents
+    curate versions models                models: imports, checkpoints, exports, lineage both ways
     curate stats TABLE[@VER]              shard/column metadata, content stats, rejects by reason
     curate diff A B                       rows, schema, column stats, ids added/removed
     curate show TABLE[@VER]               sample rows
@@ -86,9 +87,20 @@ def tables(ctx):
 @main.command()
 @click.argument("table")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--snapshots", is_flag=True, help="for `models`: its snapshots, as for any other table")
 @click.pass_context
-def versions(ctx, table, as_json):
-    """Snapshots of TABLE: id, parent, time, rows, tags, run and pipeline."""
+def versions(ctx, table, as_json, snapshots):
+    """Snapshots of TABLE: id, parent, time, rows, tags, run and pipeline.
+
+    `curate versions models` lists the model versions instead: imported bases (`curate model
+    import`), trained checkpoints (`curate train`, each round of the loop) and Hugging Face exports
+    (`curate model export`), oldest first, each with its lineage both ways: `from` (the checkpoint
+    it was trained or exported from) and `trained on` (table versions), then `derived` (the
+    checkpoints trained from it and its exports). A model whose files were since deleted or
+    overwritten is marked [gone] / [replaced]."""
+    if table == "models" and not snapshots:
+        from pipelines.cli_model import print_model_versions
+        return print_model_versions(_store(ctx), as_json)
     from pipelines.report import _table, console
     vs = _store(ctx).versions(table)
     if as_json:

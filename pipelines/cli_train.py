@@ -72,6 +72,9 @@ def train_cmd(ctx, ref, init, out, workers, resources, local, steps, lr, warmup_
         except ValueError as e:
             _fail(str(e))
     summary.pop("history", None)
+    from pipelines.model_registry import register_checkpoint  # `curate versions models` lists it, from --init
+    snap = register_checkpoint(store, summary["checkpoint"], "sft", run=summary.get("run"), pipeline="curate train")
+    summary["registered"] = f"models@{snap}"
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
     else:
