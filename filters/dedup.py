@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from schemas.engine import Resources, Stage, annotate, reject_where
 from schemas.engine.files import filesystem, read_parquet, write_parquet
-from schemas.engine.stage import Resources, Stage, annotate, reject_where
 from schemas.tables import field
 
 SIG_SCHEMA = pa.schema([("node", pa.string()), ("content_hash", pa.string()),

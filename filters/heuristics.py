@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field as dc_field, fields as dc_field
 
 import pyarrow as pa
 
-from schemas.engine.stage import TaskStage, annotate, unknown_parameter
+from schemas.engine import TaskStage, annotate, unknown_parameter
 from schemas.tables import field
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])

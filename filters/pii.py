@@ -29,7 +29,7 @@ import pyarrow as pa
 from filters import pii_detect
 from filters.pii_detect import (DEFAULT_SPACY_MODEL, NER_ENTITIES, Detector, load_spacy, offline_tldextract,
                                 resolve_overlaps)
-from schemas.engine.stage import ModelStage, annotate, reject_where
+from schemas.engine import ModelStage, annotate, reject_where
 from schemas.tables import field
 
 __all__ = ["PiiScrubber", "redact", "DEFAULT_SPACY_MODEL", "PATTERN_ENTITIES", "NER_ENTITIES",

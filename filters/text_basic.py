@@ -10,7 +10,7 @@ import unicodedata
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.engine.stage import annotate, reject_where, stage
+from schemas.engine import annotate, reject_where, stage
 from schemas.tables import field
 
 

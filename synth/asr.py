@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.engine.stage import ModelStage, Resources, annotate, reject_where
+from schemas.engine import ModelStage, Resources, annotate, reject_where
 from schemas.tables import field
 from synth.audio import load_16k
 
