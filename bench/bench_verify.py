@@ -205,7 +205,7 @@ def _dm_cases() -> list[dict]:
         if not isinstance(e, sympy.Expr):
             continue
 
-        def add(form, template, kind):
+        def add(form, template, kind, e=e, cls=cls, a=a, p=p):  # called in this iteration; bound for B023
             try:
                 same = sympy.simplify(sympy.sympify(form) - e) == 0 if not isinstance(form, sympy.Basic) \
                     else sympy.simplify(form - e) == 0

@@ -249,7 +249,7 @@ def _w_year_context(out: list[str], years: list[bool]) -> bool:
     return k < len(out) - 1 and k >= 0 and years[k]
 
 
-def _w_numbers(toks: list[str]) -> list[str]:
+def _w_numbers(toks: list[str]) -> list[str]:  # noqa: C901  (one scan over spoken-number forms, sharing its state)
     out, years, i = [], [], 0
 
     def emit(tok, is_year=False):

@@ -119,7 +119,7 @@ class CoTSampler(ModelStage):
             if undecided:
                 judged = self.judge([(problems[i], answers[i], s["extracted_answer"], s["completion"])
                                      for i, s in undecided])
-                for (i, s), jd in zip(undecided, judged):
+                for (_, s), jd in zip(undecided, judged):
                     s.update(verdict=jd.verdict, verifier=jd.verifier, judge_prompt=jd.prompt, judge_output=jd.output)
         n_ok = [sum(s["verdict"] == CORRECT for s in ss) for ss in samples]
         n_verified = [sum(s["verdict"] is not None for s in ss) for ss in samples]

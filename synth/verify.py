@@ -416,7 +416,7 @@ def number_key(text: str | None) -> Fraction | tuple | None:
     return as_number(text)
 
 
-def as_number(text: str | None) -> Fraction | None:
+def as_number(text: str | None) -> Fraction | None:  # noqa: C901  (a branch per written form)
     """The exact value of a plainly written number, or None when it is not one.
 
     Accepts `1,234`, `-3.50`, `- 5`, `3/4`, `$12`, `40%` (as 0.4), `28 percent`, `12 apples`,
@@ -772,7 +772,7 @@ def _endpoint(s: str) -> Fraction | tuple | None:
     return as_number(s)
 
 
-def _intervals(s: str) -> list | None:
+def _intervals(s: str) -> list | None:  # noqa: C901  (interval and inequality notations)
     """Interval notation (`[2, 5)`, `(-\\infty, 1) \\cup (2, \\infty)`) or inequalities in one
     variable (`2 \\le x < 5`, `x > 3`, `x < 1 or x > 2`) as a sorted list of
     (low, low closed, high, high closed), ±infinity as ("inf", ±1); None when it is neither
@@ -878,7 +878,7 @@ def _set_values(s: str) -> list | None:
     return _roots(s)
 
 
-def _compare_kinds(pred: str, reference: str) -> str | None:
+def _compare_kinds(pred: str, reference: str) -> str | None:  # noqa: C901  (a branch per answer kind)
     """Choices, yes/no, no solution, infinity, intervals and inequalities, roots joined by
     "or": a verdict, or None when neither side is such an answer."""
     pc, rc = _choice(pred), _choice(reference)

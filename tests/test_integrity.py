@@ -303,7 +303,7 @@ def test_two_identical_runs_at_once_give_one_version_or_a_clear_error(tmp_path):
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     codes = [p.returncode for p in procs]
-    for (out, err), code in zip(outs, codes):
+    for (_, err), code in zip(outs, codes):
         assert "Traceback" not in err, err[-3000:]
         assert code == 0 or (code == 2 and "in progress" in err), err[-2000:]
     assert codes.count(0) >= 1

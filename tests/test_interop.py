@@ -205,7 +205,7 @@ def test_datasets_audio_feature_decodes_where_torchcodec_loads(wh, tmp_path):
     import datasets
     try:
         from torchcodec.decoders import AudioDecoder  # noqa: F401
-    except Exception as e:  # the PyPI wheel is a CUDA build; see README "Interop"
+    except Exception as e:  # noqa: BLE001  the PyPI wheel is a CUDA build; see README "Interop"
         pytest.skip(f"torchcodec does not load here ({type(e).__name__}); decode=False + soundfile is tested")
     ds = datasets.load_dataset("parquet", data_files=_speech_files(wh), split="train", cache_dir=str(tmp_path))
     ds = ds.cast_column("audio", datasets.Audio(sampling_rate=16000))

@@ -154,7 +154,7 @@ def test_a_ray_start_that_keeps_failing_is_one_line(flaky_ray, tmp_path, capsys)
     from pipelines import flagship
     assert flagship.run_main(["--warehouse", str(tmp_path / "wh2"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: could not start the embedded Ray") and not any("Traceback" in l for l in err)
+    assert err[-1].startswith("error: could not start the embedded Ray") and not any("Traceback" in line for line in err)
 
 
 def test_a_usage_error_from_ray_init_is_not_retried(flaky_ray, monkeypatch):

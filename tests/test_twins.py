@@ -53,7 +53,7 @@ def test_faker_renamed_twins_recall_and_false_twin_rate():
     rng = random.Random(0)
     caught = 0
     index = TwinIndex((str(i), p["problem"]) for i, p in enumerate(problems))
-    for i, p in enumerate(problems):
+    for p in problems:
         f = rng.choice(fakes)
         name, item = f.first_name(), f.word() + "s"
         text = p["problem"]
