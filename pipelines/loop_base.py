@@ -1,0 +1,487 @@
+"""The closed loop from a pretrained base (issue 26): the base scored as is, the base after SFT on
+verified teacher data (round 0), then rounds that sample the current model on fresh problems,
+verify, and train on what is verified, against a compute-matched control and the
+filtered-vs-unfiltered teacher ablation (plus its row-matched arm), as the from-scratch loop does.
+
+    python pipelines/loop_base.py --base smollm2 --seed 0            # one seed (see bench/README.md)
+    python pipelines/reasoning_loop.py --base smollm2 ...            # the same, from the loop's CLI
+
+Why a path of its own next to `pipelines/reasoning_loop.py`: a 135M model costs ~1 CPU-s per
+sampled or scored problem and several per trained conversation, so a seed's budget (minutes of
+CPU) buys hundreds of problems, not the from-scratch loop's 16,000. The round trips through Ray
+tables that the toy loop makes per round cost more than its training here, so this path samples,
+verifies and trains in process (`model.generate`, `synth.verify`, `model.sft`) and writes one
+JSON record per seed; the checkpoints it trains are ordinary built-in checkpoints (export them
+with `curate model export`).
+
+Everything the model sees goes through the base's own chat template: prompts (a system line
+asking for 'The answer is N.' and the problem), teacher conversations, and SFT's assistant-only
+loss mask (`TemplateTokenizer.encode_chat`); generation stops at the template's end-of-turn ids.
+
+Problems are `synth.problems_multistep` (2-4 operations over seven scenarios, numbers to 99):
+held-out, teacher and every round's fresh problems are drawn from disjoint seeds, and every
+teacher and fresh problem is checked against the held-out set by `filters.twins` (numbers and
+operation cues) and by its numbers-and-answer key; a twin is redrawn, never trained on.
+
+With `--workers 2` the control chain (the base's score, the ablation arms, the control rounds)
+runs in a second process beside the loop's chain (round-0 SFT, sampling, the loop's rounds):
+each process has one thread and its own seeds, so the numbers are those of `--workers 1`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
+
+SYSTEM = "Solve the problem step by step. End with a line of the form 'The answer is N.'"
+
+
+class HeldoutLeak(Exception):
+    """A training or sampled problem is a held-out problem or its twin."""
+
+
+@dataclass(frozen=True)
+class BaseLoopConfig:
+    base: str = "smollm2"                  # HF directory, .gguf file, built-in checkpoint, or smollm2
+    out: str = "runs/loop-base"            # this seed's directory (checkpoints, record.json)
+    bases: str = ""                        # where imported bases are cached (default <out>/../bases)
+    seed: int = 0
+    rounds: int = 2
+    levels: tuple[int, ...] = (2, 3)
+    digits: int = 2
+    eval_problems: int = 300
+    teacher_problems: int = 240
+    teacher_error_rate: float = 0.3
+    sample_problems: int = 160
+    k: int = 2
+    temperature: float = 0.8
+    max_new_tokens: int = 96
+    sft_steps: int = 24
+    round_steps: int = 16
+    tokens_per_batch: int = 1024
+    seq_len: int = 512
+    lr: float = 1e-4
+    rft_lr: float = 5e-5
+    ablation: str = "unfiltered"          # none | unfiltered | both (unfiltered and row-matched)
+    lora_rank: int = 0                    # 0: full fine-tuning
+    batch_size: int = 32
+    threads: int = 1
+    workers: int = 2
+    quiet: bool = True
+    keep_optimizer: bool = False
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace) -> "BaseLoopConfig":
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in vars(a).items() if k in names and v is not None}
+        d["levels"] = tuple(d.get("levels", cls.levels))
+        return cls(**d)
+
+
+def log(msg: str) -> None:
+    print(f"[loop-base {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Profile:
+    """Wall and CPU seconds per phase of this process (CPU: all its threads)."""
+
+    def __init__(self):
+        self.phases: dict[str, dict[str, float]] = {}
+
+    def __call__(self, phase: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def cm():
+            w, c = time.perf_counter(), time.process_time()
+            try:
+                yield
+            finally:
+                p = self.phases.setdefault(phase, {"wall_s": 0.0, "cpu_s": 0.0})
+                p["wall_s"] = round(p["wall_s"] + time.perf_counter() - w, 2)
+                p["cpu_s"] = round(p["cpu_s"] + time.process_time() - c, 2)
+        return cm()
+
+
+# ---- problems -------------------------------------------------------------------------------
+class Problems:
+    """Held-out, teacher and fresh problems of one seed, twin-free against the held-out set."""
+
+    def __init__(self, cfg: BaseLoopConfig):
+        from filters.twins import TwinIndex
+        from synth.problems_multistep import multistep_problems, structure_key
+
+        self.cfg = cfg
+        self.heldout = multistep_problems(cfg.eval_problems, seed=cfg.seed + 7919, levels=cfg.levels,
+                                          digits=cfg.digits)
+        self.protected = TwinIndex((f"heldout/{i}", p["problem"]) for i, p in enumerate(self.heldout))
+        self.protected_keys = {structure_key(p) for p in self.heldout}
+        self.seen = TwinIndex()
+        self.redrawn = {"teacher": 0, "fresh": 0}
+        rng = random.Random(cfg.seed * 1_000_003 + 17)
+        self.teacher = self._draw(rng, cfg.teacher_problems, cfg.teacher_error_rate, "teacher")
+
+    def is_protected(self, p: dict) -> bool:
+        from synth.problems_multistep import structure_key
+        return self.protected.twin_of(p["problem"]) is not None or structure_key(p) in self.protected_keys
+
+    def _draw(self, rng: random.Random, n: int, error_rate: float, kind: str) -> list[dict]:
+        from synth.problems_multistep import multistep_problem
+
+        out = []
+        while len(out) < n:
+            p = multistep_problem(rng, rng.choice(self.cfg.levels), error_rate, self.cfg.digits)
+            if self.is_protected(p) or self.seen.twin_of(p["problem"]) is not None:
+                self.redrawn[kind] += 1
+                continue
+            self.seen.add(f"{kind}/{len(out)}", p["problem"])
+            out.append(p)
+        return out
+
+    def fresh(self, round_: int) -> list[dict]:
+        """`sample_problems` answer-only problems never seen in training and never held-out twins."""
+        rng = random.Random(self.cfg.seed * 1_000_003 + 1000 + round_)
+        rows = self._draw(rng, self.cfg.sample_problems, 0.0, "fresh")
+        return [{k: p[k] for k in ("problem", "answer", "level", "source")} for p in rows]
+
+    def check(self, problems: list[dict], what: str) -> None:
+        """Raise HeldoutLeak when any of `problems` is a held-out problem or its twin."""
+        bad = [p["problem"] for p in problems if self.is_protected(p)]
+        if bad:
+            raise HeldoutLeak(f"{len(bad)} {what} problems are held-out twins, e.g. {bad[0]!r}")
+
+
+def messages(problem: str, answer: str | None = None) -> list[dict[str, str]]:
+    msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": problem}]
+    return msgs + ([{"role": "assistant", "content": answer}] if answer is not None else [])
+
+
+def teacher_conversations(rows: list[dict], filtered: bool) -> list[list[dict]]:
+    """The teacher's worked solutions as conversations; `filtered` keeps those the verifier passes."""
+    from synth.verify import CORRECT, RuleVerifier
+
+    v = RuleVerifier(use_math_verify=False)
+    return [messages(p["problem"], p["reference_cot"]) for p in rows
+            if not filtered or v(p["reference_cot"], p["answer"]).verdict == CORRECT]
+
+
+# ---- models ---------------------------------------------------------------------------------
+def resolve_base(cfg: BaseLoopConfig) -> str:
+    """A built-in checkpoint directory for `cfg.base`, importing an HF directory / GGUF / `smollm2`
+    once into the bases cache (an import is ~20 CPU-s and 540 MB; every seed reuses it)."""
+    from model.hf_format import import_checkpoint
+
+    if os.path.exists(os.path.join(cfg.base, "checkpoint.json")):
+        return os.path.abspath(cfg.base)
+    cache = cfg.bases or os.path.join(os.path.dirname(os.path.abspath(cfg.out)), "bases")
+    name = os.path.basename(os.path.normpath(cfg.base)).replace(".gguf", "")
+    path = os.path.join(cache, name)
+    if not os.path.exists(os.path.join(path, "checkpoint.json")):
+        log(f"importing {cfg.base} → {path}")
+        import_checkpoint(cfg.base, path)
+    return path
+
+
+def score(model, tok, problems: list[dict], cfg: BaseLoopConfig) -> dict:
+    """Greedy exact match on `problems` with the template's prompt (held-out scoring)."""
+    from synth.evaluate import evaluate
+    return evaluate(model, tok, problems, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, system=SYSTEM)
+
+
+def sample_verified(model, tok, problems: list[dict], cfg: BaseLoopConfig, round_: int) -> tuple[list, dict]:
+    """k samples per problem at the loop's temperature, each from its own seed; the verified ones
+    (a stated answer equal to the known one, not cut off) as conversations, and counts."""
+    from model.generate import generate
+    from synth.verify import CORRECT, RuleVerifier
+
+    v = RuleVerifier(use_math_verify=False)
+    jobs = [(i, j) for i in range(len(problems)) for j in range(cfg.k)]
+    prompts = {i: tok.encode_chat(messages(p["problem"]), add_generation_prompt=True)[0]
+               for i, p in enumerate(problems)}
+    convs, seen, solved = [], set(), set()
+    n_ok, tokens = 0, 0
+    for s in range(0, len(jobs), cfg.batch_size):
+        chunk = jobs[s:s + cfg.batch_size]
+        seeds = [(cfg.seed << 40) + (round_ << 24) + i * cfg.k + j for i, j in chunk]
+        outs = generate(model, [prompts[i] for i, _ in chunk], max_new_tokens=cfg.max_new_tokens,
+                        stop_id=tok.stop_ids, pad_id=tok.pad, temperature=cfg.temperature, top_p=1.0, seed=seeds)
+        for (i, _), (ids, reason) in zip(chunk, outs):
+            tokens += len(ids)
+            text = tok.decode(ids).strip()
+            if reason != "stop" or v(text, problems[i]["answer"]).verdict != CORRECT:
+                continue
+            n_ok += 1
+            solved.add(i)
+            if (i, text) not in seen:  # the same solution twice teaches nothing new
+                seen.add((i, text))
+                convs.append(messages(problems[i]["problem"], text))
+    stats = {"problems": len(problems), "samples": len(jobs), "correct": n_ok, "distinct_correct": len(convs),
+             "solved": len(solved), "sample_accuracy": round(n_ok / max(1, len(jobs)), 4),
+             "pass_at_k": round(len(solved) / max(1, len(problems)), 4), "tokens": tokens}
+    return convs, stats
+
+
+def train(init: str, convs: list[list[dict]], out: str, steps: int, lr: float, cfg: BaseLoopConfig,
+          trained_on: list[str]) -> tuple[object, object, dict]:
+    """SFT of the checkpoint at `init` on `convs` (assistant-only loss through the template) for
+    `steps` steps of `tokens_per_batch` packed tokens; returns the model, tokenizer and summary."""
+    import torch
+
+    from model import checkpoint
+    from model.config import TrainConfig
+    from model.sft import train_sft
+
+    model, tok, _ = checkpoint.load(init)
+    tcfg = TrainConfig(lr=lr, steps=steps, warmup_steps=max(1, steps // 10), tokens_per_batch=cfg.tokens_per_batch,
+                       packing="bfd", seq_len=cfg.seq_len, seed=cfg.seed)
+    lora = None
+    if cfg.lora_rank:
+        from model.lora import LoRAConfig
+        lora = LoRAConfig(rank=cfg.lora_rank, alpha=2.0 * cfg.lora_rank)
+    res = train_sft(model, tok, convs, tcfg, out, trained_on, torch.device("cpu"), resume=False,
+                    progress=not cfg.quiet, lora=lora)
+    if not cfg.keep_optimizer and os.path.exists(os.path.join(out, "optimizer.pt")):
+        os.remove(os.path.join(out, "optimizer.pt"))  # 1 GB a checkpoint; nothing here resumes
+    summary = {"steps": res["steps"], "tokens": res["tokens"], "final_loss": round(res["final_loss"], 4),
+               "conversations": len(convs), "losses": [h["loss"] for h in res["history"]]}
+    return model, tok, summary
+
+
+def load(path: str):
+    from model import checkpoint
+    model, tok, _ = checkpoint.load(path)
+    return model, tok
+
+
+def _strip(ev: dict) -> dict:
+    return {k: ev[k] for k in ("accuracy", "se", "n", "by_level", "outcomes")}
+
+
+# ---- the two chains -------------------------------------------------------------------------
+class Chain:
+    """What one process of a seed runs; results go to <out>/<name>.json."""
+
+    def __init__(self, cfg: BaseLoopConfig, base_ck: str):
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        self.cfg, self.base_ck = cfg, base_ck
+        self.prof = Profile()
+        self.data = Problems(cfg)
+        self.data.check(self.data.teacher, "teacher")
+        self.filtered = teacher_conversations(self.data.teacher, filtered=True)
+        self.unfiltered = teacher_conversations(self.data.teacher, filtered=False)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.cfg.out, name)
+
+    def train(self, name: str, init: str, convs: list, steps: int, lr: float, trained_on: list[str]):
+        with self.prof("training"):
+            model, tok, res = train(init, convs, self.path(name), steps, lr, self.cfg, trained_on)
+        log(f"{name}: {res['steps']} steps on {len(convs)} conversations, loss {res['final_loss']:.3f}")
+        return model, tok, res
+
+    def score(self, name: str, model, tok) -> dict:
+        with self.prof("scoring"):
+            ev = score(model, tok, self.data.heldout, self.cfg)
+        log(f"{name}: held-out {ev['accuracy']:.3f} ± {ev['se']:.3f} {ev['by_level']}")
+        return _strip(ev)
+
+    def control_chain(self, round0: str) -> dict:
+        """The base as is, the ablation arms (from the base, round 0's steps), then per round the
+        control: the loop's steps and tokens per step, on the verified teacher data only."""
+        cfg, out = self.cfg, {}
+        model, tok = load(self.base_ck)
+        out["base"] = self.score("base", model, tok)
+        del model
+        arms = {"none": [], "unfiltered": ["unfiltered"], "both": ["unfiltered", "row_matched"]}[cfg.ablation]
+        for arm in arms:
+            convs = self.unfiltered
+            if arm == "row_matched":  # quantity held fixed: the unfiltered data subsampled to the filtered count
+                convs = random.Random(cfg.seed).sample(self.unfiltered, len(self.filtered))
+            model, tok, res = self.train(f"ablation-{arm}", self.base_ck, convs, cfg.sft_steps, cfg.lr,
+                                         [f"teacher:{arm}"])
+            out[f"ablation_{arm}"] = {**self.score(f"ablation {arm}", model, tok), "rows": len(convs), "train": res}
+            del model
+        wait_for(os.path.join(round0, "checkpoint.json"))
+        ck, out["control"] = round0, []
+        for r in range(1, cfg.rounds + 1):
+            model, tok, res = self.train(f"round{r}-control", ck, self.filtered, cfg.round_steps, cfg.rft_lr,
+                                         ["teacher:filtered"])
+            out["control"].append({"round": r, **self.score(f"round {r} control", model, tok), "train": res})
+            ck = self.path(f"round{r}-control")
+            del model
+        return out
+
+    def loop_chain(self) -> dict:
+        """Round 0 (the base after SFT on the verified teacher data), then per round: sample the
+        current model on fresh problems, verify, train on the teacher data plus every verified
+        sample so far, continuing from the last round's model."""
+        cfg, out = self.cfg, {"rounds": []}
+        model, tok, res = self.train("round0-sft", self.base_ck, self.filtered, cfg.sft_steps, cfg.lr,
+                                     ["teacher:filtered"])
+        out["round0"] = {**self.score("round 0", model, tok), "train": res, "rows": len(self.filtered)}
+        ck, verified = self.path("round0-sft"), []
+        for r in range(1, cfg.rounds + 1):
+            problems = self.data.fresh(r)
+            self.data.check(problems, f"round {r}")
+            with self.prof("sampling"):
+                convs, stats = sample_verified(model, tok, problems, cfg, r)
+            log(f"round {r} sampling: {stats}")
+            verified += convs
+            del model
+            mix = self.filtered + verified
+            model, tok, res = self.train(f"round{r}-loop", ck, mix, cfg.round_steps, cfg.rft_lr,
+                                         ["teacher:filtered"] + [f"verified:round{i}" for i in range(1, r + 1)])
+            out["rounds"].append({"round": r, "sampling": stats, "verified_rows": len(verified), "mix_rows": len(mix),
+                                  **self.score(f"round {r} loop", model, tok), "train": res})
+            ck = self.path(f"round{r}-loop")
+        return out
+
+
+def wait_for(path: str, poll: float = 5.0) -> None:
+    while not os.path.exists(path):
+        time.sleep(poll)
+
+
+def run_side(cfg: BaseLoopConfig, base_ck: str) -> None:
+    """The second process: the control chain, written to <out>/control.json."""
+    chain = Chain(cfg, base_ck)
+    res = chain.control_chain(chain.path("round0-sft"))
+    res["profile"] = chain.prof.phases
+    _write(os.path.join(cfg.out, "control.json"), res)
+
+
+def _write(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def run(cfg: BaseLoopConfig) -> dict:
+    """One seed: both chains (in two processes with `workers` 2), then the record."""
+    import subprocess
+
+    from synth.evaluate import paired
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    os.makedirs(cfg.out, exist_ok=True)
+    base_ck = resolve_base(cfg)
+    _write(os.path.join(cfg.out, "config.json"), asdict(cfg))
+    for stale in ("control.json", "round0-sft/checkpoint.json"):  # a rerun must not read the last run's
+        if os.path.exists(os.path.join(cfg.out, stale)):
+            os.remove(os.path.join(cfg.out, stale))
+    side = None
+    if cfg.workers > 1:
+        side = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--side", "--config",
+                                 os.path.join(cfg.out, "config.json"), "--base-checkpoint", base_ck])
+    chain = Chain(cfg, base_ck)
+    try:
+        loop = chain.loop_chain()
+        if side is None:
+            ctrl = chain.control_chain(chain.path("round0-sft"))
+            ctrl["profile"] = {}
+        else:
+            if side.wait() != 0:
+                raise RuntimeError(f"the control process failed (exit {side.returncode})")
+            ctrl = json.load(open(os.path.join(cfg.out, "control.json")))
+    finally:
+        if side is not None and side.poll() is None:
+            side.terminate()
+    import resource
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    base, r0 = ctrl["base"], loop["round0"]
+    rounds = [{"round": 0, "loop": r0["accuracy"], "control": r0["accuracy"], "loop_se": r0["se"]}]
+    for lp, ct in zip(loop["rounds"], ctrl["control"]):
+        rounds.append({"round": lp["round"], "loop": lp["accuracy"], "control": ct["accuracy"], "loop_se": lp["se"],
+                       "gain": paired(lp["outcomes"], ct["outcomes"]),
+                       "vs_round0": paired(lp["outcomes"], r0["outcomes"]), "sampling": lp["sampling"],
+                       "verified_rows": lp["verified_rows"]})
+    record = {"seed": cfg.seed, "config": asdict(cfg), "base_checkpoint": base_ck,
+              "heldout": {"n": len(chain.data.heldout), "twins_redrawn": chain.data.redrawn},
+              "teacher": {"problems": len(chain.data.teacher), "filtered_rows": len(chain.filtered),
+                          "unfiltered_rows": len(chain.unfiltered)},
+              "base": base, "round0": r0, "base_to_round0": paired(r0["outcomes"], base["outcomes"]),
+              "rounds": rounds, "loop": loop["rounds"], "control": ctrl["control"],
+              "ablation": {k[len("ablation_"):]: {**v, "filtered_minus_arm": paired(r0["outcomes"], v["outcomes"])}
+                           for k, v in ctrl.items() if k.startswith("ablation_")},
+              "profile": {"loop_process": chain.prof.phases, "control_process": ctrl.get("profile", {})},
+              "wall_s": round(time.perf_counter() - t0, 1),
+              "cpu_s": round(time.process_time() - c0 + children.ru_utime + children.ru_stime, 1)}
+    _write(os.path.join(cfg.out, "record.json"), record)
+    return record
+
+
+def report(record: dict) -> str:
+    lines = [f"seed {record['seed']}: base {record['base']['accuracy']:.3f} ± {record['base']['se']:.3f}, "
+             f"round 0 {record['round0']['accuracy']:.3f} ± {record['round0']['se']:.3f} "
+             f"(n={record['heldout']['n']})"]
+    for r in record["rounds"][1:]:
+        g = r["gain"]
+        lines.append(f"  round {r['round']}: loop {r['loop']:.3f}, control {r['control']:.3f}, gain {g['diff']:+.3f} ± "
+                     f"{g['se']:.3f} ({g['diff'] / g['se'] if g['se'] else 0:.1f} SE); sampled "
+                     f"{r['sampling']['correct']}/{r['sampling']['samples']} correct")
+    for arm, v in record["ablation"].items():
+        p = v["filtered_minus_arm"]
+        lines.append(f"  ablation {arm} ({v['rows']} rows): {v['accuracy']:.3f}; filtered − {arm} {p['diff']:+.3f} ± "
+                     f"{p['se']:.3f}")
+    prof = {}
+    for part in record["profile"].values():
+        for k, v in part.items():
+            prof[k] = prof.get(k, 0.0) + v["cpu_s"]
+    by = sorted(prof.items(), key=lambda kv: -kv[1])
+    lines.append("  CPU-s by phase: " + ", ".join(f"{k} {v:.0f}" for k, v in by)
+                 + f"; total {record['cpu_s']:.0f} CPU-s, {record['wall_s']:.0f} s wall")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--base", default="smollm2")
+    p.add_argument("--out", default=None, help="this seed's directory (default runs/loop-base/seed-S)")
+    p.add_argument("--bases", default=None, help="imported bases cache")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--levels", type=int, nargs="+", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--workers", type=int, choices=[1, 2], default=None)
+    p.add_argument("--ablation", choices=["none", "unfiltered", "both"], default=None)
+    p.add_argument("--verbose", dest="quiet", action="store_false", default=None)
+    for f in fields(BaseLoopConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("int", "float") and flag not in p._option_string_actions:
+            p.add_argument(flag, type=int if f.type == "int" else float, default=None)
+    p.add_argument("--side", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--config", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--base-checkpoint", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    a = parser().parse_args(argv)
+    if a.side:
+        d = json.load(open(a.config))
+        d["levels"] = tuple(d["levels"])
+        run_side(BaseLoopConfig(**d), a.base_checkpoint)
+        return 0
+    if a.out is None:
+        a.out = os.path.join("runs", "loop-base", f"seed-{a.seed}")
+    cfg = BaseLoopConfig.from_args(a)
+    record = run(cfg)
+    print(report(record))
+    print(f"record: {os.path.join(os.path.abspath(cfg.out), 'record.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
