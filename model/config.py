@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 
 class _Json:
-    """Round-trips through the JSON saved with each checkpoint; unknown keys are ignored."""
+    """Round-trips through the JSON saved with each checkpoint; unknown keys are ignored.
+    Only dataclasses derive from it."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self)  # type: ignore[call-overload, no-any-return]  # a dataclass
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        names = {f.name for f in fields(cls)}
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass
         return cls(**{k: v for k, v in d.items() if k in names})
 
 

@@ -109,7 +109,10 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
     caches = [KVCache(T + max(0, max_new_tokens)) for _ in model.blocks]
     logits = model(ids, pos, mask[:, None], caches, last_only=True)[:, -1]
     stops = torch.tensor([stop_id] if isinstance(stop_id, int) else list(stop_id), device=dev)
-    each = lambda v: list(v) if isinstance(v, Sequence) else [v] * B
+
+    def each(v: float | Sequence[float]) -> list[float]:
+        return list(v) if isinstance(v, Sequence) else [v] * B
+
     seeds = list(seed) if isinstance(seed, Sequence) else [seed + r for r in range(B)]
     pick = RowSampler(seeds, each(temperature), each(top_p), dev)
     steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows still decoding, their new token) per step
@@ -176,7 +179,8 @@ class BuiltinGenerator(Generator):
                 out.append(Completion(self.tok.decode(ids), reason, tokens=len(ids)))
         return out
 
-    def _text_hook(self, on_text: Callable[[int, str], None], offset: int, chunk: list[Request]):
+    def _text_hook(self, on_text: Callable[[int, str], None], offset: int,
+                   chunk: list[Request]) -> Callable[[list[int], list[int]], None]:
         """Per step: each live row's text so far → on_text(request index, text). Text that ends in
         an unfinished character (a multi-byte token split) waits for the next step."""
         ids: list[list[int]] = [[] for _ in chunk]

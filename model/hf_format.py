@@ -20,11 +20,16 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from model.hf_tokenizer import TemplateTokenizer
+    from model.tokenizer import ChatTokenizer
+    from model.transformer import Transformer
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Phi3ForCausalLM": "phi3"}
 HF_ARCH = {v: k for k, v in ARCHITECTURES.items()}
@@ -97,7 +102,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         rope_scaling=scaling)
 
 
-def config_to_hf(cfg: ModelConfig, tokenizer) -> dict[str, Any]:
+def config_to_hf(cfg: ModelConfig, tokenizer: ChatTokenizer | TemplateTokenizer) -> dict[str, Any]:
     family = cfg.family
     if family == "llama" and cfg.rope_fraction != 1.0:
         family = "phi3"  # Llama rotates whole heads; Phi-3 is the same model with partial RoPE
@@ -128,7 +133,7 @@ def config_to_hf(cfg: ModelConfig, tokenizer) -> dict[str, Any]:
     return hf
 
 
-def _special_id(tokenizer, name: str) -> int | None:
+def _special_id(tokenizer: ChatTokenizer | TemplateTokenizer, name: str) -> int | None:
     text = tokenizer.specials.get(name)
     return None if text is None else tokenizer.tok.token_to_id(text)
 
@@ -180,7 +185,7 @@ def state_from_hf(cfg: ModelConfig, get: Callable[[str], torch.Tensor]) -> dict[
         if isinstance(theirs, tuple):
             name, part = theirs
             if name not in fused_cache:
-                fused_cache[name] = get(name).split(_split_sizes(cfg, name), dim=0)
+                fused_cache[name] = torch.split(get(name), _split_sizes(cfg, name), dim=0)
             out[ours] = fused_cache[name][part]
         else:
             out[ours] = get(theirs)
@@ -189,7 +194,7 @@ def state_from_hf(cfg: ModelConfig, get: Callable[[str], torch.Tensor]) -> dict[
 
 def state_to_hf(cfg: ModelConfig, state: dict[str, torch.Tensor], family: str) -> dict[str, torch.Tensor]:
     out: dict[str, Any] = {}
-    fused: dict[str, list] = {}
+    fused: dict[str, list[Any]] = {}  # fused name → its parts' tensors in order (None until set)
     for ours, theirs in weight_names(cfg, family).items():
         if isinstance(theirs, tuple):
             name, part = theirs
@@ -222,11 +227,12 @@ def _safetensors_getter(directory: str) -> Callable[[str], torch.Tensor]:
         file = weight_map[name]
         if file not in handles:
             handles[file] = safe_open(os.path.join(directory, file), "pt")
-        return handles[file].get_tensor(name)
+        tensor: torch.Tensor = handles[file].get_tensor(name)
+        return tensor
     return get
 
 
-def load_hf_dir(directory: str):
+def load_hf_dir(directory: str) -> tuple[Transformer, TemplateTokenizer]:
     """(Transformer, TemplateTokenizer) from a Hugging Face directory."""
     from model.hf_tokenizer import TemplateTokenizer
 
@@ -238,7 +244,7 @@ def load_hf_dir(directory: str):
     return build(hf, _safetensors_getter(directory), where=directory), TemplateTokenizer.load(directory)
 
 
-def build(hf: dict[str, Any], get: Callable[[str], torch.Tensor], where: str = "checkpoint"):
+def build(hf: dict[str, Any], get: Callable[[str], torch.Tensor], where: str = "checkpoint") -> Transformer:
     """Our model from an HF config and its tensors, assembled without a random init first."""
     from model.transformer import Transformer
 
@@ -256,7 +262,7 @@ def build(hf: dict[str, Any], get: Callable[[str], torch.Tensor], where: str = "
     return model
 
 
-def load_gguf(path: str):
+def load_gguf(path: str) -> tuple[Transformer, TemplateTokenizer]:
     """(Transformer, TemplateTokenizer) from a GGUF file: transformers de-quantises the weights
     (undoing llama.cpp's q/k permutation) and rebuilds the tokenizer and chat template from the
     file's metadata; the weights then take the same path as an HF directory's."""
@@ -357,14 +363,15 @@ def export_checkpoint(ckpt: str, out: str) -> dict[str, Any]:
             "trained_on": meta.get("trained_on") or []}
 
 
-def _write_tokenizer(tok, directory: str) -> None:
+def _write_tokenizer(tok: ChatTokenizer | TemplateTokenizer, directory: str) -> None:
     """tokenizer.json as it is, tokenizer_config.json with the special tokens and chat template."""
     tok.tok.save(os.path.join(directory, "tokenizer.json"))
     base = dict(getattr(tok, "config", {}) or {})
     for drop in ("added_tokens_decoder", "tokenizer_file", "name_or_path"):
         base.pop(drop, None)
     base.update({k: v for k, v in tok.specials.items() if v is not None})
-    base.update(chat_template=tok.chat_template, tokenizer_class=base.get("tokenizer_class") or "PreTrainedTokenizerFast",
+    base.update(chat_template=tok.chat_template,
+                tokenizer_class=base.get("tokenizer_class") or "PreTrainedTokenizerFast",
                 model_max_length=base.get("model_max_length") or 1 << 30, clean_up_tokenization_spaces=False)
     with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
         json.dump(base, f, indent=1, ensure_ascii=False)

@@ -19,7 +19,11 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from tokenizers import Tokenizer
 
 CONFIG_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -31,18 +35,20 @@ class TemplateError(ValueError):
 def _token_text(value: Any) -> str | None:
     """tokenizer_config.json writes special tokens as strings or as AddedToken dicts."""
     if isinstance(value, dict):
-        return value.get("content")
-    return value
+        content = value.get("content")
+        return None if content is None else str(content)
+    return None if value is None else str(value)
 
 
-def _environment():
+def _environment() -> ImmutableSandboxedEnvironment:
     from jinja2 import ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    def raise_exception(message):
+    def raise_exception(message: str) -> NoReturn:
         raise TemplateError(f"chat template: {message}")
 
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None,
+               separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[ext.loopcontrols])
@@ -53,7 +59,7 @@ def _environment():
 
 
 class TemplateTokenizer:
-    def __init__(self, tok, config: dict[str, Any], generation: dict[str, Any] | None = None):
+    def __init__(self, tok: Tokenizer, config: dict[str, Any], generation: dict[str, Any] | None = None) -> None:
         self.tok, self.config, self.generation = tok, dict(config), dict(generation or {})
         template = config.get("chat_template")
         if isinstance(template, list):  # several named templates: the default one

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 IGNORE = -100
+
+Encoded = tuple[list[int], list[bool]]  # one conversation: token ids and the learn mask
+# Documents by index: every one (a list), or the ones a Ray Train worker holds (a dict).
+Docs = Sequence[Encoded] | Mapping[int, Encoded]
 
 
 @dataclass
@@ -30,7 +35,7 @@ class Batch:
     def real_tokens(self) -> int:
         return int((self.doc >= 0).sum())
 
-    def to(self, device) -> "Batch":
+    def to(self, device: torch.device | str) -> "Batch":
         return Batch(self.ids.to(device), self.labels.to(device), self.pos.to(device), self.doc.to(device), self.packed)
 
 
@@ -72,7 +77,7 @@ def packed_plan(lengths: list[int], seq_len: int, tokens_per_batch: int, seed: i
     return [rows[b:b + per_batch] for b in range(0, len(rows), per_batch)]
 
 
-def packed_batch(docs, chunk: list[list[int]], seq_len: int, pad_id: int) -> Batch:
+def packed_batch(docs: Docs, chunk: list[list[int]], seq_len: int, pad_id: int) -> Batch:
     """The tensors of packed rows (`docs` indexed by the rows' document indices)."""
     ids = torch.full((len(chunk), seq_len), pad_id, dtype=torch.long)
     labels = torch.full_like(ids, IGNORE)
@@ -105,7 +110,8 @@ def packed_batches(docs: list[tuple[list[int], list[bool]]], seq_len: int, token
 def pad_plan(lengths: list[int], max_len: int, tokens_per_batch: int, seed: int = 0) -> list[list[int]]:
     """Batches as lists of document indices (one per row), shortest first within a batch."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups, cur = [], []
+    groups: list[list[int]] = []
+    cur: list[int] = []
     for i in order:
         n = min(lengths[i], max_len)
         if cur and n * (len(cur) + 1) > tokens_per_batch:
@@ -118,7 +124,7 @@ def pad_plan(lengths: list[int], max_len: int, tokens_per_batch: int, seed: int 
     return groups
 
 
-def padded_batch(docs, group: list[int], max_len: int, pad_id: int) -> Batch:
+def padded_batch(docs: Docs, group: list[int], max_len: int, pad_id: int) -> Batch:
     """One right-padded row per document of `group`, as long as its longest (at most max_len)."""
     T = min(max_len, max(len(docs[i][0]) for i in group))
     ids = torch.full((len(group), T), pad_id, dtype=torch.long)

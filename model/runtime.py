@@ -7,7 +7,8 @@ import os
 import torch
 
 
-def setup(threads: int | None = None, device: str | None = None, dtype: str | None = None):
+def setup(threads: int | None = None, device: str | None = None,
+          dtype: str | None = None) -> tuple[torch.device, torch.dtype | None]:
     """(device, autocast dtype or None). Threads: given, or env CURATE_THREADS, or all cores
     (Ray workers start with 1 and keep it, so it is always set explicitly)."""
     n = threads or int(os.environ.get("CURATE_THREADS", 0)) or (os.cpu_count() or 1)

@@ -45,7 +45,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 from model.generation import Completion, Generator, Request, Sampling
 
@@ -96,7 +96,7 @@ def _text(v: Any, param: str) -> str:
     return v
 
 
-def _int(body: dict, key: str, default: int, lo: int, hi: int) -> int:
+def _int(body: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
     v = body.get(key)
     if v is None:
         return default
@@ -106,7 +106,7 @@ def _int(body: dict, key: str, default: int, lo: int, hi: int) -> int:
     return v
 
 
-def _float(body: dict, key: str, default: float, lo: float, hi: float) -> float:
+def _float(body: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
     v = body.get(key)
     if v is None:
         return default
@@ -116,7 +116,7 @@ def _float(body: dict, key: str, default: float, lo: float, hi: float) -> float:
     return float(v)
 
 
-def _bool(body: dict, key: str, param: str | None = None) -> bool:
+def _bool(body: dict[str, Any], key: str, param: str | None = None) -> bool:
     v = body.get(key)
     if v is None:
         return False
@@ -143,7 +143,7 @@ def _content(v: Any, param: str) -> str:
     return _text(v, param)
 
 
-def _messages(body: dict) -> list[dict[str, str]]:
+def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise BadRequest("'messages' must be a non-empty list", "messages",
@@ -161,7 +161,7 @@ def _messages(body: dict) -> list[dict[str, str]]:
     return out
 
 
-def _stops(body: dict) -> tuple[str, ...]:
+def _stops(body: dict[str, Any]) -> tuple[str, ...]:
     stop = body.get("stop")
     if stop is None:
         return ()
@@ -172,7 +172,7 @@ def _stops(body: dict) -> tuple[str, ...]:
     return tuple(_text(s, "stop") for s in stops if s)
 
 
-def _unsupported(body: dict) -> None:
+def _unsupported(body: dict[str, Any]) -> None:
     """Fields this server cannot honour and whose silent omission would mislead the client."""
     if body.get("logprobs") or body.get("top_logprobs"):
         raise BadRequest("'logprobs' is not supported by this server", "logprobs", "unsupported_parameter")
@@ -264,7 +264,7 @@ def cut_at_stops(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
     return (out, True) if f.stopped else (out + f.flush(), False)
 
 
-def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     kind = {400: "invalid_request_error", 404: "not_found_error", 411: "invalid_request_error",
             413: "invalid_request_error", 503: "server_error"}.get(status, "server_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -278,7 +278,7 @@ class _Job:
     prompt_tokens: int = 0
     error: str | None = None
     # a stream's (choice, text so far) as the generator samples it; None once generation is over
-    texts: queue.Queue = field(default_factory=queue.Queue)
+    texts: queue.Queue[tuple[int, str] | None] = field(default_factory=queue.Queue)
 
 
 _BUSY_BODY = json.dumps(error_body(503, "server busy: too many connections; retry later", code="server_busy"))
@@ -291,7 +291,8 @@ class ChatServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, gen: Generator, address: tuple[str, int], limits: Limits = Limits(),
-                 max_tokens_cap: int | None = None, prompt_tokens=None):
+                 max_tokens_cap: int | None = None,
+                 prompt_tokens: Callable[[list[dict[str, str]]], int] | None = None) -> None:
         self.gen, self.limits = gen, limits
         self.model_id = gen.model_id
         self.created = int(time.time())
@@ -328,7 +329,7 @@ class ChatServer(ThreadingHTTPServer):
             return None
         return job
 
-    def process_request(self, request, client_address):
+    def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):  # over the cap: one thread answers all of these
             try:
                 self.overflow.put_nowait(request)
@@ -341,7 +342,7 @@ class ChatServer(ThreadingHTTPServer):
             self.slots.release()
             raise
 
-    def process_request_thread(self, request, client_address):
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
@@ -373,11 +374,11 @@ class ChatServer(ThreadingHTTPServer):
             finally:
                 conn.close()
 
-    def handle_error(self, request, client_address):
+    def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], OSError):  # a client that hung up or timed out is no error
             super().handle_error(request, client_address)
 
-    def server_close(self):
+    def server_close(self) -> None:
         super().server_close()
         try:
             self.jobs.put_nowait(None)  # stops the worker
@@ -388,11 +389,12 @@ class ChatServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: ChatServer
 
-    def log_message(self, fmt, *args):
+    def log_message(self, fmt: str, *args: Any) -> None:
         pass
 
-    def setup(self):
-        self.timeout = self.server.limits.read_timeout_s  # socket timeout for every read and write
+    def setup(self) -> None:
+        # socket timeout for every read and write (typeshed declares the class default a ClassVar)
+        self.timeout = self.server.limits.read_timeout_s  # type: ignore[misc]
         super().setup()
         # The deadline covers a client that trickles bytes just under the per-read timeout.
         self._reading, self._unread = True, False
@@ -400,14 +402,14 @@ class Handler(BaseHTTPRequestHandler):
         self._deadline.daemon = True
         self._deadline.start()
 
-    def _expire(self):
+    def _expire(self) -> None:
         if self._reading:
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
-    def finish(self):
+    def finish(self) -> None:
         self._deadline.cancel()
         try:
             super().finish()
@@ -429,7 +431,7 @@ class Handler(BaseHTTPRequestHandler):
             got += len(chunk)
 
     # ---- responses
-    def _send(self, status: int, obj, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -471,10 +473,10 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return data
 
-    def _model(self) -> dict:
+    def _model(self) -> dict[str, Any]:
         return {"id": self.server.model_id, "object": "model", "created": self.server.created, "owned_by": "curate"}
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         self._reading = False
         path = self.path.split("?", 1)[0].rstrip("/")
         if path in ("/v1/models", "/models"):
@@ -487,7 +489,7 @@ class Handler(BaseHTTPRequestHandler):
                                         f"{self.server.model_id!r}", "model", "model_not_found")
         self._error(404, f"no route {self.path[:200]}")
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         if self.path.split("?", 1)[0].rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._reading = False
             return self._refuse_body(404, f"no route {self.path[:200]}")
@@ -527,13 +529,13 @@ class Handler(BaseHTTPRequestHandler):
                          "created": int(time.time()), "model": self.server.model_id, "choices": choices,
                          "usage": self._usage(job)})
 
-    def _usage(self, job: _Job) -> dict:
+    def _usage(self, job: _Job) -> dict[str, Any]:
         completion = sum(c.tokens or 0 for c in job.result or [])
         return {"prompt_tokens": job.prompt_tokens, "completion_tokens": completion,
                 "total_tokens": job.prompt_tokens + completion}
 
     # ---- server-sent events
-    def _stream(self, job: _Job) -> None:
+    def _stream(self, job: _Job) -> None:  # noqa: C901  (one stream's state, shared by its nested helpers)
         """`chat.completion.chunk` events: per choice a role delta, content deltas and a last
         delta with its finish_reason; then the usage chunk when asked for, then [DONE]."""
         self.close_connection = True  # HTTP/1.0: the stream ends when the connection does
@@ -545,14 +547,14 @@ class Handler(BaseHTTPRequestHandler):
         chat = job.chat
         cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
-        def chunk(choices: list[dict], usage: dict | None = None) -> dict:
+        def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> dict[str, Any]:
             out = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": self.server.model_id,
                    "choices": choices}
             if chat.include_usage:
                 out["usage"] = usage
             return out
 
-        def choice(i: int, delta: dict, finish: str | None = None) -> dict:
+        def choice(i: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {"index": i, "delta": delta, "logprobs": None, "finish_reason": finish}
 
         for i in range(len(chat.requests)):
@@ -594,7 +596,7 @@ class Handler(BaseHTTPRequestHandler):
             self._event(chunk([], self._usage(job)))
         self.wfile.write(b"data: [DONE]\n\n")
 
-    def _event(self, obj: dict) -> None:
+    def _event(self, obj: dict[str, Any]) -> None:
         self.wfile.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
 
 

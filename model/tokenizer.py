@@ -8,7 +8,12 @@ held-out errors were arithmetic under merged numbers (bench/README.md, "The clos
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from model.hf_tokenizer import TemplateTokenizer
 
 SPECIAL = ["<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
@@ -18,10 +23,17 @@ CHAT_TEMPLATE = ("{% for m in messages %}{{ '<|' + ('system' if m['role'] == 'de
                  "{{ m['content'] }}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
+def _special_id(tok: Tokenizer, marker: str) -> int:
+    i = tok.token_to_id(marker)
+    if i is None:
+        raise ValueError(f"tokenizer has no {marker} token: not a chat BPE trained by ChatTokenizer.train")
+    return i
+
+
 class ChatTokenizer:
-    def __init__(self, tok):
+    def __init__(self, tok: Tokenizer) -> None:
         self.tok = tok
-        self.pad, self.system, self.user, self.assistant, self.end = (tok.token_to_id(s) for s in SPECIAL)
+        self.pad, self.system, self.user, self.assistant, self.end = (_special_id(tok, s) for s in SPECIAL)
         self.stop_ids = [self.end]
         self.chat_template = CHAT_TEMPLATE
         self.specials = {"bos_token": None, "eos_token": "<|end|>", "pad_token": "<|pad|>", "unk_token": None}
@@ -78,7 +90,7 @@ class ChatTokenizer:
         return ids, learn
 
 
-def load_tokenizer(directory: str):
+def load_tokenizer(directory: str) -> ChatTokenizer | TemplateTokenizer:
     """The tokenizer a checkpoint directory holds: a pretrained model's own (tokenizer.json with a
     chat template in tokenizer_config.json) or the from-scratch chat BPE."""
     from model.hf_tokenizer import TemplateTokenizer

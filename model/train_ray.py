@@ -28,33 +28,43 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from model.config import TrainConfig
-from model.packing import IGNORE, Batch, packed_batch, packed_plan, pad_plan, padded_batch
+from model.packing import IGNORE, Batch, Docs, packed_batch, packed_plan, pad_plan, padded_batch
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
+
+    from schemas.store import Store
+
+Plan = tuple[list[list[list[int]]], bool, int]  # (batches of rows of document indices, packed?, row length)
 
 HISTORY = "history.jsonl"
 
 
 # ---- the plan: a function of the table's lengths, the config and the epoch ------------------
-def conversation(messages: list[dict]) -> list[dict]:
+def conversation(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def doc_key(conv: list[dict]) -> str:
+def doc_key(conv: list[dict[str, Any]]) -> str:
     """The order every path trains in: a hash of the conversation (ties have equal content)."""
     return hashlib.sha256(json.dumps(conv, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def epoch_plan(lengths: list[int], cfg: TrainConfig, max_len: int, epoch: int) -> tuple[list[list[list[int]]], bool, int]:
+def epoch_plan(lengths: list[int], cfg: TrainConfig, max_len: int, epoch: int) -> Plan:
     """(batches as lists of rows of global document indices, packed?, row length): the batches
     `model.sft.make_batches` builds in one process for this epoch."""
     if cfg.packing == "bfd":
         seq = min(cfg.seq_len, max_len)
         return packed_plan(lengths, seq, cfg.tokens_per_batch, cfg.seed + epoch), True, seq
-    return [[[i] for i in g] for g in pad_plan(lengths, max_len, cfg.tokens_per_batch, cfg.seed + epoch)], False, max_len
+    groups = pad_plan(lengths, max_len, cfg.tokens_per_batch, cfg.seed + epoch)
+    return [[[i] for i in g] for g in groups], False, max_len
 
 
 def plan_efficiency(lengths: list[int], batches: list[list[list[int]]], packed: bool, seq: int) -> float:
@@ -76,7 +86,7 @@ def worker_rows(rows: list[list[int]], rank: int, world: int) -> list[list[int]]
     return rows[rank::world]
 
 
-def build_batch(docs, rows: list[list[int]], packed: bool, seq: int, pad_id: int) -> Batch:
+def build_batch(docs: Docs, rows: list[list[int]], packed: bool, seq: int, pad_id: int) -> Batch:
     """The tensors of this worker's rows; a one-token batch with nothing to learn when it has
     none (DDP needs every worker's backward)."""
     if not rows:
@@ -87,7 +97,8 @@ def build_batch(docs, rows: list[list[int]], packed: bool, seq: int, pad_id: int
     return padded_batch(docs, [r[0] for r in rows], seq, pad_id)
 
 
-def shard_loss(model, batch: Batch, global_learned: int, world: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def shard_loss(model: torch.nn.Module, batch: Batch, global_learned: int,
+               world: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(loss to back-propagate, this shard's loss sum, its learned tokens). `token_loss` is the
     one-process loss (a mean over the batch's learned tokens); times its count it is the shard's
     sum, and over the global count it is the shard's share of the global mean. DDP averages the
@@ -99,37 +110,41 @@ def shard_loss(model, batch: Batch, global_learned: int, world: int) -> tuple[to
 
 
 # ---- the worker ------------------------------------------------------------------------------
-def _dist():
+def _dist() -> ModuleType | None:
     import torch.distributed as dist
     return dist if dist.is_available() and dist.is_initialized() else None
 
 
-def _all_gather(obj, world: int) -> list:
+def _all_gather(obj: Any, world: int) -> list[Any]:
     dist = _dist()
     if world == 1 or dist is None:
         return [obj]
-    out = [None] * world
+    out: list[Any] = [None] * world
     dist.all_gather_object(out, obj)
     return out
 
 
-def _all_reduce(values: list[float], world: int, device) -> list[float]:
+def _all_reduce(values: list[float], world: int, device: torch.device) -> list[float]:
     dist = _dist()
     if world == 1 or dist is None:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return t.tolist()
+    reduced: list[float] = t.tolist()
+    return reduced
 
 
 def exchange(mine: dict[int, tuple[list[int], list[bool]]], holder: list[int], lengths: list[int],
-             need: list[set[int]], rank: int, world: int, device) -> dict[int, tuple[list[int], list[bool]]]:
+             need: list[set[int]], rank: int, world: int,
+             device: torch.device) -> dict[int, tuple[list[int], list[bool]]]:
     """The documents this worker's rows need, from the workers that read them: one
     all-to-all of (token id · 2 + learned) per epoch. Sizes come from the plan, not a message."""
     if world == 1:
         return {g: mine[g] for g in need[0]}
     dist = _dist()
-    send, in_splits = [], []
+    assert dist is not None, "several workers without torch.distributed initialised"
+    send: list[int] = []
+    in_splits: list[int] = []
     for v in range(world):
         n = 0
         for g in sorted(g for g in need[v] if holder[g] == rank):
@@ -141,7 +156,8 @@ def exchange(mine: dict[int, tuple[list[int], list[bool]]], holder: list[int], l
     out_splits = [sum(lengths[g] for g in gs) for gs in sources]
     out = torch.empty(sum(out_splits), dtype=torch.long, device=device)
     dist.all_to_all_single(out, torch.tensor(send, dtype=torch.long, device=device), out_splits, in_splits)
-    flat, docs, pos = out.cpu().tolist(), {}, 0
+    flat, pos = out.cpu().tolist(), 0
+    docs: dict[int, tuple[list[int], list[bool]]] = {}
     for gs in sources:
         for g in gs:
             chunk = flat[pos:pos + lengths[g]]
@@ -150,7 +166,7 @@ def exchange(mine: dict[int, tuple[list[int], list[bool]]], holder: list[int], l
     return docs
 
 
-def _pause_for_test(pause: dict | None, rank: int, done: int) -> None:
+def _pause_for_test(pause: dict[str, Any] | None, rank: int, done: int) -> None:
     """Test hook (tests/test_train_ray.py): the chosen worker writes its pid after the chosen
     step and waits until the test has marked the kill (so the kill lands mid-run, after a
     checkpoint); after the restart the marker is there and it goes on."""
@@ -204,8 +220,8 @@ def train_loop(config: dict[str, Any]) -> None:
                     history = [json.loads(line) for line in f if line.strip()]
             history = [r for r in history if r["step"] <= start]
     if rank == 0:
-        print(f"curate train: {world} worker(s), " + (f"resuming at step {start}" if ckpt is not None else "from step 0"),
-              flush=True)
+        print(f"curate train: {world} worker(s), "
+              + (f"resuming at step {start}" if ckpt is not None else "from step 0"), flush=True)
     ddp = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
 
     # this worker's shard: tokenized here, never sent to the driver
@@ -229,7 +245,7 @@ def train_loop(config: dict[str, Any]) -> None:
     efficiency = plan_efficiency(lengths, *plan0)
     n_per_epoch = len(plan0[0])
     nodes = _all_gather(ray.get_runtime_context().get_node_id(), world)
-    plans: dict[int, tuple] = {}
+    plans: dict[int, Plan] = {}
     docs: dict[int, tuple[list[int], list[bool]]] = {}
     ddp.train()
     tokens_seen, t0 = 0, time.perf_counter()
@@ -255,8 +271,9 @@ def train_loop(config: dict[str, Any]) -> None:
         opt.step()
         (global_sum,) = _all_reduce([float(local_sum)], world, device)
         tokens_seen += int(global_real)
-        rec = {"step": step + 1, "loss": global_sum / max(1, global_learned), "lr": lr, "grad_norm": round(float(gnorm), 6),
-               "tokens": int(global_real), "tokens_per_s": round(tokens_seen / (time.perf_counter() - t0), 1)}
+        rec = {"step": step + 1, "loss": global_sum / max(1, global_learned), "lr": lr,
+               "grad_norm": round(float(gnorm), 6), "tokens": int(global_real),
+               "tokens_per_s": round(tokens_seen / (time.perf_counter() - t0), 1)}
         history.append(rec)
         done = step + 1
         if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
@@ -267,12 +284,13 @@ def train_loop(config: dict[str, Any]) -> None:
                     d = os.path.join(tmp, "checkpoint")
                     extra = {"stage": "sft", "trainer": "ray-train", "train_workers": world,
                              "train_resources": config["train_resources"], "train_nodes": sorted(set(nodes)),
-                             "data_position": {"step": done, "epoch": epoch, "batch": k + 1, "batches_per_epoch": n_per_epoch,
-                                               "documents": len(lengths)},
+                             "data_position": {"step": done, "epoch": epoch, "batch": k + 1,
+                                               "batches_per_epoch": n_per_epoch, "documents": len(lengths)},
                              "resumed_from": resumed_from, "init": {"path": config["init"], "id": init_meta.get("id"),
                                                                      "trained_on": init_meta.get("trained_on", [])},
                              "run": config.get("run_name")}
-                    checkpoint.save(d, model, tok, step=done, train_config=cfg.to_dict(), trained_on=config["trained_on"],
+                    checkpoint.save(d, model, tok, step=done, train_config=cfg.to_dict(),
+                                    trained_on=config["trained_on"],
                                     metrics={"loss": rec["loss"], "packing_efficiency": round(efficiency, 4)},
                                     optimizer=opt, extra=extra)
                     with open(os.path.join(d, HISTORY), "w") as f:
@@ -315,12 +333,13 @@ class _AllRows:
     shards; every row is trained on here (the plan balances the batches, not the shards)."""
 
     @staticmethod
-    def make():
+    def make() -> Any:
         from ray.train import DataConfig
 
         class AllRows(DataConfig):
-            def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
-                output = [{} for _ in range(world_size)]
+            def configure(self, datasets: dict[str, Any], world_size: int, worker_handles: Any,
+                          worker_node_ids: Any, **kwargs: Any) -> list[dict[str, Any]]:
+                output: list[dict[str, Any]] = [{} for _ in range(world_size)]
                 for name, ds in datasets.items():
                     ds = ds.copy(ds)
                     ds.context.execution_options = self._resolve_execution_options(name)
@@ -332,7 +351,7 @@ class _AllRows:
         return AllRows()
 
 
-def read_messages(store, t, snap):
+def read_messages(store: Store, t: Table, snap: Snapshot) -> tuple[Any, int]:
     """The version's `messages` column as a Ray Dataset over its Parquet files (the files the
     snapshot's metadata lists, with their row counts checked when read). Not `Store.read_ray`:
     Ray's Iceberg datasource holds the pyiceberg table, which does not pickle, and Ray Train
@@ -351,9 +370,10 @@ def read_messages(store, t, snap):
     return ray.data.read_parquet(paths, columns=["messages"], filesystem=fs), rows
 
 
-def train_ray(store, ref: str, init: str, out: str, cfg: TrainConfig, *, workers: int, resources: dict[str, float],
-              storage: str | None = None, max_failures: int = 2, placement: str = "PACK", threads: int | None = None,
-              pause: dict | None = None, name: str | None = None) -> dict[str, Any]:
+def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, workers: int,
+              resources: dict[str, float], storage: str | None = None, max_failures: int = 2,
+              placement: str = "PACK", threads: int | None = None,
+              pause: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
     """Train on `workers` Ray Train workers; the last checkpoint lands in `out`. Returns a summary."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -420,12 +440,14 @@ def train_ray(store, ref: str, init: str, out: str, cfg: TrainConfig, *, workers
     shutil.copyfile(os.path.join(out, HISTORY), log_path)
     return {"checkpoint": os.path.abspath(out), "run": name, "storage": os.path.join(root, name) if not storage_fs
             else storage, "steps": meta["step"], "final_loss": history[-1]["loss"] if history else None,
-            "history": history, "train_workers": meta.get("train_workers"), "train_resources": meta.get("train_resources"),
-            "train_nodes": meta.get("train_nodes"), "resumed_from": meta.get("resumed_from", []),
+            "history": history, "train_workers": meta.get("train_workers"),
+            "train_resources": meta.get("train_resources"), "train_nodes": meta.get("train_nodes"),
+            "resumed_from": meta.get("resumed_from", []),
             "trained_on": meta["trained_on"], "seconds": round(seconds, 2), "metrics_log": log_path}
 
 
-def train_local(store, ref: str, init: str, out: str, cfg: TrainConfig, threads: int | None = None) -> dict[str, Any]:
+def train_local(store: Store, ref: str, init: str, out: str, cfg: TrainConfig,
+                threads: int | None = None) -> dict[str, Any]:
     """The in-process trainer (`model.sft.train_sft`) on the same table, in the same order."""
     from model import checkpoint, runtime
     from model.sft import train_sft
@@ -440,5 +462,6 @@ def train_local(store, ref: str, init: str, out: str, cfg: TrainConfig, threads:
     convs.sort(key=doc_key)
     t0 = time.perf_counter()
     res = train_sft(model, tok, convs, cfg, out, trained_on, device, autocast, resume=True, progress=False)
-    res.update(checkpoint=os.path.abspath(out), trained_on=trained_on, train_workers=0, seconds=round(time.perf_counter() - t0, 2))
+    res.update(checkpoint=os.path.abspath(out), trained_on=trained_on, train_workers=0,
+               seconds=round(time.perf_counter() - t0, 2))
     return res

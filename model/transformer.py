@@ -3,6 +3,7 @@ through SDPA, SwiGLU, tied embeddings. One module per idea, nanoGPT-style."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -10,13 +11,15 @@ import torch.nn.functional as F
 
 from model.config import ModelConfig
 
+Rope = tuple[torch.Tensor, torch.Tensor]  # (cos, sin), computed once per forward
+
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
+    def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.eps, self.weight = eps, nn.Parameter(torch.ones(dim))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         # normalise in fp32, then scale: the order transformers uses, so imported checkpoints give
         # bit-identical logits (the other order drifted by ~1e-4 over 30 layers)
         h = x.float()
@@ -28,19 +31,21 @@ class Rotary(nn.Module):
     packed row restarts them at 0 for every document. cos/sin are computed once per forward
     and shared by every layer."""
 
-    def __init__(self, cfg: ModelConfig):
+    inv_freq: torch.Tensor  # a buffer (register_buffer), not a parameter
+
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.rot_dim = int(cfg.head_dim * cfg.rope_fraction) // 2 * 2
         inv = 1.0 / cfg.rope_theta ** (torch.arange(0, self.rot_dim, 2).float() / max(1, self.rot_dim))
         inv, self.scale = scaled_frequencies(inv, cfg.rope_scaling)
         self.register_buffer("inv_freq", inv, persistent=False)
 
-    def forward(self, pos, dtype):  # pos: [B, T] → cos, sin: [B, 1, T, rot/2]
+    def forward(self, pos: torch.Tensor, dtype: torch.dtype) -> Rope:  # pos: [B, T] → cos, sin: [B, 1, T, rot/2]
         ang = pos[:, None, :, None].float() * self.inv_freq
         return (ang.cos() * self.scale).to(dtype), (ang.sin() * self.scale).to(dtype)
 
 
-def scaled_frequencies(inv: torch.Tensor, scaling: dict | None) -> tuple[torch.Tensor, float]:
+def scaled_frequencies(inv: torch.Tensor, scaling: dict[str, Any] | None) -> tuple[torch.Tensor, float]:
     """The RoPE variants pretrained checkpoints ship, as (inverse frequencies, cos/sin scale).
 
     llama3 (Llama 3.1+): wavelengths longer than the original context are slowed by `factor`,
@@ -50,7 +55,7 @@ def scaled_frequencies(inv: torch.Tensor, scaling: dict | None) -> tuple[torch.T
     context, where `max_seq_len` is capped) and a cos/sin scale. Anything else is refused at
     import (model/hf_format.py) rather than approximated."""
     kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
-    if kind == "default":
+    if kind == "default" or scaling is None:
         return inv, 1.0
     if kind == "linear":
         return inv / scaling["factor"], 1.0
@@ -64,14 +69,15 @@ def scaled_frequencies(inv: torch.Tensor, scaling: dict | None) -> tuple[torch.T
         return torch.where(between, (1 - mix) * slow / factor + mix * slow, slow), 1.0
     if kind == "longrope":
         short = torch.tensor(scaling["short_factor"], dtype=torch.float32)
-        factor = scaling["max_position_embeddings"] / scaling["original_max_position_embeddings"]
+        original = scaling["original_max_position_embeddings"]
+        factor = scaling["max_position_embeddings"] / original
         scale = scaling.get("attention_factor") or (
-            1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(scaling["original_max_position_embeddings"])))
+            1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(original)))
         return inv / short, float(scale)
     raise ValueError(f"RoPE scaling {kind!r} is not supported")
 
 
-def apply_rope(x, cos, sin):
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate the first rot_dim dims of x [B, H, T, D] as (first half, second half) pairs
     (the GPT-NeoX / Llama layout: contiguous halves, no strided copies)."""
     half = cos.shape[-1]
@@ -85,13 +91,14 @@ class KVCache:
     """One layer's past K/V in a buffer sized for the whole generation: each step writes its
     keys in place (a growing `torch.cat` copied the whole cache every step, 13% of sampling)."""
 
-    def __init__(self, length: int):
+    def __init__(self, length: int) -> None:
         self.length, self.n = length, 0
-        self.k = self.v = None
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, t = self.n, k.shape[2]
-        if self.k is None:
+        if self.k is None or self.v is None:
             self.k = k.new_empty(k.shape[0], k.shape[1], max(self.length, t), k.shape[3])
             self.v = torch.empty_like(self.k)
         self.k[:, :, n:n + t], self.v[:, :, n:n + t] = k, v
@@ -109,7 +116,7 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.h, self.kv, self.d = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.q = nn.Linear(cfg.dim, self.h * self.d, bias=cfg.attn_bias)
@@ -118,7 +125,8 @@ class Attention(nn.Module):
         self.o = nn.Linear(self.h * self.d, cfg.dim, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x, rope, mask=None, cache=None):
+    def forward(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
         """mask: bool [B, 1, Tq, Tk] (True = may attend) or None for plain causal;
         cache: this layer's `KVCache`, extended in place."""
         B, T, _ = x.shape
@@ -131,33 +139,37 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
                                            dropout_p=self.dropout if self.training else 0.0,
                                            enable_gqa=self.kv != self.h)
-        return self.o(y.transpose(1, 2).reshape(B, T, self.h * self.d))
+        out: torch.Tensor = self.o(y.transpose(1, 2).reshape(B, T, self.h * self.d))
+        return out
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.gate = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
         self.up = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
         self.down = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
 
-    def forward(self, x):
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.down(F.silu(self.gate(x)) * self.up(x))
+        return out
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n1, self.attn = RMSNorm(cfg.dim, cfg.norm_eps), Attention(cfg)
         self.n2, self.mlp = RMSNorm(cfg.dim, cfg.norm_eps), MLP(cfg)
 
-    def forward(self, x, rope, mask=None, cache=None):
+    def forward(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
         x = x + self.attn(self.n1(x), rope, mask, cache)
-        return x + self.mlp(self.n2(x))
+        out: torch.Tensor = x + self.mlp(self.n2(x))
+        return out
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
@@ -173,13 +185,14 @@ class Transformer(nn.Module):
                 nn.init.normal_(p, std=0.02 / (2 * cfg.n_layers) ** 0.5)
 
     @staticmethod
-    def _init(m):
+    def _init(m: nn.Module) -> None:
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def forward(self, ids, pos=None, mask=None, caches=None, last_only: bool = False):
+    def forward(self, ids: torch.Tensor, pos: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                caches: list[KVCache] | None = None, last_only: bool = False) -> torch.Tensor:
         """ids, pos: [B, T]. Returns logits [B, T, V] ([B, 1, V] with `last_only`: sampling
         needs the last position only, and a 49k-token head over a whole prompt is most of a
         prefill's cost)."""
@@ -189,7 +202,8 @@ class Transformer(nn.Module):
         rope = self.rope(pos, x.dtype)
         for i, blk in enumerate(self.blocks):
             x = blk(x, rope, mask, None if caches is None else caches[i])
-        return self.head(self.norm(x[:, -1:] if last_only else x))
+        logits: torch.Tensor = self.head(self.norm(x[:, -1:] if last_only else x))
+        return logits
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
