@@ -10,6 +10,8 @@ DEBS   := flite festival festvox-kallpc16k festvox-us-slt-hts espeak-ng
 # Headless Chromium renders the HTML report in a test (screenshot checked); PostgreSQL is the
 # shared catalog tests/test_remote.py starts (initdb + postgres in a temporary directory).
 TEST_DEBS := chromium postgresql
+# Real HTML and other languages for the crawl benchmarks (bench_web, bench_langid; tests use the built sample)
+CRAWL_DEBS := python3.11-doc mandoc manpages-de manpages-fr manpages-es manpages-it manpages-ru manpages-pl manpages-nl
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 export HF_HUB_OFFLINE ?= 1
@@ -82,6 +84,9 @@ bench: bench-setup
 	$(PY) bench/bench_text.py --docs 100000 --pii-docs 1000 --repeats 3
 	$(PY) bench/bench_pii.py --docs 600
 	$(PY) bench/bench_pipeline.py --pii-docs 2000
+	@$(MAKE) --no-print-directory install-debs PKGS="$(CRAWL_DEBS)"
+	$(PY) bench/bench_langid.py --per-lang 80
+	$(PY) bench/bench_web.py --python 300 --man 30 --split 4 --rounds 3
 
 clean:
 	rm -rf $(VENV) warehouse .pytest_cache

@@ -11,6 +11,7 @@ pass. `url_domain` and `url_spam_hits` stay on every row.
 from __future__ import annotations
 
 import functools
+import gzip
 import os
 import re
 from urllib.parse import urlsplit
@@ -26,15 +27,15 @@ except ImportError:  # an engine before the Stage contract: a model-free class s
 from schemas.tables import field
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-ADULT_WORDS = os.path.join(DATA, "url_adult_words.txt")
-SPAM_WORDS = os.path.join(DATA, "url_spam_words.txt")
+ADULT_WORDS = os.path.join(DATA, "url_adult_words.txt.gz")  # gzipped: the package data the wheel ships
+SPAM_WORDS = os.path.join(DATA, "url_spam_words.txt.gz")
 TOKEN = re.compile(r"[a-z0-9]+")
 
 
 @functools.lru_cache(maxsize=32)
 def read_list(path: str) -> frozenset[str]:
-    """Entries of a list file, lower case; a missing file is an error, not an empty list."""
-    with open(path, encoding="utf-8") as f:
+    """Entries of a list file (plain or .gz), lower case; a missing file is an error, not an empty list."""
+    with (gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")) as f:
         return frozenset(s for s in (ln.split("#", 1)[0].strip().lower() for ln in f) if s)
 
 
