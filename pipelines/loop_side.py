@@ -6,19 +6,72 @@ dev set and the sampling step, never the held-out scores), so with two workers i
 second process while the main one samples and trains: on two cores the wall time drops by about
 the side chain's share, and every number stays the same (each process keeps the thread count,
 seeds and data order a single process would use, and evaluates the checkpoint as saved).
-`Inline` runs the same steps in this process, each when its result is asked for.
+
+`SideChain` is the interface the round driver uses; `Inline` runs each step in this process
+when its result is asked for, `Worker` in a spawned process that talks in typed `Message`s
+(a kind and a round each, checked on arrival, so a message out of turn is an error, not a
+silent mix-up).
 """
 from __future__ import annotations
 
+import enum
 import queue
 import traceback
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipelines.loop_bench import Bench
+from pipelines.loop_config import LoopConfig
+
+
+class SideChain(Protocol):
+    """What the round driver asks of the side chain, in this order: `ablation` (once), then
+    `start_controls(round 0's checkpoint)`, `loop_eval(0)`, and per round r ≥ 1
+    `submit_eval(r, checkpoint)` (not with DPO), `control(r)`, `loop_eval(r)`; finally `close`."""
+
+    def start_controls(self, base: str) -> None: ...
+
+    def submit_eval(self, r: int, path: str) -> None: ...
+
+    def ablation(self) -> dict: ...
+
+    def loop_eval(self, r: int) -> dict: ...
+
+    def control(self, r: int) -> dict: ...
+
+    def close(self, failed: bool = False) -> dict: ...
+
+
+class SideProtocolError(RuntimeError):
+    """The side worker died, failed, or sent a message other than the one due."""
+
+
+# ---- the side chain's steps -----------------------------------------------------------
+def ablation(bench: Bench, unfiltered: list[list[dict]], teacher: dict[str, str], tok) -> dict:
+    """Round 0 again on the unfiltered teacher data (wrong solutions included), the same way."""
+    c = bench.cfg
+    m_u, _, ck_u, res_u = bench.train("ablation-unfiltered-sft", unfiltered, [teacher["loop_sft_unfiltered"]],
+                                      c.sft_steps, c.lr, tok=tok, early_stop=True)
+    ev_u = bench.evaluate(m_u, tok, sampled=False)
+    bench.register(ck_u, 0, "sft-unfiltered", ev_u, ["model-unfiltered"])
+    return {"ev": ev_u, "steps": res_u["best_step"], "rows": len(unfiltered), "history": res_u["history"]}
+
+
+def control_round(bench: Bench, r: int, filtered: list[list[dict]], teacher: dict[str, str], init: str) -> dict:
+    """The control's round r: the loop's training tokens, spent on the teacher data only."""
+    c = bench.cfg
+    m_c, tok, ck, res_c = bench.train(f"round{r}-control", filtered, [teacher["loop_sft"]], c.round_steps,
+                                      c.rft_lr, init=init)
+    ev_c = bench.evaluate(m_c, tok, sampled=False)  # pass@k / maj@k for the loop only: a third less evaluation
+    bench.register(ck, r, "control", ev_c, [f"control-round-{r}"])
+    return {"ev": ev_c, "tokens": res_c["tokens"], "ck": ck}
 
 
 class Inline:
     """The side chain in this process, each step run when its result is asked for."""
 
-    def __init__(self, loop, teacher: dict[str, str], tok, filtered: list, unfiltered: list):
-        self.loop, self.teacher, self.tok = loop, teacher, tok
+    def __init__(self, bench: Bench, teacher: dict[str, str], tok, filtered: list, unfiltered: list):
+        self.bench, self.teacher, self.tok = bench, teacher, tok
         self.filtered, self.unfiltered = filtered, unfiltered
         self.base = self.ck = None
         self.checkpoints: dict[int, str] = {}
@@ -30,14 +83,14 @@ class Inline:
         self.checkpoints[r] = path
 
     def ablation(self) -> dict:
-        return self.loop.ablation(self.unfiltered, self.teacher, self.tok)
+        return ablation(self.bench, self.unfiltered, self.teacher, self.tok)
 
     def loop_eval(self, r: int) -> dict:
-        return self.loop.evaluate_checkpoint(self.checkpoints[r], r)
+        return self.bench.evaluate_checkpoint(self.checkpoints[r], r)
 
     def control(self, r: int) -> dict:
-        init = self.base if self.loop.args.init == "base" else self.ck
-        res = self.loop.control_round(r, self.filtered, self.teacher, init)
+        init = self.base if self.bench.cfg.init == "base" else self.ck
+        res = control_round(self.bench, r, self.filtered, self.teacher, init)
         self.ck = res["ck"]
         return res
 
@@ -45,47 +98,72 @@ class Inline:
         return {}
 
 
-def _side_main(args, held, dev, teacher, tok_path, inbox, outbox) -> None:
+# ---- the second process -----------------------------------------------------------------
+class Kind(enum.Enum):
+    # main → side
+    BASE = "base"              # round 0's checkpoint: the controls start from it
+    CHECKPOINT = "checkpoint"  # the loop's round-r checkpoint, to score
+    # side → main
+    ABLATION = "ablation"
+    EVAL = "eval"
+    CONTROL = "control"
+    DONE = "done"              # payload: the side's wall-time profile
+    ERROR = "error"            # payload: the side's traceback
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: Kind
+    round: int = 0
+    payload: Any = None
+
+
+def _expect(msg: Message, kind: Kind, r: int) -> Any:
+    if msg.kind is Kind.ERROR:
+        raise SideProtocolError("the loop's side worker (ablation, control, evaluation) failed:\n" + msg.payload)
+    if (msg.kind, msg.round) != (kind, r):
+        raise SideProtocolError(f"the loop's side worker got/sent {msg.kind.value} for round {msg.round} where "
+                                f"{kind.value} for round {r} was due")
+    return msg.payload
+
+
+def _side_main(cfg: LoopConfig, held, dev, teacher, tok_path, inbox, outbox) -> None:
     """The second process: the ablation beside round 0; once round 0 is in, its evaluation, then
     per round the control and the loop checkpoint's evaluation (in the order the main one reads)."""
     try:
         from model.tokenizer import ChatTokenizer
-        from pipelines.reasoning_loop import Loop
 
-        loop = Loop(args)
-        loop.held, loop.dev = held, dev
-        side = Inline(loop, teacher, ChatTokenizer.load(tok_path), loop.conversations(teacher["loop_sft"]),
-                      loop.conversations(teacher["loop_sft_unfiltered"]))
-        if not args.no_ablation:
-            outbox.put(("ablation", side.ablation()))
-        _, _, base = inbox.get()  # round 0's checkpoint; if the main process fails, it terminates this one
-        side.start_controls(base)
-        outbox.put(("eval", side.loop_eval(0)))
-        for r in range(1, args.rounds + 1):
-            outbox.put(("control", side.control(r)))
-            if not args.dpo:  # with DPO the main process scores its SFT model itself (dev picks SFT or DPO)
-                _, r_in, path = inbox.get()
-                assert r_in == r, (r_in, r)
-                side.submit_eval(r, path)
-                outbox.put(("eval", side.loop_eval(r)))
-        outbox.put(("done", loop.record["profile"]))
+        bench = Bench(cfg)
+        bench.held, bench.dev = held, dev
+        side = Inline(bench, teacher, ChatTokenizer.load(tok_path), bench.conversations(teacher["loop_sft"]),
+                      bench.conversations(teacher["loop_sft_unfiltered"]))
+        if not cfg.no_ablation:
+            outbox.put(Message(Kind.ABLATION, 0, side.ablation()))
+        side.start_controls(_expect(inbox.get(), Kind.BASE, 0))  # if the main process fails, it terminates this one
+        outbox.put(Message(Kind.EVAL, 0, side.loop_eval(0)))
+        for r in range(1, cfg.rounds + 1):
+            outbox.put(Message(Kind.CONTROL, r, side.control(r)))
+            if not cfg.dpo:  # with DPO the main process scores its SFT model itself (dev picks SFT or DPO)
+                side.submit_eval(r, _expect(inbox.get(), Kind.CHECKPOINT, r))
+                outbox.put(Message(Kind.EVAL, r, side.loop_eval(r)))
+        outbox.put(Message(Kind.DONE, 0, bench.profile))
     except BaseException:
-        outbox.put(("error", traceback.format_exc()))
-        raise SystemExit(1)
+        outbox.put(Message(Kind.ERROR, 0, traceback.format_exc()))
+        raise SystemExit(1) from None
 
 
 class Worker:
     """The side chain in a spawned process; requests go in and results come back in order."""
 
-    def __init__(self, loop, teacher: dict[str, str], tok_path: str, target=_side_main):
+    def __init__(self, bench: Bench, teacher: dict[str, str], tok_path: str, target=_side_main):
         import multiprocessing as mp
         ctx = mp.get_context("spawn")  # no forked torch/Ray state in the child
         self.inbox, self.outbox = ctx.Queue(), ctx.Queue()
         self.proc = ctx.Process(target=target, name="loop-side", daemon=True,
-                                args=(loop.args, loop.held, loop.dev, teacher, tok_path, self.inbox, self.outbox))
+                                args=(bench.cfg, bench.held, bench.dev, teacher, tok_path, self.inbox, self.outbox))
         self.proc.start()
 
-    def _get(self, kind: str):
+    def _get(self, kind: Kind, r: int) -> Any:
         while True:
             try:
                 msg = self.outbox.get(timeout=2)
@@ -95,28 +173,25 @@ class Worker:
                 try:  # it may have written its last message just before exiting
                     msg = self.outbox.get(timeout=1)
                 except queue.Empty:
-                    raise RuntimeError(f"the loop's side worker (ablation, control, evaluation) died with exit code "
-                                       f"{self.proc.exitcode} before sending its {kind} result") from None
-            if msg[0] == "error":
-                raise RuntimeError("the loop's side worker (ablation, control, evaluation) failed:\n" + msg[1])
-            if msg[0] != kind:
-                raise RuntimeError(f"the loop's side worker sent {msg[0]!r} where {kind!r} was due")
-            return msg[1]
+                    raise SideProtocolError(
+                        f"the loop's side worker (ablation, control, evaluation) died with exit code "
+                        f"{self.proc.exitcode} before sending its {kind.value} result") from None
+            return _expect(msg, kind, r)
 
     def start_controls(self, base: str) -> None:
-        self.inbox.put(("base", 0, base))
+        self.inbox.put(Message(Kind.BASE, 0, base))
 
     def submit_eval(self, r: int, path: str) -> None:
-        self.inbox.put(("eval", r, path))
+        self.inbox.put(Message(Kind.CHECKPOINT, r, path))
 
     def ablation(self) -> dict:
-        return self._get("ablation")
+        return self._get(Kind.ABLATION, 0)
 
     def loop_eval(self, r: int) -> dict:
-        return self._get("eval")
+        return self._get(Kind.EVAL, r)
 
     def control(self, r: int) -> dict:
-        return self._get("control")
+        return self._get(Kind.CONTROL, r)
 
     def close(self, failed: bool = False) -> dict:
         """The side's wall-time profile; on failure, stop it (it must not outlive the run)."""
@@ -124,6 +199,6 @@ class Worker:
             self.proc.terminate()
             self.proc.join(10)
             return {}
-        profile = self._get("done")
+        profile = self._get(Kind.DONE, 0)
         self.proc.join(60)
         return profile

@@ -190,22 +190,134 @@ def _dies(*args):
     os._exit(3)
 
 
+def _side_bench(tmp_path):
+    """What a Worker needs of the loop's Bench (its config, held-out and dev sets), without a model."""
+    import types
+
+    from pipelines.loop_config import LoopConfig
+    from pipelines.reasoning_loop import parser
+    cfg = LoopConfig.from_args(parser().parse_args(["--warehouse", str(tmp_path), "--rounds", "1", "--threads", "1",
+                                                    "--device", "cpu"]))
+    return types.SimpleNamespace(cfg=cfg, held=[], dev=[])
+
+
 @pytest.mark.parametrize("target", ["dies", "raises"])
 def test_a_side_worker_that_dies_or_fails_fails_the_run_with_its_reason(tmp_path, target):
     """Killed (no message) or failing (its traceback comes back): the main process raises, never waits."""
-    import argparse
-
-    from pipelines.loop_side import Worker, _side_main
+    from pipelines.loop_side import SideProtocolError, Worker, _side_main
     target = _dies if target == "dies" else _side_main   # _side_main fails to load a missing tokenizer
-    loop = argparse.Namespace(args=argparse.Namespace(warehouse=str(tmp_path), no_ablation=False, rounds=1, seed=0,
-                                                      run=None, threads=1, device="cpu"),
-                              held=[], dev=[])
-    w = Worker(loop, {}, str(tmp_path / "tokenizer.json"), target=target)
-    with pytest.raises(RuntimeError) as e:
+    w = Worker(_side_bench(tmp_path), {}, str(tmp_path / "tokenizer.json"), target=target)
+    with pytest.raises(SideProtocolError) as e:
         w.ablation()
     assert ("exit code 3" in str(e.value)) if target is _dies else ("ChatTokenizer.load" in str(e.value)), str(e.value)
     w.close(failed=True)
     assert not w.proc.is_alive()
+
+
+def _sends_out_of_turn(cfg, held, dev, teacher, tok_path, inbox, outbox):
+    from pipelines.loop_side import Kind, Message
+    outbox.put(Message(Kind.EVAL, 0, {"accuracy": 0.5}))   # the evaluation where the ablation was due
+    inbox.get()   # wait to be terminated
+
+
+def test_a_side_message_out_of_turn_is_an_error_not_a_result(tmp_path):
+    """Messages carry their kind and round: the ablation's slot never takes an evaluation's result."""
+    from pipelines.loop_side import Kind, Message, SideProtocolError, Worker, _expect
+    w = Worker(_side_bench(tmp_path), {}, "", target=_sends_out_of_turn)
+    try:
+        with pytest.raises(SideProtocolError, match="eval for round 0 where ablation for round 0 was due"):
+            w.ablation()
+    finally:
+        w.close(failed=True)
+    assert _expect(Message(Kind.CONTROL, 2, "x"), Kind.CONTROL, 2) == "x"
+    with pytest.raises(SideProtocolError, match="for round 1 where control for round 2"):
+        _expect(Message(Kind.CONTROL, 1, "x"), Kind.CONTROL, 2)
+
+
+def test_both_side_chains_implement_the_interface_the_driver_uses():
+    from pipelines.loop_side import Inline, SideChain, Worker
+    wanted = {n for n in vars(SideChain) if not n.startswith("_")}
+    assert wanted == {"start_controls", "submit_eval", "ablation", "loop_eval", "control", "close"}
+    for impl in (Inline, Worker):
+        assert wanted <= set(vars(impl)), (impl, wanted - set(vars(impl)))
+
+
+def test_the_config_has_one_typed_frozen_field_per_flag():
+    """Every parser destination is a LoopConfig field and back (a new flag cannot be forgotten in
+    one of them), lists become tuples, and the config cannot be changed after it is built."""
+    import dataclasses
+
+    from pipelines.loop_config import LoopConfig
+    from pipelines.reasoning_loop import parser
+    args = parser().parse_args(["--levels", "1", "2", "--seed", "3"])
+    cfg = LoopConfig.from_args(args)
+    assert {f.name for f in dataclasses.fields(LoopConfig)} == set(vars(args))
+    assert cfg.levels == (1, 2) and cfg.seed == 3 and cfg.to_dict()["levels"] == [1, 2]
+    assert list(cfg.to_dict()) == list(vars(args))   # record.json's config, in the parser's order
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 4
+    args.extra = 1
+    with pytest.raises(TypeError, match="unknown \\['extra'\\]"):
+        LoopConfig.from_args(args)
+
+
+def test_a_heldout_leak_raises_a_named_error_even_under_python_O(tmp_path):
+    """The checks are not asserts: `python -O` keeps them."""
+    import subprocess
+    import sys
+
+    from filters.twins import TwinIndex
+    from pipelines.loop_integrity import HeldoutLeak, check_disjoint_ids, check_no_twins
+    with pytest.raises(HeldoutLeak, match="1 held-out problems are in the training pool"):
+        check_disjoint_ids(["a", "b"], ["b", "c"], "the training pool")
+    check_disjoint_ids(["a"], ["c"], "the training pool")
+    held = [{"problem": "Ann has 3 apples. She buys 4 more. How many apples does Ann have now?"}]
+    twin = TwinIndex([("x", "Bob has 3 pears. He buys 4 more. How many pears does Bob have now?")])
+    other = TwinIndex([("y", "Bob has 5 pears. He buys 4 more. How many pears does Bob have now?")])
+    with pytest.raises(HeldoutLeak, match="1 held-out problems have a twin"):
+        check_no_twins(held, twin)
+    assert check_no_twins(held, other) == 0
+    code = ("from pipelines.loop_integrity import HeldoutLeak, check_disjoint_ids\n"
+            "try:\n    check_disjoint_ids(['a'], ['a'], 'x')\nexcept HeldoutLeak:\n    print('raised')")
+    res = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert res.stdout.strip() == "raised", res.stderr
+
+
+def test_the_loop_modules_form_no_import_cycle():
+    """pipelines/loop_*.py and reasoning_loop.py import one way (lazy imports count): the command
+    line imports the parts, no part imports the command line, and the parts form no cycle."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "pipelines"
+    mods = {p.stem: p for p in [*root.glob("loop_*.py"), root / "reasoning_loop.py"]}
+    graph = {}
+    for name, path in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "pipelines":
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipelines."):
+                deps.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("pipelines.")}
+        graph[name] = deps & set(mods)
+    assert {"loop_side", "loop_rounds", "loop_config"} <= set(graph)
+    assert not [m for m, deps in graph.items() if "reasoning_loop" in deps], graph
+    done, stack = set(), []
+
+    def visit(m):
+        assert m not in stack, f"import cycle: {' -> '.join(stack[stack.index(m):] + [m])}"
+        if m in done:
+            return
+        stack.append(m)
+        for d in sorted(graph[m]):
+            visit(d)
+        stack.pop()
+        done.add(m)
+    for m in sorted(graph):
+        visit(m)
 
 
 def test_a_sample_from_a_problem_solved_only_sometimes_weighs_more_in_the_mix():

@@ -1,0 +1,228 @@
+"""What the loop and its side chain share: one process's seeded torch setup, the warehouse, and
+the model steps both run (SFT with dev-set model choice, held-out and dev scoring, registering a
+checkpoint in the `models` table). The round driver (`pipelines/loop_rounds.py`) and the side
+chain (`pipelines/loop_side.py`) each hold a `Bench`; with two workers each process has its own,
+built from the same `LoopConfig`, so both seed and score exactly as one process would.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+
+import pyarrow as pa
+
+from pipelines.loop_config import LoopConfig
+from schemas.store import Store
+from schemas.tables import field, schema
+
+MODELS = schema([
+    field("id", pa.string(), required=True), field("path", pa.string()), field("round", pa.int32(), stats="category"),
+    field("stage", pa.string(), stats="category"), field("step", pa.int32()),
+    field("trained_on", pa.list_(pa.string())),
+    field("accuracy", pa.float32(), stats="hist:0:1:20"), field("metrics", pa.string()), field("run", pa.string()),
+], id_fields=["id", "stage", "run"])
+
+
+def log(msg: str) -> None:
+    print(f"[loop {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def conv_key(c: list[dict]) -> str:
+    return json.dumps(c, sort_keys=True)
+
+
+class Bench:
+    """One process's half of the loop: reproducible on one machine and thread count (seeds
+    everywhere, deterministic kernels). `held` and `dev` are set by whoever built the problems."""
+
+    def __init__(self, cfg: LoopConfig):
+        import random
+
+        import numpy as np
+        import torch
+
+        from model.runtime import setup
+
+        self.cfg = cfg
+        self.wh = os.path.abspath(cfg.warehouse)
+        self.store = Store(self.wh)
+        self.run_name = cfg.run or f"loop-s{cfg.seed}"
+        self.out = os.path.join(self.wh, "_loop", self.run_name)
+        os.makedirs(self.out, exist_ok=True)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        self.device, self.autocast = setup(cfg.threads, cfg.device)
+        self.profile: dict[str, float] = {}   # wall seconds by phase
+        self.held: list[dict] = []
+        self.dev: list[dict] = []
+
+    def timed(self, phase: str):
+        """Context manager adding the wall time of a block to `profile[phase]`."""
+        @contextlib.contextmanager
+        def cm():
+            t = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.profile[phase] = round(self.profile.get(phase, 0.0) + time.perf_counter() - t, 2)
+        return cm()
+
+    def conversations(self, ref: str) -> list[list[dict]]:
+        """A table's conversations in a fixed order (whatever order the executor wrote them in)."""
+        convs = [[{"role": m["role"], "content": m["content"]} for m in msgs]
+                 for msgs in self.store.read_arrow(ref, columns=["messages"]).column("messages").to_pylist()]
+        return sorted(convs, key=conv_key)
+
+    # ---- training -------------------------------------------------------------------
+    def _new_model(self, tok):
+        import torch
+
+        from model.config import ModelConfig
+        from model.transformer import Transformer
+        c = self.cfg
+        torch.manual_seed(c.seed)
+        return Transformer(ModelConfig(vocab_size=tok.vocab_size, dim=c.dim, n_layers=c.layers, n_heads=c.heads,
+                                       n_kv_heads=c.kv_heads, ffn_dim=c.ffn_dim, max_seq_len=c.max_seq_len,
+                                       rope_fraction=c.rope_fraction)).to(self.device)
+
+    def _reused(self, name: str, path: str, cfg, trained_on: list[str]):
+        """`--reuse-checkpoints`: the same run, data and settings give the same weights (reproducible)."""
+        from model import checkpoint
+        if not os.path.exists(os.path.join(path, "checkpoint.json")):
+            return None
+        meta = checkpoint.meta(path)
+        if meta["train_config"] != cfg.to_dict() or meta["trained_on"] != trained_on:
+            return None
+        model, tok, _ = checkpoint.load(path, device=str(self.device))
+        log(f"{name}: reused {path} (step {meta['step']})")
+        return model, tok, path, {"steps": meta["step"], "best_step": meta["step"], "history": [],
+                                  "dev_curve": meta["metrics"].get("dev_curve", []), "tokens": None,
+                                  "tokens_per_s": None, "final_loss": meta["metrics"].get("loss"),
+                                  "dev_by_level": meta["metrics"].get("dev_by_level"), "reused": True}
+
+    def train(self, name: str, convs: list[list[dict]], trained_on: list[str], steps: int, lr: float,
+              init: str | None = None, tok=None, early_stop: bool = False):
+        """SFT from `init` (or from scratch); with `early_stop` the dev set is scored every
+        `--eval-every` steps and the best weights are kept. By default training runs all `steps`:
+        one dev score over 300 problems has an SE of ~2.5 points, so a stop after `--patience` worse
+        scores once ended seed 1's round 0 at a noisy peak 600 steps early (held-out 0.246 against
+        0.336 when run to the end). With `--patience N` it stops, but never before `--min-steps`:
+        dev accuracy sits near zero for the first few hundred steps."""
+        from model import checkpoint
+        from model.config import TrainConfig
+        from model.sft import train_sft
+
+        c = self.cfg
+        if init:
+            model, tok, _ = checkpoint.load(init, device=str(self.device))
+        else:
+            model = self._new_model(tok)
+        tpb = c.round_tokens_per_batch if init else c.tokens_per_batch
+        tcfg = TrainConfig(lr=lr, steps=steps, warmup_steps=min(30, steps // 10 + 1), tokens_per_batch=tpb,
+                           packing=c.packing, seq_len=c.seq_len, seed=c.seed)
+        path = os.path.join(self.out, name)
+        if c.reuse_checkpoints and init is None:
+            reused = self._reused(name, path, tcfg, trained_on)
+            if reused:
+                return reused
+        best = {"acc": -1.0, "step": 0, "state": None, "bad": 0, "curve": [], "eval_s": 0.0, "by_level": None}
+
+        def on_step(rec: dict) -> bool:
+            every = c.eval_every * (1 if rec["step"] >= c.min_steps else 4)  # before it can stop: a coarser curve
+            if not early_stop or rec["step"] % every:
+                return False
+            t_eval = time.perf_counter()
+            with self.timed("evaluation"):
+                ev = self.evaluate_dev(model, tok)
+            acc = ev["accuracy"]
+            best["eval_s"] += time.perf_counter() - t_eval  # counted as evaluation, not training
+            model.train()
+            best["curve"].append((rec["step"], round(acc, 4)))
+            if acc > best["acc"]:
+                best.update(acc=acc, step=rec["step"], bad=0, by_level=ev["by_level"],
+                            state={k: v.detach().clone() for k, v in model.state_dict().items()})
+            else:
+                best["bad"] += 1
+            return 0 < c.patience <= best["bad"] and rec["step"] >= c.min_steps
+
+        t = time.perf_counter()
+        with self.timed("training"):
+            res = train_sft(model, tok, convs, tcfg, path, trained_on, self.device, self.autocast, resume=False,
+                            progress=not c.quiet, on_step=on_step)
+            if early_stop and best["state"] is not None and best["step"] != res["steps"]:
+                model.load_state_dict(best["state"])
+                checkpoint.save(path, model, tok, step=best["step"], train_config=tcfg.to_dict(),
+                                trained_on=trained_on, metrics={"dev_accuracy": best["acc"], "dev_curve": best["curve"],
+                                                                "dev_by_level": best["by_level"]},
+                                extra={"stage": "sft"})
+        self.profile["training"] = round(self.profile["training"] - best["eval_s"], 2)
+        res["best_step"] = best["step"] if early_stop and best["state"] is not None else res["steps"]
+        res["dev_curve"] = best["curve"]
+        res["dev_by_level"] = best["by_level"]
+        res["tokens_trained"] = res["tokens"]
+        log(f"{name}: {res['steps']} steps on {len(convs)} conversations (kept step {res['best_step']}), "
+            f"loss {res['final_loss']:.3f}, {res['tokens_per_s'] or 0:.0f} tok/s, {time.perf_counter() - t:.0f} s"
+            + (f", dev {best['curve']}" if early_stop else ""))
+        return model, tok, path, res
+
+    # ---- scoring --------------------------------------------------------------------
+    def evaluate(self, model, tok, sampled: bool = True) -> dict:
+        """Held-out greedy pass@1 (+ SE, outcomes), pass@k / maj@k; dev greedy accuracy."""
+        from synth.evaluate import evaluate
+        with self.timed("evaluation"):
+            ev = evaluate(model, tok, self.held, max_new_tokens=self.cfg.max_new_tokens)
+            ev["dev"] = self.evaluate_dev(model, tok)["accuracy"]
+        if sampled and self.cfg.eval_k > 1:
+            ev["sampled"] = self.evaluate_sampled(model, tok)
+        return ev
+
+    def evaluate_sampled(self, model, tok) -> dict:
+        """pass@k / maj@k on the held-out set (`--eval-k` samples a problem)."""
+        from synth.evaluate import evaluate_sampled
+        c = self.cfg
+        with self.timed("evaluation"):
+            return evaluate_sampled(model, tok, self.held, c.eval_k, c.temperature, seed=c.seed,
+                                    max_new_tokens=c.max_new_tokens)
+
+    def evaluate_dev(self, model, tok) -> dict:
+        """Greedy accuracy on the dev set (early stopping, model choice, the curriculum); the caller times it."""
+        from synth.evaluate import evaluate
+        return evaluate(model, tok, self.dev, max_new_tokens=self.cfg.max_new_tokens)
+
+    def evaluate_checkpoint(self, path: str, r: int) -> dict:
+        """The loop's round-r checkpoint as saved, scored like `evaluate`, pass@k at round 0 only:
+        the last round's the main process scores meanwhile (`sampled_checkpoint`), else it would
+        be the run's tail, one process busy and the other waiting."""
+        from model import checkpoint
+        model, tok, _ = checkpoint.load(path, device=str(self.device))
+        return self.evaluate(model, tok, sampled=r == 0)
+
+    def sampled_checkpoint(self, path: str) -> dict:
+        """pass@k / maj@k of the checkpoint as saved (the last round's, on the main process)."""
+        from model import checkpoint
+        model, tok, _ = checkpoint.load(path, device=str(self.device))
+        return self.evaluate_sampled(model, tok)
+
+    def register(self, path: str, round_: int, stage: str, ev: dict, tags: list[str]) -> int:
+        """One row per checkpoint in the `models` table, tagged by round (lineage from the store side)."""
+        from model import checkpoint
+        from pipelines.derived import publish_derived
+
+        m = checkpoint.meta(path)
+        metrics = {k: v for k, v in ev.items() if k != "outcomes"}
+        row = {"id": m["id"], "path": path, "round": round_, "stage": stage, "step": m["step"],
+               "trained_on": m["trained_on"], "accuracy": ev["accuracy"], "metrics": json.dumps(metrics),
+               "run": self.run_name}
+        table = pa.Table.from_pylist([row], schema=MODELS)
+        snap = publish_derived(self.store, "models", MODELS, table, source=",".join(m["trained_on"]),
+                               pipeline="reasoning_loop",
+                               config={"checkpoint": m["id"], "stage": stage, "run": self.run_name},
+                               rows_in=1, used=1, reasons={}, unit="checkpoints", mode="append")
+        for t in tags:
+            self.store.tag(f"models@{snap}", t, replace=True)
+        return snap
