@@ -1,0 +1,209 @@
+"""Crawl files to kept documents: our web stages vs DataTrove's on the same WARC files.
+
+    python bench/bench_web.py --python 300 --man 30 --split 4 --rounds 3
+
+Builds a crawl with tests/crawl_sample.py (Debian python3.11-doc HTML, mandoc-rendered man pages
+in 7 other languages, plus the non-HTML and broken records a crawl holds), then runs each side in
+its own subprocess, interleaved (the order alternates per round), and takes CPU seconds from the
+kernel's accounting of that subprocess and everything it waited for (DataTrove's Trafilatura
+runs in a sandbox child process). Documents = HTML response records in the files.
+
+DataTrove: WarcReader → Trafilatura (favour_precision, its defaults) → language (see below) →
+GopherRepetitionFilter → GopherQualityFilter → C4QualityFilter → FineWebQualityFilter.
+Ours: read_warc → HtmlExtractor → LanguageId → C4LineFilter → FineWebFilter → GopherFilter, the
+order text_curation.py runs them, in process (no Ray, as DataTrove's local executor with one task).
+Two substitutions, the same on both sides, because nothing may download at run time: the
+language filter is py3langid through `filters.language.detect` (DataTrove's LanguageFilter
+downloads a fastText model), and DataTrove's word tokenizer is a regex one (its default NLTK
+punkt needs a data download).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+MIN_SCORE = 0.65
+
+
+def run_ours(crawl: str) -> dict:
+    import glob
+
+    from filters.extract import HtmlExtractor
+    from filters.heuristics import GopherFilter
+    from filters.language import LanguageId
+    from filters.web_lines import C4LineFilter, FineWebFilter
+    from schemas.engine.inputs import plan_inputs, read_shard
+    from schemas.engine.stage import run_stage
+    from schemas.tables import DOCUMENTS, with_columns
+    from schemas.warc import WEB_FIELDS
+    schema = with_columns(DOCUMENTS, WEB_FIELDS)
+    stages = [("extract", HtmlExtractor()), ("language", LanguageId(languages=["en"], min_score=MIN_SCORE)),
+              ("c4_lines", C4LineFilter()), ("fineweb", FineWebFilter()), ("heuristics", GopherFilter())]
+    seconds: Counter = Counter()
+    kept, dropped, docs = [], {}, 0
+    for shard in plan_inputs(sorted(glob.glob(os.path.join(crawl, "*.warc.gz")))):
+        t = time.process_time()
+        live, _, _ = read_shard(shard, schema)
+        seconds["read"] += time.process_time() - t
+        docs += live.num_rows
+        for name, fn in stages:
+            t = time.process_time()
+            live, rejects, _ = run_stage(name, fn, live)
+            seconds[name] += time.process_time() - t
+            if rejects is not None:
+                dropped.update(zip(rejects.column("url").to_pylist(), rejects.column("drop_reason").to_pylist()))
+        kept += live.column("url").to_pylist()
+    return {"docs": docs, "kept": kept, "dropped": dropped, "stage_cpu": dict(seconds)}
+
+
+def run_datatrove(crawl: str, logs: str) -> dict:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        LambdaFilter,
+    )
+    from datatrove.pipeline.readers import WarcReader
+    from datatrove.utils.word_tokenizers import WordTokenizer
+
+    from filters.language import detect
+
+    class RegexTokenizer(WordTokenizer):
+        """Words and punctuation apart, as NLTK's treebank tokenizer does, without its data files."""
+        def word_tokenize(self, text):
+            if os.environ.get("BENCH_DT_WORDS") == "whitespace":  # words as our Gopher counts them
+                return text.split()
+            return re.findall(r"\w+(?:['’-]\w+)*|[^\w\s]", text)
+
+        def sent_tokenize(self, text):
+            return [s for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+
+        def span_tokenize(self, text):
+            return [m.span() for m in re.finditer(r"\S+", text)]
+
+    seen: dict[str, list[str]] = {}
+
+    def track(name):
+        def step(data, rank=0, world_size=1):
+            urls = seen.setdefault(name, [])
+            for doc in data:
+                urls.append(doc.metadata.get("url"))
+                yield doc
+        return step
+
+    def english(doc):
+        code, score = detect(doc.text)
+        return code == "en" and score >= MIN_SCORE
+
+    tok = RegexTokenizer("en")
+    steps = [WarcReader(crawl, glob_pattern="*.warc.gz"), track("read"), Trafilatura(favour_precision=True),
+             track("extract"), LambdaFilter(english), track("language"), GopherRepetitionFilter(language=tok),
+             track("gopher_rep"), GopherQualityFilter(language=tok), track("gopher_quality"),
+             C4QualityFilter(language=tok), track("c4"), FineWebQualityFilter(language=tok), track("fineweb")]
+    LocalPipelineExecutor(pipeline=steps, tasks=1, workers=1, logging_dir=logs, skip_completed=False).run()
+    order = ["read", "extract", "language", "gopher_rep", "gopher_quality", "c4", "fineweb"]
+    dropped = {}
+    for before, after in zip(order, order[1:]):
+        for url in set(seen.get(before, [])) - set(seen.get(after, [])):
+            dropped.setdefault(url, after)
+    step_seconds, reasons = {}, {}
+    stats = os.path.join(logs, "stats.json")
+    if os.path.exists(stats):
+        with open(stats) as f:
+            for s in json.load(f):
+                name = s["name"].split(":")[-1].strip()
+                if s.get("time_stats"):
+                    step_seconds[name] = round(s["time_stats"].get("total", 0.0), 3)
+                reasons.update({f"{name}:{k[len('dropped_'):]}": v for k, v in s.get("stats", {}).items()
+                                if k.startswith("dropped_")})
+    return {"docs": len(seen.get("read", [])), "kept": seen.get("fineweb", []), "dropped": dropped,
+            "step_wall": step_seconds, "reasons": reasons}
+
+
+def side(name: str, crawl: str, out: str) -> None:
+    result = run_ours(crawl) if name == "ours" else run_datatrove(crawl, tempfile.mkdtemp(prefix="dt-logs-"))
+    with open(out, "w") as f:
+        json.dump(result, f)
+
+
+def cpu_of(name: str, crawl: str, out: str) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--side", name, "--crawl", crawl, "--out", out],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--python", type=int, default=300)
+    ap.add_argument("--man", type=int, default=30)
+    ap.add_argument("--split", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--crawl", default=None, help="existing folder of *.warc.gz (else one is built)")
+    ap.add_argument("--dt-words", choices=["regex", "whitespace"], default="regex",
+                    help="DataTrove's words: punctuation apart as NLTK's tokenizer (its default), or split on "
+                         "whitespace as our Gopher rules count them (to see what else differs)")
+    ap.add_argument("--side", choices=["ours", "datatrove"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.side:
+        return side(a.side, a.crawl, a.out)
+    os.environ["BENCH_DT_WORDS"] = a.dt_words
+    crawl = a.crawl
+    if crawl is None:
+        from crawl_sample import build
+        crawl = tempfile.mkdtemp(prefix="crawl-")
+        build(crawl, a.python, a.man, a.split, wet=False)
+    work = tempfile.mkdtemp(prefix="bench-web-")
+    cpu: dict[str, list[float]] = {"ours": [], "datatrove": []}
+    results = {}
+    for r in range(a.rounds):
+        for name in (("ours", "datatrove") if r % 2 == 0 else ("datatrove", "ours")):
+            out = os.path.join(work, f"{name}-{r}.json")
+            cpu[name].append(cpu_of(name, crawl, out))
+            with open(out) as f:
+                results[name] = json.load(f)
+    report(crawl, cpu, results)
+
+
+def report(crawl: str, cpu: dict[str, list[float]], results: dict) -> None:
+    ours, dt = results["ours"], results["datatrove"]
+    med = {k: sorted(v)[len(v) // 2] for k, v in cpu.items()}
+    print(f"crawl: {crawl}; HTML documents: ours {ours['docs']}, DataTrove {dt['docs']}")
+    print("| side | CPU-s (median; all rounds) | docs/CPU-s | kept |")
+    print("|---|---|---|---|")
+    for name, res in (("ours", ours), ("datatrove", dt)):
+        print(f"| {name} | {med[name]:.1f} ({', '.join(f'{x:.1f}' for x in cpu[name])}) "
+              f"| {res['docs'] / med[name]:.1f} | {len(res['kept'])} |")
+    print(f"ours / DataTrove docs per CPU-s: {(ours['docs'] / med['ours']) / (dt['docs'] / med['datatrove']):.2f}x")
+    print("our stage CPU-s (last round):", {k: round(v, 2) for k, v in ours["stage_cpu"].items()})
+    print("DataTrove step wall s (its stats, last round):", dt.get("step_wall"))
+    print("our reasons:", dict(Counter(ours["dropped"].values()).most_common()))
+    print("DataTrove reasons:", dt.get("reasons"))
+    a, b = set(ours["kept"]), set(dt["kept"])
+    print(f"kept-URL Jaccard: {len(a & b) / max(len(a | b), 1):.3f} (both {len(a & b)}, only ours {len(a - b)}, "
+          f"only DataTrove {len(b - a)})")
+    print("kept only by DataTrove, our reason:", dict(Counter(ours["dropped"].get(u, "?") for u in b - a)))
+    print("kept only by ours, DataTrove's dropping step:", dict(Counter(dt["dropped"].get(u, "?") for u in a - b)))
+    for u in sorted(b - a)[:5] + sorted(a - b)[:5]:
+        print("  ", u, "ours:", ours["dropped"].get(u, "kept"), "datatrove:", dt["dropped"].get(u, "kept"))
+
+
+if __name__ == "__main__":
+    main()
