@@ -64,7 +64,8 @@ def main() -> None:
           f"rejects {acc['rejects_by_reason']}")
     print("grades: " + ", ".join(f"{k}: {v}" for k, v in sorted(scores.items())))
     for mode in (["--threshold", str(args.threshold)], ["--multiclass"]):
-        out = _run(["-c", "from pipelines.cli import main; main()", "--warehouse", wh, "train-classifier", "--input", "edu_grades",
+        out = _run(["-c", "from pipelines.cli import main; main()", "--warehouse", wh, "train-classifier",
+                    "--input", "edu_grades",
                     "--valid-frac", str(args.valid_frac), "--json", *mode], check=False)
         if out.returncode:
             print(f"{' '.join(mode)}: no classifier: {out.stderr.strip().splitlines()[-1]}")

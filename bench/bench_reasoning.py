@@ -53,7 +53,8 @@ def labeled_set(n_word: int = 150, n_math: int = 150, seed: int = 0) -> list[dic
                 bad += [f"The answer is {-v}."] if v else []
             else:
                 p_, q = f.numerator, f.denominator
-                good += [f"The answer is {p_}/{q}.", f"\\boxed{{\\frac{{{p_}}}{{{q}}}}}", f"The answer is {2 * p_}/{2 * q}."]
+                good += [f"The answer is {p_}/{q}.", f"\\boxed{{\\frac{{{p_}}}{{{q}}}}}",
+                         f"The answer is {2 * p_}/{2 * q}."]
                 d = float(f)
                 if len(repr(d)) < 12:  # terminating decimal
                     good.append(f"The answer is {d}.")
@@ -122,7 +123,8 @@ def bench_chain(args) -> dict:
     t_verify = time.perf_counter() - t0
     table = pa.Table.from_pylist(rows, schema=pa.schema([
         ("id", pa.string()), ("problem", pa.string()), ("answer", pa.string()), ("level", pa.int32()),
-        ("source", pa.string()), ("generator", pa.string()), ("pass_rate", pa.float32()), ("samples", pa.list_(SAMPLE))]))
+        ("source", pa.string()), ("generator", pa.string()), ("pass_rate", pa.float32()),
+        ("samples", pa.list_(SAMPLE))]))
     t1 = time.perf_counter()
     s, _ = cot_samples(table)
     sft, _ = sft_rows(s)
@@ -215,7 +217,8 @@ def main() -> None:
         print(json.dumps({k: v for k, v in res["verifier"].items() if k != "examples_of_errors"}))
     if "chain" in a.parts:
         runs = [bench_chain(a) for _ in range(a.repeats)]
-        res["chain"] = {**runs[0], "samples_per_s_per_core": statistics.median(r["samples_per_s_per_core"] for r in runs)}
+        res["chain"] = {**runs[0],
+                        "samples_per_s_per_core": statistics.median(r["samples_per_s_per_core"] for r in runs)}
         print(json.dumps(res["chain"]))
     if "generation" in a.parts:
         res["generation"] = bench_generation(a)

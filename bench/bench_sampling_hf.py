@@ -184,10 +184,12 @@ def main() -> int:
                         gen += f(ps[i:i + bs], a.max_new_tokens, temp, top_p, 1000 * r + i)
                     dt, cpu = time.perf_counter() - t, time.process_time() - c
                     n = sum(len(g) for g in gen)
-                    runs[name].append({"s": round(dt, 3), "cpu_s": round(cpu, 3), "tokens": n, "tok_s": round(n / dt, 2),
+                    runs[name].append({"s": round(dt, 3), "cpu_s": round(cpu, 3), "tokens": n,
+                                       "tok_s": round(n / dt, 2),
                                         "tok_cpu_s": round(n / cpu, 2)})
                     outs[name] = gen
-                    print(f"{setting} bs={bs} repeat {r + 1} {name}: {n} tokens {dt:.2f} s {n / dt:.1f} tok/s, {cpu:.2f} CPU-s {n / cpu:.1f} tok/CPU-s",
+                    print(f"{setting} bs={bs} repeat {r + 1} {name}: {n} tokens {dt:.2f} s {n / dt:.1f} tok/s, "
+                          f"{cpu:.2f} CPU-s {n / cpu:.1f} tok/CPU-s",
                           file=sys.stderr, flush=True)
             med = {k: statistics.median(x["tok_s"] for x in v) for k, v in runs.items()}
             cpu = {k: statistics.median(x["tok_cpu_s"] for x in v) for k, v in runs.items()}

@@ -226,16 +226,19 @@ def main() -> int:
                 raise SystemExit(f"{v} run failed")
             runs[v].append(json.loads(out.stdout.strip().splitlines()[-1]))
             x = runs[v][-1]
-            print(f"repeat {r + 1} {v}: {x['tokens_per_s']:.1f} tok/s, {x['tokens_per_cpu_s']:.1f} tok/CPU-s, peak {x['peak_rss_mb']:.0f} MB, "
+            print(f"repeat {r + 1} {v}: {x['tokens_per_s']:.1f} tok/s, {x['tokens_per_cpu_s']:.1f} tok/CPU-s, "
+                  f"peak {x['peak_rss_mb']:.0f} MB, "
                   f"steps {x['step_s']} s, losses {x['losses']}", file=sys.stderr, flush=True)
     load_end = open("/proc/loadavg").read().split()[:3]
     keys = ("tokens_per_s", "tokens_per_cpu_s", "peak_rss_mb", "rss_after_load_mb")
     med = {v: {k: statistics.median(x[k] for x in rs) for k in keys} for v, rs in runs.items()}
-    paired = statistics.median(o["tokens_per_s"] / h["tokens_per_s"] for o, h in zip(runs["ours"], runs["transformers"]))
+    paired = statistics.median(o["tokens_per_s"] / h["tokens_per_s"]
+                               for o, h in zip(runs["ours"], runs["transformers"]))
     print(f"load average at start {' '.join(load_start)}, at end {' '.join(load_end)}")
     print(f"{'side':13} {'tok/s':>7} {'tok/CPU-s':>10} {'peak MB':>8} {'after load MB':>14} {'params':>11}")
     for v in runs:
-        print(f"{v:13} {med[v]['tokens_per_s']:>7.1f} {med[v]['tokens_per_cpu_s']:>10.1f} {med[v]['peak_rss_mb']:>8.0f} "
+        print(f"{v:13} {med[v]['tokens_per_s']:>7.1f} {med[v]['tokens_per_cpu_s']:>10.1f} "
+              f"{med[v]['peak_rss_mb']:>8.0f} "
               f"{med[v]['rss_after_load_mb']:>14.0f} {runs[v][0]['params']:>11}")
     speed = med["ours"]["tokens_per_s"] / med["transformers"]["tokens_per_s"]
     cpu_speed = med["ours"]["tokens_per_cpu_s"] / med["transformers"]["tokens_per_cpu_s"]
@@ -246,7 +249,8 @@ def main() -> int:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:
             json.dump({"args": vars(a), "load_start": load_start, "load_end": load_end, "medians": med,
-                       "speed_ratio": speed, "paired_speed_ratio": paired, "cpu_speed_ratio": cpu_speed, "memory_ratio": mem, "runs": runs},
+                       "speed_ratio": speed, "paired_speed_ratio": paired, "cpu_speed_ratio": cpu_speed,
+                       "memory_ratio": mem, "runs": runs},
                       f, indent=1)
     return 0
 

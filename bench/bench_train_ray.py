@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [ROOT, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]])
 
 ARCH = dict(dim=128, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=352, max_seq_len=256)
 
@@ -58,8 +59,8 @@ def setup(root: str, n: int) -> tuple[str, str, str]:
     snap = None
     for p in range(4):  # four files: blocks for the workers' shards
         rows = convs[p::4]
-        snap = publish_derived(store, "bench_sft", schema, pa.table({"id": [doc_key(c) for c in rows], "messages": rows},
-                                                                     schema=schema),
+        snap = publish_derived(store, "bench_sft", schema,
+                               pa.table({"id": [doc_key(c) for c in rows], "messages": rows}, schema=schema),
                                source=f"bench:{p}", pipeline="bench", config={"part": p}, rows_in=len(rows),
                                used=len(rows), reasons={}, mode="append" if p else "overwrite")
     tok = ChatTokenizer.train((m["content"] for c in convs for m in c), vocab_size=512)
@@ -129,7 +130,8 @@ def main() -> None:
                                     resources={"cpus": 1.0, "gpus": 0.0}, placement="SPREAD", threads=1)
                     hist = res["history"]
                 wall = time.perf_counter() - t
-                runs.append({"variant": variant, "rep": rep, "wall_s": round(wall, 1), "steady_tok_s": round(steady(hist)),
+                runs.append({"variant": variant, "rep": rep, "wall_s": round(wall, 1),
+                             "steady_tok_s": round(steady(hist)),
                              "final_loss": hist[-1]["loss"], "nodes": len(res.get("train_nodes") or [])})
                 print(json.dumps(runs[-1]), flush=True)
     finally:
@@ -138,11 +140,13 @@ def main() -> None:
            for v in ("in-process", "ray-1", "ray-2")}
     load = os.getloadavg()
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"load average {load[0]:.1f} at the end; {a.steps} steps of {a.tokens_per_batch} tokens, medians of {a.repeats}")
+          f"load average {load[0]:.1f} at the end; {a.steps} steps of {a.tokens_per_batch} tokens, "
+          f"medians of {a.repeats}")
     print("| variant | steady tok/s | wall s |\n|---|---|---|")
     for v, m in med.items():
         print(f"| {v} | {m['steady_tok_s']:,.0f} | {m['wall_s']:.1f} |")
-    print(f"\nRay Train overhead on one worker (steady): {1 - med['ray-1']['steady_tok_s'] / med['in-process']['steady_tok_s']:+.1%}"
+    overhead = 1 - med["ray-1"]["steady_tok_s"] / med["in-process"]["steady_tok_s"]
+    print(f"\nRay Train overhead on one worker (steady): {overhead:+.1%}"
           f"; 2 workers / 1 worker: {med['ray-2']['steady_tok_s'] / med['ray-1']['steady_tok_s']:.2f}x")
     if a.json:
         with open(a.json, "w") as f:

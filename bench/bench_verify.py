@@ -87,7 +87,8 @@ def _mathverify_cases(tests_dir: str) -> list[dict]:
                     gold, pred = r["gold"], r["pred"]
                     if (gold, pred) in EXCLUDED or len(gold) > 120 or "boxed" in gold:
                         continue
-                    out.append(_case(f"mathverify:{fn.name}", pred, gold, bool(exp), source=f"math-verify tests/{fname}"))
+                    out.append(_case(f"mathverify:{fn.name}", pred, gold, bool(exp),
+                                     source=f"math-verify tests/{fname}"))
     return out
 
 
@@ -127,7 +128,8 @@ def _sympy_pairs_cases(good_pairs, cls: str, source: str) -> list[dict]:
             same = sympy.simplify(other - expr.doit()) == 0
         except Exception:  # noqa: BLE001
             continue
-        out.append(_case(cls, f"The answer is ${latex}$.", sympy.sstr(other), same, source + ", neighbour's expression"))
+        out.append(_case(cls, f"The answer is ${latex}$.", sympy.sstr(other), same,
+                         source + ", neighbour's expression"))
     return out
 
 
@@ -147,7 +149,8 @@ def _word_cases(n2w) -> list[dict]:
         lines = p["reference_cot"].splitlines()
         if len(lines) > 2:  # cut before the answer line, mid-computation
             cut = "\n".join(lines[:-1])[:-rng.randint(1, 3)]
-            out.append(_case("word:truncated", cut, p["answer"], False, truncated=True, source="cut-off worked solution"))
+            out.append(_case("word:truncated", cut, p["answer"], False, truncated=True,
+                             source="cut-off worked solution"))
         if a.denominator == 1:
             n = int(a)
             out.append(_case("word:words", f"She ends up with {n2w(n)} {p['problem'].split()[3]}. "
@@ -191,7 +194,8 @@ def _dm_cases() -> list[dict]:
             out.append(_case(cls, f"The answer is {a}.", a, True, src + " stated"))
             if "sort" in p["source"]:
                 if items[::-1] != items:
-                    out.append(_case(cls, f"The answer is {', '.join(items[::-1])}.", a, False, src + " reversed order"))
+                    out.append(_case(cls, f"The answer is {', '.join(items[::-1])}.", a, False,
+                                     src + " reversed order"))
             else:
                 out.append(_case(cls, "So the values are $\\{" + ", ".join(items[::-1]) + "\\}$", a, True,
                                  src + " as a set"))
@@ -241,7 +245,8 @@ def _adv_cases(n2w) -> list[dict]:
         salad = " ".join(fake.sentence(nb_words=rng.randint(4, 12)) for _ in range(rng.randint(1, 3)))
         out.append(_case("adv:word_salad", f"{salad} {n}", str(n), False, "Faker lorem + right number"))
         out.append(_case("adv:word_salad", f"{salad[:-1]} {n}.", str(n), False, "Faker lorem + right number"))
-        out.append(_case("adv:word_salad", f"{salad[:-1]} ${n}$.", str(n), False, "Faker lorem + right number in LaTeX"))
+        out.append(_case("adv:word_salad", f"{salad[:-1]} ${n}$.", str(n), False,
+                         "Faker lorem + right number in LaTeX"))
     for _ in range(40):
         n = rng.randint(1, 999)
         out.append(_case("adv:spaced_sign", f"The answer is - {n}.", str(-n), True, "negative with a space"))
@@ -274,8 +279,10 @@ def _adv_cases(n2w) -> list[dict]:
         out.append(_case("adv:self_correction", t.format(w=w, a=a), str(w), False, "first stated answer"))
     for _ in range(40):
         r1, r2 = sorted(rng.sample(range(-12, 13), 2))
-        out.append(_case("adv:set", f"The solutions are $\\{{{r2}, {r1}\\}}$", f"\\{{{r1}, {r2}\\}}", True, "set order"))
-        out.append(_case("adv:set", f"The solutions are $\\{{{r1}, {r2 + 1}\\}}$", f"\\{{{r1}, {r2}\\}}", False, "set member"))
+        out.append(_case("adv:set", f"The solutions are $\\{{{r2}, {r1}\\}}$", f"\\{{{r1}, {r2}\\}}", True,
+                         "set order"))
+        out.append(_case("adv:set", f"The solutions are $\\{{{r1}, {r2 + 1}\\}}$", f"\\{{{r1}, {r2}\\}}", False,
+                         "set member"))
         out.append(_case("adv:interval", f"So $x \\in [{r1}, {r2})$", f"[{r1}, {r2})", True, "interval"))
         out.append(_case("adv:interval", f"So $x \\in ({r1}, {r2})$", f"[{r1}, {r2})", False, "interval, open end"))
         s1 = f"x - {r1}" if r1 >= 0 else f"x + {-r1}"
