@@ -83,7 +83,8 @@ class S3Server:
         import boto3
         name = f"b-{uuid.uuid4().hex[:12]}"
         boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                     aws_access_key_id="curate-test", aws_secret_access_key="curate-test-secret").create_bucket(Bucket=name)
+                     aws_access_key_id="curate-test",
+                     aws_secret_access_key="curate-test-secret").create_bucket(Bucket=name)
         return name
 
     def stop(self) -> None:

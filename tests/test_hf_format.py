@@ -129,7 +129,8 @@ def test_logits_equal_transformers_short_long_and_padded(family):
         ids, att = _left_padded(prompts, 0)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
         T = ids.shape[1]
-        mask = (torch.ones(T, T, dtype=torch.bool).tril()[None] & att.bool()[:, None, :]) | torch.eye(T, dtype=torch.bool)
+        tri = torch.ones(T, T, dtype=torch.bool).tril()[None]
+        mask = (tri & att.bool()[:, None, :]) | torch.eye(T, dtype=torch.bool)
         mine = ours(ids, pos, mask[:, None])
         theirs = hf(ids, attention_mask=att, position_ids=pos).logits
         real = att.bool()

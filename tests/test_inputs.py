@@ -188,7 +188,8 @@ def test_too_deep_json_and_lone_surrogates_are_rejects_not_a_failed_run(tmp_path
     rows, rej, n = read_shard(s, DOCUMENTS)
     assert n == 7 and rows.num_rows == 2
     assert rows.column("text").to_pylist() == ["a good document here", "a pair \U0001F600 is one character"]
-    assert rej.column("drop_reason").to_pylist() == ["malformed_json:too_deep"] * 2 + ["invalid_utf8:lone_surrogate"] * 3
+    assert rej.column("drop_reason").to_pylist() == (["malformed_json:too_deep"] * 2
+                                                    + ["invalid_utf8:lone_surrogate"] * 3)
     details = rej.column("reject_detail").to_pylist()
     assert "hostile.jsonl byte 33: " in details[0] and "\\ud800 in 'text'" in details[2]
     assert "\\udfff in 'extra.k[0]'" in details[3]
@@ -237,7 +238,8 @@ def test_parquet_text_that_is_not_utf8_is_a_reject_not_a_failed_run(tmp_path, wa
                                                        "row 3 in t.parquet: 'tags' is not UTF-8"]
     assert json.loads(rej.column("raw")[0].as_py()) == {"text": "bad \\xff\\xfe bytes", "tags": ["b"]}
     r = run_demo(warehouse, path, min_words=1)
-    assert (r.accounting["rows_in"], r.accounting["kept"], r.accounting["rejects_by_reason"]) == (4, 2, {"invalid_utf8": 2})
+    acc = r.accounting
+    assert (acc["rows_in"], acc["kept"], acc["rejects_by_reason"]) == (4, 2, {"invalid_utf8": 2})
     res = CliRunner().invoke(cli, ["validate", path, "--schema", "documents"])
     assert "invalid_utf8: t.parquet row 2 (index 1): 'text' is not UTF-8" in res.output and res.exit_code == 1
 

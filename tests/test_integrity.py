@@ -419,7 +419,8 @@ def test_sigkill_at_every_phase_then_rerun_equals_a_clean_run(tmp_path):
             g = sorted(got.read_arrow(f"{table}@t1", ["id"]).column("id").to_pylist())
             w = sorted(want.read_arrow(f"{table}@t1", ["id"]).column("id").to_pylist())
             assert g == w, (phase, table)
-        assert counts(got.properties("documents")["accounting"]) == counts(want.properties("documents")["accounting"]), phase
+        assert (counts(got.properties("documents")["accounting"])
+                == counts(want.properties("documents")["accounting"])), phase
 
 
 def test_speech_sft_whose_rows_all_fail_before_selection_is_one_clear_line(tmp_path):

@@ -259,7 +259,8 @@ def test_trl_sft_trainer_two_steps_on_reasoning_sft(wh, tiny, tmp_path):
     model, _, tok = tiny
     table = Store(wh).read_arrow("reasoning_sft", ["messages"])
     for msgs in table.column("messages").to_pylist():  # the conversation as generated, system prompt first
-        assert msgs[0] == {"role": "system", "content": SYSTEM} and [m["role"] for m in msgs[1:]] == ["user", "assistant"]
+        assert msgs[0] == {"role": "system", "content": SYSTEM}
+        assert [m["role"] for m in msgs[1:]] == ["user", "assistant"]
     trainer = SFTTrainer(model=model, processing_class=tok, train_dataset=datasets.Dataset(table),
                          args=_args(SFTConfig, tmp_path, max_length=256))
     trainer.train()
@@ -297,7 +298,8 @@ def test_conversational_pairs_carry_the_generation_context():
     assert out[0]["chosen"] == [{"role": "assistant", "content": "4"}] and out[1]["rejected"][0]["content"] == ""
     assert out[1]["level"] == 2
     # a table from before the `system` column still converts
-    assert conversational(t.drop_columns(["system"])).column("prompt")[0].as_py() == [{"role": "user", "content": "2+2?"}]
+    legacy = conversational(t.drop_columns(["system"])).column("prompt")[0].as_py()
+    assert legacy == [{"role": "user", "content": "2+2?"}]
 
 
 # ---- the official openai client against `curate serve` -----------------------------------

@@ -67,7 +67,8 @@ def test_rejects_of_a_run_killed_between_its_commits_stay_paired_after_another_r
     stats = CliRunner().invoke(cli, ["--warehouse", wh, "stats", "documents_demo_rejects", "--json"])
     assert stats.exit_code == 0, stats.output
     assert json.loads(stats.output)["rows"] == acc["rejected"]
-    show = CliRunner().invoke(cli, ["--warehouse", wh, "show", "documents_demo_rejects", "-n", "100000", "-c", "id", "--json"])
+    show = CliRunner().invoke(cli, ["--warehouse", wh, "show", "documents_demo_rejects", "-n", "100000", "-c", "id",
+                                    "--json"])
     assert show.exit_code == 0 and len(show.output.splitlines()) == acc["rejected"], show.output[-500:]
 
 

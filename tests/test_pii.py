@@ -144,19 +144,25 @@ def test_identifiers_presidio_lacks(stage):
     btc1, btc3 = b58check(b"\x00" + bytes(range(20))), b58check(b"\x05" + bytes(range(1, 21)))
     bc1 = bech32_address(bytes(range(2, 22)))
     cases = [
-        ("DATE_OF_BIRTH", "DOB: 1987-03-14", "1987-03-14"), ("DATE_OF_BIRTH", "The patient was born on 14 March 1987 in Leeds.", "14 March 1987"),
-        ("DATE_OF_BIRTH", "geb. 14.03.1987 in Köln", "14.03.1987"), ("DATE_OF_BIRTH", '{"id": 4, "dob": "03/14/1987"}', "03/14/1987"),
+        ("DATE_OF_BIRTH", "DOB: 1987-03-14", "1987-03-14"),
+        ("DATE_OF_BIRTH", "The patient was born on 14 March 1987 in Leeds.", "14 March 1987"),
+        ("DATE_OF_BIRTH", "geb. 14.03.1987 in Köln", "14.03.1987"),
+        ("DATE_OF_BIRTH", '{"id": 4, "dob": "03/14/1987"}', "03/14/1987"),
         ("DATE_OF_BIRTH", "id,birthdate,plan\n17,\"March 14, 1987\",basic\n", "March 14, 1987"),
         ("UK_NINO", f"NI No: {nino[:2]} {nino[2:4]} {nino[4:6]} {nino[6:8]} {nino[8]}", nino[2:4]),
         ("UK_NINO", f"my ni number is {nino.lower()}", nino.lower()),
         ("CA_SIN", f"SIN: {sin[:3]} {sin[3:6]} {sin[6:]}", f"{sin[:3]} {sin[3:6]} {sin[6:]}"),
-        ("PASSPORT", "Passport No.: C01X00T47", "C01X00T47"), ("PASSPORT", "He travelled on passport 930968465, issued in 2019.", "930968465"),
+        ("PASSPORT", "Passport No.: C01X00T47", "C01X00T47"),
+        ("PASSPORT", "He travelled on passport 930968465, issued in 2019.", "930968465"),
         ("US_SSN", "ssn 123456789 for the background check", "123456789"),
-        ("CRYPTO_WALLET", f"Donations are welcome at {btc1}.", btc1), ("CRYPTO_WALLET", f"payout_address = {btc3}", btc3),
+        ("CRYPTO_WALLET", f"Donations are welcome at {btc1}.", btc1),
+        ("CRYPTO_WALLET", f"payout_address = {btc3}", btc3),
         ("CRYPTO_WALLET", f"send the 0.05 to {bc1} pls", bc1),
-        ("CRYPTO_WALLET", "wallet 0x52908400098527886e0f7030069857d2e4169ee7", "52908400098527886e0f7030069857d2e4169ee7"),
+        ("CRYPTO_WALLET", "wallet 0x52908400098527886e0f7030069857d2e4169ee7",
+         "52908400098527886e0f7030069857d2e4169ee7"),
         ("EMAIL_ADDRESS", "write to jane dot doe at example dot com", "example dot com"),
-        ("EMAIL_ADDRESS", "jane.doe [at] uni-heidelberg [dot] de", "jane.doe"), ("EMAIL_ADDRESS", "mail jdoe(at)posteo.de", "jdoe"),
+        ("EMAIL_ADDRESS", "jane.doe [at] uni-heidelberg [dot] de", "jane.doe"),
+        ("EMAIL_ADDRESS", "mail jdoe(at)posteo.de", "jdoe"),
         ("CREDIT_CARD", "use my card 4111.1111.1111.1111 exp 04/27", "4111.1111.1111.1111"),
         ("IBAN_CODE", "iban is de89 3704 0044 0532 0130 00, thanks!", "0532 0130 00"),
     ]
@@ -180,8 +186,10 @@ def test_names_in_lower_case_all_caps_particles_and_vietnamese(stage):
 
 
 def test_address_forms_of_real_text(stage):
-    cases = ["She lives at number 12 on Rue de Rivoli and has done for years.", "ok ship it to Dennis Expressway 62 pls",
-             "send the signed copy to 525 S 2nd before the end of the month", "Delivery address: Rural Route 4, Box 280",
+    cases = ["She lives at number 12 on Rue de Rivoli and has done for years.",
+             "ok ship it to Dennis Expressway 62 pls",
+             "send the signed copy to 525 S 2nd before the end of the month",
+             "Delivery address: Rural Route 4, Box 280",
              "Delivery address: RR 2 Box 152", "Delivery address: H.No. 12-3-456, Road No. 4, Banjara Hills",
              "Delivery address: D-45, Sector 82, Noida 201302", "Delivery address: #12, 3rd Cross, 5th Main",
              "Delivery address: ul. Marszałkowska 12/4, 00-950 Warszawa"]
@@ -194,7 +202,8 @@ def test_hard_negatives_of_the_same_shapes_are_left_alone(stage):
     docs = ["git remote add origin git@github.com:acme/infra.git", "ssh -T git@gitlab.com  # check the deploy key",
             "Journal of Applied Statistics, ISSN 0266-4763, vol. 3, pp. 12-40.",
             "Serial number: SN 8343-2068-41, firmware 3.4.5", "S/N 7123-456-7890 replaced under warranty.",
-            "The MIB object 1.3.6.1.4.1.9999.3.2 reports the fan speed.", "Tracking number 972539494 — expected Thursday.",
+            "The MIB object 1.3.6.1.4.1.9999.3.2 reports the fan speed.",
+            "Tracking number 972539494 — expected Thursday.",
             "We flew into San Francisco and drove down to Los Angeles the next day.",
             "The Los Angeles Lakers beat the Golden State Warriors 101-99.",
             "Our hotel was on Rue de Rivoli, a short walk from the Louvre.",

@@ -141,7 +141,8 @@ def test_openai_client_retries_times_out_caches(tmp_path):
 
         flaky = OpenAIGenerator(srv.url, "flaky", retries=3, backoff_s=0.01)
         assert flaky.generate([_req("What is 2+2?")])[0].error is None
-        assert OpenAIGenerator(srv.url, "broken", retries=1, backoff_s=0.01).generate([_req("x")])[0].error == "http_503"
+        broken = OpenAIGenerator(srv.url, "broken", retries=1, backoff_s=0.01)
+        assert broken.generate([_req("x")])[0].error == "http_503"
         assert OpenAIGenerator(srv.url, "garbage", retries=0).generate([_req("x")])[0].error == "bad_response"
         slow = OpenAIGenerator(srv.url, "slow", timeout_s=0.3, retries=1, backoff_s=0.01,
                                cache=str(tmp_path / "c.sqlite"))
@@ -181,7 +182,8 @@ def test_sampler_resamples_unsolved_and_judges_undecided(tmp_path):
 
 def test_sampler_generation_failure_is_a_reject(tmp_path):
     with ChatServer({"What is 6*7?": "42"}) as srv:
-        out = CoTSampler(f"openai:{srv.url}#broken", k=2, max_attempts=1, retries=0)(_problems([("What is 6*7?", "42")]))
+        sampler = CoTSampler(f"openai:{srv.url}#broken", k=2, max_attempts=1, retries=0)
+        out = sampler(_problems([("What is 6*7?", "42")]))
     r = out.to_pylist()[0]
     assert r["drop_reason"] == "generation_failed" and "http_503=2" in r["reject_detail"]
 

@@ -112,7 +112,8 @@ def test_filesystem_on_s3_lists_globs_and_fingerprints_like_local(remote):
     for key in ("d/a.jsonl", "d/sub/b.jsonl", "d/sub/deep/c.jsonl", "d/x.parquet", "other/a.jsonl"):
         fsys.write_bytes(f"{b}/{key}", b'{"text": "x"}\n')
     assert fsys.isdir(f"{b}/d") and not fsys.isdir(f"{b}/d/a.jsonl") and not fsys.exists(f"{b}/nope")
-    assert fsys.walk(f"{b}/d") == [f"{b}/d/a.jsonl", f"{b}/d/sub/b.jsonl", f"{b}/d/sub/deep/c.jsonl", f"{b}/d/x.parquet"]
+    assert fsys.walk(f"{b}/d") == [f"{b}/d/a.jsonl", f"{b}/d/sub/b.jsonl", f"{b}/d/sub/deep/c.jsonl",
+                                   f"{b}/d/x.parquet"]
     assert fsys.glob(f"{b}/d/*.jsonl") == [f"{b}/d/a.jsonl"]  # `*` stays within one part, as glob does
     assert fsys.glob(f"{b}/d/**/*.jsonl") == [f"{b}/d/a.jsonl", f"{b}/d/sub/b.jsonl", f"{b}/d/sub/deep/c.jsonl"]
     assert fsys.glob(f"{b}/*/a.jsonl") == [f"{b}/d/a.jsonl", f"{b}/other/a.jsonl"]

@@ -276,7 +276,8 @@ def test_duplicate_queries_never_reach_tts_and_every_row_is_accounted(tmp_path):
     assert "duplicate_id" not in stages.get("write", {"reasons": {}})["reasons"]
     # TTS saw each (text, answer) of a shard once, and only the rows left after the marking
     assert _CountingTTS.calls and all(len(c) == len(set(c)) for c in _CountingTTS.calls)
-    assert sum(len(c) for c in _CountingTTS.calls) == stages["tts"]["rows_in"] == stages["mark_duplicate_ids"]["rows_out"]
+    assert sum(len(c) for c in _CountingTTS.calls) == stages["tts"]["rows_in"]
+    assert stages["tts"]["rows_in"] == stages["mark_duplicate_ids"]["rows_out"]
     rejects = Store(wh).read_arrow("speech_sft_rejects", columns=["drop_reason", "reject_stage", "reject_detail"])
     dup_rows = [r for r in rejects.to_pylist() if r["drop_reason"] == "duplicate_id"]
     assert len(dup_rows) == dups and all(r["reject_stage"] == "mark_duplicate_ids" and r["reject_detail"]

@@ -344,7 +344,8 @@ def test_duplicate_inputs_are_rejected_and_diff_counts_distinct_ids(tmp_path, wa
     from schemas.store import Store
     rej = Store(warehouse).read_arrow("docs_rejects").to_pylist()
     assert all(r_["text"] and r_["reject_stage"] == "write" for r_ in rej if r_["drop_reason"] == "duplicate_id")
-    src2 = jsonl(tmp_path / "in2.jsonl", docs[2:] + docs[2:4] + [{"text": "a brand new document with many words in it"}])
+    src2 = jsonl(tmp_path / "in2.jsonl",
+                 docs[2:] + docs[2:4] + [{"text": "a brand new document with many words in it"}])
     run_demo(warehouse, str(src2))
     out = CliRunner().invoke(cli, ["--warehouse", warehouse, "diff", "docs@" + str(r.snapshot_id), "docs", "--json"])
     assert out.exit_code == 0, out.output

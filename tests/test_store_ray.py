@@ -79,7 +79,8 @@ def test_read_ray_in_a_fresh_process_reads_the_version_on_an_embedded_ray(tmp_pa
         "n = store.read_ray('docs@%s').count()\n"
         "node = ray._private.worker._global_node\n"
         "print(json.dumps({'n': n, 'gcs': ray.get_runtime_context().gcs_address,\n"
-        "                  'dashboard': node.address_info.get('webui_url'), 'auth': os.environ.get('RAY_AUTH_MODE')}))\n"
+        "                  'dashboard': node.address_info.get('webui_url'),\n"
+        "                  'auth': os.environ.get('RAY_AUTH_MODE')}))\n"
         "ray.shutdown()\n") % (warehouse, r.snapshot_id)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["RAY_DATA_STARVATION_WARNING_DELAY_S"] = "10"    # Ray Data's 60 s, shortened
@@ -140,7 +141,8 @@ def test_a_ray_start_that_keeps_failing_is_one_line(flaky_ray, tmp_path, capsys)
     with pytest.raises(RayStartFailed) as e:
         init_ray(num_cpus=1)
     msg = str(e.value)
-    assert "\n" not in msg and "could not start the embedded Ray in 3 tries" in msg and "timed out during startup" in msg
+    assert "\n" not in msg and "could not start the embedded Ray in 3 tries" in msg
+    assert "timed out during startup" in msg
     assert "--executor local" in msg
     assert flaky_ray["init"] == 3 and all(p.poll() is not None for p in flaky_ray["left"])
     capsys.readouterr()
@@ -154,7 +156,8 @@ def test_a_ray_start_that_keeps_failing_is_one_line(flaky_ray, tmp_path, capsys)
     from pipelines import flagship
     assert flagship.run_main(["--warehouse", str(tmp_path / "wh2"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: could not start the embedded Ray") and not any("Traceback" in line for line in err)
+    assert err[-1].startswith("error: could not start the embedded Ray")
+    assert not any("Traceback" in line for line in err)
 
 
 def test_a_usage_error_from_ray_init_is_not_retried(flaky_ray, monkeypatch):

@@ -232,7 +232,8 @@ def test_cli_show_filters_on_a_column_it_does_not_show(two_versions):
     table = Store(wh).read_arrow("docs_rejects", ["id"], where="drop_reason == 'too_short'")
     assert table.column_names == ["id"] and table.num_rows == Store(wh).properties(
         "docs_rejects")["accounting"]["rejects_by_reason"]["too_short"]
-    res = _cli("--warehouse", wh, "show", "docs_rejects", "--where", "drop_reason == 'too_short'", "-c", "raw", "-n", "2")
+    res = _cli("--warehouse", wh, "show", "docs_rejects", "--where", "drop_reason == 'too_short'",
+               "-c", "raw", "-n", "2")
     assert res.exit_code == 0 and "2 rows of docs_rejects" in res.output and "drop_reason" not in res.output
 
 
@@ -269,7 +270,8 @@ def test_cli_validate_names_row_and_column(tmp_path):
     path = jsonl(tmp_path / "v.jsonl", [{"text": "fine text"}], extra=b'{"text": 3}\n{"nope": 1}\n')
     res = CliRunner().invoke(cli, ["validate", path, "--schema", "documents"])
     assert res.exit_code == 1
-    assert "wrong_type:text: v.jsonl row 2 (byte 22)" in res.output and "missing_value:text: v.jsonl row 3" in res.output
+    assert "wrong_type:text: v.jsonl row 2 (byte 22)" in res.output
+    assert "missing_value:text: v.jsonl row 3" in res.output
     assert "1 of 3 rows fit" in res.output
 
 

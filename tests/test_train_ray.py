@@ -39,7 +39,8 @@ def conversations(n: int = 64) -> list[list[dict]]:
         if i % 5 == 0:
             conv = [{"role": "system", "content": "Answer briefly."}] + conv
         if i % 7 == 0:
-            conv += [{"role": "user", "content": "And twice that?"}, {"role": "assistant", "content": f"{2 * (a + b)}."}]
+            conv += [{"role": "user", "content": "And twice that?"},
+                     {"role": "assistant", "content": f"{2 * (a + b)}."}]
         out.append(conv)
     return out
 
@@ -64,8 +65,9 @@ def publish_table(warehouse: str, convs: list[list[dict]], parts: int = 4) -> st
     for p in range(parts):
         rows = convs[p::parts]
         table = pa.table({"id": [doc_key(c) for c in rows], "messages": rows}, schema=SCHEMA)
-        snap = publish_derived(store, "sft_train", SCHEMA, table, source=f"test:{p}", pipeline="test", config={"part": p},
-                               rows_in=len(rows), used=len(rows), reasons={}, mode="append" if p else "overwrite")
+        snap = publish_derived(store, "sft_train", SCHEMA, table, source=f"test:{p}", pipeline="test",
+                               config={"part": p}, rows_in=len(rows), used=len(rows), reasons={},
+                               mode="append" if p else "overwrite")
     return f"sft_train@{snap}"
 
 

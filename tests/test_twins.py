@@ -96,5 +96,6 @@ def test_twins_only_mode_ignores_shared_template_ngrams(tmp_path):
     bench.write_text('{"problem": "%s", "answer": "8"}\n' % BASE)
     # same template and names, other numbers: 13-grams shared, not a twin
     other = BASE.replace("12", "19").replace("5 more", "8 more")
-    out = Decontaminator(benchmarks=[str(bench)], n=0, column="problem", twins=True)(pa.table({"problem": [other, BASE]}))
+    decon = Decontaminator(benchmarks=[str(bench)], n=0, column="problem", twins=True)
+    out = decon(pa.table({"problem": [other, BASE]}))
     assert out.column(DROP).to_pylist() == [None, "contaminated"]
