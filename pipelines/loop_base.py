@@ -30,20 +30,21 @@ each process has one thread and its own seeds, so the numbers are those of `--wo
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import random
+import shutil
+import statistics as st
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
+from pipelines.loop_integrity import HeldoutLeak
+
 SYSTEM = "Solve the problem step by step. End with a line of the form 'The answer is N.'"
-
-
-class HeldoutLeak(Exception):
-    """A training or sampled problem is a held-out problem or its twin."""
 
 
 @dataclass(frozen=True)
@@ -52,23 +53,23 @@ class BaseLoopConfig:
     out: str = "runs/loop-base"            # this seed's directory (checkpoints, record.json)
     bases: str = ""                        # where imported bases are cached (default <out>/../bases)
     seed: int = 0
-    rounds: int = 2
-    levels: tuple[int, ...] = (2, 3)
+    rounds: int = 1
+    levels: tuple[int, ...] = (1, 2)
     digits: int = 2
-    eval_problems: int = 300
-    teacher_problems: int = 240
+    eval_problems: int = 128
+    teacher_problems: int = 160
     teacher_error_rate: float = 0.3
-    sample_problems: int = 160
-    k: int = 2
+    sample_problems: int = 64
+    k: int = 4
     temperature: float = 0.8
-    max_new_tokens: int = 96
-    sft_steps: int = 24
-    round_steps: int = 16
+    max_new_tokens: int = 64
+    sft_steps: int = 10
+    round_steps: int = 6
     tokens_per_batch: int = 1024
     seq_len: int = 512
     lr: float = 1e-4
-    rft_lr: float = 5e-5
-    ablation: str = "unfiltered"          # none | unfiltered | both (unfiltered and row-matched)
+    rft_lr: float = 1e-4
+    ablation: str = "none"                # none | unfiltered | both (unfiltered and row-matched)
     lora_rank: int = 0                    # 0: full fine-tuning
     batch_size: int = 32
     threads: int = 1
@@ -295,9 +296,11 @@ class Chain:
         log(f"{name}: held-out {ev['accuracy']:.3f} ± {ev['se']:.3f} {ev['by_level']}")
         return _strip(ev)
 
-    def control_chain(self, round0: str) -> dict:
-        """The base as is, the ablation arms (from the base, round 0's steps), then per round the
-        control: the loop's steps and tokens per step, on the verified teacher data only."""
+    def control_chain(self) -> dict:
+        """The scoring and control side: the base as is, the ablation arms (from the base, round 0's
+        steps), round 0's checkpoint once the loop has written it, then per round the control (the
+        loop's steps and tokens per step, on the verified teacher data only) and the loop's
+        checkpoint of that round. Nothing here feeds the loop, so it can run beside it."""
         cfg, out = self.cfg, {}
         model, tok = load(self.base_ck)
         out["base"] = self.score("base", model, tok)
@@ -311,24 +314,31 @@ class Chain:
                                          [f"teacher:{arm}"])
             out[f"ablation_{arm}"] = {**self.score(f"ablation {arm}", model, tok), "rows": len(convs), "train": res}
             del model
-        wait_for(os.path.join(round0, "checkpoint.json"))
-        ck, out["control"] = round0, []
+        out["round0"] = self.score_checkpoint("round 0", "round0-sft")
+        ck, out["control"], out["loop"] = self.path("round0-sft"), [], []
         for r in range(1, cfg.rounds + 1):
             model, tok, res = self.train(f"round{r}-control", ck, self.filtered, cfg.round_steps, cfg.rft_lr,
                                          ["teacher:filtered"])
             out["control"].append({"round": r, **self.score(f"round {r} control", model, tok), "train": res})
             ck = self.path(f"round{r}-control")
             del model
+            out["loop"].append({"round": r, **self.score_checkpoint(f"round {r} loop", f"round{r}-loop")})
         return out
+
+    def score_checkpoint(self, label: str, name: str) -> dict:
+        """Score a checkpoint of the loop's chain as saved, once it is there."""
+        wait_for(os.path.join(self.path(name), "checkpoint.json"))
+        model, tok = load(self.path(name))
+        return self.score(label, model, tok)
 
     def loop_chain(self) -> dict:
         """Round 0 (the base after SFT on the verified teacher data), then per round: sample the
         current model on fresh problems, verify, train on the teacher data plus every verified
-        sample so far, continuing from the last round's model."""
+        sample so far, continuing from the last round's model. Scoring is the other chain's."""
         cfg, out = self.cfg, {"rounds": []}
         model, tok, res = self.train("round0-sft", self.base_ck, self.filtered, cfg.sft_steps, cfg.lr,
                                      ["teacher:filtered"])
-        out["round0"] = {**self.score("round 0", model, tok), "train": res, "rows": len(self.filtered)}
+        out["round0"] = {"train": res, "rows": len(self.filtered)}
         ck, verified = self.path("round0-sft"), []
         for r in range(1, cfg.rounds + 1):
             problems = self.data.fresh(r)
@@ -342,7 +352,7 @@ class Chain:
             model, tok, res = self.train(f"round{r}-loop", ck, mix, cfg.round_steps, cfg.rft_lr,
                                          ["teacher:filtered"] + [f"verified:round{i}" for i in range(1, r + 1)])
             out["rounds"].append({"round": r, "sampling": stats, "verified_rows": len(verified), "mix_rows": len(mix),
-                                  **self.score(f"round {r} loop", model, tok), "train": res})
+                                  "train": res})
             ck = self.path(f"round{r}-loop")
         return out
 
@@ -355,7 +365,7 @@ def wait_for(path: str, poll: float = 5.0) -> None:
 def run_side(cfg: BaseLoopConfig, base_ck: str) -> None:
     """The second process: the control chain, written to <out>/control.json."""
     chain = Chain(cfg, base_ck)
-    res = chain.control_chain(chain.path("round0-sft"))
+    res = chain.control_chain()
     res["profile"] = chain.prof.phases
     _write(os.path.join(cfg.out, "control.json"), res)
 
@@ -376,10 +386,13 @@ def run(cfg: BaseLoopConfig) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     os.makedirs(cfg.out, exist_ok=True)
     base_ck = resolve_base(cfg)
+    for stale in glob.glob(os.path.join(cfg.out, "round*")) + glob.glob(os.path.join(cfg.out, "*.json")):
+        if stale != os.path.join(cfg.out, "config.json"):  # a rerun must not score the last run's checkpoints
+            if os.path.isdir(stale):
+                shutil.rmtree(stale)
+            else:
+                os.remove(stale)
     _write(os.path.join(cfg.out, "config.json"), asdict(cfg))
-    for stale in ("control.json", "round0-sft/checkpoint.json"):  # a rerun must not read the last run's
-        if os.path.exists(os.path.join(cfg.out, stale)):
-            os.remove(os.path.join(cfg.out, stale))
     side = None
     if cfg.workers > 1:
         side = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--side", "--config",
@@ -388,7 +401,7 @@ def run(cfg: BaseLoopConfig) -> dict:
     try:
         loop = chain.loop_chain()
         if side is None:
-            ctrl = chain.control_chain(chain.path("round0-sft"))
+            ctrl = chain.control_chain()
             ctrl["profile"] = {}
         else:
             if side.wait() != 0:
@@ -399,9 +412,10 @@ def run(cfg: BaseLoopConfig) -> dict:
             side.terminate()
     import resource
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    base, r0 = ctrl["base"], loop["round0"]
+    base, r0 = ctrl["base"], {**ctrl["round0"], **loop["round0"]}
     rounds = [{"round": 0, "loop": r0["accuracy"], "control": r0["accuracy"], "loop_se": r0["se"]}]
-    for lp, ct in zip(loop["rounds"], ctrl["control"]):
+    loop_rounds = [{**lp, **ev} for lp, ev in zip(loop["rounds"], ctrl["loop"])]
+    for lp, ct in zip(loop_rounds, ctrl["control"]):
         rounds.append({"round": lp["round"], "loop": lp["accuracy"], "control": ct["accuracy"], "loop_se": lp["se"],
                        "gain": paired(lp["outcomes"], ct["outcomes"]),
                        "vs_round0": paired(lp["outcomes"], r0["outcomes"]), "sampling": lp["sampling"],
@@ -411,7 +425,7 @@ def run(cfg: BaseLoopConfig) -> dict:
               "teacher": {"problems": len(chain.data.teacher), "filtered_rows": len(chain.filtered),
                           "unfiltered_rows": len(chain.unfiltered)},
               "base": base, "round0": r0, "base_to_round0": paired(r0["outcomes"], base["outcomes"]),
-              "rounds": rounds, "loop": loop["rounds"], "control": ctrl["control"],
+              "rounds": rounds, "loop": loop_rounds, "control": ctrl["control"],
               "ablation": {k[len("ablation_"):]: {**v, "filtered_minus_arm": paired(r0["outcomes"], v["outcomes"])}
                            for k, v in ctrl.items() if k.startswith("ablation_")},
               "profile": {"loop_process": chain.prof.phases, "control_process": ctrl.get("profile", {})},
@@ -444,10 +458,71 @@ def report(record: dict) -> str:
     return "\n".join(lines)
 
 
+# ---- reporting over seeds ------------------------------------------------------------------
+def _sd(xs: list[float]) -> float:
+    return st.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def _pm(xs: list[float]) -> str:
+    return f"{st.mean(xs):.3f} ± {_sd(xs):.3f}"
+
+
+def table(records: list[dict]) -> str:
+    """Markdown over seeds: the per-round table over seeds, the per-seed gains, the arms and the profile."""
+    n_rounds = min(len(r["rounds"]) for r in records)
+    out = [f"{len(records)} seed(s) ({', '.join(str(r['seed']) for r in records)}), "
+           f"{records[0]['heldout']['n']} held-out problems each; mean ± sd over seeds", "",
+           "| | loop | control | gain (loop − control) | mean paired SE |", "|---|---:|---:|---:|---:|",
+           f"| base as is | {_pm([r['base']['accuracy'] for r in records])} | | | |"]
+    for i in range(n_rounds):
+        rs = [r["rounds"][i] for r in records]
+        if i == 0:
+            out.append(f"| round 0 (base + teacher SFT) | {_pm([x['loop'] for x in rs])} | | | |")
+            continue
+        out.append(f"| round {i} | {_pm([x['loop'] for x in rs])} | {_pm([x['control'] for x in rs])} | "
+                   f"{_pm([x['gain']['diff'] for x in rs])} | {st.mean(x['gain']['se'] for x in rs):.3f} |")
+    out += ["", "| seed | base | round 0 | " + " | ".join(f"round {i}: gain ± SE (z)" for i in range(1, n_rounds))
+            + " | goal (last round ≥ 2 SE) |", "|---" * (n_rounds + 3) + "|"]
+    for r in records:
+        gains = [r["rounds"][i]["gain"] for i in range(1, n_rounds)]
+        cells = [f"{g['diff']:+.3f} ± {g['se']:.3f} ({g['diff'] / g['se'] if g['se'] else 0:.1f})" for g in gains]
+        met = bool(gains) and gains[-1]["se"] > 0 and gains[-1]["diff"] >= 2 * gains[-1]["se"]
+        out.append(f"| {r['seed']} | {r['base']['accuracy']:.3f} | {r['round0']['accuracy']:.3f} | " + " | ".join(cells)
+                   + f" | {'met' if met else 'not met'} |")
+    arms = sorted({a for r in records for a in r.get("ablation", {})})
+    if arms:
+        out += ["", "| teacher data at round 0 | rows | held-out | filtered − arm (paired) |", "|---|---:|---:|---:|",
+                f"| filtered (verified) | {st.mean(r['teacher']['filtered_rows'] for r in records):.0f} | "
+                f"{_pm([r['round0']['accuracy'] for r in records])} | |"]
+        for a in arms:
+            vs = [r["ablation"][a] for r in records if a in r.get("ablation", {})]
+            out.append(f"| {a} | {st.mean(v['rows'] for v in vs):.0f} | {_pm([v['accuracy'] for v in vs])} | "
+                       f"{_pm([v['filtered_minus_arm']['diff'] for v in vs])} (SE "
+                       f"{st.mean(v['filtered_minus_arm']['se'] for v in vs):.3f}) |")
+    prof: dict[str, list[float]] = {}
+    for r in records:
+        seen: dict[str, float] = {}
+        for part in r["profile"].values():
+            for k, v in part.items():
+                seen[k] = seen.get(k, 0.0) + v["cpu_s"]
+        for k, v in seen.items():
+            prof.setdefault(k, []).append(v)
+    total = [r["cpu_s"] for r in records]
+    out += ["", "| phase | CPU-s per seed (mean ± sd) | share |", "|---|---:|---:|"]
+    for k, v in sorted(prof.items(), key=lambda kv: -st.mean(kv[1])):
+        out.append(f"| {k} | {st.mean(v):.0f} ± {_sd(v):.0f} | {st.mean(v) / st.mean(total):.0%} |")
+    out.append(f"| total (both processes, incl. loading) | {st.mean(total):.0f} ± {_sd(total):.0f} | |")
+    out.append(f"| wall | {st.mean(r['wall_s'] for r in records):.0f} s | |")
+    return "\n".join(out)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", default="smollm2")
-    p.add_argument("--out", default=None, help="this seed's directory (default runs/loop-base/seed-S)")
+    p.add_argument("--out", default=None, help="this seed's directory (default <warehouse>/_loop/base/seed-S)")
+    p.add_argument("--warehouse", default=None, help="without --out: runs go under <warehouse>/_loop/base")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run these seeds one at a time (each <out>/seed-S), then print the table over them")
     p.add_argument("--bases", default=None, help="imported bases cache")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=None)
@@ -466,6 +541,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def default_warehouse() -> str:
+    from schemas.store import default_warehouse as dw
+    return dw()
+
+
+def run_seeds(argv: list[str], seeds: list[int], root: str) -> int:
+    """Each seed in its own processes, one seed at a time (a seed already has both cores), then the table."""
+    import subprocess
+
+    rest, skip = [], False
+    for x in argv:  # argv without --seeds/--out/--warehouse and their values
+        if skip and not x.startswith("--"):
+            continue
+        skip = x in ("--seeds", "--out", "--warehouse", "--seed")
+        if not skip:
+            rest.append(x)
+    records = []
+    for s in seeds:
+        d = os.path.join(root, f"seed-{s}")
+        cmd = [sys.executable, os.path.abspath(__file__), *rest, "--seed", str(s), "--out", d]
+        log(f"seed {s}: {' '.join(cmd[1:])}")
+        if subprocess.call(cmd) == 0:
+            records.append(json.load(open(os.path.join(d, "record.json"))))
+    if not records:
+        return 1
+    print(table(records))
+    return 0 if len(records) == len(seeds) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     a = parser().parse_args(argv)
@@ -474,8 +578,11 @@ def main(argv: list[str] | None = None) -> int:
         d["levels"] = tuple(d["levels"])
         run_side(BaseLoopConfig(**d), a.base_checkpoint)
         return 0
+    root = os.path.join(a.warehouse or default_warehouse(), "_loop", "base")
+    if a.seeds:
+        return run_seeds(list(sys.argv[1:] if argv is None else argv), a.seeds, a.out or root)
     if a.out is None:
-        a.out = os.path.join("runs", "loop-base", f"seed-{a.seed}")
+        a.out = os.path.join(root, f"seed-{a.seed}")
     cfg = BaseLoopConfig.from_args(a)
     record = run(cfg)
     print(report(record))

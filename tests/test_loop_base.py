@@ -116,5 +116,7 @@ def test_the_base_loop_runs_end_to_end_through_the_chat_template(tmp_path, worke
                                   {"role": "assistant", "content": "The answer is 2."}])
     assert tok.decode([i for i, m in zip(ids, learn) if m]).strip() == "The answer is 2."
     assert not os.path.exists(os.path.join(out, "round1-loop", "optimizer.pt"))
-    prof = rec["profile"]["loop_process"]
-    assert {"training", "scoring", "sampling"} <= set(prof)
+    phases = {k for part in rec["profile"].values() for k in part}
+    assert {"training", "scoring", "sampling"} <= phases
+    if workers == 2:  # the loop's process samples and trains; the other scores and trains the control
+        assert "scoring" not in rec["profile"]["loop_process"] and "sampling" not in rec["profile"]["control_process"]
