@@ -27,7 +27,8 @@ The parts, one idea a module: `loop_config` (the settings, typed), `loop_bench` 
 scoring shared by both processes), `loop_rounds` (the round driver), `loop_side` (control,
 ablation, held-out scoring, in process or in a second one), `loop_integrity` (held-out leaks
 raise `HeldoutLeak`), `loop_report` (tables, plot), `loop_seeds` (several seeds). This file is
-the command line.
+the command line. `--base PATH|smollm2` runs the loop from a pretrained base instead
+(`pipelines/loop_base.py`, its own flags: `python pipelines/loop_base.py --help`).
 """
 from __future__ import annotations
 
@@ -157,6 +158,9 @@ def resolve_workers(args: argparse.Namespace) -> None:
 
 def run_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(x == "--base" or x.startswith("--base=") for x in argv):  # a pretrained base: its own loop and flags
+        from pipelines.loop_base import main as base_main
+        return base_main(argv)
     p = parser()
     args = p.parse_args(argv)
     if args.unsure_copies < 1:  # 0 or less would drop verified samples from training without a word
