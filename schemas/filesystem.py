@@ -118,7 +118,9 @@ def info(uri: str) -> pafs.FileInfo:
 
 
 def exists(uri: str) -> bool:
-    return info(uri).type != pafs.FileType.NotFound
+    """A file is there. A directory of that name is not one: on object storage any key under the
+    prefix makes one, and a marker, a signature or a decisions file must be the file itself."""
+    return info(uri).type == pafs.FileType.File
 
 
 def isdir(uri: str) -> bool:

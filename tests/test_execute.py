@@ -4,7 +4,8 @@ import itertools
 import pyarrow as pa
 import pytest
 
-from schemas.engine.execute import ShardJob, plan_operators
+from schemas.engine.job import ShardJob
+from schemas.engine.plan import plan_operators
 from schemas.engine.stage import ModelStage, Resources, StageFailed, StageSpec, stage
 from schemas.tables import DOCUMENTS, rejects_schema
 
@@ -102,7 +103,8 @@ def test_stages_with_the_same_needs_share_an_operator_and_its_pool_fills_the_clu
 def test_a_redacting_stage_redacts_the_rejects_of_the_stages_before_it():
     """The privacy hook is read from the contract (`redacts`), not probed on the built object:
     rows rejected before the privacy stage are persisted too, so their text goes through it."""
-    from schemas.engine.execute import ShardState, StageOp
+    from schemas.engine.job import ShardState
+    from schemas.engine.operators import StageOp
     from schemas.engine.stage import StageCount, TaskStage, reject_where
 
     @stage()
@@ -126,3 +128,24 @@ def test_a_redacting_stage_redacts_the_rejects_of_the_stages_before_it():
         state = StageOp(job, [0, 1]).process(ShardState({}, live, [], [StageCount("read")], 2))
         assert [r.column("text").to_pylist() for r in state.rejects] == [[expect]]
         assert state.live.column("text").to_pylist() == ["a long enough row with hunter2 in it"]  # the stage's job
+
+
+def test_exists_means_a_file_is_there_not_a_directory_of_that_name(tmp_path):
+    """There were two `exists()`: schemas.filesystem's said yes to a directory, the engine's
+    (files.py) only to a file. The engine asks it of a marker, a shard's signatures and a global
+    pass's decisions, which must be the file itself: a directory of that name (on object storage,
+    any key under the prefix) read as "decisions done" would skip the pass and then fail reading
+    them. One function is left, with the file meaning; inputs still walk a directory."""
+    from schemas import filesystem as fsys
+    from schemas.engine import files
+    from schemas.engine.inputs import plan_inputs
+
+    assert files.exists is fsys.exists
+    d = tmp_path / "decisions.parquet"
+    d.mkdir()
+    (d / "part-0.jsonl").write_text('{"text": "a b c"}\n')
+    assert fsys.isdir(str(d)) and not fsys.exists(str(d)) and not fsys.exists(f"file://{d}")
+    fsys.write_json(str(tmp_path / "m.json"), {"shard": "x"})
+    assert fsys.exists(str(tmp_path / "m.json")) and fsys.exists(f"file://{tmp_path}/m.json")
+    assert not fsys.exists(str(tmp_path / "nope.json"))
+    assert [s.path for s in plan_inputs([str(d)])] == [str(d / "part-0.jsonl")]

@@ -54,3 +54,15 @@ def test_every_architecture_reference_names_a_section_that_exists():
     assert cited, "no docstring cites ARCHITECTURE.md"
     assert not [c for c in cited if c[1] not in headings], [c for c in cited if c[1] not in headings]
     assert not outside, f"cite ARCHITECTURE.md instead of the design notes outside the repo: {outside}"
+
+
+def test_every_engine_module_is_on_the_maps():
+    """ARCHITECTURE.md's engine table and the engine package's docstring list every module of
+    schemas/engine/, so a reader finds where each part lives (and a new module is placed)."""
+    import schemas.engine as engine
+
+    arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    modules = sorted(p.name for p in (ROOT / "schemas" / "engine").glob("*.py"))
+    assert not [m for m in modules if f"`{m}`" not in arch], "add to ARCHITECTURE.md's engine table"
+    assert not [m for m in modules if m != "__init__.py" and m not in (engine.__doc__ or "")], \
+        "add to schemas/engine/__init__.py's docstring"

@@ -6,10 +6,16 @@ Every pipeline runs through these modules, and nothing here imports a stage:
 
     stage.py       the stage contract (`StageContract`, `Stage`, `@stage`, `StageSpec`), declared
                    resources, running a stage over a batch within the error budget
+    accounting.py  per-stage counts, and the check that a shard's rows add up
     inputs.py      the planner's half: inputs (files, globs, tables, s3://) → deterministic shards,
                    verified reads
-    execute.py     the executor: a Ray Data operator per stage, or per run of stages with
-                   the same resources (or the same operators in-process)
+    plan.py        the operator plan: stages → operators with resources fitted to the cluster
+    job.py         what a worker is given (`ShardJob`) and what flows between operators (`ShardState`)
+    operators.py   what the read, stage and signature operators do to one shard (redacting
+                   rejects where a stage says so)
+    write.py       the write side: ids, in-shard duplicates, the declared schema, files and marker
+    ray_dag.py     the Ray Data DAG over shards, and its retries of lost workers and nodes
+    execute.py     the executor's entry: global passes, then the main pass (Ray or in-process)
     runner.py      the run: run key, resume from markers, accounting, the paired publish
     files.py       marker and Parquet reads and writes on any filesystem (whole or absent)
     lineage.py     config hash, code fingerprint, git commit

@@ -11,21 +11,16 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyarrow import fs as pafs
 
 from schemas import filesystem as fsys
 
 filesystem = fsys.filesystem
 read_json = fsys.read_json
+exists = fsys.exists  # a file is there (a directory of that name is not): markers, signatures, decisions
 
 
 def write_json(uri: str, obj: Any) -> None:
     fsys.write_json(uri, obj)  # a marker is either whole or absent (a rename locally, one PUT on S3)
-
-
-def exists(uri: str) -> bool:
-    fs, path = filesystem(uri)
-    return fs.get_file_info(path).type == pafs.FileType.File
 
 
 def write_parquet(table: pa.Table, uri: str, stats: dict[str, Any] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Run a pipeline: plan shards, process them (read → stages → split → write), publish once.
 
 The executor (`execute.py`) streams every input shard through Ray Data operators (one per
-stage, or per run of stages with the same resources); its write operator stores the kept rows
+stage, or per run of stages with the same resources); its write operator (`write.py`) stores the kept rows
 and the rejects as Parquet under deterministic names and then a completion marker holding the
 shard's accounting and content statistics.
 Only the driver publishes, and only after every shard has its marker: the rejects first, then
@@ -27,12 +27,15 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from schemas import stats as st
-from schemas.engine.execute import AccountingError, ShardJob, execute, find_cause
+from schemas.engine.accounting import AccountingError, StageCount
+from schemas.engine.execute import execute
 from schemas.engine.failpoints import failpoint
 from schemas.engine.files import filesystem, read_json
 from schemas.engine.inputs import InputError, InputShard, UnreadableInput, location, plan_inputs
+from schemas.engine.job import ShardJob
 from schemas.engine.lineage import code_fingerprint, config_hash, git_commit
-from schemas.engine.stage import ERROR_BUDGET, StageCount, StageFailed, StageSpec, as_spec
+from schemas.engine.ray_dag import find_cause
+from schemas.engine.stage import ERROR_BUDGET, StageFailed, StageSpec, as_spec
 from schemas.filesystem import is_remote
 from schemas.ids import row_id
 from schemas.store import Store, StoreError, check_table_name, check_tag, rejects_name
@@ -329,8 +332,8 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
         # The reasons can be inspected, but good data is never replaced by nothing.
         if opts.tag:
             store.tag(f"{rname}@{rsnap}", opts.tag, replace=True)
-        raise NothingKept(f"all {accounting['rows_in']:,} input rows were rejected "
-                          f"({', '.join(f'{k}={v}' for k, v in accounting['rejects_by_reason'].items()) or 'no rows'}); "
+        reasons = ", ".join(f"{k}={v}" for k, v in accounting["rejects_by_reason"].items())
+        raise NothingKept(f"all {accounting['rows_in']:,} input rows were rejected ({reasons or 'no rows'}); "
                           f"'{opts.output}' is unchanged; see `curate show {rname}`")
     # Score distributions over every scored row (kept and rejected): what a filter removed shows.
     scored = st.compact(st.merge_all([s["stats"] for s in summaries] + [s["rejects_stats"] for s in summaries]))

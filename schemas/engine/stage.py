@@ -22,12 +22,13 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from dataclasses import dataclass
-from dataclasses import field as dc_field
+from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, ClassVar, Literal, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from schemas.engine.accounting import StageCount, reason_counts
 
 DROP = "drop_reason"
 DETAIL = "reject_detail"
@@ -419,34 +420,6 @@ def reject_where(batch: pa.Table, mask: Any, reason: str, detail: Any = None) ->
 
 
 # ---- running a stage chain on one batch ------------------------------------------------
-@dataclass
-class StageCount:
-    stage: str
-    rows_in: int = 0
-    rows_out: int = 0
-    rejected: int = 0
-    reasons: dict[str, int] = dc_field(default_factory=dict)
-    lost: int = 0      # rows of unreadable inputs, recorded only under `--on-unreadable record`
-    seconds: float = 0.0  # worker time in the stage (model loading excluded)
-
-    def add(self, other: "StageCount") -> None:
-        self.seconds += other.seconds
-        self.rows_in += other.rows_in
-        self.rows_out += other.rows_out
-        self.rejected += other.rejected
-        self.lost += other.lost
-        for k, v in other.reasons.items():
-            self.reasons[k] = self.reasons.get(k, 0) + v
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"stage": self.stage, "rows_in": self.rows_in, "rows_out": self.rows_out,
-               "rejected": self.rejected, "reasons": dict(sorted(self.reasons.items()))}
-        if self.lost:
-            out["lost"] = self.lost
-        out["seconds"] = round(self.seconds, 4)
-        return out
-
-
 def _error_rows(batch: pa.Table, name: str, exc: BaseException) -> pa.Table:
     detail = f"{type(exc).__name__}: {exc}"[:2000]
     return annotate(batch, **{DROP: pa.array([f"error:{name}:{type(exc).__name__}"] * batch.num_rows, pa.string()),
@@ -508,7 +481,7 @@ def run_stage(name: str, fn: Callable[[pa.Table], pa.Table], live: pa.Table, bud
             rej = out.filter(dropped)
             if rej.num_rows:
                 rejects = annotate(rej, reject_stage=pa.array([name] * rej.num_rows, pa.string()))
-                count.reasons = dict(zip(*_value_counts(rej.column(DROP))))
+                count.reasons = reason_counts(rej)
             live = out.filter(pc.invert(dropped)).drop_columns([c for c in (DROP, DETAIL) if c in out.column_names])
             count.rejected = rej.num_rows
         else:
@@ -530,9 +503,4 @@ def run_chain(stages: list[tuple[str, Callable[[pa.Table], pa.Table]]], batch: p
             rejects.append(rej)
         counts.append(count)
     return live, rejects, counts
-
-
-def _value_counts(col: pa.ChunkedArray) -> tuple[list[str], list[int]]:
-    vc = pc.value_counts(col)
-    return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
 
