@@ -214,7 +214,8 @@ def _classify(rec) -> tuple[dict[str, Any] | None, str | None, str | None, str |
     try:
         return _record_row(rec), None, None, None
     except _Skip as s:
-        return None, s.args[0], s.args[1], _raw(rec)
+        url = rec.rec_headers.get_header("WARC-Target-URI")  # the reject names its page
+        return None, s.args[0], " ".join(filter(None, [url, s.args[1]])) or None, _raw(rec)
     except Exception as e:  # noqa: BLE001 - a record warcio half-parsed is that record's reject, not the run's
         return None, "malformed_record", f"{type(e).__name__}: {e}"[:300], _raw(rec)
 

@@ -1,7 +1,7 @@
 """Build crawl files (WARC, WET) from real HTML that ships offline, plus the records a crawl also holds.
 
     python tests/crawl_sample.py tests/data/crawl            # the committed test sample
-    python tests/crawl_sample.py /tmp/crawl --python 400 --man 60 --split 4   # a larger crawl (demo, bench)
+    python tests/crawl_sample.py /tmp/crawl --python 110 --man 60 --split 4   # a larger crawl (demo, bench)
 
 Pages: Debian's `python3.11-doc` HTML (English, Sphinx) and translated man pages from
 `manpages-{de,fr,es,it,ru,pl,nl}` rendered to HTML by `mandoc` (other languages). Around them:
