@@ -63,7 +63,7 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
             p = 1.0 - (1.0 - s ** r) ** b
             err = np.trapezoid(p[below], s[below]) + np.trapezoid(1.0 - p[above], s[above])
             if err < best_err - 1e-12:
-                best, best_err = (b, r), err
+                best, best_err = (b, r), float(err)
     return best
 
 
@@ -168,7 +168,7 @@ def _groups_polars(sig_files: list[str]) -> tuple[pa.Table, pa.Table]:
     """Exact groups, then near-duplicate groups one LSH band at a time (a ninth of the rows each)."""
     import polars as pl
     if any("://" in f for f in sig_files):  # polars' own object-store reader needs its own credentials
-        sig = pl.from_arrow(pa.concat_tables([read_parquet(f) for f in sig_files])).lazy()
+        sig = pl.from_arrow(pa.concat_tables([read_parquet(f) for f in sig_files])).lazy()  # type: ignore[union-attr]
     else:
         sig = pl.scan_parquet(sig_files)
     first = sig.filter(pl.col("band") == 0).select("node", "content_hash")
@@ -207,7 +207,7 @@ def _groups_ray(sig_files: list[str]) -> tuple[pa.Table, pa.Table]:
         .map_groups(_members, batch_format="pyarrow")
     reps = sig.groupby("content_hash", num_partitions=parts).map_groups(_representative, batch_format="pyarrow")
     near = reps.groupby(["band", "bucket"], num_partitions=parts).map_groups(_members, batch_format="pyarrow")
-    collect = lambda ds: pa.concat_tables([pa.table({"members": pa.array([], pa.list_(pa.string()))}),  # noqa: E731
+    collect = lambda ds: pa.concat_tables([pa.table({"members": pa.array([], pa.list_(pa.string()))}),
                                            *[b for b in ds.iter_batches(batch_format="pyarrow")]])
     return collect(exact), collect(near)
 
@@ -236,12 +236,12 @@ class Dedup(Stage):
         return batch
 
     @staticmethod
-    def signatures(live: pa.Table, num_perm: int = 128, ngram: int = 5, threshold: float = 0.8,
+    def signatures(live: pa.Table, num_perm: int = 128, ngram: int = 5, threshold: float = 0.8,  # type: ignore[override]  # its own parameters, bound by StageSpec
                    chunk: int = 1000) -> pa.Table:
         """One shard's signatures, `chunk` documents at a time (shingle sets are the big part)."""
         texts, keys = live.column("text"), live.column("_rowkey").to_pylist()
         keys = [f"{d}|{k}" for d, k in zip(row_digests(live), keys)]  # copies of a text: ordered by content
-        params = {"num_perm": num_perm, "ngram": ngram, "threshold": threshold}
+        params: dict[str, Any] = {"num_perm": num_perm, "ngram": ngram, "threshold": threshold}
         parts = [signature_table(texts.slice(i, chunk).to_pylist(), keys[i:i + chunk], **params)
                  for i in range(0, live.num_rows, chunk)]
         return pa.concat_tables([SIG_SCHEMA.empty_table(), *parts])

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -51,7 +51,7 @@ def load_labeled(source: str, text_column: str = "text", label_column: str = "la
         if source.endswith(".parquet"):
             import pyarrow.parquet as pq
             t = pq.read_table(source, columns=[text_column, label_column])
-            rows = zip(t.column(text_column).to_pylist(), t.column(label_column).to_pylist())
+            rows: Iterable[tuple[Any, Any]] = zip(t.column(text_column).to_pylist(), t.column(label_column).to_pylist())
         else:
             opener = gzip.open if source.endswith(".gz") else open
             with opener(source, "rt", encoding="utf-8") as f:
@@ -87,7 +87,8 @@ def evaluate(model, rows: list[tuple[str, str]], positive: str | list[str], thre
     the binary view moves to `binary_accuracy`, and `mae` is |expected grade - gold grade|."""
     positives = [positive] if isinstance(positive, str) else list(positive)
     tp = fp = fn = tn = 0
-    exact, abs_err, per = 0, 0.0, {}
+    exact, abs_err = 0, 0.0
+    per: dict[str, dict[str, int]] = {}
     for text, label in rows:
         labels, probs = model.predict(prep(text), k=-1)
         p = sum(float(q) for lab, q in zip(labels, probs) if lab[len("__label__"):] in positives)
@@ -121,7 +122,8 @@ def evaluate(model, rows: list[tuple[str, str]], positive: str | list[str], thre
 
 
 def positive_prob(model, text: str, positive: str) -> float:
-    return _prob(*model.predict(prep(text), k=-1), f"__label__{positive}")
+    labels, probs = model.predict(prep(text), k=-1)
+    return _prob(labels, probs, f"__label__{positive}")
 
 
 def _prob(labels: tuple[str, ...], probs, label: str) -> float:
@@ -137,6 +139,9 @@ def grade_labels(rows: list[tuple[str, str]], threshold: int | None = None, mult
     """Integer grades (e.g. `edu_score` 0-5) as fastText labels: one label per grade
     (`multiclass`), or `positive` for grade >= threshold and `lq` (or `not_<positive>`) below."""
     negative = "lq" if positive == "hq" else f"not_{positive}"
+    if threshold is None and not multiclass:
+        raise ValueError("grade_labels needs a threshold unless multiclass")
+    cut = float("inf") if threshold is None else threshold  # unused when multiclass
     out = []
     for text, label in rows:
         try:
@@ -145,7 +150,7 @@ def grade_labels(rows: list[tuple[str, str]], threshold: int | None = None, mult
             raise ValueError(f"grade labels must be integers, got {label!r}") from None
         if g != int(g):
             raise ValueError(f"grade labels must be integers, got {label!r}")
-        out.append((text, str(int(g)) if multiclass else positive if g >= threshold else negative))
+        out.append((text, str(int(g)) if multiclass else positive if g >= cut else negative))
     return out
 
 
@@ -202,7 +207,8 @@ def train(rows: list[tuple[str, str]], out_root: str, positive: str = "hq", vali
             "mode": "multiclass" if multiclass else "binary", "positive_labels": positives,
             "grade_threshold": grade_threshold,
             "data_hash": data_hash, "train_rows": len(train_rows), "valid_rows": len(valid_rows),
-            "train_seconds": round(seconds, 2), "metrics": evaluate(model, valid_rows, positives, multiclass=multiclass),
+            "train_seconds": round(seconds, 2),
+            "metrics": evaluate(model, valid_rows, positives, multiclass=multiclass),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with open(os.path.join(final_dir, "card.json"), "w") as f:
         json.dump(card, f, indent=2)
@@ -247,7 +253,7 @@ class QualityClassifier(ModelStage):
             pc.cast(pc.round(arr, 3), pa.string()), pa.scalar(f" < {self.threshold}"), ""))
 
     @classmethod
-    def model_info(cls, model_path: str, **params: Any) -> dict[str, Any]:
+    def model_info(cls, model_path: str, **params: Any) -> dict[str, Any]:  # type: ignore[override]  # its own parameters, bound by StageSpec
         card_path = os.path.join(os.path.dirname(model_path), "card.json")
         card = json.load(open(card_path)) if os.path.exists(card_path) else {}
         return {"kind": "fasttext", "path": model_path, "sha256": card.get("sha256") or sha256_file(model_path),

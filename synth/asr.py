@@ -82,7 +82,8 @@ class WhisperASR(ModelStage):
         return " ".join(s.text.strip() for s in segments).strip()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        texts, errors = [], []
+        texts: list[str | None] = []
+        errors: list[str | None] = []
         for audio in batch.column("audio").to_pylist():
             try:
                 samples = load_16k(audio["bytes"])

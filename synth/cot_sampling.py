@@ -67,16 +67,16 @@ class CoTSampler(ModelStage):
         kw = dict(threads=threads or _default_threads(), batch_size=batch_size,
                   timeout_s=request_timeout_s, retries=retries, concurrency=concurrency)
         self.gen = make_generator(generator, cache, **kw)
-        self.judge = None
+        self.judge: LLMJudge | None = None
         if judge:
             self.judge = LLMJudge(self.gen if judge == "same" else make_generator(judge, cache, **kw), judge_max_tokens)
         self.verify = RuleVerifier(verify_timeout_s)
         self.k, self.max_attempts, self.seed, self.system = k, max_attempts, seed, system
-        self.sampling = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
+        self.sampling: dict[str, Any] = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
         self.spec = generator
 
     @classmethod
-    def model_info(cls, generator: str, judge: str | None = None, **params: Any) -> dict[str, Any]:
+    def model_info(cls, generator: str, judge: str | None = None, **params: Any) -> dict[str, Any]:  # type: ignore[override]  # its own parameters, bound by StageSpec
         info = {"generator": describe_generator(generator), "verifier": "rule:numeric+exact+math_verify"}
         if judge:
             info["judge"] = describe_generator(judge) if judge != "same" else "same as generator"
@@ -107,7 +107,7 @@ class CoTSampler(ModelStage):
             completions = self.gen.generate(reqs)
             undecided = []
             for (i, att, seed), c in zip(owners, completions):
-                s = {"completion": c.text, "extracted_answer": None, "verdict": None, "verifier": None,
+                s: dict[str, Any] = {"completion": c.text, "extracted_answer": None, "verdict": None, "verifier": None,
                      "attempt": att, "seed": seed, "finish_reason": c.finish_reason, "error": c.error,
                      "judge_prompt": None, "judge_output": None, "seconds": c.seconds}
                 if c.error is None:
@@ -116,7 +116,7 @@ class CoTSampler(ModelStage):
                     if v.verdict == UNDECIDED and self.judge is not None:
                         undecided.append((i, s))
                 samples[i].append(s)
-            if undecided:
+            if undecided and self.judge is not None:  # undecided only gets rows when there is a judge
                 judged = self.judge([(problems[i], answers[i], s["extracted_answer"], s["completion"])
                                      for i, s in undecided])
                 for (_, s), jd in zip(undecided, judged):

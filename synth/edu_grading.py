@@ -27,16 +27,23 @@ from synth.generators import Request, Sampling, describe_generator, local_model_
 RUBRIC_NAME = "edu-additive-v1"
 # Our own wording of the additive idea: points accumulate, so a grader cannot skip to 5
 # without the lower criteria, and "N points" stays comparable across graders.
-RUBRIC = """You are rating how useful a web page extract would be for teaching, from primary school up to introductory university level.
-
-Start from 0 and add one point for each statement that holds. Stop adding once a statement fails.
-1. The extract carries some information about an academic or practical subject that could be taught, even if mixed with advertising, navigation text, chatter or unrelated material.
-2. The extract stays on one subject and its sentences connect into a coherent explanation or description, even if incomplete, loosely organised or written for experts.
-3. A learner could study from it: it explains the central ideas of its subject clearly at a level a course could use, like a section of a textbook, a tutorial or a reference manual, though it may leave gaps.
-4. It would be a good teaching text: focused, substantial and clearly written, with examples, definitions or steps that build understanding, and almost nothing off-topic.
-5. It is outstanding teaching material: it develops its subject in depth with careful reasoning or worked examples, and could be handed to students as it is.
-
-Grade the extract below. Ignore its formatting; judge its content."""
+RUBRIC = (
+    "You are rating how useful a web page extract would be for teaching, from primary school up to introductory "
+    "university level.\n"
+    "\n"
+    "Start from 0 and add one point for each statement that holds. Stop adding once a statement fails.\n"
+    "1. The extract carries some information about an academic or practical subject that could be taught, even if "
+    "mixed with advertising, navigation text, chatter or unrelated material.\n"
+    "2. The extract stays on one subject and its sentences connect into a coherent explanation or description, even"
+    " if incomplete, loosely organised or written for experts.\n"
+    "3. A learner could study from it: it explains the central ideas of its subject clearly at a level a course "
+    "could use, like a section of a textbook, a tutorial or a reference manual, though it may leave gaps.\n"
+    "4. It would be a good teaching text: focused, substantial and clearly written, with examples, definitions or "
+    "steps that build understanding, and almost nothing off-topic.\n"
+    "5. It is outstanding teaching material: it develops its subject in depth with careful reasoning or worked "
+    "examples, and could be handed to students as it is.\n"
+    "\n"
+    "Grade the extract below. Ignore its formatting; judge its content.")
 
 TEMPLATE = """{rubric}
 
@@ -144,9 +151,10 @@ class EduGrader(ModelStage):
         self.sampling = Sampling(temperature=temperature, top_p=1.0, max_tokens=max_tokens, seed=seed)
 
     @classmethod
-    def model_info(cls, generator: str, template: str = TEMPLATE, rubric: str = RUBRIC,
+    def model_info(cls, generator: str, template: str = TEMPLATE, rubric: str = RUBRIC,  # type: ignore[override]  # its own parameters, bound by StageSpec
                    rubric_name: str = RUBRIC_NAME, few_shot: bool = False, **params: Any) -> dict[str, Any]:
-        return {"generator": describe_generator(generator), "rubric": rubric_id(template, rubric, rubric_name, few_shot)}
+        return {"generator": describe_generator(generator),
+                "rubric": rubric_id(template, rubric, rubric_name, few_shot)}
 
     def messages(self, text: str) -> list[dict[str, str]]:
         doc = truncate(text, self.max_chars)

@@ -137,7 +137,7 @@ class TransformersGenerator(Generator):
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, **kw).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, **kw).to(self.device).eval()  # type: ignore[arg-type]
         self.batch_size = batch_size
         self.model_id = f"hf:{os.path.abspath(path)}" + (f"#{gguf_file}" if gguf_file else "")
         self.path, self.gguf_file = path, gguf_file
@@ -174,6 +174,7 @@ class TransformersGenerator(Generator):
                 n = int((ids != self.tok.pad_token_id).sum())
                 ended = bool((ids == self.tok.eos_token_id).any())
                 text = self.tok.decode(ids, skip_special_tokens=True)
+                assert isinstance(text, str)  # one sequence decodes to one string
                 out.append(Completion(text, "stop" if ended else "length", seconds=dt, tokens=n))
         return out
 

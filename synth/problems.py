@@ -16,7 +16,7 @@ import json
 import random
 import sys
 from fractions import Fraction
-from typing import Iterator
+from typing import Any, Iterator
 
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Iris", "Jon", "Kemi", "Liam",
          "Mia", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sam", "Tara"]
@@ -115,7 +115,10 @@ def word_problem(rng: random.Random, level: int, error_rate: float = 0.0,
         kind = noise.choices(list(errors), weights=list(errors.values()))[0]
     lines, v = [f"{who} starts with {_fmt(start)} {item}."], start
     for i, (op, nums) in enumerate(steps):
-        line, v = _wrong_line(op, nums, v, kind, noise) if i == wrong_at else _work(op, nums, v)
+        if i == wrong_at and kind is not None:  # kind is set whenever a step is wrong
+            line, v = _wrong_line(op, nums, v, kind, noise)
+        else:
+            line, v = _work(op, nums, v)
         if line is not None:
             lines.append(line)
     question = f"How many {item} does {who} have now?"
@@ -146,7 +149,7 @@ def _load_mathematics_dataset():
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in d.items():
         name = f"{prefix}__{k}" if prefix else k
         out.update(_flatten(v, name) if isinstance(v, dict) else {name: v})
@@ -166,7 +169,8 @@ def mathematics_dataset_problems(n: int, seed: int = 0, modules: tuple[str, ...]
         lo, hi = lv / 3, (lv + 1) / 3
         flat = _flatten(mods.train(lambda r, lo=lo, hi=hi: (r[0] + lo * (r[1] - r[0]), r[0] + hi * (r[1] - r[0]))))
         gens[lv] = {m: flat[m] for m in modules if m in flat}
-    out, i, failures = [], 0, 0
+    out: list[dict[str, Any]] = []
+    i = failures = 0
     while len(out) < n and failures < 10 * n + 100:
         lv = levels[i % len(levels)]
         names = sorted(gens[lv])

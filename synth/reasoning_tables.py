@@ -33,7 +33,8 @@ PREFERENCE_TABLE = with_columns(PREFERENCES, [
 
 def cot_samples(problems: pa.Table, round_: int = 0) -> tuple[pa.Table, dict[str, int]]:
     """One row per sample that came back (errored requests are counted, not rowed)."""
-    rows, errors = [], Counter()
+    rows: list[dict[str, Any]] = []
+    errors: Counter[str] = Counter()
     level = problems.column("level").to_pylist() if "level" in problems.column_names else [None] * problems.num_rows
     for p, lv in zip(problems.to_pylist(), level):
         for s in p["samples"] or []:
@@ -62,7 +63,7 @@ def _norm(text: str) -> str:
 def sft_rows(samples: pa.Table, system: str | None = None) -> tuple[pa.Table, dict[str, int]]:
     """Correct samples as `messages` conversations; identical answers to one problem kept once."""
     seen, rows = set(), []
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for s in samples.to_pylist():
         counts["samples"] += 1
         if s["verdict"] != CORRECT:
@@ -98,7 +99,8 @@ def preference_pairs(samples: pa.Table, max_pairs_per_prompt: int | None = 4, se
         if s["verdict"] in (CORRECT, INCORRECT):
             d[s["verdict"]].setdefault(_norm(s["completion"]), s)
     strategy = f"capped:{max_pairs_per_prompt}" if max_pairs_per_prompt else "all_pairs"
-    rows, counts = [], Counter()
+    rows: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()
     for pid, d in by_prompt.items():
         good, bad = list(d[CORRECT].values()), list(d[INCORRECT].values())
         counts["prompts"] += 1
@@ -140,7 +142,8 @@ def conversational(pairs: pa.Table) -> pa.Table:
 def _spread(pairs: list[tuple[dict, dict]], n: int) -> list[tuple[dict, dict]]:
     """n pairs, each time the one whose answers were used least so far (ties: given order)."""
     used: Counter = Counter()
-    out, rest = [], list(pairs)
+    out: list[tuple[Any, Any]] = []
+    rest = list(pairs)
     while rest and len(out) < n:
         best = min(range(len(rest)), key=lambda i: used[id(rest[i][0])] + used[id(rest[i][1])])
         g, b = rest.pop(best)

@@ -112,7 +112,7 @@ def is_table(text: str) -> bool:
 def is_unspeakable_list(text: str) -> bool:
     """A list laid out one item a line that does not read as a sentence: nested, or too many items."""
     got = line_list_items(text) if "\n" in text else None
-    return bool(got) and (got[3] or len(got[1]) > MAX_LIST_ITEMS)
+    return got is not None and (got[3] or len(got[1]) > MAX_LIST_ITEMS)
 
 
 # ---- language: stop words of spaCy's language data (read from its files: no spaCy import) ----
@@ -122,10 +122,10 @@ LANGS = ("de", "fr", "es", "it", "pt", "nl", "pl", "cs", "la", "sv", "da", "ro",
 @functools.cache
 def stop_words(lang: str) -> frozenset[str]:
     spec = importlib.util.find_spec("spacy")
-    path = os.path.join(os.path.dirname(spec.origin), "lang", lang, "stop_words.py") if spec else ""
-    if not os.path.exists(path):  # a spaCy without this language: no votes from it
+    path = os.path.join(os.path.dirname(spec.origin), "lang", lang, "stop_words.py") if spec and spec.origin else ""
+    mod_spec = importlib.util.spec_from_file_location(f"_stop_words_{lang}", path) if os.path.exists(path) else None
+    if mod_spec is None or mod_spec.loader is None:  # a spaCy without this language: no votes from it
         return frozenset()
-    mod_spec = importlib.util.spec_from_file_location(f"_stop_words_{lang}", path)
     mod = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(mod)
     return frozenset(w.lower() for w in mod.STOP_WORDS)

@@ -82,7 +82,10 @@ def _join_items(intro: str, items: list[str], ordered: bool, outro: str = "") ->
 
 def line_list_items(text: str) -> tuple[str, list[str], bool, bool, str] | None:
     """(intro, items, ordered, nested, outro) of a list laid out one item a line, else None."""
-    intro, items, outro, ordered, indents = [], [], [], False, set()
+    intro: list[str] = []
+    items: list[str] = []
+    outro: list[str] = []
+    ordered, indents = False, set()
     for line in text.split("\n"):
         m = LINE_ITEM.match(line)
         if m and not outro:
@@ -109,7 +112,7 @@ def rewrite_line_list(text: str) -> str:
 def inline_list_items(text: str) -> tuple[str, list[str]] | None:
     """"Which: 1) a 2) b" → ("Which:", [a, b]) when the markers count up from 1 (or a)."""
     marks = list(INLINE_MARK.finditer(text))
-    seq = []
+    seq: list[re.Match[str]] = []
     for m in marks:
         key = m.group(1) or m.group(2)
         want = str(len(seq) + 1) if key.isdigit() else "abcdefgh"[len(seq)] if len(seq) < 8 else None
@@ -171,9 +174,9 @@ def _expand_abbr(text: str, m: re.Match) -> str:
     prev = re.search(r"(\S+)\s+$", text[: m.start()])
     nxt = re.match(r"\s+(\S+)", text[m.end():])
     prev_word = prev.group(1) if prev else ""
-    prev_is_name = bool(prev_word) and (prev_word[0].isupper() and not _sentence_start(text, prev.start(1))
-                                        or prev_word.isdigit())
-    next_is_name = bool(nxt) and nxt.group(1)[0].isupper()
+    prev_is_name = prev is not None and bool(prev_word) and (
+        prev_word[0].isupper() and not _sentence_start(text, prev.start(1)) or prev_word.isdigit())
+    next_is_name = nxt is not None and nxt.group(1)[0].isupper()
     if abbr in STREET_TYPES and (prev_is_name or abbr not in TITLES):
         return STREET_TYPES[abbr]
     if abbr in TITLES and (next_is_name or abbr not in STREET_TYPES):

@@ -180,7 +180,7 @@ class SpeechSynthesizer(ModelStage):
     adds = [field("audio", AUDIO), field("duration_s", pa.float32(), stats="sum,hist:0:30:30"),
             field("voice", pa.string(), stats="category"), field("engine", pa.string(), stats="category")]
 
-    def __init__(self, voices: list[str] = tuple(DEFAULT_VOICES), column: str = "text"):
+    def __init__(self, voices: tuple[str, ...] | list[str] = tuple(DEFAULT_VOICES), column: str = "text"):
         self.voices = available_voices(list(voices))
         if not self.voices:
             raise EngineUnavailable(f"none of the TTS voices {list(voices)} is available")
@@ -188,7 +188,10 @@ class SpeechSynthesizer(ModelStage):
         self.column = column
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        audios, durations, voices, errors = [], [], [], []
+        audios: list[dict[str, Any] | None] = []
+        durations: list[float | None] = []
+        voices: list[str] = []
+        errors: list[str | None] = []
         for text in batch.column(self.column).to_pylist():
             voice = pick(text or "", self.voices)
             try:
@@ -208,7 +211,7 @@ class SpeechSynthesizer(ModelStage):
         return reject_where(batch, [e is not None for e in errors], "tts_failed", errors)
 
     @classmethod
-    def model_info(cls, voices: list[str] = tuple(DEFAULT_VOICES), **params: Any) -> dict[str, Any]:
+    def model_info(cls, voices: tuple[str, ...] | list[str] = tuple(DEFAULT_VOICES), **params: Any) -> dict[str, Any]:
         import importlib.metadata as md
         info: dict[str, Any] = {"voices_requested": list(voices), "voices": available_voices(list(voices)),
                                 "piper_noise": 0.0}

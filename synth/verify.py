@@ -60,7 +60,8 @@ _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\{")
 
 def _boxed_spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, content) of every balanced `\\boxed{…}` / `\\fbox{…}`, in order (one pass)."""
-    out, pos = [], 0
+    out: list[tuple[int, int, str]] = []
+    pos = 0
     for m in _BOX_OPEN.finditer(text):
         if m.start() < pos:  # inside the previous box
             continue
@@ -207,8 +208,8 @@ def _stated_at(text: str, last: re.Match) -> tuple[str | None, str]:
         # "The volume of $ABCD$ is 120", "the number Priya has, which is 18": after the last "is"
         end = _FULL_STOP.search(rest)
         sentence = rest[:end.start()] if end else rest
-        i, a = sentence.rfind(" is "), sentence.rfind(" are ")
-        k = max(i + 4 if i >= 0 else -1, a + 5 if a >= 0 else -1)
+        i, i_are = sentence.rfind(" is "), sentence.rfind(" are ")
+        k = max(i + 4 if i >= 0 else -1, i_are + 5 if i_are >= 0 else -1)
         if k >= 0:
             after = sentence[k:]
             m = _SENT_END.search(after)
@@ -488,8 +489,8 @@ def as_number(text: str | None) -> Fraction | None:  # noqa: C901  (a branch per
         return None
     try:
         if "/" in s:
-            num, den = s.split("/")
-            value = Fraction(num.replace(",", "")) / Fraction(den)
+            top, bottom = s.split("/")
+            value = Fraction(top.replace(",", "")) / Fraction(bottom)
         else:
             value = Fraction(s.replace(",", ""))
     except (ValueError, ZeroDivisionError):
@@ -575,7 +576,7 @@ class MathVerify:
 
     def __init__(self, timeout_s: float = 5.0):
         self.timeout_s = timeout_s
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[str] | None = None
         self.timeouts = 0
 
     def _start(self) -> None:
@@ -588,6 +589,7 @@ class MathVerify:
             raise RuntimeError("math-verify child process did not start")
 
     def _readline(self, timeout: float) -> str | None:
+        assert self._proc is not None and self._proc.stdout is not None  # started with stdout=PIPE
         ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
         return self._proc.stdout.readline().strip() if ready else None
 
@@ -595,6 +597,7 @@ class MathVerify:
         """True / False, or None when math-verify cannot parse a side or runs out of time."""
         if self._proc is None or self._proc.poll() is not None:
             self._start()
+        assert self._proc is not None and self._proc.stdin is not None  # _start set it, stdin=PIPE
         try:
             self._proc.stdin.write(json.dumps([gold, pred]) + "\n")
             self._proc.stdin.flush()
@@ -673,7 +676,9 @@ def _is_collection(s: str) -> bool:
 
 def _top_level_split(s: str, sep: str = ",", keep_empty: bool = False) -> list[str] | None:
     """`a, b, c` → [a, b, c] when the separators are outside brackets (else None)."""
-    depth, parts, cur = 0, [], []
+    depth = 0
+    parts: list[str] = []
+    cur: list[str] = []
     for c in s:
         depth += (c in "([{") - (c in ")]}")
         if c == sep and depth == 0:
@@ -701,7 +706,7 @@ def _compare_lists(pred: str, reference: str) -> str | None:
         return None
     if pv == rv:
         return CORRECT
-    if sorted(pv) == sorted(rv):  # written as a set, it claims no order
+    if sorted(pv) == sorted(rv):  # type: ignore[type-var]  # Fractions only (checked above); as a set: no order
         return CORRECT if as_set else UNDECIDED
     return INCORRECT
 
@@ -821,7 +826,7 @@ def _intervals(s: str) -> list | None:  # noqa: C901  (interval and inequality n
         var = v
     if any(_order(x) > _order(y) for x, _, y, _ in out):
         return None
-    merged = []  # a union as its canonical parts: (1, 2] ∪ (2, 3) is (1, 3)
+    merged: list[tuple[object, bool, object, bool]] = []  # a union as its canonical parts: (1, 2] ∪ (2, 3) is (1, 3)
     for lo, lc, hi, hc in sorted(out, key=lambda t: (_order(t[0]), not t[1])):
         if merged:
             plo, plc, phi, phc = merged[-1]
@@ -978,7 +983,7 @@ class RuleVerifier:
         if pred is None:
             if truncated:  # cut off before any answer: the generator ran out of tokens
                 return Verdict(INCORRECT, "rule:truncated", None)
-            if method == "empty" or _cannot_state(completion, reference):
+            if method == "empty" or _cannot_state(completion or "", reference):
                 return Verdict(INCORRECT, f"rule:no_answer:{method}", None)
             return Verdict(UNDECIDED, f"rule:no_answer:{method}", None)  # for the judge
         if truncated and method not in _EXPLICIT:
