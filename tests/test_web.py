@@ -298,3 +298,24 @@ def test_crawl_to_table_on_embedded_ray_counts_every_record(ray_session, tmp_pat
     assert all(u.startswith("https://docs.python.org/") for u in kept.column("url").to_pylist())
     models = store.properties("web")["models"]
     assert models["extract"]["extractor"] == "trafilatura" and models["language"]["language_id"] == "py3langid"
+
+
+def test_a_junk_crawl_file_fails_the_run_naming_it_or_is_recorded_as_lost(tmp_path):
+    from pipelines.script import options
+    from pipelines.text_curation import build, parser
+    from schemas.engine.runner import run
+    junk = write(tmp_path, "junk.warc.gz", b"this is not a WARC file\n" * 20)
+    good = write(tmp_path, "good.warc.gz", warc_bytes([PAGE] * 2))
+    base = ["--input", str(good), str(junk), "--warehouse", str(tmp_path / "wh"), "--output", "web", "--quiet",
+            "--executor", "local", "--no-pii", "--no-dedup", "--benchmarks", "--allow-empty"]
+    args = parser().parse_args(base)
+    pipeline, inputs = build(args)
+    with pytest.raises(UnreadableInput, match="junk.warc.gz"):
+        run(pipeline, options(args, inputs))
+    args = parser().parse_args([*base, "--on-unreadable", "record"])
+    pipeline, inputs = build(args)
+    acc = run(pipeline, options(args, inputs)).accounting
+    read = acc["stages"][0]
+    assert read["rows_in"] == 3 and read["rows_out"] == 2  # the good file's records; the junk one is lost
+    (path, lost), = acc["lost_files"].items()
+    assert path.endswith("junk.warc.gz") and "cannot be counted" in lost["problem"]
