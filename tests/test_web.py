@@ -319,3 +319,24 @@ def test_a_junk_crawl_file_fails_the_run_naming_it_or_is_recorded_as_lost(tmp_pa
     assert read["rows_in"] == 3 and read["rows_out"] == 2  # the good file's records; the junk one is lost
     (path, lost), = acc["lost_files"].items()
     assert path.endswith("junk.warc.gz") and "cannot be counted" in lost["problem"]
+
+
+def test_crawl_files_on_s3_read_as_locally(monkeypatch):
+    from schemas import filesystem as fsys
+    from servers import S3Server
+    server = S3Server()
+    try:
+        for k, v in server.env.items():
+            monkeypatch.setenv(k, v)
+        bucket = server.bucket()
+        with open(WARC, "rb") as f:
+            fsys.write_bytes(f"s3://{bucket}/crawl/a.warc.gz", f.read())
+        fsys.write_bytes(f"s3://{bucket}/crawl/cut.warc.gz", warc_bytes([PAGE] * 3)[:-40])
+        (remote, cut) = plan_inputs([f"s3://{bucket}/crawl/*.warc.gz"])
+        rows, rejects, n = read_shard(remote, SCHEMA)
+        local_rows, local_rejects, local_n = read(WARC)
+        assert (n, reasons(rejects)) == (local_n, reasons(local_rejects))
+        assert rows.column("text").to_pylist() == local_rows.column("text").to_pylist()
+        assert reasons(read_shard(cut, SCHEMA)[1])["truncated_record"] == 1
+    finally:
+        server.stop()
