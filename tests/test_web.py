@@ -340,3 +340,34 @@ def test_crawl_files_on_s3_read_as_locally(monkeypatch):
         assert reasons(read_shard(cut, SCHEMA)[1])["truncated_record"] == 1
     finally:
         server.stop()
+
+
+@pytest.mark.slow  # three pipeline processes, ~2 min
+def test_a_killed_crawl_run_resumes_from_its_finished_files_and_equals_a_clean_run(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from schemas.store import Store
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    for i in range(3):
+        shutil.copy(WARC, crawl / f"part-{i}.warc.gz")
+    repo = os.path.dirname(HERE)
+
+    def curate(wh, failpoint=None):
+        env = {k: v for k, v in os.environ.items() if k != "CURATE_FAILPOINT"}
+        if failpoint:  # SIGKILL after the n-th shard's files are written
+            env["CURATE_FAILPOINT"] = failpoint
+        return subprocess.run([sys.executable, "pipelines/text_curation.py", "--input", str(crawl / "*.warc.gz"),
+                               "--warehouse", str(wh), "--output", "web", "--executor", "local", "--quiet",
+                               "--no-pii", "--no-dedup", "--benchmarks"], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=600)
+    killed = curate(tmp_path / "killed", "shard-written:2")
+    assert killed.returncode == -9 and Store(str(tmp_path / "killed")).versions("web") == []
+    resumed = curate(tmp_path / "killed")
+    assert resumed.returncode == 0 and "1 processed, 2 resumed" in resumed.stdout, resumed.stdout + resumed.stderr
+    clean = curate(tmp_path / "clean")
+    ids = [sorted(Store(str(tmp_path / w)).read_arrow("web", ["id"]).column("id").to_pylist())
+           for w in ("killed", "clean")]
+    assert ids[0] == ids[1] and len(ids[0]) > 0, clean.stderr
