@@ -59,7 +59,7 @@ class Decontaminator(ModelStage):
     name = "decontaminate"
     adds = [field("contamination", pa.int32(), stats="category")]
 
-    def __init__(self, benchmarks: list[str] = ("human-eval",), n: int = 13, column: str = "text",
+    def __init__(self, benchmarks: Iterable[str] = ("human-eval",), n: int = 13, column: str = "text",
                  warehouse: str | None = None, twins: bool = False):
         from filters.twins import TwinIndex
 
@@ -96,7 +96,7 @@ class Decontaminator(ModelStage):
                             [f"{h} {self.n}-grams or twins shared with {item}" if h else None for h, item in results])
 
     @classmethod
-    def model_info(cls, benchmarks: list[str] = ("human-eval",), n: int = 13, **params: Any) -> dict[str, Any]:
+    def model_info(cls, benchmarks: Iterable[str] = ("human-eval",), n: int = 13, **params: Any) -> dict[str, Any]:
         import importlib.metadata as md
         out = {"kind": "ngram-decontamination", "n": n, "benchmarks": list(benchmarks),
                "twins": bool(params.get("twins"))}

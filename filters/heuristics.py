@@ -129,7 +129,7 @@ def score(text: str, t: GopherThresholds) -> tuple[dict[str, float], str | None,
 
 
 def _first_failure(m: dict[str, float], text: str, t: GopherThresholds) -> tuple[str | None, str | None]:
-    checks = [
+    checks: list[tuple[str, bool, str | None]] = [
         ("gopher_too_few_words", m["words"] < t.min_words, f"{m['words']:.0f} < {t.min_words}"),
         ("gopher_too_many_words", m["words"] > t.max_words, f"{m['words']:.0f} > {t.max_words}"),
         ("gopher_mean_word_length", not t.min_mean_word_length <= m["mean_word_length"] <= t.max_mean_word_length,

@@ -12,7 +12,8 @@ Defaults: PERSON (also in lower case / ALL CAPS, `filters/pii_names.py`), street
 (also obfuscated: "jane dot doe at example dot com"), phone, card, IBAN, IP, SSN and URL (with a
 scheme or `www.`); DATE_OF_BIRTH, UK_NINO, CA_SIN, PASSPORT and CRYPTO_WALLET (`filters/pii_ids.py`);
 secrets (API keys and tokens by issuer, JWT, PRIVATE_KEY, URL_PASSWORD, PASSWORD:
-`filters/secrets.py`, detect-secrets' rules), each redacted as its own `<TYPE>`. LOCATION is opt-in (`entities=`): a city or country alone is not personal data, and
+`filters/secrets.py`, detect-secrets' rules), each redacted as its own `<TYPE>`. LOCATION is
+opt-in (`entities=`): a city or country alone is not personal data, and
 spaCy's small model tags `Windows` and `Python` as places; addresses are found whole. A famous
 person's full name is redacted like anyone's: telling public figures apart needs a knowledge
 base we do not ship, and the cost is asymmetric (a redacted "Isaac Newton" vs a leaked private
@@ -27,8 +28,14 @@ from typing import Any
 import pyarrow as pa
 
 from filters import pii_detect
-from filters.pii_detect import (DEFAULT_SPACY_MODEL, NER_ENTITIES, Detector, load_spacy, offline_tldextract,
-                                resolve_overlaps)
+from filters.pii_detect import (
+    DEFAULT_SPACY_MODEL,
+    NER_ENTITIES,
+    Detector,
+    load_spacy,
+    offline_tldextract,
+    resolve_overlaps,
+)
 from schemas.engine import ModelStage, annotate, reject_where
 from schemas.tables import field
 
@@ -94,11 +101,11 @@ class PiiScrubber(ModelStage):
         Raw input lines are often JSON: detection sees their two-character escapes (`\\n`,
         `\\"`) as the whitespace they stand for, so "Dear Jane Smith,\\nJohn Doe" still shows
         two names; offsets are unchanged and the original string is what gets redacted."""
-        idx = [i for i, v in enumerate(values) if v]
+        present = [(i, v) for i, v in enumerate(values) if v]
         out = list(values)
-        probes = [JSON_ESCAPE.sub(_unescape, values[i]) for i in idx]
-        for i, res in zip(idx, self.analyze(probes)):
-            out[i] = redact(values[i], res)
+        probes = [JSON_ESCAPE.sub(_unescape, v) for _, v in present]
+        for (i, v), res in zip(present, self.analyze(probes)):
+            out[i] = redact(v, res)
         return out
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -120,8 +127,8 @@ class PiiScrubber(ModelStage):
 
     @classmethod
     def model_info(cls, spacy_model: str | None = DEFAULT_SPACY_MODEL, **params: Any) -> dict[str, Any]:
-        import importlib.metadata as md
         import hashlib
+        import importlib.metadata as md
 
         from filters.pii_lexicon import PATH as LEXICON
         info = {"kind": "presidio", "presidio_analyzer": md.version("presidio-analyzer"), "spacy_model": spacy_model,

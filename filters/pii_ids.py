@@ -37,7 +37,8 @@ KEYED = {
     "UK_NINO": (r"(?i:national[\s_-]insurance(?:[\s_-](?:number|no))?|\bnino\b|\bni[\s_-]?(?:number|no|num)\b"
                 r"|\bnin\b)", NINO),
     "CA_SIN": (r"(?i:social[\s_-]insurance(?:[\s_-]number)?|\bsin\b|\bnas\b|assurance[\s_-]sociale)", SIN9),
-    "US_SSN": (r"(?i:\bssn\b#?|social[\s_-]security(?:[\s_-](?:number|no))?|\bss#)", r"\d{9}|\d{3}[\s.\-]\d{2}[\s.\-]\d{4}"),
+    "US_SSN": (r"(?i:\bssn\b#?|social[\s_-]security(?:[\s_-](?:number|no))?|\bss#)",
+               r"\d{9}|\d{3}[\s.\-]\d{2}[\s.\-]\d{4}"),
     "PASSPORT": (r"(?i:passport(?:[\s_-]?(?:number|no|num|#))?|reisepass|passeport|pasaporte|passaporto)",
                  r"(?=[A-Z0-9]*\d{5})[A-Z0-9]{1,3}\d{5,8}[A-Z0-9]{0,2}|[A-Z]\d{7,8}|[CFGHJK][CFGHJKLMNPRTVWXYZ0-9]{8}"
                  r"|\d{2}[A-Z]{2}\d{5}"),
@@ -162,6 +163,7 @@ def _keyed_columns(text: str, key_re: re.Pattern) -> list[tuple[int, int]]:
             row, spans, k = lines[j], [], 0
             while k <= len(row):                      # cells, quoted ones with separators inside
                 m = cell.match(row, k)
+                assert m is not None  # the unquoted branch matches the empty string too
                 spans.append((m.start(), m.end()))
                 k = m.end() + 1
             if len(spans) != len(cells):

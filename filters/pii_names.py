@@ -30,11 +30,13 @@ import sys
 import regex
 from presidio_analyzer import RecognizerResult
 
-PARTICLES = r"(?:ó|ní|nic|uí|mac|van|von|de|del|della|der|den|da|das|di|do|dos|du|la|le|los|las|ter|ten|y|zu|bin|binti|ibn|al|el|'t|’t)"
+PARTICLES = (r"(?:ó|ní|nic|uí|mac|van|von|de|del|della|der|den|da|das|di|do|dos|du|la|le|los|las|ter|ten|y|zu|"
+             r"bin|binti|ibn|al|el|'t|’t)")
 LOWER_RUN = regex.compile(rf"(?<![\w.@/\-'’_])(\p{{Ll}}[\p{{Ll}}\p{{M}}'’\-]+)((?:[ ]{PARTICLES})*)[ ]"
                           rf"(\p{{Ll}}[\p{{Ll}}\p{{M}}'’\-]+)(?:[ ](\p{{Ll}}[\p{{Ll}}\p{{M}}'’\-]+))?(?![\w@/(\-_.]\w)")
 UPPER_PARTICLES = PARTICLES.upper()
-UPPER_RUN = regex.compile(rf"(?<![\w.@/\-'’_])(\p{{Lu}}[\p{{Lu}}\p{{M}}'’\-]+)((?:[ ](?:{UPPER_PARTICLES}|{PARTICLES}))*)[ ]"
+UPPER_RUN = regex.compile(rf"(?<![\w.@/\-'’_])(\p{{Lu}}[\p{{Lu}}\p{{M}}'’\-]+)"
+                          rf"((?:[ ](?:{UPPER_PARTICLES}|{PARTICLES}))*)[ ]"
                           rf"(\p{{Lu}}[\p{{Lu}}\p{{M}}'’\-]+)(?:[ ](\p{{Lu}}[\p{{Lu}}\p{{M}}'’\-]+))?(?![\w@/(\-_]\w)")
 STRINGS = regex.compile(r'"[^"\n]*"|\'[^\'\n]*\'|#.*$')
 GATE = regex.compile(r"\p{Ll}{2,} \p{Ll}|\p{Lu}{2,} \p{Lu}")
@@ -67,7 +69,8 @@ def lexicons() -> tuple[frozenset, dict, frozenset, frozenset]:
                                          | {"args", "kwargs", "self", "cls", "str", "bytes", "dict", "def",
                                             "init", "repr", "eof", "utf", "ascii", "json", "http", "https",
                                             "api", "url", "uri", "sql", "csv", "xml", "html", "stdin", "stdout",
-                                            "stderr", "argv", "arg", "timedelta", "fileobj", "symlinks", "dst", "src", "tmp", "tz"}))
+                                            "stderr", "argv", "arg", "timedelta", "fileobj", "symlinks", "dst", "src",
+                                            "tmp", "tz"}))
     return first, last, english_words(), code
 
 

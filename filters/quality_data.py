@@ -40,7 +40,9 @@ def unpack(debs_dir: str) -> str:
 
 def rst_paragraphs(text: str) -> list[str]:
     """Prose paragraphs of a reST file: no directives, code blocks, tables or headings."""
-    out, para, skip_indent = [], [], None
+    out: list[str] = []
+    para: list[str] = []
+    skip_indent = None
     for line in text.splitlines():
         stripped = line.strip()
         indent = len(line) - len(line.lstrip())
@@ -89,14 +91,15 @@ def good_docs(root: str, rng: random.Random) -> list[str]:
 
 def bad_docs(root: str, n: int, rng: random.Random) -> list[str]:
     from faker import Faker
-    fortunes = []
+    fortunes: list[str] = []
     for path in sorted(glob.glob(f"{root}/usr/share/games/fortunes/*")):
         if os.path.splitext(path)[1] or os.path.isdir(path):
             continue
         text = open(path, encoding="utf-8", errors="replace").read()
         fortunes += [f.strip() for f in text.split("\n%\n") if f.strip()]
     rng.shuffle(fortunes)
-    docs, i = [], 0
+    docs: list[str] = []
+    i = 0
     while len(docs) < int(n * 0.8) and i < len(fortunes):
         k = rng.randint(2, 8)
         docs.append("\n\n".join(fortunes[i:i + k]))

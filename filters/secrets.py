@@ -54,8 +54,9 @@ TYPES = sorted(set(PLUGIN_TYPES.values()) | {"GOOGLE_API_KEY", "PRIVATE_KEY", "A
 @functools.lru_cache(maxsize=1)
 def _plugins() -> list[tuple[str, Any, list[re.Pattern]]]:
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-    out = []
-    for cls in get_mapping_from_secret_type_to_class().values():
+    out: list[tuple[str, Any, list[re.Pattern]]] = []
+    mapping: dict[str, Any] = get_mapping_from_secret_type_to_class()
+    for cls in mapping.values():
         if cls.__name__ in SKIP:
             continue
         plugin = cls()

@@ -6,6 +6,7 @@ keeps every later (costlier) stage from seeing them.
 from __future__ import annotations
 
 import unicodedata
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,9 +14,11 @@ import pyarrow.compute as pc
 from schemas.engine import annotate, reject_where, stage
 from schemas.tables import field
 
+NormalForm = Literal["NFC", "NFD", "NFKC", "NFKD"]  # unicodedata.normalize's forms
+
 
 @stage(adds=[])
-def normalize_text(batch: pa.Table, form: str = "NFC", column: str = "text") -> pa.Table:
+def normalize_text(batch: pa.Table, form: NormalForm = "NFC", column: str = "text") -> pa.Table:
     """Unicode-normalise, unify line endings, trim; empty text becomes `empty_text`."""
     texts = batch.column(column).to_pylist()
     out = [None if t is None else unicodedata.normalize(form, t.replace("\r\n", "\n").replace("\r", "\n")).strip()

@@ -334,6 +334,7 @@ def _w_numbers(toks: list[str]) -> list[str]:  # noqa: C901  (one scan over spok
                 s, j = f"{v}/{W_DENOMINATORS.get(w) or W_ORDINALS[w]}", j + 1  # one half, nineteen sixths
             elif w == "over" and j + 1 < len(toks) and _w_cardinal(toks, j + 1):
                 den = _w_cardinal(toks, j + 1)
+                assert den is not None  # the elif just parsed it
                 s, j = f"{v}/{den[0]}", den[1]
         emit(s, ctx and s.isdigit() and 1100 <= v <= 2099)
         i = j
@@ -349,7 +350,8 @@ def written_normalize(text: str) -> str:
     for phrase, short in W_PHRASES.items():
         t = re.sub(r"\b" + phrase + r"\b", short, t)
     toks = _w_numbers(_w_tokens(t))
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while i < len(toks):  # the 14 of march / 14 march → march 14
         if i + 2 < len(toks) and toks[i].isdigit() and toks[i + 1] == "of" and toks[i + 2] in W_MONTHS:
             if out and out[-1] == "the":

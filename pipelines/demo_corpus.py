@@ -158,9 +158,9 @@ def speech_queries(n: int = 48, seed: int = 3) -> list[dict]:
         convs.append((f"How many days does {calendar.month_name[m]} have in the year {2023 + m % 2}?",
                       f"{calendar.month_name[m]} {2023 + m % 2} has {calendar.monthrange(2023 + m % 2, m)[1]} days."))
     funcs = [d for d in docstrings() if "." in d["id"] and d["id"].count(".") == 1 and d["id"][0].islower()]
-    for d in rng.sample(funcs, min(8, len(funcs))):
-        module, name = d["id"].split(".")
-        convs.append((f"What does the {name} function in the {module} module do?", d["text"].split("\n")[0]))
+    for doc in rng.sample(funcs, min(8, len(funcs))):
+        module, name = doc["id"].split(".")
+        convs.append((f"What does the {name} function in the {module} module do?", doc["text"].split("\n")[0]))
     convs += [
         ("Why does `print(x)` fail with a NameError here?", "Because x was never assigned."),
         ("Solve x^2 - 4 = 0 for x.", "x equals 2 or minus 2."),

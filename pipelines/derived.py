@@ -37,7 +37,8 @@ def publish_derived(store: Store, name: str, schema: pa.Schema, table: pa.Table,
         write_parquet(table, uri, stats)
         files.append(uri)
     reasons = {k: v for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]) if v}
-    accounting = {"unit": unit, "rows_in": rows_in, "kept": used, "rejected": rows_in - used, "rows_out": table.num_rows,
+    accounting = {"unit": unit, "rows_in": rows_in, "kept": used, "rejected": rows_in - used,
+                  "rows_out": table.num_rows,
                   "stages": [{"stage": f"derive:{name}", "rows_in": rows_in, "rows_out": used,
                               "rejected": rows_in - used, "reasons": reasons}],
                   "rejects_by_reason": reasons, **(counts or {})}

@@ -1,8 +1,9 @@
-"""Reasoning data: CoT rejection sampling with verifiers, resampling, SFT rows and DPO pairs.
+r"""Reasoning data: CoT rejection sampling with verifiers, resampling, SFT rows and DPO pairs.
 
-    python pipelines/reasoning_data.py                         # 20 one-step word problems, SmolLM2, k=4 (~3.5 min on 2 cores)
+    python pipelines/reasoning_data.py      # 20 one-step word problems, SmolLM2, k=4 (~3.5 min on 2 cores)
     python pipelines/reasoning_data.py --input problems.jsonl --generator openai:http://localhost:8000/v1#my-model
-    ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/reasoning_data.py --warehouse /abs/warehouse
+    ray job submit --address http://127.0.0.1:8275 --working-dir . -- \
+        python pipelines/reasoning_data.py --warehouse /abs/warehouse
 
 Flow (Phi-4-Mini's recipe): problems (any table or file with `problem` and `answer`) → k
 samples per problem with distinct seeds → rule verifier (numeric / exact / math-verify
@@ -48,7 +49,8 @@ def default_inputs(args) -> list[str]:
                      f"{'_'.join(s.replace(':', '') for s in args.sources)}-seed{args.seed}")
     paths = []
     for i in range(0, len(rows), args.problems_per_file):
-        paths.append(write_jsonl(rows[i:i + args.problems_per_file], os.path.join(d, f"problems-{i // args.problems_per_file:04d}.jsonl")))
+        name = os.path.join(d, f"problems-{i // args.problems_per_file:04d}.jsonl")
+        paths.append(write_jsonl(rows[i:i + args.problems_per_file], name))
     return paths
 
 
@@ -111,7 +113,8 @@ def publish_tables(store, source_ref: str, args) -> tuple[dict[str, int], dict[s
             reasons={**not_used(c2, "not_used:"), "duplicate_answer": c2.get("duplicate_answer", 0)},
             counts=c2, **common),
         args.pairs_table: publish_derived(
-            store, args.pairs_table, PREFERENCE_TABLE, pairs, config={"max_pairs_per_prompt": args.max_pairs_per_prompt},
+            store, args.pairs_table, PREFERENCE_TABLE, pairs,
+            config={"max_pairs_per_prompt": args.max_pairs_per_prompt},
             unit="prompts", rows_in=c3.get("prompts", 0), used=c3.get("prompts_with_pairs", 0),
             reasons=not_used(c3, "prompts_without_pair:"), counts=c3, **common),
     }
@@ -124,8 +127,8 @@ def parser():
     g = p.add_argument_group("problems (when no --input)")
     g.add_argument("--sources", nargs="+", default=["word:20:1"],
                    help="word:N[:levels] (programmatic word problems with worked solutions), mathematics:N[:levels] "
-                        "(DeepMind); levels 1-3, e.g. word:150:1,2 (default: word:20:1, one-step word problems, the level "
-                        "SmolLM2-135M partly solves)")
+                        "(DeepMind); levels 1-3, e.g. word:150:1,2 (default: word:20:1, one-step word problems, "
+                        "the level SmolLM2-135M partly solves)")
     g.add_argument("--teacher-error-rate", type=float, default=0.0,
                    help="share of word-problem reference solutions that go wrong at one step")
     g.add_argument("--problems-per-file", type=int, default=5,

@@ -78,7 +78,7 @@ def thresholds(config: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     for col, (stage_name, param, kept) in THRESHOLDS.items():
         value = stages.get(stage_name, {}).get(param)
         if _is_number(value):
-            out[col] = {"param": param, "value": float(value), "kept": kept}
+            out[col] = {"param": param, "value": float(value), "kept": kept}  # type: ignore[arg-type]  # a number
     return out
 
 
@@ -483,7 +483,7 @@ def figure(data: dict[str, Any]):
     g_rows = (len(groups[1]) + g_cols - 1) // g_cols if groups else 0
     main_h, g_h = 3.2 * rows, (1.9 * g_rows + 0.6 if groups else 0)
     fig = plt.figure(figsize=(12, main_h + g_h + 0.5), layout="constrained")
-    subs = fig.subfigures(2, 1, height_ratios=[main_h, g_h]) if groups else [fig]
+    subs: Any = fig.subfigures(2, 1, height_ratios=[main_h, g_h]) if groups else [fig]  # subfigures or the figure
     axes = subs[0].subplots(rows, cols, squeeze=False)
     for ax, (kind, title, d) in zip(axes.flat, panels):
         if kind == "accounting":
@@ -563,7 +563,8 @@ def write_html(data: dict[str, Any], path: str) -> str:
         body = "".join("<tr>" + "".join(f"<td>{html.escape(st.fmt_num(v) if not isinstance(v, str) else v)}</td>"
                                         for v in r) + "</tr>" for r in rows)
         note = f"<p class=note>{html.escape(note)}</p>" if note else ""
-        return f'<section id="{ident}"><h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>{note}</section>'
+        return (f'<section id="{ident}"><h2>{html.escape(title)}</h2>'
+                f'<table><tr>{head}</tr>{body}</table>{note}</section>')
 
     acc = data.get("accounting")
     parts = [f"<h1>{html.escape(data['table'])}@{data['snapshot_id']}</h1>",
@@ -589,7 +590,8 @@ def write_html(data: dict[str, Any], path: str) -> str:
                        [[s["file"], s["rows"], s["bytes"], sum(s["nulls"].values())] for s in data["shards"]]))
     parts.append(table("columns", "columns", COLUMN_HEAD, column_rows(data), COLUMN_NOTE))
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}"
              "img{max-width:100%}.note{color:#666;font-size:small}")
     with open(path, "w") as f:
         f.write(f"<!doctype html><meta charset=utf-8><title>{html.escape(data['table'])}</title>"

@@ -17,7 +17,7 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         if "default" in text.lower() or action.default in (None, False, ""):
             return text
-        return super()._get_help_string(action)
+        return super()._get_help_string(action) or ""
 
 
 def common_parser(description: str, default_output: str) -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
-"""Speech SFT: spoken queries made with TTS, kept only where ASR hears them right (Phi-4-MM SQQA).
+r"""Speech SFT: spoken queries made with TTS, kept only where ASR hears them right (Phi-4-MM SQQA).
 
     python pipelines/speech_sft.py                                # demo queries, embedded Ray
-    ray job submit --address http://127.0.0.1:8275 --working-dir . -- python pipelines/speech_sft.py --warehouse /abs/warehouse
+    ray job submit --address http://127.0.0.1:8275 --working-dir . -- \
+        python pipelines/speech_sft.py --warehouse /abs/warehouse
     python pipelines/speech_sft.py --input sft@v3 --voices piper:joe flite:slt --max-wer 0.1
 
 Flow: the first user turn of each `messages` conversation → keep it if it reads well aloud →

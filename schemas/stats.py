@@ -217,7 +217,7 @@ def table_stats(table: pa.Table, schema: pa.Schema | None = None) -> dict[str, A
     bin edge in the bin below it (see `fixed_hist`).
     """
     schema = schema or table.schema
-    cols = {}
+    cols: dict[str, dict[str, Any]] = {}
     for f in schema:
         kinds = stats_kind(f)
         if f.name not in table.column_names:
@@ -307,7 +307,8 @@ def compact(stats: dict[str, Any]) -> dict[str, Any]:
     for name, col in stats.get("columns", {}).items():
         col = dict(col)
         if "values" in col and len(col["values"]) > TOP_CATEGORIES:
-            top = Counter(col["values"]).most_common(TOP_CATEGORIES)
+            counts: Counter[str] = Counter(col["values"])
+            top = counts.most_common(TOP_CATEGORIES)
             other = sum(col["values"].values()) - sum(c for _, c in top)
             col["values"] = dict(top) | {"(other)": other}
         out["columns"][name] = col

@@ -3,8 +3,9 @@
 Default: a local warehouse directory with an embedded SQLite catalog. Any pyiceberg
 catalog (PostgreSQL through SQLAlchemy, REST, Glue, Hive) with S3 storage works by passing
 its properties instead (`--catalog`, env CURATE_CATALOG); every path goes through
-`schemas.filesystem`. See README "Remote storage and a shared catalog". A pipeline run writes its shards first (workers, straight to storage) and
-then `publish` registers them in ONE snapshot per table: readers never see a partial run.
+`schemas.filesystem`. See README "Remote storage and a shared catalog". A pipeline run writes
+its shards first (workers, straight to storage) and then `publish` registers them in ONE
+snapshot per table: readers never see a partial run.
 Snapshot properties carry the run's lineage and accounting (keys `curate.*`).
 """
 from __future__ import annotations
@@ -250,6 +251,7 @@ class Store:
         an existing table never gets an orphan metadata file from a failed create."""
         from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
         check_table_name(name)
+        lost_race: tuple[type[BaseException], ...] = (TableAlreadyExistsError, *_retryable())
         for attempt in range(8):
             try:
                 return self.catalog.load_table(self.ident(name))
@@ -257,7 +259,7 @@ class Store:
                 pass
             try:
                 return self.catalog.create_table(self.ident(name), schema=schema, properties=TABLE_PROPERTIES)
-            except (TableAlreadyExistsError, *_retryable()):
+            except lost_race:
                 _backoff(attempt)  # another run created it (or holds the lock): load it next time
         return self.catalog.load_table(self.ident(name))
 
@@ -456,7 +458,7 @@ class Store:
                             for task in t.scan(snapshot_id=current.snapshot_id).plan_files():
                                 op.delete_data_file(task.file)
                         for df in parquet_files_to_data_files(io=t.io, table_metadata=tx.table_metadata,
-                                                              file_paths=list(files)):
+                                                              file_paths=iter(list(files))):
                             op.append_data_file(df)
                 break
             except _retryable():
@@ -575,7 +577,8 @@ class Store:
         if limit is None and where is None:
             expected = sum(task.file.record_count for task in t.scan(snapshot_id=snap.snapshot_id).plan_files())
             if table.num_rows != expected:
-                raise DataFileError(self._diagnose(t, snap, f"read {table.num_rows:,} rows, metadata says {expected:,}"))
+                raise DataFileError(self._diagnose(
+                    t, snap, f"read {table.num_rows:,} rows, metadata says {expected:,}"))
         return table
 
     def _diagnose(self, t, snap, cause: Any) -> str:

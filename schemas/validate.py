@@ -146,14 +146,14 @@ def conform(table: pa.Table, schema: pa.Schema, *, stage: str = "read", where: s
         extras = table.select(extra).to_pylist()
         metas = columns["meta"].to_pylist()
         merged = []
-        for m, e in zip(metas, extras):
+        for m, extra_values in zip(metas, extras):
             try:
                 obj = json.loads(m) if m else {}
             except (ValueError, RecursionError):  # a meta that is not JSON (or too deep) stays as given
                 obj = {"meta": m}
             if not isinstance(obj, dict):
                 obj = {"meta": obj}
-            obj.update({k: v for k, v in e.items() if v is not None})
+            obj.update({k: v for k, v in extra_values.items() if v is not None})
             merged.append(json.dumps(obj, ensure_ascii=False, default=_json_default) if obj else None)
         columns["meta"] = pa.chunked_array([pa.array(merged, pa.string())])
 

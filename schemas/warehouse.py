@@ -141,7 +141,8 @@ def _refusal(wh: str, origin: str, wid: str | None) -> str:
     else:
         what = (f"warehouse {wh} was created at {origin} and has moved: its catalog and metadata still point "
                 "there")
-    return f"{what}; run `curate --warehouse {wh} warehouse relocate` to rewrite them for {wh} (see README \"The store\")"
+    return (f"{what}; run `curate --warehouse {wh} warehouse relocate` to rewrite them for {wh} "
+            "(see README \"The store\")")
 
 
 # ---- relocate -------------------------------------------------------------------------
@@ -192,6 +193,7 @@ def _avro_kind(path: str) -> str | None:
     """'manifest' (entries naming data files), 'list' (naming manifests) or None."""
     from pyiceberg.avro.file import AvroFile
     from pyiceberg.io.pyarrow import PyArrowFileIO
+    reader: AvroFile[Any]
     try:
         with AvroFile(PyArrowFileIO().new_input(path)) as reader:
             names = {f.name for f in reader.schema.fields}
@@ -200,7 +202,8 @@ def _avro_kind(path: str) -> str | None:
     return "manifest" if "data_file" in names else "list" if "manifest_path" in names else None
 
 
-def _rewrite_avro(path: str, move: Callable[[str], str], fix_length: Callable[[str], int] | None = None) -> bool:
+def _rewrite_avro(path: str, move: Callable[[str], str],
+                  fix_length: Callable[[str], int | None] | None = None) -> bool:
     """Rewrite every string field of a manifest's data files (file_path, ...) or of a manifest
     list's entries (manifest_path; manifest_length then re-read from the rewritten manifest),
     keeping the file's schema, metadata and codec."""
@@ -209,10 +212,11 @@ def _rewrite_avro(path: str, move: Callable[[str], str], fix_length: Callable[[s
     from pyiceberg.types import StringType, StructType
 
     io = PyArrowFileIO()
+    reader: AvroFile[Any]
     with AvroFile(io.new_input(path)) as reader:
         meta = dict(reader.header.meta)
         schema = reader.schema
-        records = list(reader)
+        records: list[Any] = list(reader)
     top = [f.name for f in schema.fields]
     if "data_file" in top:
         pos = top.index("data_file")
@@ -240,6 +244,7 @@ def _rewrite_avro(path: str, move: Callable[[str], str], fix_length: Callable[[s
         return False
     name = json.loads(meta.pop("avro.schema")).get("name", "record")
     tmp = f"{path}.relocate-{uuid.uuid4().hex}.tmp"
+    out: AvroOutputFile[Any]
     with AvroOutputFile(io.new_output(tmp), file_schema=schema, schema_name=name, metadata=meta) as out:
         out.write_block(records)
     os.replace(tmp, path)
@@ -252,7 +257,8 @@ def _rewrite_catalog(db: str, move: Callable[[str], str]) -> int:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for table in tables:
             cols = [r[1] for r in con.execute(f'PRAGMA table_info("{table}")')]
-            for row in con.execute(f'SELECT rowid, {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{table}"').fetchall():
+            quoted = ", ".join(chr(34) + c + chr(34) for c in cols)
+            for row in con.execute(f'SELECT rowid, {quoted} FROM "{table}"').fetchall():
                 new = {c: move(v) for c, v in zip(cols, row[1:]) if isinstance(v, str) and move(v) != v}
                 if new:
                     sets = ", ".join(f'"{c}" = ?' for c in new)
@@ -278,7 +284,10 @@ def relocate(warehouse: str, log: Callable[[str], None] = lambda m: None) -> dic
         return {"location": wh, "from": None, "files": 0, "catalog_rows": 0}
     move = _mover(old, wh)
     counts = {"metadata": 0, "manifests": 0, "manifest_lists": 0, "markers": 0}
-    manifests, lists, metadata, markers = [], [], [], []
+    manifests: list[str] = []
+    lists: list[str] = []
+    metadata: list[str] = []
+    markers: list[str] = []
     for d, dirs, files in os.walk(wh):
         dirs.sort()
         for f in sorted(files):
@@ -307,7 +316,8 @@ def relocate(warehouse: str, log: Callable[[str], None] = lambda m: None) -> dic
             counts["markers"] += _rewrite_json(p, move)
         except ValueError:  # a damaged marker: its shard is redone anyway
             continue
-    rows = _rewrite_catalog(os.path.join(wh, "catalog.db"), move) if os.path.exists(os.path.join(wh, "catalog.db")) else 0
+    catalog_db = os.path.join(wh, "catalog.db")
+    rows = _rewrite_catalog(catalog_db, move) if os.path.exists(catalog_db) else 0
     # A copy becomes a warehouse of its own: a new id, and where it came from.
     _write_marker(wh, {"location": wh, "id": uuid.uuid4().hex,
                        "created": (marker or {}).get("created"),
