@@ -17,17 +17,21 @@ import os
 import pickle
 import shutil
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from model.config import ModelConfig
-from model.tokenizer import ChatTokenizer, load_tokenizer
+from model.tokenizer import load_tokenizer
 from model.transformer import Transformer
 
+if TYPE_CHECKING:
+    from model.tokenizer import AnyTokenizer
 
-def save(directory: str, model: Transformer, tokenizer: ChatTokenizer, *, step: int, train_config: dict[str, Any],
-         trained_on: list[str], metrics: dict[str, Any] | None = None, optimizer=None, extra: dict | None = None,
+
+def save(directory: str, model: Transformer, tokenizer: AnyTokenizer, *, step: int, train_config: dict[str, Any],
+         trained_on: list[str], metrics: dict[str, Any] | None = None, optimizer: torch.optim.Optimizer | None = None,
+         extra: dict[str, Any] | None = None,
          state: dict[str, torch.Tensor] | None = None, adapters: dict[str, torch.Tensor] | None = None) -> str:
     """Write to a temporary directory and rename: a checkpoint is whole or absent. `state` replaces
     the model's own weights (a LoRA run's merged ones); `adapters` go beside them."""
@@ -62,10 +66,11 @@ def save(directory: str, model: Transformer, tokenizer: ChatTokenizer, *, step: 
 
 def meta(directory: str) -> dict[str, Any]:
     with open(os.path.join(directory, "checkpoint.json")) as f:
-        return json.load(f)
+        m: dict[str, Any] = json.load(f)
+    return m
 
 
-def load(directory: str, device: str = "cpu") -> tuple[Transformer, ChatTokenizer, dict[str, Any]]:
+def load(directory: str, device: str = "cpu") -> tuple[Transformer, AnyTokenizer, dict[str, Any]]:
     from safetensors.torch import load_file
 
     m = meta(directory)
@@ -79,7 +84,7 @@ def load(directory: str, device: str = "cpu") -> tuple[Transformer, ChatTokenize
     return model.to(device), load_tokenizer(directory), m
 
 
-def load_optimizer(directory: str, optimizer) -> int | None:
+def load_optimizer(directory: str, optimizer: torch.optim.Optimizer) -> int | None:
     """Restore optimizer and RNG state; returns the step to resume from (None: no state saved)."""
     path = os.path.join(directory, "optimizer.pt")
     if not os.path.exists(path):

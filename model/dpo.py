@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +21,16 @@ from model.config import TrainConfig
 from model.lora import LoRAConfig, merge
 from model.packing import IGNORE, Batch, _labels
 from model.sft import _bar, _lora_files, _with_lora, lr_at, optimizer_for
-from model.tokenizer import ChatTokenizer
 from model.transformer import Transformer
 
+if TYPE_CHECKING:
+    from model.tokenizer import AnyTokenizer
 
-def dpo_loss(pol_chosen, pol_rejected, ref_chosen, ref_rejected, beta: float):
+Encoded = tuple[list[int], list[bool]]  # one response: token ids and the learn mask
+
+
+def dpo_loss(pol_chosen: torch.Tensor, pol_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair loss and implicit rewards; inputs are summed log-probs of each response."""
     chosen_reward = beta * (pol_chosen - ref_chosen)
     rejected_reward = beta * (pol_rejected - ref_rejected)
@@ -33,7 +38,7 @@ def dpo_loss(pol_chosen, pol_rejected, ref_chosen, ref_rejected, beta: float):
     return loss, chosen_reward.detach(), rejected_reward.detach()
 
 
-def encode_pairs(tok: ChatTokenizer, pairs: list[dict], max_len: int) -> list[tuple[list[int], list[bool]]]:
+def encode_pairs(tok: AnyTokenizer, pairs: list[dict[str, Any]], max_len: int) -> list[Encoded]:
     """[chosen_0, rejected_0, chosen_1, ...] as (ids, learn-mask) over the response tokens."""
     out = []
     for p in pairs:
@@ -44,7 +49,7 @@ def encode_pairs(tok: ChatTokenizer, pairs: list[dict], max_len: int) -> list[tu
     return out
 
 
-def _batch(docs: list[tuple[list[int], list[bool]]], pad: int) -> Batch:
+def _batch(docs: list[Encoded], pad: int) -> Batch:
     T = max(len(d[0]) for d in docs)
     ids = torch.full((len(docs), T), pad, dtype=torch.long)
     labels = torch.full_like(ids, IGNORE)
@@ -56,7 +61,13 @@ def _batch(docs: list[tuple[list[int], list[bool]]], pad: int) -> Batch:
     return Batch(ids, labels, torch.arange(T).repeat(len(docs), 1), doc, packed=False)
 
 
-def sequence_logps(model: Transformer, batch: Batch, with_counts: bool = False):
+@overload
+def sequence_logps(model: Transformer, batch: Batch, with_counts: Literal[False] = False) -> torch.Tensor: ...
+@overload
+def sequence_logps(model: Transformer, batch: Batch,
+                   with_counts: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+def sequence_logps(model: Transformer, batch: Batch,
+                   with_counts: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Sum of log-probs of the learned (response) tokens, per row (and the token counts)."""
     logits = model(batch.ids, batch.pos).float()
     mask = batch.labels != IGNORE
@@ -66,14 +77,16 @@ def sequence_logps(model: Transformer, batch: Batch, with_counts: bool = False):
 
 
 @torch.no_grad()
-def reference_logps(model: Transformer, docs, pad: int, device, rows: int = 32) -> torch.Tensor:
+def reference_logps(model: Transformer, docs: list[Encoded], pad: int, device: torch.device,
+                    rows: int = 32) -> torch.Tensor:
     model.eval()
     out = [sequence_logps(model, _batch(docs[i:i + rows], pad).to(device)).cpu() for i in range(0, len(docs), rows)]
     return torch.cat(out) if out else torch.zeros(0)
 
 
 @torch.no_grad()
-def evaluate_pairs(model: Transformer, ref: torch.Tensor, docs, pad: int, device, beta: float) -> dict[str, float]:
+def evaluate_pairs(model: Transformer, ref: torch.Tensor, docs: list[Encoded], pad: int, device: torch.device,
+                   beta: float) -> dict[str, float]:
     pol = reference_logps(model, docs, pad, device)
     loss, cr, rr = dpo_loss(pol[0::2], pol[1::2], ref[0::2], ref[1::2], beta)
     return {"loss": float(loss.mean()), "reward_margin": float((cr - rr).mean()),
@@ -81,8 +94,8 @@ def evaluate_pairs(model: Transformer, ref: torch.Tensor, docs, pad: int, device
             "rejected_reward": float(rr.mean()), "pairs": len(docs) // 2}
 
 
-def train_dpo(model: Transformer, tok: ChatTokenizer, pairs: list[dict], heldout: list[dict], cfg: TrainConfig,
-              out_dir: str, trained_on: list[str], device, progress: bool = True,
+def train_dpo(model: Transformer, tok: AnyTokenizer, pairs: list[dict[str, Any]], heldout: list[dict[str, Any]],
+              cfg: TrainConfig, out_dir: str, trained_on: list[str], device: torch.device, progress: bool = True,
               lora: LoRAConfig | None = None) -> dict[str, Any]:
     """DPO from the current weights; the reference is a frozen copy of them (log-probs once).
     `lora`: train adapters on the frozen weights (model/lora.py); saved and returned merged."""
@@ -92,7 +105,7 @@ def train_dpo(model: Transformer, tok: ChatTokenizer, pairs: list[dict], heldout
     held = encode_pairs(tok, heldout, max_len)
     ref = reference_logps(model, docs, tok.pad, device)
     ref_held = reference_logps(model, held, tok.pad, device) if held else None
-    before = evaluate_pairs(model, ref_held, held, tok.pad, device, cfg.beta) if held else {}
+    before = evaluate_pairs(model, ref_held, held, tok.pad, device, cfg.beta) if ref_held is not None else {}
     lora_extra = _with_lora(model, lora)  # after the reference: it is the base, adapters start at zero
     opt = optimizer_for(model, cfg.dpo_lr, 0.0)
     n_pairs, per = len(pairs), cfg.pairs_per_batch
@@ -127,7 +140,7 @@ def train_dpo(model: Transformer, tok: ChatTokenizer, pairs: list[dict], heldout
             bar.update(1)
     if bar is not None:
         bar.close()
-    after = evaluate_pairs(model, ref_held, held, tok.pad, device, cfg.beta) if held else {}
+    after = evaluate_pairs(model, ref_held, held, tok.pad, device, cfg.beta) if ref_held is not None else {}
     checkpoint.save(out_dir, model, tok, step=cfg.dpo_steps, train_config=cfg.to_dict(), trained_on=trained_on,
                     metrics={"heldout_before": before, "heldout_after": after}, optimizer=opt,
                     extra={"stage": "dpo", **lora_extra}, **_lora_files(model, lora_extra))

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -38,7 +40,7 @@ class LoRAConfig(_Json):
     dropout: float = 0.0
     targets: tuple[str, ...] = ATTENTION   # any of q k v o (attention) and gate up down (MLP)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.targets = tuple(self.targets)  # a list after a JSON round trip
         unknown = set(self.targets) - set(ATTENTION + MLP)
         if unknown or not self.targets:
@@ -68,7 +70,7 @@ class LoRALinear(nn.Linear):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft: B = 0 makes the start the base
         self.scale, self.p = cfg.scale, cfg.dropout
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.dropout(x, self.p, self.training) if self.p else x
         return F.linear(x, self.weight, self.bias) + F.linear(F.linear(h, self.lora_A), self.lora_B) * self.scale
 
@@ -76,7 +78,7 @@ class LoRALinear(nn.Linear):
         return self.weight + (self.lora_B @ self.lora_A) * self.scale
 
 
-def _targets(model: Transformer, cfg: LoRAConfig):
+def _targets(model: Transformer, cfg: LoRAConfig) -> Iterator[tuple[Any, str]]:  # (attention or MLP, name)
     for blk in model.blocks:
         for name in cfg.targets:
             owner = blk.attn if name in ATTENTION else blk.mlp

@@ -6,22 +6,24 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from model import checkpoint
-from model import lora as lora_mod
+from model import checkpoint, lora as lora_mod
 from model.config import TrainConfig
 from model.lora import LoRAConfig
 from model.packing import IGNORE, Batch, packed_batches, pad_batches
-from model.tokenizer import ChatTokenizer
 from model.transformer import Transformer, document_mask
 
+if TYPE_CHECKING:
+    from model.tokenizer import AnyTokenizer
 
-def token_loss(model: Transformer, batch: Batch) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over the learned (assistant) tokens of the batch."""
+
+def token_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over the learned (assistant) tokens of the batch. `model`: a
+    Transformer, or one wrapped for DDP (model/train_ray.py)."""
     mask = None
     if batch.packed:  # additive float mask: CPU SDPA runs it a little faster than a bool one
         mask = torch.zeros(batch.doc.shape[0], 1, batch.doc.shape[1], batch.doc.shape[1], device=batch.doc.device)
@@ -33,7 +35,7 @@ def token_loss(model: Transformer, batch: Batch) -> tuple[torch.Tensor, int]:
     return loss / max(1, n), n
 
 
-def make_batches(tok: ChatTokenizer, conversations: list[list[dict]], cfg: TrainConfig, max_len: int,
+def make_batches(tok: AnyTokenizer, conversations: list[list[dict[str, Any]]], cfg: TrainConfig, max_len: int,
                  epoch: int = 0) -> tuple[list[Batch], float]:
     docs = [tok.encode_chat(c) for c in conversations]
     if cfg.packing == "bfd":
@@ -57,10 +59,11 @@ def optimizer_for(model: Transformer, lr: float, weight_decay: float) -> torch.o
                              lr=lr, betas=(0.9, 0.95), fused=False)
 
 
-def train_sft(model: Transformer, tok: ChatTokenizer, conversations: list[list[dict]], cfg: TrainConfig,
+def train_sft(model: Transformer, tok: AnyTokenizer, conversations: list[list[dict[str, Any]]], cfg: TrainConfig,
               out_dir: str, trained_on: list[str], device: torch.device, autocast: torch.dtype | None = None,
               resume: bool = True, progress: bool = True, stop_after: int | None = None,
-              on_step: Callable[[dict], None] | None = None, lora: LoRAConfig | None = None) -> dict[str, Any]:
+              on_step: Callable[[dict[str, Any]], bool | None] | None = None,
+              lora: LoRAConfig | None = None) -> dict[str, Any]:
     """Train for cfg.steps optimizer steps (cycling over the data); resume from out_dir when a
     checkpoint with optimizer state is there. `stop_after` ends early (to test resuming);
     `on_step` returning True ends early too (early stopping on a dev set).
@@ -143,9 +146,9 @@ def _lora_files(model: Transformer, lora_extra: dict[str, Any]) -> dict[str, Any
     return {"state": lora_mod.merged_state(model), "adapters": lora_mod.adapter_state(model)}
 
 
-def _resume_weights(out_dir: str, model: Transformer, lora_extra: dict[str, Any], device) -> None:
+def _resume_weights(out_dir: str, model: Transformer, lora_extra: dict[str, Any], device: torch.device) -> None:
     """Full fine-tuning resumes from the saved weights; LoRA from the saved adapters on the same base."""
-    saved_lora = checkpoint.meta(out_dir).get("lora")
+    saved_lora: dict[str, Any] = checkpoint.meta(out_dir).get("lora") or {}
     if bool(saved_lora) != bool(lora_extra):
         raise ValueError(f"{out_dir} holds a {'LoRA' if saved_lora else 'full fine-tuning'} run: resume it as one")
     if not lora_extra:
@@ -162,7 +165,7 @@ def _resume_weights(out_dir: str, model: Transformer, lora_extra: dict[str, Any]
     lora_mod.load_adapters(model, load_file(os.path.join(out_dir, lora_mod.ADAPTERS), device=str(device)))
 
 
-def _bar(progress: bool, total: int, initial: int, desc: str):
+def _bar(progress: bool, total: int, initial: int, desc: str) -> Any:
     """A step bar on a terminal; elsewhere a line every CURATE_PROGRESS_EVERY s (schemas.progress)."""
     if not progress:
         return None
@@ -171,7 +174,7 @@ def _bar(progress: bool, total: int, initial: int, desc: str):
     return make(total=total, initial=initial, desc=desc, unit="step", leave=False, thread=False)
 
 
-def plot_loss(histories: dict[str, list[dict]], path: str) -> str:
+def plot_loss(histories: dict[str, list[dict[str, Any]]], path: str) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

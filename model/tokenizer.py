@@ -90,7 +90,7 @@ class ChatTokenizer:
         return ids, learn
 
 
-def load_tokenizer(directory: str) -> ChatTokenizer | TemplateTokenizer:
+def load_tokenizer(directory: str) -> AnyTokenizer:
     """The tokenizer a checkpoint directory holds: a pretrained model's own (tokenizer.json with a
     chat template in tokenizer_config.json) or the from-scratch chat BPE."""
     from model.hf_tokenizer import TemplateTokenizer
@@ -98,3 +98,7 @@ def load_tokenizer(directory: str) -> ChatTokenizer | TemplateTokenizer:
     if os.path.isdir(directory) and os.path.exists(os.path.join(directory, "tokenizer_config.json")):
         return TemplateTokenizer.load(directory)
     return ChatTokenizer.load(directory)
+
+
+if TYPE_CHECKING:  # what a checkpoint holds: the from-scratch chat BPE or a pretrained model's own
+    AnyTokenizer = ChatTokenizer | TemplateTokenizer

@@ -169,6 +169,8 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
+    trained_from: dict[str, Any]  # set by checkpoint.load: the checkpoint the weights came from
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
