@@ -10,6 +10,11 @@ large or cut short are rejects. warcio parses the records; the checks it leaves 
 would report on stderr or not at all) are made here. A file whose records cannot be counted
 (a damaged header, garbage between records of an uncompressed WARC) raises UnreadableInput:
 the run fails naming it, or records it as lost under `--on-unreadable record`.
+
+A `.gz` crawl file is planned in byte ranges: every record is its own gzip member, so a shard
+finds the first member that starts in its range (gzip magic that inflates to `WARC/`) and reads
+the records whose member starts before its end, as a JSONL range reads the lines that start in
+it. An uncompressed file has no boundary that can be found mid-file and is one shard.
 """
 from __future__ import annotations
 
@@ -139,8 +144,9 @@ def _raw(rec) -> str:
     return (head + data.decode("utf-8", "backslashreplace"))[:RAW_CHARS + len(head)]
 
 
-def iter_records(f, path: str, size: int):
-    """(row dict | None, reason, detail, raw, locator) for every record of an open crawl file.
+def iter_records(f, path: str, size: int, stop: int | None = None):
+    """(row dict | None, reason, detail, raw, locator) for every record of an open crawl file from
+    its position on, up to the first record that starts at or after byte `stop`.
 
     A file that ends inside a record gives that record as `truncated_record`; anything else that
     stops the records from being counted raises UnreadableInput, one line naming the file."""
@@ -150,7 +156,7 @@ def iter_records(f, path: str, size: int):
     base = os.path.basename(path)
     it = ArchiveIterator(f, check_digests=False)
     it._consume_blanklines = _quiet(it)  # its warning goes to stderr; err_count is checked below
-    records, end = iter(it), 0
+    records, end = iter(it), it.offset
     while True:
         try:
             rec = next(records)
@@ -165,6 +171,8 @@ def iter_records(f, path: str, size: int):
                             .splitlines()[0][:120])
             raise UnreadableInput(path, f"not a readable WARC after byte {end:,}: {first}", None) from None
         offset, errs = it.offset, it.err_count
+        if stop is not None and offset >= stop:
+            return  # the next shard's first record
         row, reason, detail, raw = _classify(rec)
         try:
             it.read_to_end()
@@ -252,8 +260,47 @@ def _quiet(it):
     return consume
 
 
+GZIP_MEMBER = b"\x1f\x8b\x08"
+
+
+def _is_member(f, pos: int) -> bool:
+    """Whether a gzip member holding a WARC record starts at byte `pos` (the position is kept)."""
+    here = f.tell()
+    f.seek(pos)
+    data = f.read(1 << 16)
+    f.seek(here)
+    try:
+        return zlib.decompressobj(31).decompress(data, 16).startswith(b"WARC/")
+    except zlib.error:
+        return False
+
+
+def next_member(f, start: int, end: int) -> int | None:
+    """The first byte in [start, end) where a record's gzip member starts, or None. Each record of
+    a .warc.gz is its own member, so a byte range of the file holds the records whose member
+    starts in it, as a JSONL byte range holds the lines that start in it."""
+    f.seek(start)
+    base, tail = start, b""
+    while base < end:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            return None
+        data = tail + chunk
+        i = data.find(GZIP_MEMBER)
+        while i != -1:
+            pos = base - len(tail) + i
+            if pos >= end:
+                return None
+            if _is_member(f, pos):
+                return pos
+            i = data.find(GZIP_MEMBER, i + 1)
+        tail, base = data[-(len(GZIP_MEMBER) - 1):], base + len(chunk)
+    return None
+
+
 def read_warc(shard, schema: pa.Schema) -> tuple[pa.Table, pa.Table, int]:
-    """(rows fitting `schema`, rejects, records in the file) of a WARC/WET shard (one file)."""
+    """(rows fitting `schema`, rejects, records) of a WARC/WET shard: the whole file, or (gzip) a
+    byte range and the records whose gzip member starts in it."""
     from schemas import filesystem as fsys
     from schemas.engine.inputs import UnreadableInput, concat_rejects, records_to_table
     from schemas.validate import empty_rejects, make_rejects
@@ -263,8 +310,14 @@ def read_warc(shard, schema: pa.Schema) -> tuple[pa.Table, pa.Table, int]:
     n = 0
     try:
         size = fsys.size(shard.path)
-        with fsys.open_input(shard.path) as f:
-            for row, reason, detail, raw, where in iter_records(f, shard.path, size):
+        with fsys.open_random(shard.path) as f:
+            gz = f.read(2) == GZIP_MEMBER[:2]
+            # Not gzip: no record boundary can be found mid-file, so the first shard reads it all.
+            begin = 0 if shard.start <= 0 else next_member(f, shard.start, shard.end) if gz else None
+            stop = shard.end if gz and 0 < shard.end < size else None
+            f.seek(begin or 0)
+            for row, reason, detail, raw, where in (iter_records(f, shard.path, size, stop)
+                                                    if begin is not None else ()):
                 n += 1
                 if row is None:
                     reasons.append(reason)

@@ -170,6 +170,31 @@ def test_binary_and_undecodable_payloads_are_rejects(tmp_path):
     assert rows.column("charset").to_pylist() == ["utf-8"]  # an unknown declared charset falls back
 
 
+def _read_split(path, shard_bytes):
+    """Every shard of a file read apart: (record ids of rows, reject reasons, records)."""
+    ids, why, total = [], Counter(), 0
+    for shard in plan_inputs([str(path)], shard_bytes=shard_bytes):
+        rows, rejects, n = read_shard(shard, SCHEMA)
+        assert rows.num_rows + rejects.num_rows == n
+        ids += rows.column("warc_record_id").to_pylist()
+        why += reasons(rejects)
+        total += n
+    return ids, why, total
+
+
+@pytest.mark.parametrize("shard_bytes", [10_000, 123_457])
+def test_a_gzip_warc_in_byte_ranges_reads_every_record_once(tmp_path, shard_bytes):
+    with open(WARC, "rb") as f:
+        data = f.read()
+    for name, blob in (("whole.warc.gz", data), ("cut.warc.gz", data[:-5000])):
+        path = write(tmp_path, name, blob)
+        rows, rejects, n = read(path)
+        assert len(plan_inputs([str(path)], shard_bytes=shard_bytes)) > 3
+        assert _read_split(path, shard_bytes) == (rows.column("warc_record_id").to_pylist(), reasons(rejects), n)
+    plain = write(tmp_path, "plain.warc", warc_bytes([PAGE] * 30, gz=False))  # no boundaries to find: one shard
+    assert _read_split(plain, shard_bytes)[2] == 31
+
+
 # ---- stages ---------------------------------------------------------------------------------
 def test_extraction_keeps_paragraphs_one_a_line_and_records_the_extractor(sample):
     rows, _, _ = sample

@@ -14,7 +14,7 @@ import json
 import os
 import zlib
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +24,9 @@ from schemas.ids import row_id
 from schemas.tables import numbers_as_text
 from schemas.validate import Conformed, conform, empty_rejects, make_rejects
 from schemas.warc import WARC_EXT, is_crawl_file
+
+if TYPE_CHECKING:
+    from schemas.store import Store
 
 JSONL_EXT = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz")
 PARQUET_EXT = (".parquet",)
@@ -45,7 +48,7 @@ class UnreadableInput(RuntimeError):
         super().__init__(f"input file {path}: {problem}")
         self.path, self.problem, self.expected_rows = path, problem, expected_rows
 
-    def __reduce__(self):  # survives pickling across Ray workers
+    def __reduce__(self) -> tuple[type[UnreadableInput], tuple[str, str, int | None]]:  # survives Ray pickling
         return (UnreadableInput, (self.path, self.problem, self.expected_rows))
 
 
@@ -88,8 +91,11 @@ def plan_file(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES,
               shard_rows: int = DEFAULT_SHARD_ROWS, source: str | None = None) -> list[InputShard]:
     fp = fsys.fingerprint(path)
     name = source or os.path.basename(path).split(".")[0]
-    if is_crawl_file(path):  # one shard per file: records are found only by reading from the start
-        return [InputShard("warc", path, 0, max(fsys.size(path), 0), fp, name)]
+    if is_crawl_file(path):  # .gz: byte ranges, each holding the records whose gzip member starts in it
+        size = fsys.size(path)
+        if not path.endswith(".gz") or size <= shard_bytes:
+            return [InputShard("warc", path, 0, max(size, 0), fp, name)]
+        return [InputShard("warc", path, s, min(s + shard_bytes, size), fp, name) for s in range(0, size, shard_bytes)]
     if path.endswith(JSONL_EXT):
         size = fsys.size(path)
         if path.endswith(".gz") or size <= shard_bytes:
@@ -115,7 +121,7 @@ def plan_file(path: str, shard_bytes: int = DEFAULT_SHARD_BYTES,
     raise InputError(f"'{path}': unknown input format (expected {', '.join(JSONL_EXT + PARQUET_EXT + WARC_EXT)})")
 
 
-def plan_inputs(specs: list[str], store=None, shard_bytes: int = DEFAULT_SHARD_BYTES,
+def plan_inputs(specs: list[str], store: Store | None = None, shard_bytes: int = DEFAULT_SHARD_BYTES,
                 shard_rows: int = DEFAULT_SHARD_ROWS) -> list[InputShard]:
     """Shards of every input: paths, directories, globs, or store refs `table[@version]`."""
     shards: list[InputShard] = []
@@ -144,7 +150,7 @@ def plan_inputs(specs: list[str], store=None, shard_bytes: int = DEFAULT_SHARD_B
 
 
 # ---- reading ----------------------------------------------------------------------------
-def _is_table(store, name: str) -> bool:
+def _is_table(store: Store, name: str) -> bool:
     from schemas.store import InvalidName, check_table_name
     try:
         check_table_name(name)
@@ -153,7 +159,7 @@ def _is_table(store, name: str) -> bool:
     return store.exists(name)
 
 
-def _jsonl_lines(shard: InputShard):
+def _jsonl_lines(shard: InputShard) -> Iterator[tuple[int, bytes]]:
     """(byte offset, raw line) of each line that starts inside the shard's range."""
     if shard.path.endswith(".gz"):
         with fsys.open_input(shard.path) as raw, gzip.open(raw, "rb") as f:
