@@ -86,8 +86,9 @@ def test_a_retold_problem_is_caught_as_a_held_out_twin(tmp_path):
     assert not {structure_key(p) for p in data.teacher} & {structure_key(p) for p in data.heldout}
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_the_base_loop_runs_end_to_end_through_the_chat_template(tmp_path, workers):
+@pytest.mark.parametrize("workers,lora_rank", [(1, 4), (2, 0)])
+def test_the_base_loop_runs_end_to_end_through_the_chat_template(tmp_path, workers, lora_rank):
+    """In one process with LoRA (merged into each round's checkpoint) and in two with full fine-tuning."""
     from model import checkpoint
     from pipelines.loop_base import SYSTEM, BaseLoopConfig, run
 
@@ -95,7 +96,7 @@ def test_the_base_loop_runs_end_to_end_through_the_chat_template(tmp_path, worke
     out = str(tmp_path / "run" / "seed-0")
     cfg = BaseLoopConfig(base=hf, out=out, rounds=1, eval_problems=12, teacher_problems=24, sample_problems=8, k=2,
                          max_new_tokens=24, sft_steps=4, round_steps=2, tokens_per_batch=512, lr=3e-3, rft_lr=1e-3,
-                         ablation="both", workers=workers, batch_size=16)
+                         ablation="both", workers=workers, batch_size=16, lora_rank=lora_rank)
     rec = run(cfg)
     assert os.path.exists(os.path.join(str(tmp_path / "run" / "bases"), "hf", "checkpoint.json"))  # imported once
     assert [r["round"] for r in rec["rounds"]] == [0, 1]
@@ -116,6 +117,7 @@ def test_the_base_loop_runs_end_to_end_through_the_chat_template(tmp_path, worke
                                   {"role": "assistant", "content": "The answer is 2."}])
     assert tok.decode([i for i, m in zip(ids, learn) if m]).strip() == "The answer is 2."
     assert not os.path.exists(os.path.join(out, "round1-loop", "optimizer.pt"))
+    assert os.path.exists(os.path.join(out, "round1-loop", "adapters.safetensors")) == bool(lora_rank)
     phases = {k for part in rec["profile"].values() for k in part}
     assert {"training", "scoring", "sampling"} <= phases
     if workers == 2:  # the loop's process samples and trains; the other scores and trains the control
