@@ -13,12 +13,7 @@ import logging
 
 import pyarrow as pa
 
-from schemas.engine.stage import annotate, unknown_parameter
-
-try:
-    from schemas.engine.stage import TaskStage
-except ImportError:  # an engine before the Stage contract: a model-free class stage is ModelStage of kind task
-    from schemas.engine.stage import ModelStage as TaskStage
+from schemas.engine.stage import TaskStage, annotate, unknown_parameter
 from schemas.tables import field
 from schemas.warc import HTML_TYPES, WEB_FIELDS
 

@@ -18,12 +18,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from schemas.engine.stage import annotate, unknown_parameter
-
-try:
-    from schemas.engine.stage import TaskStage
-except ImportError:  # an engine before the Stage contract: a model-free class stage is ModelStage of kind task
-    from schemas.engine.stage import ModelStage as TaskStage
+from schemas.engine.stage import TaskStage, annotate, unknown_parameter
 from schemas.tables import field
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")

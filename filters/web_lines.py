@@ -17,12 +17,7 @@ from dataclasses import asdict, dataclass, fields as dc_fields
 
 import pyarrow as pa
 
-from schemas.engine.stage import annotate, unknown_parameter
-
-try:
-    from schemas.engine.stage import TaskStage
-except ImportError:  # an engine before the Stage contract: a model-free class stage is ModelStage of kind task
-    from schemas.engine.stage import ModelStage as TaskStage
+from schemas.engine.stage import TaskStage, annotate, unknown_parameter
 from schemas.tables import field
 
 END_PUNCTUATION = (".", "?", "!", '"', "'")
