@@ -58,7 +58,8 @@ def print_model_versions(store, as_json: bool) -> None:
     click.echo(f"models in {store.location}: " + ", ".join(f"{n} {k}{'' if n == 1 else 's'}" for k, n in kinds.items()))
     for v in vs:
         what = [v["stage"]] + [f"{k} {v[k]}" for k in ("round", "run", "step") if v[k] not in (None, "")]
-        click.echo(f"\n{v['kind']} {v['id']}  ({', '.join(what)})  models@{v['snapshot']}"
+        where = f"models@{v['snapshot']}" if v["registered"] else "not registered (from its checkpoint.json)"
+        click.echo(f"\n{v['kind']} {v['id']}  ({', '.join(what)})  {where}"
                    + (f"  tags: {', '.join(v['tags'])}" if v["tags"] else "")
                    + ("" if v["state"] == "ok" else f"  [{v['state']}]"))
         click.echo(f"  path        {v['path']}")

@@ -105,28 +105,60 @@ def _state(row: dict[str, Any]) -> str:
         return "gone"
 
 
+def _entry(row: dict[str, Any], links: dict[str, Any], snap: int | None, tags: list[str], order: int) -> dict:
+    kind = "export" if row["stage"] == EXPORT else "import" if row["stage"] == "import" else "checkpoint"
+    return {"key": f"{kind}:{row['path']}", "kind": kind, "id": row["id"], "stage": row["stage"],
+            "round": row.get("round"), "run": row.get("run"), "step": row["step"], "path": row["path"],
+            "snapshot": snap, "registered": snap is not None, "tags": tags, "trained_on": row["trained_on"] or [],
+            "source": links.get("source"), "from": _parent_of(row, links), "state": _state(row), "derived": [],
+            "order": order}
+
+
+def _unregistered_ancestors(out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checkpoints registered models were trained from that no one registered (a base the loop
+    imported through the Python API), read from their checkpoint.json while it is still theirs."""
+    from model import checkpoint
+
+    known = {r["id"] for r in out if r["kind"] != "export"}
+    todo, added = [r["from"] for r in out if r["from"]], []
+    while todo:
+        p = todo.pop()
+        if p.get("id") in known or not p.get("path"):
+            continue
+        try:
+            m = checkpoint.meta(p["path"])
+        except (OSError, ValueError):
+            continue
+        if m.get("id") != p["id"]:
+            continue
+        known.add(p["id"])
+        row = {"id": m["id"], "path": p["path"], "stage": m.get("stage") or "sft", "step": m.get("step"),
+               "trained_on": m.get("trained_on") or []}
+        e = _entry(row, {k: m[k] for k in ("init", "source") if m.get(k)}, None, [], -1)
+        added.append(e)
+        if e["from"]:
+            todo.append(e["from"])
+    return added[::-1]  # the oldest ancestor first
+
+
 def model_versions(store: Store) -> list[dict[str, Any]]:
     """Every registered model, oldest first, with `from` (its parent checkpoint), `trained_on` and
-    `derived` (the registered models made from it: later checkpoints and exports)."""
+    `derived` (the models made from it: later checkpoints and exports). A parent checkpoint nobody
+    registered is listed too (`registered: False`), from its own checkpoint.json."""
     if not store.exists(TABLE):
         return []
     tags = _tags_by_model(store)
-    rows = store.read_arrow(TABLE).to_pylist()
     out = []
-    for row in rows:
+    for row in store.read_arrow(TABLE).to_pylist():
         links = json.loads(row["metrics"] or "{}") if (row["metrics"] or "").startswith("{") else {}
         snap, tg, order = (tags.get((row["id"], row["stage"], row["run"], row["path"]))
                            or tags.get((row["id"], row["stage"], row["run"], None)) or (None, [], -1))
-        kind = "export" if row["stage"] == EXPORT else "import" if row["stage"] == "import" else "checkpoint"
-        parent = _parent_of(row, links)
-        out.append({"key": f"{kind}:{row['path']}", "kind": kind, "id": row["id"], "stage": row["stage"],
-                    "round": row["round"], "run": row["run"], "step": row["step"], "path": row["path"],
-                    "snapshot": snap, "tags": tg, "trained_on": row["trained_on"] or [],
-                    "source": links.get("source"), "from": parent, "state": _state(row), "derived": [],
-                    "order": order})
-    out.sort(key=lambda r: r.pop("order"))
+        out.append(_entry(row, links, snap, tg, order))
+    out.sort(key=lambda r: r["order"])
+    out = _unregistered_ancestors(out) + out
     by_id: dict[str, list[dict]] = {}
     for r in out:
+        r.pop("order")
         if r["kind"] != "export":
             by_id.setdefault(r["id"], []).append(r)
     for r in out:

@@ -116,7 +116,8 @@ def test_versions_help_explains_the_models_view():
 
 def test_the_loops_rows_show_their_round_run_tags_and_parent(tmp_path):
     """Rows the loop registers (no path in their snapshot config, eval metrics in `metrics`) list
-    with their round, run and tags, and their parent comes from the checkpoint's own `init`."""
+    with their round, run and tags, their parent comes from the checkpoint's own `init`, and an
+    unregistered base they descend from is listed too."""
     import pyarrow as pa
 
     from model import checkpoint
@@ -128,12 +129,13 @@ def test_the_loops_rows_show_their_round_run_tags_and_parent(tmp_path):
 
     tok = ChatTokenizer.train(["one two three four"] * 10, vocab_size=280)
     model = Transformer(ModelConfig(vocab_size=tok.vocab_size, dim=32, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=64))
-    r0, r1 = str(tmp_path / "round0"), str(tmp_path / "round1")
-    checkpoint.save(r0, model, tok, step=5, train_config={}, trained_on=["loop_sft@1"])
-    loaded, _, _ = checkpoint.load(r0)  # round 1 trains from round 0: its checkpoint says so
-    with torch.no_grad():
-        loaded.embed.weight.add_(0.01)
-    checkpoint.save(r1, loaded, tok, step=9, train_config={}, trained_on=["loop_sft@2"])
+    base, r0, r1 = str(tmp_path / "base"), str(tmp_path / "round0"), str(tmp_path / "round1")
+    checkpoint.save(base, model, tok, step=0, train_config={}, trained_on=[], extra={"stage": "import"})
+    for parent, child, step, table in ((base, r0, 5, "loop_sft@1"), (r0, r1, 9, "loop_sft@2")):
+        loaded, _, _ = checkpoint.load(parent)  # each round trains from the last: its checkpoint says so
+        with torch.no_grad():
+            loaded.embed.weight.add_(0.01)
+        checkpoint.save(child, loaded, tok, step=step, train_config={}, trained_on=[table])
     store = Store(str(tmp_path / "wh"))
     for path, rnd in ((r0, 0), (r1, 1)):
         m = checkpoint.meta(path)
@@ -145,7 +147,9 @@ def test_the_loops_rows_show_their_round_run_tags_and_parent(tmp_path):
                                reasons={}, unit="checkpoints", mode="append")
         store.tag(f"models@{snap}", f"model-round-{rnd}")
     text = _cli("--warehouse", str(tmp_path / "wh"), "versions", "models")
-    assert "0 imports, 2 checkpoints, 0 exports" in text
+    # the base the loop imported without registering it is listed from its checkpoint.json
+    assert "1 import, 2 checkpoints, 0 exports" in text and "not registered (from its checkpoint.json)" in text
+    assert f"derived     checkpoint {checkpoint.meta(r0)['id']} (sft)  {r0}" in text
     assert "(sft, round 1, run seed-0, step 9)" in text and "tags: model-round-1" in text
     id0 = checkpoint.meta(r0)["id"]
     assert f"from        {id0}  {r0}" in text and f"derived     checkpoint {checkpoint.meta(r1)['id']}" in text
