@@ -30,27 +30,28 @@ def execute(shards: list[InputShard], pending: list[InputShard], job: ShardJob, 
     """Process the `pending` ones of the run's `shards`: a pass per global stage first, then
     the main pass. Returns what lineage records (operators with their resources, passes)."""
     plan_operators(job, [])  # a --resources name no stage has: a usage error, before Ray starts
-    cluster = None
+    cluster: dict[str, float] | None = None
     if executor == "ray":
         import ray
 
         from schemas.engine.raysession import init_ray
         init_ray(num_cpus)
         cluster = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
-        cluster["nodes"] = sum(1 for n in ray.nodes() if n.get("Alive"))
+        cluster["nodes"] = float(sum(1 for n in ray.nodes() if n.get("Alive")))
     # Planned before any pass: a stage the cluster can never run (a GPU on a CPU-only
     # cluster, an unknown --resources name) fails here, not after a global pass's work.
-    ops = plan_operators(job, list(range(len(job.specs))), cluster)
+    specs = job.stages()
+    ops = plan_operators(job, list(range(len(specs))), cluster)
     decisions: dict[int, str] = {}
     passes = []
-    for g in [i for i, s in enumerate(job.specs) if s.global_pass]:
+    for g in [i for i, s in enumerate(specs) if s.global_pass]:
         decisions[g], info = _global_pass(shards, pending, job, g, decisions, executor, cluster, log)
         passes.append(info)
     if pending:
         _stream(pending, job, ops, decisions, executor, on_done, final=partial(write_state, job=job.only([])),
                 log=log)
-    return {"operators": [o.describe() for o in ops], "global_passes": passes,
-            "cluster": cluster or {"executor": executor}}
+    where: dict[str, Any] = dict(cluster) if cluster else {"executor": executor}
+    return {"operators": [o.describe() for o in ops], "global_passes": passes, "cluster": where}
 
 
 def _global_pass(shards: list[InputShard], pending: list[InputShard], job: ShardJob, g: int,
@@ -58,9 +59,9 @@ def _global_pass(shards: list[InputShard], pending: list[InputShard], job: Shard
                  log: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
     """Signatures of every shard (those of finished shards too: their rows take part in the
     decisions), then the decisions; both are files under the run, so a rerun skips them."""
-    spec = job.specs[g]
+    spec = job.spec(g)
     out = decisions_uri(job, g)
-    info = {"stage": spec.name, "decisions": out}
+    info: dict[str, Any] = {"stage": spec.name, "decisions": out}
     if exists(out) or not pending:
         return out, {**info, "resumed": True}
     todo = [s for s in shards if not exists(signature_uri(job, g, s.key))]
@@ -74,7 +75,7 @@ def _global_pass(shards: list[InputShard], pending: list[InputShard], job: Shard
         _stream(todo, job, ops, decisions, executor, check, final=partial(sign_state, job=job.only([g]), index=g),
                 log=log)
     failpoint("dedup")
-    summary = spec.target.decide([signature_uri(job, g, s.key) for s in shards], out, executor, **spec.params)
+    summary = spec.decide([signature_uri(job, g, s.key) for s in shards], out, executor)
     log(f"{spec.name}: " + ", ".join(f"{k} {v}" for k, v in summary.items() if isinstance(v, int)))
     return out, {**info, **summary}
 

@@ -34,11 +34,11 @@ def write_parquet(table: pa.Table, uri: str, stats: dict[str, Any] | None = None
         table = table.replace_schema_metadata(meta)
     if fsys.is_remote(uri):
         pq.write_table(table, path, filesystem=fs, compression="zstd")
-        return fs.get_file_info(path).size
+        return int(fs.get_file_info(path).size)
     fs.create_dir(os.path.dirname(path), recursive=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     pq.write_table(table, tmp, filesystem=fs, compression="zstd")
-    size = fs.get_file_info(tmp).size
+    size = int(fs.get_file_info(tmp).size)
     fs.move(tmp, path)
     return size
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Sequence
 
 import pyarrow as pa
 
@@ -22,7 +22,7 @@ class ShardJob:
     input_schema: pa.Schema
     output_schema: pa.Schema
     rejects_schema: pa.Schema
-    specs: list[StageSpec | None]  # None: a stage this worker does not run (see `only`)
+    specs: Sequence[StageSpec | None]  # None: a stage this worker does not run (see `only`)
     out_dir: str
     rejects_dir: str
     run_id: str
@@ -32,7 +32,18 @@ class ShardJob:
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-stage overrides
     fuse: str = "resources"  # resources (adjacent stages with the same needs share an operator) | none | all
 
-    def only(self, indices: list[int]) -> "ShardJob":
+    def spec(self, index: int) -> StageSpec:
+        """The spec of a stage this worker runs (`only` left the others out)."""
+        spec = self.specs[index]
+        if spec is None:
+            raise RuntimeError(f"stage {index} is not in this worker's job")  # a bug in the executor
+        return spec
+
+    def stages(self) -> list[StageSpec]:
+        """Every stage's spec (the driver's whole job)."""
+        return [self.spec(i) for i in range(len(self.specs))]
+
+    def only(self, indices: list[int]) -> ShardJob:
         """This job with the specs of other stages left out: a worker unpickling it imports only
         the modules of the stages it runs (presidio alone costs a read task 3.5 CPU s)."""
         keep = set(indices)

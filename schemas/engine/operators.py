@@ -46,16 +46,18 @@ class StageOp:
         self.job = job
         self.stages = []
         for i in indices:
-            spec = job.specs[i]
+            spec = job.spec(i)
             if spec.global_pass:
                 spec = StageSpec(spec.target, {**spec.params, "decisions": (decisions or {})[i]})
             res = with_overrides(spec.resources, job.resources.get(spec.name, {}))
-            self.stages.append((spec.name, spec.build(), res.batch_rows, spec.redacts))
+            built = spec.build()
+            redactor = built if spec.redacts and isinstance(built, Stage) else None
+            self.stages.append((spec.name, built, res.batch_rows, redactor))
 
     def process(self, state: ShardState) -> ShardState:
         if state.failure:
             return state
-        for name, fn, batch_rows, redacts in self.stages:
+        for name, fn, batch_rows, redactor in self.stages:
             started = time.time()
             try:
                 state.live, rej, count = run_stage(name, fn, state.live, self.job.error_budget, batch_rows)
@@ -67,10 +69,10 @@ class StageOp:
             state.counts.append(count)
             state.placement[name] = node()
             state.timeline[name] = [started, time.time()]
-            if redacts and not self.job.raw_rejects:
+            if redactor is not None and not self.job.raw_rejects:
                 # Rejects are persisted too: everything rejected so far is redacted here; rows
                 # rejected later passed this stage, so their text already is.
-                state.rejects = [redact(r, fn) for r in state.rejects]
+                state.rejects = [redact(r, redactor) for r in state.rejects]
         return state
 
 
@@ -91,16 +93,15 @@ def sign_state(state: ShardState, job: ShardJob, index: int) -> dict[str, Any]:
     shard = InputShard.from_dict(state.shard)
     if state.failure:
         return {"shard": shard.key, **state.failure}
-    spec = job.specs[index]
     uri = signature_uri(job, index, shard.key)
-    write_parquet(spec.target.signatures(state.live, **spec.params), uri)
+    write_parquet(job.spec(index).signatures(state.live), uri)
     return {"shard": shard.key, "signatures": uri}
 
 
 def signature_uri(job: ShardJob, index: int, shard_key: str) -> str:
-    return f"{job.out_dir}/_global/{index}-{job.specs[index].name}/signatures/{shard_key}.parquet"
+    return f"{job.out_dir}/_global/{index}-{job.spec(index).name}/signatures/{shard_key}.parquet"
 
 
 def decisions_uri(job: ShardJob, index: int) -> str:
-    return f"{job.out_dir}/_global/{index}-{job.specs[index].name}/decisions.parquet"
+    return f"{job.out_dir}/_global/{index}-{job.spec(index).name}/decisions.parquet"
 

@@ -37,16 +37,17 @@ def plan_operators(job: ShardJob, indices: list[int], cluster: dict[str, float] 
     all in one under fuse="all". Resources are resolved against the cluster first: a GPU a
     stage would use is dropped on a CPU-only cluster unless the stage needs one, which fails
     here, before any work. The first and last operators are the read and the write."""
-    names = {s.name for s in job.specs}
+    specs = job.stages()
+    names = {s.name for s in specs}
     unknown = sorted(set(job.resources) - names)
     if unknown:
         raise ValueError(f"--resources: no stage named {', '.join(unknown)}; this pipeline's stages: "
-                         f"{', '.join(s.name for s in job.specs)}")
+                         f"{', '.join(s.name for s in specs)}")
     cpus = max(1.0, (cluster or {}).get("CPU", 1.0))
     gpus = (cluster or {}).get("GPU", 0.0)
     ops: list[Operator] = []
     for i in indices:
-        spec = job.specs[i]
+        spec = specs[i]
         res = with_overrides(spec.resources, job.resources.get(spec.name, {}))
         if res.gpus and not gpus:
             if res.needs_gpu and cluster is not None:
@@ -75,7 +76,7 @@ def plan_operators(job: ShardJob, indices: list[int], cluster: dict[str, float] 
     # get a sliver of a (logical) CPU and share the cores, and the actors are scaled down
     # (rounded down) to leave a sliver free on every node.
     _size_pools(pools, cpus, gpus)
-    held = sum(o.resources.cpus * o.max_actors for o in pools)
+    held = sum(o.resources.cpus * (o.max_actors or 0) for o in pools)  # every pool has its size now
     if held + max([io.cpus] + [o.resources.cpus for o in ops if o.kind == "task"]) > cpus:
         nodes = max(1, int((cluster or {}).get("nodes", 1)))
         for o in ops:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 import warnings
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pyarrow as pa
 
@@ -20,6 +20,9 @@ from schemas.engine.inputs import InputShard
 from schemas.engine.job import ShardJob, ShardState
 from schemas.engine.operators import StageOp, read_state
 from schemas.engine.plan import Operator
+
+if TYPE_CHECKING:
+    import ray.data
 
 # A worker or node that dies is replaced and its shard retried (outputs have deterministic names,
 # so a retry rewrites the same files), a bounded number of times: a stage that kills its process
@@ -81,7 +84,7 @@ def _lost_worker(exc: BaseException) -> BaseException | None:
 
 
 def _dag(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions: dict[int, str],
-         final: Callable[[ShardState], dict[str, Any]]) -> Any:
+         final: Callable[[ShardState], dict[str, Any]]) -> ray.data.Dataset:
     import ray
     import ray.data
 
@@ -89,7 +92,8 @@ def _dag(shards: list[InputShard], job: ShardJob, ops: list[Operator], decisions
     # after importing pyarrow and the stages (not data a `memory=` request would bound): off.
     ray.data.DataContext.get_current().issue_detectors_config.high_memory_detector_config \
         .detection_time_interval_s = -1
-    ds = ray.data.from_items([{"shard": json.dumps(s.to_dict())} for s in shards], override_num_blocks=len(shards))
+    items = [{"shard": json.dumps(s.to_dict())} for s in shards]
+    ds: ray.data.Dataset = ray.data.from_items(items, override_num_blocks=len(shards))
     read, *stages, write = ops
     ds = ds.map_batches(_named("read", _read_batch, job=job.only([])), batch_size=1, batch_format="pyarrow",
                         num_cpus=read.resources.cpus, max_retries=RETRIES)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from schemas.engine.lineage import REPO_ROOT
 
@@ -62,7 +62,7 @@ def init_ray(num_cpus: int | None = None, object_store_mb: int | None = None) ->
     return "local"
 
 
-def _start(start: Callable[[], None], failed: str, advice: str) -> None:
+def _start(start: Callable[[], object], failed: str, advice: str) -> None:
     """`start()` up to START_ATTEMPTS times, with a growing wait between tries. A failed try is
     shut down first: Ray's driver state, and the processes it had started for the node (GCS,
     raylet, their workers: children of this process that were not there before the try), which
@@ -167,7 +167,7 @@ _SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @contextlib.contextmanager
-def _loopback_only():
+def _loopback_only() -> Iterator[None]:
     """Ray's single-node mode for the embedded start: the node IP stays 127.0.0.1 (the driver
     read the setting when `ray` was imported, so its copy is switched too; the processes Ray
     starts read the environment). Both are put back afterwards: a later `ray start` or job

@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -353,7 +353,7 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
 
 
 @contextlib.contextmanager
-def _files_there(run_id: str):
+def _files_there(run_id: str) -> Iterator[None]:
     """A shard file gone at the commit is one line (ShardFileGone), not pyiceberg's traceback."""
     try:
         yield
@@ -401,7 +401,7 @@ def _finish_tags(store: Store, opts: RunOptions, rname: str, run_id: str, publis
 
 
 @contextlib.contextmanager
-def _run_lock(data_dir: str, run_key: str, output: str):
+def _run_lock(data_dir: str, run_key: str, output: str) -> Iterator[None]:
     """One process at a time per run key on a local warehouse (flock: released when the
     process dies, so a killed run never blocks its rerun)."""
     if is_remote(data_dir):
@@ -444,7 +444,7 @@ def _input_lineage(shards: list[InputShard]) -> dict[str, Any]:
             "files_hash": row_id(json.dumps(sorted(files.items())))[:16]}
 
 
-def _progress(opts: RunOptions, total: int, initial: int, name: str):
+def _progress(opts: RunOptions, total: int, initial: int, name: str) -> Any:
     """A bar on a terminal; elsewhere (a file, `ray job logs`) a line every CURATE_PROGRESS_EVERY s."""
     if not opts.progress:
         return None

@@ -68,9 +68,9 @@ def parse_resources(items: list[str] | None) -> dict[str, dict[str, Any]]:
         name, sep, rest = item.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"--resources '{item}': expected STAGE=key:value,... (e.g. asr=gpus:0.5,actors:1-4)")
-        for kv in filter(None, rest.split(",")):
-            key, _, value = kv.partition(":")
-            key, parsed = _resource_value(key.strip(), value, f"--resources '{item}':")
+        for pair in filter(None, rest.split(",")):
+            key, _, text = pair.partition(":")
+            key, parsed = _resource_value(key.strip(), text, f"--resources '{item}':")
             out.setdefault(name.strip(), {})[key] = parsed
     return out
 
@@ -127,7 +127,6 @@ def with_overrides(res: Resources, over: dict[str, Any]) -> Resources:
 
 # ---- the stage contract ---------------------------------------------------------------------
 Kind = Literal["task", "actor"]
-StageFn = Callable[[pa.Table], pa.Table]
 
 
 class StageContract(Protocol):
@@ -371,10 +370,23 @@ class StageSpec:
     def module(self) -> str:
         return str(self.code.__module__)
 
-    def build(self) -> StageFn:
+    def build(self) -> Stage | FunctionStage:
         if isinstance(self.target, FunctionStage):
             return self.target.configure(**self.params)
         return self.target(**self.params)
+
+    def signatures(self, live: pa.Table) -> pa.Table:
+        """The global pass's per-shard hook, with this spec's parameters."""
+        return self._global().signatures(live, **self.params)
+
+    def decide(self, signature_files: list[str], out: str, executor: str) -> dict[str, Any]:
+        """The global pass's once-over-all hook, with this spec's parameters."""
+        return self._global().decide(signature_files, out, executor, **self.params)
+
+    def _global(self) -> type[Stage]:
+        if isinstance(self.target, FunctionStage) or not self.global_pass:
+            raise TypeError(f"stage {self.name} has no global pass")
+        return self.target
 
     def describe(self) -> dict[str, Any]:
         out = {"name": self.name, "kind": self.kind, "params": self.params,
