@@ -81,7 +81,8 @@ def train_cmd(ctx, ref, init, out, workers, resources, local, steps, lr, warmup_
         where = f"on {summary['train_workers']} Ray Train worker(s)" if summary.get("train_workers") else "in process"
         loss = summary.get("final_loss")
         click.echo(f"trained {summary['trained_on'][0]} for {summary['steps']} steps {where}, loss "
-                   f"{loss if loss is None else round(loss, 4)} → {summary['checkpoint']} ({summary['seconds']} s)")
+                   f"{loss if loss is None else round(loss, 4)} → {summary['checkpoint']} ({summary['seconds']} s), "
+                   f"registered as {summary['registered']}")
 
 
 def _fail(msg: str) -> None:
