@@ -30,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
-from bench_train_hf import ckpt_dir, peak_rss_mb  # noqa: E402
+from bench_train_hf import ckpt_dir, peak_rss_mb
 
 ARMS = {"base": None, "full": 0, "lora8": 8, "lora16": 16}
 
