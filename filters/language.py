@@ -2,7 +2,11 @@
 
 Every row gets `language` (ISO 639-1, `un` when undecided) and `language_score` (0-1); rows
 whose language is not one of `languages`, or whose score is under `min_score`, are dropped as
-`language:<code>` (DataTrove's LanguageFilter rule, its 0.65 default). The models ship inside
+`language:<code>` (DataTrove's LanguageFilter rule, its 0.65 default). With `keep_uncertain` only
+rows the model is `min_score` sure are in another language are dropped: short text (a spoken
+query of eight words) rarely reaches the score in any language, so the speech pipeline's English
+check (pipelines/speech_sft.py, after synth.speech_text's function-word rule) keeps what the model
+cannot tell and drops what it is sure of. The models ship inside
 their PyPI packages, nothing is downloaded: py3langid (the default: langid.py's 97-language
 naive Bayes model, numpy only), pycld2 (Chrome's CLD2) and lingua (n-gram models; the most
 accurate on short text but slow to load). bench/README.md "Language identification" compares
@@ -70,13 +74,14 @@ class LanguageId(TaskStage):
             field("language_score", pa.float32(), stats="hist:0:1:20")]
 
     def __init__(self, languages: list[str] | None = None, min_score: float = 0.65, backend: str = "py3langid",
-                 column: str = "text"):
+                 column: str = "text", keep_uncertain: bool = False):
         self.languages = None if languages is None else [c.lower() for c in languages]
         self.min_score, self.backend, self.column = min_score, backend, column
+        self.keep_uncertain = keep_uncertain
 
     @classmethod
     def validate(cls, **params) -> None:
-        problem = unknown_parameter(params, ["languages", "min_score", "backend", "column"])
+        problem = unknown_parameter(params, ["languages", "min_score", "backend", "column", "keep_uncertain"])
         if problem:
             raise TypeError(problem)
         if params.get("backend", "py3langid") not in BACKENDS:
@@ -99,7 +104,8 @@ class LanguageId(TaskStage):
             code, score = detect(text, self.backend)
             codes.append(code)
             scores.append(score)
-            kept = (self.languages is None or code in self.languages) and score >= self.min_score
+            listed = self.languages is None or code in self.languages
+            kept = listed or score < self.min_score if self.keep_uncertain else listed and score >= self.min_score
             reasons.append(None if kept else f"language:{code}")
             details.append(None if kept else f"{code} {score:.3f}")
         batch = annotate(batch, language=pa.array(codes, pa.string()), language_score=pa.array(scores, pa.float32()))
@@ -107,4 +113,4 @@ class LanguageId(TaskStage):
 
     def params(self) -> dict:
         return {"languages": self.languages, "min_score": self.min_score, "backend": self.backend,
-                "column": self.column}
+                "column": self.column, "keep_uncertain": self.keep_uncertain}

@@ -5,9 +5,10 @@ r"""Speech SFT: spoken queries made with TTS, kept only where ASR hears them rig
         python pipelines/speech_sft.py --warehouse /abs/warehouse
     python pipelines/speech_sft.py --input sft@v3 --voices piper:joe flite:slt --max-wer 0.1
 
-Flow: the first user turn of each `messages` conversation → keep it if it reads well aloud →
-its spoken form (numbers, symbols, abbreviations as words) → a repeat of an earlier row's
-spoken form and answer (the same output row) is `duplicate_id`, before any synthesis → TTS
+Flow: the first user turn of each `messages` conversation → keep it if it reads well aloud
+and is English (function words, then filters.language: what its model is sure is another
+language is `language:<code>`) → its spoken form (numbers, symbols, abbreviations as words) →
+a repeat of an earlier row's spoken form and answer (the same output row) is `duplicate_id`, before any synthesis → TTS
 with a voice picked per row → audio checks → ASR (faster-whisper) → WER against the spoken
 form → rows in the form `<|user|><audio>{prompt}<|end|><|assistant|>{answer}<|end|>` with the
 audio as a 16 kHz WAV.
@@ -19,6 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
+from filters.language import BACKENDS, LanguageId
 from filters.wer import check_audio, wer_filter
 from pipelines.demo_corpus import write_speech_queries
 from pipelines.script import common_parser, main
@@ -40,6 +42,11 @@ def build(args):
     stages = [
         extract_turns,
         select_speakable.configure(min_words=args.min_words, max_words=args.max_words),
+        # the English check's second half: a query the language model is sure is another language
+        # (the function-word rule above missed it) is language:<code>; short queries it cannot tell go on
+        *([] if args.no_language_id else [StageSpec(LanguageId, {
+            "languages": ["en"], "min_score": args.min_language_score, "backend": args.language_backend,
+            "column": "query", "keep_uncertain": True})]),
         mark_duplicate_ids,  # would be the same output row (same id): rejected before TTS + ASR, not after
         StageSpec(SpeechSynthesizer, {"voices": args.voices}),
         check_audio,
@@ -68,6 +75,10 @@ def parser():
                         "form, means the spoken rewrite was wrong: rejected as rewrite_mismatch")
     g.add_argument("--min-words", type=int, default=3, help="shorter queries are query_too_short")
     g.add_argument("--max-words", type=int, default=40, help="longer queries are query_too_long")
+    g.add_argument("--min-language-score", type=float, default=0.65,
+                   help="a query the language model is this sure is not English is language:<code>")
+    g.add_argument("--language-backend", choices=BACKENDS, default="py3langid", help="language ID model")
+    g.add_argument("--no-language-id", action="store_true", help="only the function-word English check")
     g.add_argument("--prompt", default="", help="task prompt read with the audio ('' = spoken-query QA)")
     return p
 
