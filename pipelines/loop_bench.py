@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from pipelines.loop_config import LoopConfig
 from schemas.store import Store
-from schemas.tables import field, schema
+from schemas.tables import MESSAGES, field, schema
 
 MODELS = schema([
     field("id", pa.string(), required=True), field("path", pa.string()), field("round", pa.int32(), stats="category"),
@@ -24,6 +24,10 @@ MODELS = schema([
     field("trained_on", pa.list_(pa.string())),
     field("accuracy", pa.float32(), stats="hist:0:1:20"), field("metrics", pa.string()), field("run", pa.string()),
 ], id_fields=["id", "stage", "run"])
+# conversations the loop trains on that no pipeline wrote: a round's mix (for Ray Train, which reads
+# a table version) and the teacher's solutions to a round's fresh problems (the ceiling arm)
+LOOP_TRAIN = schema([field("id", pa.string(), required=True), field("messages", MESSAGES, required=True)],
+                    id_fields=["messages"])
 
 
 def log(msg: str) -> None:
@@ -78,6 +82,20 @@ class Bench:
                  for msgs in self.store.read_arrow(ref, columns=["messages"]).column("messages").to_pylist()]
         return sorted(convs, key=conv_key)
 
+    def publish_conversations(self, table: str, convs: list[list[dict]], source: list[str], what: str) -> str:
+        """`convs` as one version of `table` (replacing the last); returns its `table@snapshot` ref."""
+        import hashlib
+
+        from model.train_ray import doc_key
+        from pipelines.derived import publish_derived
+        keys = [doc_key(c) for c in convs]
+        digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+        snap = publish_derived(self.store, table, LOOP_TRAIN, pa.table({"id": keys, "messages": convs}),
+                               source=",".join(source), pipeline="reasoning_loop",
+                               config={"run": self.run_name, "what": what, "content": digest},
+                               rows_in=len(convs), used=len(convs), reasons={}, unit="conversations")
+        return f"{table}@{snap}"
+
     # ---- training -------------------------------------------------------------------
     def _new_model(self, tok):
         import torch
@@ -126,6 +144,8 @@ class Bench:
         tcfg = TrainConfig(lr=lr, steps=steps, warmup_steps=min(30, steps // 10 + 1), tokens_per_batch=tpb,
                            packing=c.packing, seq_len=c.seq_len, seed=c.seed)
         path = os.path.join(self.out, name)
+        if init and c.train_workers:
+            return self._train_ray(name, convs, trained_on, tcfg, init, path)
         if c.reuse_checkpoints and init is None:
             reused = self._reused(name, path, tcfg, trained_on)
             if reused:
@@ -168,6 +188,30 @@ class Bench:
         log(f"{name}: {res['steps']} steps on {len(convs)} conversations (kept step {res['best_step']}), "
             f"loss {res['final_loss']:.3f}, {res['tokens_per_s'] or 0:.0f} tok/s, {time.perf_counter() - t:.0f} s"
             + (f", dev {best['curve']}" if early_stop else ""))
+        return model, tok, path, res
+
+    def _train_ray(self, name: str, convs: list[list[dict]], trained_on: list[str], tcfg, init: str, path: str):
+        """`--train-workers N`: the same SFT through Ray Train (model/train_ray.py, what `curate
+        train` runs): the conversations become one version of `loop_train` (lineage: the tables they
+        came from), the workers read their shards of it and train from `init` with the same config."""
+        from model import checkpoint
+        from model.train_ray import parse_resources, train_ray
+
+        c = self.cfg
+        t = time.perf_counter()
+        with self.timed("training"):
+            ref = self.publish_conversations("loop_train", convs, trained_on, name)
+            out = train_ray(self.store, ref, init, path, tcfg, workers=c.train_workers,
+                            resources=parse_resources(c.train_resources), threads=c.threads)
+        model, tok, _ = checkpoint.load(path, device=str(self.device))
+        hist = out["history"]
+        res = {"steps": out["steps"], "best_step": out["steps"], "history": hist, "final_loss": out["final_loss"],
+               "tokens": sum(h["tokens"] for h in hist), "tokens_per_s": hist[-1]["tokens_per_s"] if hist else None,
+               "dev_curve": [], "dev_by_level": None, "train_workers": out["train_workers"], "ray_run": out["run"],
+               "trained_table": ref}
+        res["tokens_trained"] = res["tokens"]
+        log(f"{name}: {res['steps']} steps on {len(convs)} conversations on {c.train_workers} Ray Train worker(s) "
+            f"({ref}), loss {res['final_loss']:.3f}, {time.perf_counter() - t:.0f} s")
         return model, tok, path, res
 
     # ---- scoring --------------------------------------------------------------------

@@ -35,6 +35,8 @@ class LoopConfig:
     teacher_error_rate: float
     teacher_errors: str
     no_ablation: bool
+    no_row_matched: bool
+    no_ceiling: bool
     # model
     vocab_size: int
     bpe_digits: bool
@@ -59,6 +61,8 @@ class LoopConfig:
     rft_lr: float
     init: str
     reuse_checkpoints: bool
+    train_workers: int | None
+    train_resources: str
     dpo: bool
     dpo_steps: int
     dpo_lr: float

@@ -33,6 +33,11 @@ def summarize(records: list[dict]) -> list[dict]:
         if all(smp):
             row.update(k=smp[0]["k"], pass_at_k=st.mean(s["pass_at_k"] for s in smp),
                        maj_at_k=st.mean(s["maj_at_k"] for s in smp))
+        if i and all(x.get("ceiling") for x in rs):
+            ceil = [x["ceiling"]["accuracy"] for x in rs]
+            row.update(ceiling_mean=st.mean(ceil), ceiling_sd=sd(ceil),
+                       loop_vs_ceiling_mean=st.mean(x["loop_vs_ceiling"]["diff"] for x in rs),
+                       loop_vs_ceiling_se=st.mean(x["loop_vs_ceiling"]["se"] for x in rs))
         dpo = [x["dpo_vs_sft"]["diff"] for x in rs if x.get("dpo_vs_sft")]
         if dpo:
             row["dpo_minus_sft"] = st.mean(dpo)
@@ -57,11 +62,19 @@ def plot_rounds(records: list[dict], path: str) -> str:
                 label="loop (teacher + verified self-samples)")
     ax.errorbar([x + 0.04 for x in xs], [r["control_mean"] for r in rows], yerr=err("control"), fmt="s--", capsize=4,
                 label="control (same tokens, teacher data only)")
+    ceil = [(r["round"], r["ceiling_mean"]) for r in rows if "ceiling_mean" in r]
+    if ceil:
+        ax.plot([x for x, _ in ceil], [y for _, y in ceil], "^:", color="green",
+                label="teacher ceiling (teacher's solutions to the same fresh problems)")
     if all(r.get("pass_at_k") is not None for r in rows):
         ax.plot(xs, [r["pass_at_k"] for r in rows], ":", color="grey", label=f"loop pass@{rows[0]['k']}")
     ab = [r["ablation"]["unfiltered"]["accuracy"] for r in records if r.get("ablation", {}).get("unfiltered")]
     if ab:
         ax.axhline(sum(ab) / len(ab), color="red", lw=0.8, ls="-.", label="round 0 on unfiltered teacher data")
+    rm = [r["ablation"]["row_matched"]["accuracy"] for r in records if r.get("ablation", {}).get("row_matched")]
+    if rm:
+        ax.axhline(sum(rm) / len(rm), color="orange", lw=0.8, ls=":",
+                   label="round 0 on unfiltered data, row-matched to the filtered")
     ax.set_xticks(xs, [f"round {x}" for x in xs])
     ax.set_ylabel("held-out exact match (twin-free)")
     ax.set_title(f"{len(records)} seed(s), n={rows[0]['n']} held-out problems; bars: "
@@ -91,23 +104,27 @@ def print_table(record: dict) -> None:
         s = lp.get("sampled") or {}
         rows.append([f"round {r['round']}", f"{lp['accuracy']:.3f} ± {lp['se']:.3f}",
                      f"{ct['accuracy']:.3f}" if r["round"] else "",
+                     f"{r['ceiling']['accuracy']:.3f}" if r.get("ceiling") else "",
                      f"{r['gain']['diff']:+.3f} ± {r['gain']['se']:.3f}" if r["round"] else "",
                      f"{s.get('pass_at_k', 0):.3f} / {s.get('maj_at_k', 0):.3f}" if s else "",
                      " ".join(f"L{k}={v:.2f}" for k, v in lp["by_level"].items()),
                      str(r.get("verified_rows", r["sft_rows"])),
                      f"{r['dpo']['accuracy']:.3f}" if r.get("dpo") else ""])
-    if record.get("ablation"):
-        ab = record["ablation"]
-        rows.append(["ablation", f"{ab['unfiltered']['accuracy']:.3f} ± {ab['unfiltered']['se']:.3f}", "",
-                     f"{ab['paired']['diff']:+.3f} ± {ab['paired']['se']:.3f}", "",
-                     " ".join(f"L{k}={v:.2f}" for k, v in ab["unfiltered"]["by_level"].items()),
-                     str(ab["unfiltered_rows"]), ""])
+    ab = record.get("ablation") or {}
+    for label, ev, pair, n in (("ablation", ab.get("unfiltered"), ab.get("paired"), ab.get("unfiltered_rows")),
+                               ("row-matched", ab.get("row_matched"), ab.get("paired_row_matched"),
+                                ab.get("row_matched_rows"))):
+        if ev:
+            rows.append([label, f"{ev['accuracy']:.3f} ± {ev['se']:.3f}", "", "",
+                         f"{pair['diff']:+.3f} ± {pair['se']:.3f}", "",
+                         " ".join(f"L{k}={v:.2f}" for k, v in ev["by_level"].items()), str(n), ""])
     k = record["config"]["eval_k"]
     console.print(_table(f"held-out exact match ({record['heldout']['n']} twin-free problems, seed {record['seed']}, "
-                         f"{record['seconds']:.0f} s; ± = standard error; gain = loop − control, paired; ablation: "
-                         f"unfiltered teacher data, gain = filtered − unfiltered)",
-                         ["", "loop pass@1", "control", "gain", f"pass@{k} / maj@{k}", "by level", "rows", "DPO"],
-                         rows))
+                         f"{record['seconds']:.0f} s; ± = standard error; gain = loop − control, paired; ceiling: "
+                         f"the teacher's solutions to the loop's fresh problems, same steps; ablation: unfiltered "
+                         f"teacher data (row-matched: subsampled to the filtered row count), gain = filtered − it)",
+                         ["", "loop pass@1", "control", "ceiling", "gain", f"pass@{k} / maj@{k}", "by level", "rows",
+                          "DPO"], rows))
 
 
 def print_summary(rows: list[dict]) -> None:
@@ -141,10 +158,56 @@ def per_seed_lines(records: list[dict]) -> str:
         rs = rec["rounds"]
         parts = [f"round {r['round']}: gain {z(r['gain'])}, step "
                  f"{z(paired(r['loop']['outcomes'], rs[i]['loop']['outcomes']))}" for i, r in enumerate(rs[1:])]
+        parts += [f"loop − teacher ceiling at round {r['round']} {z(r['loop_vs_ceiling'])}"
+                  for r in rs[-1:] if r.get("loop_vs_ceiling")]
         if rec.get("ablation"):
             parts.append(f"ablation (filtered − unfiltered) {z(rec['ablation']['paired'])}")
+            if rec["ablation"].get("paired_row_matched"):
+                rm = rec["ablation"]["paired_row_matched"]
+                parts.append(f"row-matched (filtered − unfiltered subsampled) {z(rm)}")
         lines.append(f"seed {rec['seed']}: " + "; ".join(parts))
     return "\n".join(lines)
+
+
+ARMS = (("filtered − unfiltered", "paired"), ("filtered − row-matched unfiltered", "paired_row_matched"),
+        ("row-matched − all unfiltered", "row_matched_vs_unfiltered"))
+
+
+def ablation_summary(records: list[dict]) -> dict:
+    """Round 0's arms over seeds: each arm's accuracy and each paired difference, mean ± sd over
+    seeds, the mean paired SE, and per seed the difference in SE units (does it hold on every seed?)."""
+    import statistics as st
+    sd = lambda xs: st.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+    abl = [r["ablation"] for r in records if r.get("ablation")]
+    if not abl:
+        return {}
+    out = {"seeds": [r["seed"] for r in records if r.get("ablation")], "n": abl[0]["filtered"]["n"], "arms": {},
+           "diffs": {}}
+    for arm, key, rows in (("filtered", "filtered", "filtered_rows"), ("unfiltered", "unfiltered", "unfiltered_rows"),
+                           ("row-matched", "row_matched", "row_matched_rows")):
+        accs = [a[key]["accuracy"] for a in abl if a.get(key)]
+        if len(accs) == len(abl):
+            out["arms"][arm] = {"mean": st.mean(accs), "sd": sd(accs), "rows": st.mean(a[rows] for a in abl)}
+    for label, key in ARMS:
+        ps = [a[key] for a in abl if a.get(key)]
+        if len(ps) == len(abl):
+            out["diffs"][label] = {"mean": st.mean(p["diff"] for p in ps), "sd": sd([p["diff"] for p in ps]),
+                                   "se": st.mean(p["se"] for p in ps),
+                                   "z": [round(p["diff"] / p["se"], 1) if p["se"] else None for p in ps]}
+    return out
+
+
+def print_ablation_summary(records: list[dict]) -> None:
+    from pipelines.report import _table, console
+    s = ablation_summary(records)
+    if not s:
+        return
+    rows = [[arm, f"{a['mean']:.3f} ± {a['sd']:.3f}", f"{a['rows']:.0f}", "", ""] for arm, a in s["arms"].items()]
+    rows += [[label, "", "", f"{d['mean']:+.3f} ± {d['sd']:.3f} (SE {d['se']:.3f})", " ".join(map(str, d["z"]))]
+             for label, d in s["diffs"].items()]
+    console.print(_table(f"round 0 arms over seeds {s['seeds']} ({s['n']} held-out problems each; mean ± sd over "
+                         "seeds; SE = mean paired standard error)",
+                         ["arm", "held-out accuracy", "rows", "paired difference", "per seed (SE units)"], rows))
 
 
 def print_profile(record: dict, workers: int) -> None:

@@ -171,9 +171,10 @@ class Loop(Bench):
 
     # ---- rounds ---------------------------------------------------------------------
     def fresh_problems(self, round_: int, pass_rates: dict[str, float]) -> list[dict]:
-        """`--sample-problems` new answer-only problems: never twins of held-out/dev, new to training
-        where the level's space allows; levels weighted by p(1-p) of the last pass rates (a
-        curriculum: most weight where the model is right about half the time)."""
+        """`--sample-problems` new problems: never twins of held-out/dev, new to training where the
+        level's space allows; levels weighted by p(1-p) of the last pass rates (a curriculum: most
+        weight where the model is right about half the time). Each keeps the teacher's (correct)
+        worked solution for the ceiling arm; the loop samples them answer-only."""
         import random
 
         from synth.problems import word_problem
@@ -200,7 +201,7 @@ class Loop(Bench):
             else:
                 continue
             self.seen.add(f"round{round_}/{len(out)}", p["problem"])
-            out.append({k: p[k] for k in ("problem", "answer", "level", "source")})
+            out.append({k: p[k] for k in ("problem", "answer", "level", "source", "reference_cot")})
         self.record.fresh[str(round_)] = {"weights": dict(zip(map(str, levels), w, strict=True)), **skipped}
         return out
 
@@ -300,6 +301,15 @@ class Loop(Bench):
         self.record.profile_side = side.close()
         return self._finish(rounds, final_ck, histories)
 
+    def _teacher_solutions(self, r: int, drawn: list[dict]) -> str:
+        """The teacher's worked solutions to round r's fresh problems, as a table (the ceiling arm's data)."""
+        convs = [[{"role": "user", "content": p["problem"]}, {"role": "assistant", "content": p["reference_cot"]}]
+                 for p in drawn]
+        ref = self.publish_conversations("loop_ceiling_sft", convs, [f"word_problems:seed={self.cfg.seed}:round={r}"],
+                                         f"ceiling-round-{r}")
+        self.store.tag(ref, f"ceiling-sft-round-{r}", replace=True)
+        return ref
+
     def _add_verified(self, sft_ref: str, unsure: set[str], verified: dict, copies: dict) -> int:
         """New verified samples into the pool, each weighted once, in the round it was first drawn."""
         n_unsure = 0
@@ -350,7 +360,10 @@ class Loop(Bench):
                 pass_rates = self.evaluate_dev(model, tok)["by_level"]
         steps = c.round_steps
         for r in range(1, c.rounds + 1):
-            problems = self.fresh_problems(r, pass_rates)
+            drawn = self.fresh_problems(r, pass_rates)
+            if not c.no_ceiling:
+                side.submit_ceiling(r, self._teacher_solutions(r, drawn))
+            problems = [{k: p[k] for k in ("problem", "answer", "level", "source")} for p in drawn]
             refs = self.sample(r, loop_ck, problems)
             sampled.append(refs["problems"])
             pass_rates = {k: v["sample_accuracy"] for k, v in refs["by_level"].items()}
@@ -384,13 +397,22 @@ class Loop(Bench):
     def _collect_ablation(self, ab: dict, ev0: dict, res0: dict, filtered: list) -> None:
         from synth.evaluate import paired
         ev_u = ab["ev"]
-        self.record.ablation = {"filtered": ev0, "unfiltered": ev_u, "filtered_rows": len(filtered),
-                                "unfiltered_rows": ab["rows"], "filtered_steps": res0["best_step"],
-                                "unfiltered_steps": ab["steps"], "tokens_per_batch": self.cfg.tokens_per_batch,
-                                "paired": paired(ev0["outcomes"], ev_u["outcomes"])}
-        p = self.record.ablation["paired"]
+        rec = self.record.ablation = {
+            "filtered": ev0, "unfiltered": ev_u, "filtered_rows": len(filtered), "unfiltered_rows": ab["rows"],
+            "filtered_steps": res0["best_step"], "unfiltered_steps": ab["steps"],
+            "tokens_per_batch": self.cfg.tokens_per_batch, "paired": paired(ev0["outcomes"], ev_u["outcomes"])}
+        p = rec["paired"]
         log(f"ablation: filtered {ev0['accuracy']:.3f} vs unfiltered {ev_u['accuracy']:.3f} "
             f"(paired diff {p['diff']:+.3f} ± {p['se']:.3f})")
+        if "row_matched" in ab:
+            m = ab["row_matched"]
+            rec.update(row_matched=m["ev"], row_matched_rows=m["rows"], row_matched_steps=m["steps"],
+                       row_matched_wrong_rows=m["wrong_rows"], unfiltered_wrong_rows=ab["wrong_rows"],
+                       paired_row_matched=paired(ev0["outcomes"], m["ev"]["outcomes"]),
+                       row_matched_vs_unfiltered=paired(m["ev"]["outcomes"], ev_u["outcomes"]))
+            q = rec["paired_row_matched"]
+            log(f"ablation, row-matched: filtered {ev0['accuracy']:.3f} vs {m['rows']} unfiltered rows "
+                f"({m['wrong_rows']} wrong) {m['ev']['accuracy']:.3f} (paired diff {q['diff']:+.3f} ± {q['se']:.3f})")
 
     def _collect(self, side: loop_side.SideChain, chain: list[dict], base: str, res0: dict, filtered: list,
                  histories: dict, final_sampled: dict | None) -> list[dict]:
@@ -412,6 +434,7 @@ class Loop(Bench):
         for rec in chain:
             r = rec["round"]
             ctrl = side.control(r)
+            ceil = None if c.no_ceiling else side.ceiling(r)
             ev = rec.pop("ev", None) or side.loop_eval(r)
             if r == c.rounds and final_sampled:
                 ev["sampled"] = final_sampled
@@ -423,9 +446,14 @@ class Loop(Bench):
             ev_c = ctrl["ev"]
             rec.update(loop=ev, control=ev_c, control_tokens=ctrl["tokens"],
                        gain=paired(ev["outcomes"], ev_c["outcomes"]), vs_round0=paired(ev["outcomes"], ev0["outcomes"]))
+            if ceil:
+                rec.update(ceiling=ceil["ev"], ceiling_tokens=ceil["tokens"], ceiling_rows=ceil["rows"],
+                           loop_vs_ceiling=paired(ev["outcomes"], ceil["ev"]["outcomes"]),
+                           ceiling_vs_control=paired(ceil["ev"]["outcomes"], ev_c["outcomes"]))
             rounds.append(rec)
             log(f"round {r}: loop {ev['accuracy']:.3f} ± {ev['se']:.3f}, control {ev_c['accuracy']:.3f} "
                 f"± {ev_c['se']:.3f}, gain {rec['gain']['diff']:+.3f} ± {rec['gain']['se']:.3f} (paired)"
+                + (f", teacher ceiling {ceil['ev']['accuracy']:.3f}" if ceil else "")
                 + (f", DPO {rec['dpo']['accuracy']:.3f}" if rec.get("dpo") else ""))
         return rounds
 

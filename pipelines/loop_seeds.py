@@ -11,7 +11,14 @@ import subprocess
 import sys
 
 from pipelines.loop_bench import log
-from pipelines.loop_report import per_seed_lines, plot_rounds, print_summary, summarize
+from pipelines.loop_report import (
+    ablation_summary,
+    per_seed_lines,
+    plot_rounds,
+    print_ablation_summary,
+    print_summary,
+    summarize,
+)
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reasoning_loop.py")
 
@@ -56,12 +63,14 @@ def run_seeds(argv: list[str], seeds: list[int], jobs: int, warehouse: str, run:
         return 1
     rows = summarize(records)
     print_summary(rows)
+    print_ablation_summary(records)
     print(per_seed_lines(records))
     out = os.path.join(wh, "_loop")
     os.makedirs(out, exist_ok=True)
     png = plot_rounds(records, os.path.join(out, "seeds.png"))
     with open(os.path.join(out, "seeds.json"), "w") as f:
-        json.dump({"seeds": list(seeds), "rounds": rows, "records": [os.path.join(wh, f"seed-{s}") for s in seeds]},
+        json.dump({"seeds": list(seeds), "rounds": rows, "ablation": ablation_summary(records),
+                   "records": [os.path.join(wh, f"seed-{s}") for s in seeds]},
                   f, indent=1)
     print(f"summary: {os.path.join(out, 'seeds.json')}  plot: {png}")
     return 0

@@ -1,7 +1,7 @@
-"""The loop's side chain: the filtered-vs-unfiltered ablation, the compute-matched control and
-the held-out evaluation of the loop's checkpoints.
+"""The loop's side chain: the filtered-vs-unfiltered ablation (with its row-matched arm), the
+compute-matched control, the teacher ceiling and the held-out evaluation of the loop's checkpoints.
 
-None of it feeds the loop (the control trains on teacher data only; the curriculum follows the
+None of it feeds the loop (the control and the ceiling train on teacher data only; the curriculum follows the
 dev set and the sampling step, never the held-out scores), so with two workers it runs in a
 second process while the main one samples and trains: on two cores the wall time drops by about
 the side chain's share, and every number stays the same (each process keeps the thread count,
@@ -25,11 +25,15 @@ from pipelines.loop_config import LoopConfig
 
 
 class SideChain(Protocol):
-    """What the round driver asks of the side chain, in this order: `ablation` (once), then
-    `start_controls(round 0's checkpoint)`, `loop_eval(0)`, and per round r ≥ 1
-    `submit_eval(r, checkpoint)` (not with DPO), `control(r)`, `loop_eval(r)`; finally `close`."""
+    """What the round driver asks of the side chain: `start_controls(round 0's checkpoint)`, and
+    per round r ≥ 1 `submit_ceiling(r, table of the teacher's solutions)` (unless --no-ceiling) and
+    `submit_eval(r, checkpoint)` (not with DPO); then it reads `ablation` (once, unless
+    --no-ablation), `loop_eval(0)`, and per round `control(r)`, `ceiling(r)`, `loop_eval(r)`;
+    finally `close`."""
 
     def start_controls(self, base: str) -> None: ...
+
+    def submit_ceiling(self, r: int, ref: str) -> None: ...
 
     def submit_eval(self, r: int, path: str) -> None: ...
 
@@ -39,6 +43,8 @@ class SideChain(Protocol):
 
     def control(self, r: int) -> dict: ...
 
+    def ceiling(self, r: int) -> dict: ...
+
     def close(self, failed: bool = False) -> dict: ...
 
 
@@ -47,14 +53,39 @@ class SideProtocolError(RuntimeError):
 
 
 # ---- the side chain's steps -----------------------------------------------------------
-def ablation(bench: Bench, unfiltered: list[list[dict]], teacher: dict[str, str], tok) -> dict:
-    """Round 0 again on the unfiltered teacher data (wrong solutions included), the same way."""
+def row_matched(filtered: list[list[dict]], unfiltered: list[list[dict]], seed: int) -> list[list[dict]]:
+    """The unfiltered teacher data subsampled to the filtered row count (a seeded draw, in the
+    usual order): wrong solutions in their unfiltered share, at the filtered data's quantity."""
+    import random
+
+    from pipelines.loop_bench import conv_key
+    return sorted(random.Random(seed).sample(unfiltered, len(filtered)), key=conv_key)
+
+
+def ablation(bench: Bench, unfiltered: list[list[dict]], teacher: dict[str, str], tok,
+             filtered: list[list[dict]] | None = None) -> dict:
+    """Round 0 again on the unfiltered teacher data (wrong solutions included), the same way; and,
+    given `filtered` (unless --no-row-matched), on a row-matched subsample of it, so the filter's
+    effect on quality is not confounded with the extra rows it removes."""
+    from pipelines.loop_bench import conv_key
     c = bench.cfg
     m_u, _, ck_u, res_u = bench.train("ablation-unfiltered-sft", unfiltered, [teacher["loop_sft_unfiltered"]],
                                       c.sft_steps, c.lr, tok=tok, early_stop=True)
     ev_u = bench.evaluate(m_u, tok, sampled=False)
     bench.register(ck_u, 0, "sft-unfiltered", ev_u, ["model-unfiltered"])
-    return {"ev": ev_u, "steps": res_u["best_step"], "rows": len(unfiltered), "history": res_u["history"]}
+    out = {"ev": ev_u, "steps": res_u["best_step"], "rows": len(unfiltered), "history": res_u["history"]}
+    if filtered is None or c.no_row_matched:
+        return out
+    right = {conv_key(x) for x in filtered}
+    sub = row_matched(filtered, unfiltered, c.seed)
+    m_m, _, ck_m, res_m = bench.train("ablation-rowmatched-sft", sub, [teacher["loop_sft_unfiltered"]],
+                                      c.sft_steps, c.lr, tok=tok, early_stop=True)
+    ev_m = bench.evaluate(m_m, tok, sampled=False)
+    bench.register(ck_m, 0, "sft-unfiltered-row-matched", ev_m, ["model-unfiltered-row-matched"])
+    out["row_matched"] = {"ev": ev_m, "steps": res_m["best_step"], "rows": len(sub), "history": res_m["history"],
+                          "wrong_rows": sum(conv_key(x) not in right for x in sub)}
+    out["wrong_rows"] = sum(conv_key(x) not in right for x in unfiltered)
+    return out
 
 
 def control_round(bench: Bench, r: int, filtered: list[list[dict]], teacher: dict[str, str], init: str) -> dict:
@@ -67,23 +98,41 @@ def control_round(bench: Bench, r: int, filtered: list[list[dict]], teacher: dic
     return {"ev": ev_c, "tokens": res_c["tokens"], "ck": ck}
 
 
+def ceiling_round(bench: Bench, r: int, filtered: list[list[dict]], teacher: dict[str, str],
+                  solutions: list[str], init: str) -> dict:
+    """The teacher ceiling's round r: the loop's steps on the teacher data plus the teacher's
+    worked solutions to every fresh problem the loop drew in rounds 1..r (where the loop has only
+    its own verified samples): what the loop would reach with a perfect sampler."""
+    c = bench.cfg
+    mix = list(filtered) + [conv for ref in solutions for conv in bench.conversations(ref)]
+    m_t, tok, ck, res_t = bench.train(f"round{r}-ceiling", mix, [teacher["loop_sft"], *solutions], c.round_steps,
+                                      c.rft_lr, init=init)
+    ev_t = bench.evaluate(m_t, tok, sampled=False)
+    bench.register(ck, r, "ceiling", ev_t, [f"ceiling-round-{r}"])
+    return {"ev": ev_t, "tokens": res_t["tokens"], "rows": len(mix), "ck": ck}
+
+
 class Inline:
     """The side chain in this process, each step run when its result is asked for."""
 
     def __init__(self, bench: Bench, teacher: dict[str, str], tok, filtered: list, unfiltered: list):
         self.bench, self.teacher, self.tok = bench, teacher, tok
         self.filtered, self.unfiltered = filtered, unfiltered
-        self.base = self.ck = None
+        self.base = self.ck = self.ceiling_ck = None
         self.checkpoints: dict[int, str] = {}
+        self.solutions: dict[int, str] = {}
 
     def start_controls(self, base: str) -> None:
-        self.base = self.ck = self.checkpoints[0] = base
+        self.base = self.ck = self.ceiling_ck = self.checkpoints[0] = base
+
+    def submit_ceiling(self, r: int, ref: str) -> None:
+        self.solutions[r] = ref
 
     def submit_eval(self, r: int, path: str) -> None:
         self.checkpoints[r] = path
 
     def ablation(self) -> dict:
-        return ablation(self.bench, self.unfiltered, self.teacher, self.tok)
+        return ablation(self.bench, self.unfiltered, self.teacher, self.tok, self.filtered)
 
     def loop_eval(self, r: int) -> dict:
         return self.bench.evaluate_checkpoint(self.checkpoints[r], r)
@@ -94,6 +143,13 @@ class Inline:
         self.ck = res["ck"]
         return res
 
+    def ceiling(self, r: int) -> dict:
+        init = self.base if self.bench.cfg.init == "base" else self.ceiling_ck
+        res = ceiling_round(self.bench, r, self.filtered, self.teacher, [self.solutions[i] for i in range(1, r + 1)],
+                            init)
+        self.ceiling_ck = res["ck"]
+        return res
+
     def close(self, failed: bool = False) -> dict:
         return {}
 
@@ -102,11 +158,13 @@ class Inline:
 class Kind(enum.Enum):
     # main → side
     BASE = "base"              # round 0's checkpoint: the controls start from it
+    SOLUTIONS = "solutions"    # the table of the teacher's solutions to round r's fresh problems
     CHECKPOINT = "checkpoint"  # the loop's round-r checkpoint, to score
     # side → main
     ABLATION = "ablation"
     EVAL = "eval"
     CONTROL = "control"
+    CEILING = "ceiling"
     DONE = "done"              # payload: the side's wall-time profile
     ERROR = "error"            # payload: the side's traceback
 
@@ -129,7 +187,8 @@ def _expect(msg: Message, kind: Kind, r: int) -> Any:
 
 def _side_main(cfg: LoopConfig, held, dev, teacher, tok_path, inbox, outbox) -> None:
     """The second process: the ablation beside round 0; once round 0 is in, its evaluation, then
-    per round the control and the loop checkpoint's evaluation (in the order the main one reads)."""
+    per round the control, the teacher ceiling and the loop checkpoint's evaluation (in the order
+    the main one reads)."""
     try:
         from model.tokenizer import ChatTokenizer
 
@@ -143,6 +202,9 @@ def _side_main(cfg: LoopConfig, held, dev, teacher, tok_path, inbox, outbox) -> 
         outbox.put(Message(Kind.EVAL, 0, side.loop_eval(0)))
         for r in range(1, cfg.rounds + 1):
             outbox.put(Message(Kind.CONTROL, r, side.control(r)))
+            if not cfg.no_ceiling:
+                side.submit_ceiling(r, _expect(inbox.get(), Kind.SOLUTIONS, r))
+                outbox.put(Message(Kind.CEILING, r, side.ceiling(r)))
             if not cfg.dpo:  # with DPO the main process scores its SFT model itself (dev picks SFT or DPO)
                 side.submit_eval(r, _expect(inbox.get(), Kind.CHECKPOINT, r))
                 outbox.put(Message(Kind.EVAL, r, side.loop_eval(r)))
@@ -181,6 +243,9 @@ class Worker:
     def start_controls(self, base: str) -> None:
         self.inbox.put(Message(Kind.BASE, 0, base))
 
+    def submit_ceiling(self, r: int, ref: str) -> None:
+        self.inbox.put(Message(Kind.SOLUTIONS, r, ref))
+
     def submit_eval(self, r: int, path: str) -> None:
         self.inbox.put(Message(Kind.CHECKPOINT, r, path))
 
@@ -192,6 +257,9 @@ class Worker:
 
     def control(self, r: int) -> dict:
         return self._get(Kind.CONTROL, r)
+
+    def ceiling(self, r: int) -> dict:
+        return self._get(Kind.CEILING, r)
 
     def close(self, failed: bool = False) -> dict:
         """The side's wall-time profile; on failure, stop it (it must not outlive the run)."""

@@ -18,8 +18,12 @@ continuing from the last round's model (`--init last`) or from round 0's (`--ini
 The control spends the
 same training tokens per round on the teacher data only (with `--workers 2` it, the ablation and
 the held-out scoring run in a second process, `pipelines/loop_side.py`): the loop's gain is loop − control,
-paired on the same held-out problems. Held-out and dev problems are never trained on: every
-training and sampled problem is checked against them by id and by a canonical form
+paired on the same held-out problems. Two more arms bound what that gain means: the teacher ceiling
+(each round, the teacher's worked solutions to the same fresh problems, trained with the loop's
+steps: what a perfect sampler would give) and, beside the filtered-vs-unfiltered ablation, its
+row-matched arm (unfiltered data subsampled to the filtered row count: quality at equal quantity).
+`--train-workers N` runs the rounds' SFT on Ray Train workers. Held-out and dev problems are never
+trained on: every training and sampled problem is checked against them by id and by a canonical form
 (numbers + operations, names and items ignored: `filters/twins.py`). DPO on the round's
 correct-vs-incorrect pairs is opt-in (`--dpo`; it did not raise greedy accuracy, bench/README.md).
 
@@ -82,7 +86,14 @@ def parser() -> argparse.ArgumentParser:
                    help="how a wrong solution goes wrong: 'mixed' in the shares of real wrong chains of thought "
                         "(slip 8%%, wrong number 16%%, missing step 22%%, misread sentence 54%%: Wei et al. 2022, "
                         "app. D.2), or arithmetic slips only")
-    g.add_argument("--no-ablation", action="store_true", help="skip training on unfiltered teacher data")
+    g.add_argument("--no-ablation", action="store_true",
+                   help="skip training on unfiltered teacher data (and its row-matched arm)")
+    g.add_argument("--no-row-matched", action="store_true",
+                   help="skip the ablation's row-matched arm: unfiltered teacher data subsampled to the filtered "
+                        "row count (same steps, same seed), so quality is compared at equal quantity")
+    g.add_argument("--no-ceiling", action="store_true",
+                   help="skip the teacher-ceiling arm: each round, the teacher's worked solutions to the same fresh "
+                        "problems the loop samples, trained like the loop (the ceiling the loop approaches)")
     g = p.add_argument_group("model")
     g.add_argument("--vocab-size", type=int, default=512)
     g.add_argument("--bpe-digits", action="store_true",
@@ -123,6 +134,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--reuse-checkpoints", action="store_true",
                    help="a from-scratch checkpoint (round 0, ablation) already in this run's directory with the "
                         "same settings and data is loaded, not retrained (to try round-1+ variants on one round 0)")
+    g.add_argument("--train-workers", type=int, default=None,
+                   help="rounds ≥ 1 (loop, control, ceiling): SFT on N Ray Train workers (model/train_ray.py, as "
+                        "`curate train`) instead of in this process; trains in curate train's document order, so "
+                        "not bit-identical to an in-process run. Round 0 and the ablation (dev-picked steps) stay "
+                        "in process. Implies --workers 1")
+    g.add_argument("--train-resources", default="cpus:1", help="per Ray Train worker: cpus:N,gpus:N")
     g.add_argument("--dpo", action="store_true", help="DPO after each round's SFT (kept only where dev improves)")
     g.add_argument("--dpo-steps", type=int, default=40)
     g.add_argument("--dpo-lr", type=float, default=1e-5)
@@ -151,7 +168,7 @@ def resolve_workers(args: argparse.Namespace) -> None:
     cores = os.cpu_count() or 1
     gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     if args.workers is None:
-        args.workers = 1 if gpu or cores < 2 else 2
+        args.workers = 1 if gpu or cores < 2 or args.train_workers else 2
     if args.threads is None and not gpu:
         args.threads = int(os.environ.get("CURATE_THREADS", 0)) or max(1, cores // args.workers)
 
@@ -167,6 +184,16 @@ def run_main(argv: list[str] | None = None) -> int:
         p.error(f"--unsure-copies must be at least 1, got {args.unsure_copies}")
     if args.patience < 0:
         p.error(f"--patience must be 0 (train all --sft-steps) or more, got {args.patience}")
+    if args.train_workers is not None:
+        from model.train_ray import parse_resources
+        if args.train_workers < 1:
+            p.error(f"--train-workers must be at least 1, got {args.train_workers}")
+        if args.workers == 2:  # a second process would start a second Ray beside the first
+            p.error("--train-workers runs with --workers 1 (Ray Train's workers already share the cores)")
+        try:
+            parse_resources(args.train_resources)
+        except ValueError as e:
+            p.error(str(e))
     if args.seeds:
         from pipelines.loop_seeds import run_seeds
         return run_seeds(argv, args.seeds, args.jobs, args.warehouse, args.run, args.workers)

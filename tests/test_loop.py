@@ -26,7 +26,17 @@ def test_toy_loop_versions_and_lineage(toy):
     assert r1["loop"]["n"] == r1["control"]["n"] == record["heldout"]["n"] > 0
     assert r1["tokens"] > 0 and abs(r1["control_tokens"] - r1["tokens"]) <= 0.25 * r1["tokens"]  # compute-matched
     assert record["heldout"]["twins_in_training"] == 0
-    assert record["ablation"]["unfiltered_rows"] > record["ablation"]["filtered_rows"]   # the filter removed slips
+    ab = record["ablation"]
+    assert ab["unfiltered_rows"] > ab["filtered_rows"]   # the filter removed slips
+    # the row-matched arm: as many rows as the filtered data, wrong ones about in their unfiltered share
+    assert ab["row_matched_rows"] == ab["filtered_rows"] and ab["row_matched"]["n"] == record["heldout"]["n"]
+    assert ab["unfiltered_wrong_rows"] == ab["unfiltered_rows"] - ab["filtered_rows"]
+    assert 0 < ab["row_matched_wrong_rows"] < ab["unfiltered_wrong_rows"]
+    assert ab["row_matched_steps"] > 0 and {"paired_row_matched", "row_matched_vs_unfiltered"} <= set(ab)
+    # the teacher ceiling: the loop's steps on the teacher's solutions to the round's fresh problems
+    assert r1["ceiling"]["n"] == record["heldout"]["n"] and r1["ceiling_rows"] == ab["filtered_rows"] + 60
+    assert abs(r1["ceiling_tokens"] - r1["tokens"]) <= 0.25 * r1["tokens"]   # compute-matched too
+    assert r1["loop_vs_ceiling"]["diff"] == pytest.approx(r1["loop"]["accuracy"] - r1["ceiling"]["accuracy"])
     assert set(record["profile"]) >= {"tables", "training", "sampling", "evaluation"}
     store = Store(wh)
     # held-out problems never trained on
@@ -34,7 +44,9 @@ def test_toy_loop_versions_and_lineage(toy):
     held = set(store.read_arrow("loop_heldout@heldout", columns=["id"]).column("id").to_pylist())
     assert not pool & held
     for table, tags in (("loop_sft", {"sft-round-0", "sft-round-1"}), ("loop_preferences", {"dpo-round-1"}),
-                        ("models", {"model-round-0", "model-round-1", "model-unfiltered", "control-round-1"})):
+                        ("loop_ceiling_sft", {"ceiling-sft-round-1"}),
+                        ("models", {"model-round-0", "model-round-1", "model-unfiltered", "control-round-1",
+                                    "model-unfiltered-row-matched", "ceiling-round-1"})):
         assert tags <= set(store.table(table).metadata.refs), table
     # lineage both ways: the checkpoint names the table versions; the models table names the checkpoint
     models = store.read_arrow("models").to_pylist()
@@ -44,6 +56,20 @@ def test_toy_loop_versions_and_lineage(toy):
     assert store.properties("loop_sft@sft-round-1")["inputs"]["tables"][0].startswith("loop_reasoning@")
     res = CliRunner().invoke(curate, ["--warehouse", wh, "versions", "models"])
     assert res.exit_code == 0 and "model-round-1" in res.output
+    ceiling = [m for m in models if m["stage"] == "ceiling"][0]
+    assert any(t.startswith("loop_ceiling_sft@") for t in checkpoint.meta(ceiling["path"])["trained_on"])
+
+
+def test_the_row_matched_subsample_is_seeded_and_sized_like_the_filtered_data():
+    from pipelines.loop_side import row_matched
+    conv = lambda i: [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]  # noqa: E731
+    unfiltered = [conv(i) for i in range(50)]
+    filtered = unfiltered[:30]
+    a, b, c = row_matched(filtered, unfiltered, 0), row_matched(filtered, unfiltered, 0), row_matched(filtered,
+                                                                                                    unfiltered, 1)
+    assert a == b != c and len(a) == 30 and all(x in unfiltered for x in a)
+    assert len({str(x) for x in a}) == 30   # drawn without replacement
+    assert 0 < sum(x not in filtered for x in a) < 20
 
 
 @pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
@@ -54,7 +80,7 @@ def test_same_seed_same_threads_same_numbers(toy):
     ids = lambda run: {m["stage"] + str(m["round"]): m["id"] for m in Store(wh).read_arrow("models").to_pylist()  # noqa: E731
                        if m["run"] == run}
     assert ids("loop-s0") == ids("again")                 # bit-identical weights, every checkpoint
-    for a, b in zip(first["rounds"], again["rounds"]):
+    for a, b in zip(first["rounds"], again["rounds"], strict=True):
         assert a["loop"]["outcomes"] == b["loop"]["outcomes"] and a["control"]["outcomes"] == b["control"]["outcomes"]
         assert a["loop"].get("sampled") == b["loop"].get("sampled")
 
@@ -169,12 +195,15 @@ def test_two_workers_give_the_same_numbers_as_one(tmp_path):
     one, two = (json.load(open(f"{wh}/_loop/{r}/record.json")) for r in ("one", "two"))
     ids = lambda run: {m["stage"] + str(m["round"]): m["id"] for m in Store(wh).read_arrow("models").to_pylist()  # noqa: E731
                        if m["run"] == run}
-    assert ids("one") == ids("two") and len(ids("one")) == 6   # round 0, unfiltered, loop and control × 2
+    # round 0, unfiltered, row-matched unfiltered, and loop, control, ceiling × 2
+    assert ids("one") == ids("two") and len(ids("one")) == 9
     assert one["ablation"]["paired"] == two["ablation"]["paired"]
+    assert one["ablation"]["paired_row_matched"] == two["ablation"]["paired_row_matched"]
     assert [r["round"] for r in two["rounds"]] == [0, 1, 2]
-    for a, b in zip(one["rounds"], two["rounds"]):
+    for a, b in zip(one["rounds"], two["rounds"], strict=True):
         assert a["loop"]["outcomes"] == b["loop"]["outcomes"] and a["control"]["outcomes"] == b["control"]["outcomes"]
         assert a["loop"].get("sampled") == b["loop"].get("sampled")
+        assert a.get("ceiling", {}).get("outcomes") == b.get("ceiling", {}).get("outcomes")
     # pass@k at round 0 and the last round only; the last round's is scored by the main process
     assert [bool(r["loop"].get("sampled")) for r in two["rounds"]] == [True, False, True]
     assert two["rounds"][-1]["loop"]["sampled"]["k"] == 2
@@ -237,7 +266,8 @@ def test_a_side_message_out_of_turn_is_an_error_not_a_result(tmp_path):
 def test_both_side_chains_implement_the_interface_the_driver_uses():
     from pipelines.loop_side import Inline, SideChain, Worker
     wanted = {n for n in vars(SideChain) if not n.startswith("_")}
-    assert wanted == {"start_controls", "submit_eval", "ablation", "loop_eval", "control", "close"}
+    assert wanted == {"start_controls", "submit_ceiling", "submit_eval", "ablation", "loop_eval", "control", "ceiling",
+                      "close"}
     for impl in (Inline, Worker):
         assert wanted <= set(vars(impl)), (impl, wanted - set(vars(impl)))
 
@@ -340,7 +370,8 @@ def test_a_sample_from_a_problem_solved_only_sometimes_weighs_more_in_the_mix():
 
 @pytest.mark.parametrize("flag, n, says", [("--unsure-copies", "0", "--unsure-copies must be at least 1"),
                                             ("--unsure-copies", "-1", "--unsure-copies must be at least 1"),
-                                            ("--patience", "-1", "--patience must be 0")])
+                                            ("--patience", "-1", "--patience must be 0"),
+                                            ("--train-workers", "0", "--train-workers must be at least 1")])
 def test_a_meaningless_count_is_refused_before_anything_runs(tmp_path, flag, n, says, capsys):
     """Zero copies would take verified samples out of training silently, and a negative patience
     would pass for 'off': usage errors instead."""
@@ -410,3 +441,46 @@ def test_curate_show_prints_a_float32_accuracy_as_written(tmp_path):
     assert res.exit_code == 0 and json.loads(res.output) == {"accuracy": 0.025}, res.output
     res = CliRunner().invoke(curate, ["--warehouse", wh, "show", "models", "-c", "accuracy"])
     assert "accuracy: 0.025" in res.output and "0.0250000" not in res.output
+
+
+def test_train_workers_with_a_second_process_or_bad_resources_is_refused(tmp_path, capsys):
+    for extra, says in ((["--workers", "2"], "--train-workers runs with --workers 1"),
+                        (["--train-resources", "cpus:x"], "is not a number")):
+        with pytest.raises(SystemExit) as e:
+            run_main(["--warehouse", str(tmp_path / "wh"), "--train-workers", "1", *extra])
+        assert e.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "wh").exists()
+
+
+@pytest.mark.slow   # starts an embedded Ray and Ray Train (a minute)
+@pytest.mark.ray
+def test_train_workers_1_gives_the_in_process_loss_curve(tmp_path):
+    """`--train-workers 1`: a round's SFT through Ray Train (model/train_ray.py, as `curate train`)
+    has the in-process trainer's loss at every step, within tests/test_train_ray.py's tolerance
+    (1e-4 relative, + 1e-5 since train_sft logs 5 places), given the conversations in the order
+    Ray Train trains them (by doc_key), the same token count, and lineage to the table it read."""
+    import dataclasses
+
+    import ray
+
+    from model.train_ray import doc_key
+    loop, path, probs = _tiny_checkpoint(tmp_path, ["--round-tokens-per-batch", "256"])
+    convs = sorted(([{"role": "user", "content": p["problem"]}, {"role": "assistant", "content": p["reference_cot"]}]
+                    for p in probs), key=doc_key)
+    convs += convs[:3]   # a mix repeats rows (--unsure-copies): duplicates train as in process
+    convs.sort(key=doc_key)
+    try:
+        _, _, _, local = loop.train("round1-local", convs, ["t@1"], steps=6, lr=1e-3, init=path)
+        loop.cfg = dataclasses.replace(loop.cfg, train_workers=1)
+        _, _, ck, on_ray = loop.train("round1-ray", convs, ["t@1"], steps=6, lr=1e-3, init=path)
+    finally:
+        ray.shutdown()
+    a, b = [h["loss"] for h in on_ray["history"]], [h["loss"] for h in local["history"]]
+    assert len(a) == len(b) == 6 and b[-1] < b[0]
+    for step, (x, y) in enumerate(zip(a, b, strict=True), 1):
+        assert abs(x - y) <= 1e-4 * abs(y) + 1e-5, (step, x, y)
+    assert on_ray["tokens"] == local["tokens"] > 0
+    meta = checkpoint.meta(ck)
+    assert meta["trainer"] == "ray-train" and meta["train_workers"] == 1
+    assert meta["trained_on"] == [on_ray["trained_table"]] and on_ray["trained_table"].startswith("loop_train@")
+    assert Store(str(tmp_path / "wh")).read_arrow(on_ray["trained_table"]).num_rows == len(convs)
