@@ -484,3 +484,28 @@ def test_train_workers_1_gives_the_in_process_loss_curve(tmp_path):
     assert meta["trainer"] == "ray-train" and meta["train_workers"] == 1
     assert meta["trained_on"] == [on_ray["trained_table"]] and on_ray["trained_table"].startswith("loop_train@")
     assert Store(str(tmp_path / "wh")).read_arrow(on_ray["trained_table"]).num_rows == len(convs)
+
+
+def test_the_round_0_arms_summary_over_seeds_pairs_each_arm_per_seed():
+    """Hand-made outcomes on 8 problems, two seeds: each arm's mean accuracy, each paired
+    difference's mean and sd over seeds, and per seed the difference in SE units."""
+    from pipelines.loop_report import ablation_summary
+    from synth.evaluate import paired
+
+    def rec(seed, filt, unf, rm):
+        ev = lambda o: {"accuracy": sum(o) / len(o), "n": len(o), "outcomes": o}  # noqa: E731
+        return {"seed": seed, "ablation": {
+            "filtered": ev(filt), "unfiltered": ev(unf), "row_matched": ev(rm), "filtered_rows": 70,
+            "unfiltered_rows": 100, "row_matched_rows": 70, "paired": paired(filt, unf),
+            "paired_row_matched": paired(filt, rm), "row_matched_vs_unfiltered": paired(rm, unf)}}
+    f = [1, 1, 1, 1, 0, 0, 0, 0]
+    s = ablation_summary([rec(0, f, [1, 1, 0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0]),
+                          rec(1, f, [1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0])])
+    assert s["seeds"] == [0, 1] and s["n"] == 8
+    assert s["arms"]["row-matched"]["mean"] == pytest.approx((3 / 8 + 2 / 8) / 2)
+    assert s["arms"]["unfiltered"]["rows"] == 100
+    d = s["diffs"]["filtered − unfiltered"]
+    assert d["mean"] == pytest.approx((2 / 8 - 2 / 8) / 2) and d["sd"] == pytest.approx(0.3535534, rel=1e-6)
+    assert s["diffs"]["filtered − row-matched unfiltered"]["mean"] == pytest.approx((1 / 8 + 2 / 8) / 2)
+    assert len(s["diffs"]["row-matched − all unfiltered"]["z"]) == 2
+    assert ablation_summary([{"seed": 0, "rounds": []}]) == {}
