@@ -25,6 +25,39 @@ def _norm(el) -> str:
     return " ".join("".join(el.itertext()).split()).replace(BREAK, "\n").replace("\n ", "\n").strip()
 
 
+SEPARATE = ("list", "table", "code")  # blocks inside a list item that stay lines of their own
+
+
+def _item_lines(item, out: list[str]) -> None:
+    """A list item is one block, as in trafilatura's text output and so in the lines FineWeb's and
+    C4's rules were defined on: its text and its own paragraphs join into one "- " line (a
+    definition's two paragraphs are one item); a nested list, table or code block inside it
+    keeps its own lines. Split apart, short sentences of different items ("Raised by the asyncio
+    stream APIs.") become lines of their own that repeat, and FineWeb's duplicated-line rule,
+    meant for repeated blocks (boilerplate, templates), counts them."""
+    parts: list[str] = [item.text or ""]
+    dash = "- "
+
+    def flush() -> None:
+        nonlocal dash
+        text = " ".join("".join(parts).split()).replace(BREAK, "\n").replace("\n ", "\n").strip()
+        if text:
+            out.append(dash + text)
+            dash = ""
+        parts.clear()
+
+    for child in item:
+        if child.tag in SEPARATE:
+            flush()
+            _lines([child], out)
+        elif child.tag in ("p", "quote", "head"):  # a paragraph: apart from its neighbours by a space
+            parts.append(" " + "".join(child.itertext()) + " ")
+        elif child.tag not in ("graphic", "lb"):  # inline (hi, ref): part of the running text
+            parts.append("".join(child.itertext()))
+        parts.append(child.tail or "")
+    flush()
+
+
 def _lines(el, out: list[str]) -> None:
     """One line per paragraph, heading, list item and table row of trafilatura's XML; a source's
     hard-wrapped paragraph becomes one line again (its text output keeps the HTML's newlines,
@@ -33,14 +66,7 @@ def _lines(el, out: list[str]) -> None:
         tag = child.tag
         if tag == "list":
             for item in child.iterchildren("item"):
-                nested = [c for c in item if c.tag in ("p", "list", "table", "quote", "code")]
-                if not nested:
-                    text = _norm(item)
-                    out.append(f"- {text}") if text else None
-                    continue
-                head = " ".join((item.text or "").split())
-                out.append(f"- {head}") if head else None
-                _lines(item, out)
+                _item_lines(item, out)
         elif tag == "table":
             for row in child.iter("row"):
                 cells = [_norm(c) for c in row.iterchildren("cell")]
@@ -73,6 +99,21 @@ def xml_to_text(xml: str) -> str:
     return "\n".join(out)
 
 
+def trafilatura_xml(html: str, url: str | None, favor_precision: bool, include_tables: bool,
+                    include_comments: bool) -> str | None:
+    """`trafilatura.extract(html, output_format="xml", deduplicate=False)` without the content
+    fingerprint `extract` puts on every non-text output (the `<doc fingerprint=...>` attribute, a
+    simhash of the whole text: ~10% of the extraction's CPU, read by nothing here)."""
+    from trafilatura.core import Document, bare_extraction, determine_returnstring
+    from trafilatura.settings import Extractor
+    options = Extractor(output_format="xml", precision=favor_precision, tables=include_tables,
+                        comments=include_comments, dedup=False, url=url, with_metadata=False)
+    document = bare_extraction(html, options=options)
+    if not document or not isinstance(document, Document):
+        return None
+    return determine_returnstring(document, options)
+
+
 class HtmlExtractor(TaskStage):
     """Stage: `text` of HTML rows becomes its main content; nothing left is `extraction_empty`."""
     name = "extract"
@@ -81,9 +122,7 @@ class HtmlExtractor(TaskStage):
 
     def __init__(self, favor_precision: bool = True, include_tables: bool = True, include_comments: bool = False,
                  max_html_chars: int = 5_000_000, column: str = "text"):
-        import trafilatura
         logging.getLogger("trafilatura").setLevel(logging.ERROR)  # per-page notes are not run errors
-        self._extract = trafilatura.extract
         self.settings = {"favor_precision": favor_precision, "include_tables": include_tables,
                          "include_comments": include_comments}
         self.max_html_chars, self.column = max_html_chars, column
@@ -111,8 +150,7 @@ class HtmlExtractor(TaskStage):
         if len(html) > self.max_html_chars:
             return None, "html_too_large", f"{len(html):,} chars > {self.max_html_chars:,}"
         try:
-            xml = self._extract(html, url=url, output_format="xml", deduplicate=False, with_metadata=False,
-                                **self.settings)
+            xml = trafilatura_xml(html, url, **self.settings)
             text = xml_to_text(xml) if xml else None
         except Exception as e:  # noqa: BLE001 - a page the parser cannot take is that page's reject
             return None, f"extraction_failed:{type(e).__name__}", str(e)[:300]

@@ -423,3 +423,42 @@ def test_the_speech_pipelines_english_check_drops_what_the_language_model_is_sur
     # the same texts under the crawl's rule (English at 0.65 or more) would lose the short English ones
     strict = LanguageId(languages=["en"])(pa.table({"query": english}).rename_columns(["text"]))
     assert strict.column("drop_reason").null_count < len(english)
+
+
+def test_a_list_item_is_one_line_as_trafilatura_writes_it_so_its_sentences_are_not_duplicate_lines():
+    """A definition of two paragraphs is one item (trafilatura's text output, the lines FineWeb's
+    rules were defined on); split apart, two items ending in the same sentence made a
+    'duplicated line' of it and dropped a reference page as fineweb_char_dup_ratio."""
+    from filters.extract import xml_to_text
+    from filters.web_lines import FineWebSettings, fineweb_score
+    xml = ("<doc><main><list>"
+           "<item>exception a.IncompleteReadError</item><item><p>The requested read did not complete fully.</p>"
+           "<p>Raised by the stream APIs.</p><p>This exception is a sub<hi>class</hi> of EOFError.</p></item>"
+           "<item>exception a.LimitOverrunError</item><item><p>Reached the buffer size limit.</p>"
+           "<p>Raised by the stream APIs.</p><list><item>consumed</item></list></item>"
+           "</list></main></doc>")
+    text = xml_to_text(xml)
+    assert text.split("\n") == [
+        "- exception a.IncompleteReadError",
+        "- The requested read did not complete fully. Raised by the stream APIs. This exception is a subclass of "
+        "EOFError.",
+        "- exception a.LimitOverrunError", "- Reached the buffer size limit. Raised by the stream APIs.", "- consumed"]
+    assert fineweb_score(text, FineWebSettings())[0]["char_dup_ratio"] == 0
+    # a block that does repeat still counts
+    again = text + "\n- Reached the buffer size limit. Raised by the stream APIs."
+    assert fineweb_score(again, FineWebSettings())[1] == "fineweb_char_dup_ratio"
+
+
+def test_extraction_without_the_fingerprint_is_trafilaturas_own_xml(sample):
+    import trafilatura
+
+    from filters.extract import trafilatura_xml
+    rows, _, _ = sample
+    pages = [(u, t) for u, t, c in zip(rows.column("url").to_pylist(), rows.column("text").to_pylist(),
+                                        rows.column("content_type").to_pylist()) if c == "text/html"][:12]
+    assert len(pages) == 12
+    for url, html in pages:
+        theirs = trafilatura.extract(html, url=url, output_format="xml", deduplicate=False, with_metadata=False,
+                                     favor_precision=True, include_tables=True, include_comments=False)
+        ours = trafilatura_xml(html, url, favor_precision=True, include_tables=True, include_comments=False)
+        assert ours == re.sub(r'^<doc fingerprint="[0-9a-f]+">', "<doc>", theirs), url
