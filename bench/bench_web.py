@@ -1,6 +1,7 @@
 """Crawl files to kept documents: our web stages vs DataTrove's on the same WARC files.
 
     python bench/bench_web.py --python 300 --man 30 --split 4 --rounds 3
+    python bench/bench_web.py ... --labels bench/data/web_labels_100.jsonl   # + agreement with hand labels
 
 Builds a crawl with tests/crawl_sample.py (Debian python3.11-doc HTML, mandoc-rendered man pages
 in 7 other languages, plus the non-HTML and broken records a crawl holds), then runs each side in
@@ -35,6 +36,54 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 MIN_SCORE = 0.65
+LABELS = os.path.join(ROOT, "bench", "data", "web_labels_100.jsonl")
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion k/n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def agreement(labels: dict[str, bool], kept: set[str], docs: set[str]) -> dict:
+    """One side's keep/drop against the hand labels of the documents it read: accuracy with its
+    Wilson interval, and the confusion counts (positive = the labeller kept it)."""
+    urls = [u for u in labels if u in docs]
+    c = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for u in urls:
+        c[("t" if (u in kept) == labels[u] else "f") + ("p" if u in kept else "n")] += 1
+    right = c["tp"] + c["tn"]
+    return {"n": len(urls), "accuracy": right / max(len(urls), 1), "ci": wilson(right, len(urls)), **c}
+
+
+def report_labels(path: str, ours: dict, dt: dict) -> None:
+    """Agreement of both sides with a hand-checked sample (labelled blind by someone who did not
+    write the rules; the rules were not tuned on it)."""
+    import json as _json
+    with open(path, encoding="utf-8") as f:
+        rows = [_json.loads(line) for line in f if line.strip()]
+    labels = {r["url"]: bool(r["keep"]) for r in rows}
+    print(f"hand labels: {len(rows)} rows, {len(labels)} URLs, {sum(labels.values())} keep ({path})")
+    sides = {}
+    print("| side | labelled docs | accuracy [Wilson 95%] | kept, label keep | kept, label drop "
+          "| dropped, label keep | dropped, label drop |")
+    print("|---|---|---|---|---|---|---|")
+    for name, res, docs in (("ours", ours, set(ours["dropped"]) | set(ours["kept"])),
+                            ("datatrove", dt, set(dt["dropped"]) | set(dt["kept"]))):
+        a = sides[name] = agreement(labels, set(res["kept"]), docs)
+        print(f"| {name} | {a['n']} | {a['accuracy']:.3f} [{a['ci'][0]:.3f}, {a['ci'][1]:.3f}] | {a['tp']} | {a['fp']} "
+              f"| {a['fn']} | {a['tn']} |")
+    both = [u for u in labels if u in set(ours["dropped"]) | set(ours["kept"])]
+    o_right = {u for u in both if (u in set(ours["kept"])) == labels[u]}
+    d_right = {u for u in both if (u in set(dt["kept"])) == labels[u]}
+    print(f"labelled URLs not among the crawl's documents: {len(labels) - len(both)}; "
+          f"only ours right {len(o_right - d_right)}, only DataTrove right {len(d_right - o_right)}")
+    for u in sorted(set(both) - o_right):
+        print("   ours wrong:", u, "label keep" if labels[u] else "label drop", "ours:", ours["dropped"].get(u, "kept"))
 
 
 def run_ours(crawl: str) -> dict:
@@ -159,11 +208,20 @@ def main() -> None:
     ap.add_argument("--dt-words", choices=["regex", "whitespace"], default="regex",
                     help="DataTrove's words: punctuation apart as NLTK's tokenizer (its default), or split on "
                          "whitespace as our Gopher rules count them (to see what else differs)")
+    ap.add_argument("--labels", default=None,
+                    help=f"hand labels (url, keep, why) to score both sides against (e.g. {os.path.relpath(LABELS)})")
+    ap.add_argument("--results", default=None,
+                    help="folder of a finished run (printed as 'results:'): only score its kept sets against --labels")
     ap.add_argument("--side", choices=["ours", "datatrove"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.side:
         return side(a.side, a.crawl, a.out)
+    if a.results:  # score a finished run's kept sets against the labels, without running again
+        last = max(int(f.split("-")[-1].split(".")[0]) for f in os.listdir(a.results) if f.startswith("ours-"))
+        with open(os.path.join(a.results, f"ours-{last}.json")) as f, \
+                open(os.path.join(a.results, f"datatrove-{last}.json")) as g:
+            return report_labels(a.labels or LABELS, json.load(f), json.load(g))
     os.environ["BENCH_DT_WORDS"] = a.dt_words
     crawl = a.crawl
     if crawl is None:
@@ -171,6 +229,7 @@ def main() -> None:
         crawl = tempfile.mkdtemp(prefix="crawl-")
         build(crawl, a.python, a.man, a.split, wet=False)
     work = tempfile.mkdtemp(prefix="bench-web-")
+    print(f"results: {work}", flush=True)
     cpu: dict[str, list[float]] = {"ours": [], "datatrove": []}
     results = {}
     for r in range(a.rounds):
@@ -180,6 +239,8 @@ def main() -> None:
             with open(out) as f:
                 results[name] = json.load(f)
     report(crawl, cpu, results)
+    if a.labels:
+        report_labels(a.labels, results["ours"], results["datatrove"])
 
 
 def report(crawl: str, cpu: dict[str, list[float]], results: dict) -> None:
