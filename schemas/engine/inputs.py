@@ -309,22 +309,9 @@ def records_to_table(records: list[dict[str, Any]], schema: pa.Schema, locators:
         values = [r.get(f.name) for r in records]
         if numbers_as_text(f):
             values = [_number_text(v) for v in values]
-        if pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
-            # Arrow takes a string for a list of its characters: "ab" would become ["a", "b"]
-            for i, v in enumerate(values):
-                if isinstance(v, (str, bytes)):
-                    bad.setdefault(i, (f"wrong_type:{f.name}",
-                                       f"{locators[i]}: '{f.name}' is {type(v).__name__}, expected {f.type}"))
-                    values[i] = None
-        try:
-            converted[f.name] = pa.array(values, f.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-            for i, v in enumerate(values):
-                try:
-                    pa.array([v], f.type)
-                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-                    bad.setdefault(i, (f"wrong_type:{f.name}",
-                                       f"{locators[i]}: '{f.name}' is {type(v).__name__}, expected {f.type}"))
+        array = _convert_column(f, values, locators, bad)
+        if array is not None:
+            converted[f.name] = array
         columns[f.name] = values
     keep = [i for i in range(len(records)) if i not in bad]
     extra_keys = sorted({k for r in records for k in r} - names)
@@ -349,6 +336,31 @@ def records_to_table(records: list[dict[str, Any]], schema: pa.Schema, locators:
         fit_rejects = fit_rejects.set_column(fit_rejects.column_names.index("raw"), "raw",
                                              pa.array([raws[keep[j]] for j in c.reject_rows], pa.string()))
     return c.table, concat_rejects([rejects, fit_rejects])
+
+
+def _convert_column(f: pa.Field, values: list[Any], locators: list[str],
+                    bad: dict[int, tuple[str, str]]) -> pa.Array | None:
+    """`values` as an array of `f`'s type, or None where some do not fit: those rows go into `bad`
+    as `wrong_type:<column>` (a string for a list is one, and its value becomes None in place)."""
+    def wrong(i: int, v: Any) -> None:
+        detail = f"{locators[i]}: '{f.name}' is {type(v).__name__}, expected {f.type}"
+        bad.setdefault(i, (f"wrong_type:{f.name}", detail))
+
+    if pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
+        # Arrow takes a string for a list of its characters: "ab" would become ["a", "b"]
+        for i, v in enumerate(values):
+            if isinstance(v, (str, bytes)):
+                wrong(i, v)
+                values[i] = None
+    try:
+        return pa.array(values, f.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        for i, v in enumerate(values):
+            try:
+                pa.array([v], f.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+                wrong(i, v)
+        return None
 
 
 def _number_text(v: Any) -> Any:
