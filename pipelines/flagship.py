@@ -2,12 +2,17 @@
 
     python pipelines/flagship.py                     # ./warehouse, embedded Ray: 1 min on 2 idle cores, 4+ when shared
     python pipelines/flagship.py --warehouse /tmp/wh --speech-rows 8
+    python pipelines/flagship.py --crawl crawl/*.warc.gz        # your own WARC/WET files in step 1
 
-1. text curation: the demo web corpus → `documents` (normalise, dedup, decontamination,
-   Gopher heuristics, fastText quality, presidio PII), rejects with their reasons;
+1. text curation from a crawl: the committed WARC sample (tests/data/crawl: Python documentation
+   pages, man pages in seven other languages, redirects, images, a binary payload, spam URLs)
+   → `documents` through URL filter, HTML extraction, language ID, C4 lines, FineWeb rules,
+   normalise, dedup, decontamination, Gopher heuristics, fastText quality, presidio PII; every
+   record kept or rejected with its reason, the summary shows how many each stage let through;
 2. SFT from the curated documents → `sft_documents`: one pair per document, built
-   deterministically (user: "Explain in a sentence or two: <its first paragraph>",
-   assistant: the first two sentences of its second paragraph);
+   deterministically (user: "Explain in a sentence or two: <its first sentence>",
+   assistant: the first two sentences of its second paragraph; extracted web text has a
+   paragraph per line);
 3. speech SFT over those conversations → `speech_sft` (speakable selection, TTS over several
    voices, audio checks, Whisper ASR, WER filter);
 4. the reasoning loop at toy size: teacher word problems → verifier-filtered SFT → the
@@ -40,15 +45,24 @@ from schemas.store import default_warehouse
 from schemas.tables import MESSAGES
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_BULLET = re.compile(r"^[-*•] +")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CRAWL_SAMPLE = os.path.join(REPO, "tests", "data", "crawl", "crawl-00000.warc.gz")
 
 
 def summary_and_detail(text: str) -> tuple[str, str]:
-    """A document's first paragraph (a docstring's summary line) and the first two sentences
-    of the paragraph after it; "" where there is none."""
-    paras = [" ".join(p.split()) for p in text.strip().split("\n\n") if p.strip()]
+    """The first sentence of a document's first paragraph (a docstring's summary line; a web
+    page's lead, which is often a few sentences, too long a question to speak) and the first two
+    sentences of the paragraph after it; "" where there is none. Paragraphs are separated by blank lines
+    (docstrings, hard-wrapped text) or, in text without any, are its lines (the extractor
+    writes one line per paragraph)."""
+    text = text.strip()
+    blocks = _BLANK_LINE.split(text) if _BLANK_LINE.search(text) else text.split("\n")
+    paras = [_BULLET.sub("", " ".join(p.split())) for p in blocks if p.strip()]  # a list item's "- " is no word
     if len(paras) < 2:
         return (paras[0] if paras else ""), ""
-    return paras[0], " ".join(_SENTENCE_END.split(paras[1], maxsplit=2)[:2])
+    return _SENTENCE_END.split(paras[0], maxsplit=1)[0], " ".join(_SENTENCE_END.split(paras[1], maxsplit=2)[:2])
 
 
 @stage(adds=[pa.field("messages", MESSAGES)])
@@ -112,7 +126,8 @@ class Steps:
         return res
 
     def text(self):
-        return self.pipeline("text_curation", ["--min-words", "20"])
+        """The crawl through the web stages and the usual chain (`--crawl`: the committed sample)."""
+        return self.pipeline("text_curation", ["--input", *self.args.crawl, "--min-words", "20"])
 
     def sft(self, documents_ref: str):
         from schemas.engine.runner import Pipeline, RunOptions, run
@@ -197,6 +212,17 @@ LOOK = {
 }
 
 
+def stage_funnel(acc: dict) -> str:
+    """'read 123 → 61, url_filter → 59, …': rows each stage of a pipeline run let through, from
+    its accounting (which also holds the reasons per stage); "" for versions without stages."""
+    stages = [s for s in acc.get("stages") or [] if s.get("stage") != "write"]
+    if not stages:
+        return ""
+    first = stages[0]
+    return ", ".join([f"{first['stage']} {first['rows_in']} → {first['rows_out']}",
+                      *(f"{s['stage']} → {s['rows_out']}" for s in stages[1:])])
+
+
 def summary(steps: Steps, record: dict | None) -> None:
     """Every table version this run wrote: rows, rejects by reason, and how to look at it."""
     store, before = steps.store, steps.before
@@ -218,6 +244,9 @@ def summary(steps: Steps, record: dict | None) -> None:
                          f" ({acc['rows_in']} in, {acc['kept']} kept")
                 line += "; not kept: " + ", ".join(f"{k} {n}" for k, n in reasons) + ")" if reasons else ")"
             say(line)
+            funnel = stage_funnel(acc)
+            if funnel:
+                say(f"  stages: {funnel}")
         if not new:
             continue
         look.append(f"{curate} stats {name}@{new[-1]['snapshot_id']}")
@@ -244,6 +273,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
     p.add_argument("--warehouse", default=default_warehouse())
     p.add_argument("--executor", choices=["ray", "local"], default="ray")
+    p.add_argument("--crawl", nargs="+", default=[CRAWL_SAMPLE],
+                   help="WARC/WET files (or globs) step 1 curates; default: the committed crawl sample")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the embedded Ray")
     p.add_argument("--speech-rows", type=int, default=40, help="conversations voiced by TTS and checked by ASR")
     p.add_argument("--voices", nargs="+", default=DEFAULT_VOICES)

@@ -35,6 +35,15 @@ def test_flagship_writes_every_table_and_summarises_them(tmp_path):
             assert re.search(rf"^{name}@{v['snapshot_id']}(?: \[[^\]]*\])?: {v['rows']} rows", summary, re.M), \
                 (name, v, summary)
         assert f"stats {name}@{versions[-1]['snapshot_id']}" in summary
+    # step 1 starts from the crawl: every stage's count, from the records read to what is kept
+    docs_line = re.search(r"^documents@\d+: (\d+) rows \((\d+) in.*\n  stages: (.*)$", summary, re.M)
+    assert docs_line, summary
+    funnel = docs_line.group(3)
+    assert re.match(rf"read {docs_line.group(2)} → \d+, url_filter → \d+, extract → \d+, language → \d+, "
+                    r"c4_lines → \d+, fineweb → \d+, ", funnel), funnel
+    assert funnel.endswith(f"pii → {docs_line.group(1)}"), funnel
+    urls = store.read_arrow("documents", ["url"]).column("url").to_pylist()
+    assert urls and all(u.startswith("https://docs.python.org/") for u in urls)  # English pages only
     # lineage is real: conversations come from kept documents, speech rows from those conversations
     docs = set(store.read_arrow("documents", ["id"]).column("id").to_pylist())
     sft = store.read_arrow("sft_documents", ["id", "source_ids", "messages"]).to_pylist()
@@ -55,6 +64,9 @@ def test_sft_pairs_from_documents_use_the_documents_own_text_or_reject():
     from pipelines.flagship import explain_pair, summary_and_detail
     assert summary_and_detail("Summary line.\n\nFirst one. Second one. Third one.") == \
         ("Summary line.", "First one. Second one.")
+    # extracted web text: a paragraph per line, no blank lines
+    assert summary_and_detail("Page lead. It goes on.\nFirst one. Second one. Third one.\nMore.") == \
+        ("Page lead.", "First one. Second one.")
     texts = ["Only one paragraph. With two sentences.", "", "  \n\n  \n\n", "Head.\n\n\n\nBody  text\nwrapped."]
     out = explain_pair(pa.table({"text": texts}))
     assert out.column("drop_reason").to_pylist() == ["single_paragraph"] * 3 + [None]
