@@ -100,7 +100,8 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     scheme, _, rest = uri.partition("://")
     if scheme in ("s3", "s3a", "s3n"):
         return _s3(tuple(sorted(s3_options().items()))), rest.rstrip("/") or rest
-    return pafs.FileSystem.from_uri(uri)  # gs://, hdfs://: pyarrow's own defaults
+    fs, path = pafs.FileSystem.from_uri(uri)  # gs://, hdfs://: pyarrow's own defaults
+    return fs, str(path)
 
 
 def _uri(like: str, path: str) -> str:
@@ -120,11 +121,11 @@ def info(uri: str) -> pafs.FileInfo:
 def exists(uri: str) -> bool:
     """A file is there. A directory of that name is not one: on object storage any key under the
     prefix makes one, and a marker, a signature or a decisions file must be the file itself."""
-    return info(uri).type == pafs.FileType.File
+    return bool(info(uri).type == pafs.FileType.File)
 
 
 def isdir(uri: str) -> bool:
-    return info(uri).type == pafs.FileType.Directory
+    return bool(info(uri).type == pafs.FileType.Directory)
 
 
 def fingerprint(uri: str) -> str:
@@ -142,7 +143,7 @@ def fingerprint(uri: str) -> str:
 
 
 def size(uri: str) -> int:
-    return info(uri).size
+    return int(info(uri).size)
 
 
 def walk(uri: str) -> list[str]:
@@ -186,7 +187,7 @@ def open_input(uri: str) -> BinaryIO:
     return io.BufferedReader(fs.open_input_file(path), buffer_size=1 << 20)
 
 
-def open_random(uri: str):
+def open_random(uri: str) -> Any:
     """A pyarrow random-access file (for Parquet footers and row groups)."""
     fs, path = filesystem(uri)
     return fs.open_input_file(path)
@@ -195,7 +196,8 @@ def open_random(uri: str):
 def read_bytes(uri: str) -> bytes:
     fs, path = filesystem(uri)
     with fs.open_input_stream(path, compression=None) as f:
-        return f.read()
+        data: bytes = f.read()
+    return data
 
 
 def write_bytes(uri: str, data: bytes) -> None:
