@@ -479,13 +479,19 @@ def table(records: list[dict]) -> str:
         if i == 0:
             out.append(f"| round 0 (base + teacher SFT) | {_pm([x['loop'] for x in rs])} | | | |")
             continue
+        gains = [x["gain"]["diff"] for x in rs]
         out.append(f"| round {i} | {_pm([x['loop'] for x in rs])} | {_pm([x['control'] for x in rs])} | "
-                   f"{_pm([x['gain']['diff'] for x in rs])} | {st.mean(x['gain']['se'] for x in rs):.3f} |")
-    out += ["", "| seed | base | round 0 | " + " | ".join(f"round {i}: gain ± SE (z)" for i in range(1, n_rounds))
-            + " | goal (last round ≥ 2 SE) |", "|---" * (n_rounds + 3) + "|"]
+                   f"{st.mean(gains):+.3f} ± {_sd(gains):.3f} | {st.mean(x['gain']['se'] for x in rs):.3f} |")
+    later = range(1, n_rounds)
+    out += ["", "| seed | base | round 0 | " + " | ".join(f"round {i}: verified / samples | loop − round 0 ± SE | "
+                                                        f"gain ± SE (z)" for i in later)
+            + " | goal (last round ≥ 2 SE) |", "|---" * (3 * len(later) + 4) + "|"]
     for r in records:
-        gains = [r["rounds"][i]["gain"] for i in range(1, n_rounds)]
-        cells = [f"{g['diff']:+.3f} ± {g['se']:.3f} ({g['diff'] / g['se'] if g['se'] else 0:.1f})" for g in gains]
+        gains = [r["rounds"][i]["gain"] for i in later]
+        cells = [f"{r['rounds'][i]['sampling']['distinct_correct']} / {r['rounds'][i]['sampling']['samples']} | "
+                 f"{r['rounds'][i]['vs_round0']['diff']:+.3f} ± {r['rounds'][i]['vs_round0']['se']:.3f} | "
+                 f"{g['diff']:+.3f} ± {g['se']:.3f} ({g['diff'] / g['se'] if g['se'] else 0:.1f})"
+                 for i, g in zip(later, gains)]
         met = bool(gains) and gains[-1]["se"] > 0 and gains[-1]["diff"] >= 2 * gains[-1]["se"]
         out.append(f"| {r['seed']} | {r['base']['accuracy']:.3f} | {r['round0']['accuracy']:.3f} | " + " | ".join(cells)
                    + f" | {'met' if met else 'not met'} |")
