@@ -462,3 +462,54 @@ def test_extraction_without_the_fingerprint_is_trafilaturas_own_xml(sample):
                                      favor_precision=True, include_tables=True, include_comments=False)
         ours = trafilatura_xml(html, url, favor_precision=True, include_tables=True, include_comments=False)
         assert ours == re.sub(r'^<doc fingerprint="[0-9a-f]+">', "<doc>", theirs), url
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_crawl_on_the_local_multi_node_cluster_counts_as_on_embedded_ray(tmp_path):
+    """The WARC chain through `ray job submit` on a head and a worker node (the crawl in byte-range
+    shards, so both nodes get some) gives the accounting an embedded Ray run gives: rows in, kept,
+    every reason, and per stage what came in, went out and why; the same kept rows."""
+    import subprocess
+    import sys
+
+    from localcluster import LocalCluster
+    from schemas.store import Store
+    repo = os.path.dirname(HERE)
+    argv = ["pipelines/text_curation.py", "--input", WARC, WET, "--shard-mb", "0.1", "--output", "web",
+            "--quiet", "--no-pii"]
+    embedded = str(tmp_path / "embedded")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    res = subprocess.run([sys.executable, *argv, "--warehouse", embedded, "--num-cpus", "2"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    cluster = LocalCluster(f"/tmp/rweb{os.getpid()}")
+    try:
+        cluster.start_head(num_cpus=1)
+        cluster.add_node("cpu", num_cpus=1)
+        on_cluster = str(tmp_path / "cluster")
+        submit = [os.path.join(os.path.dirname(sys.executable), "ray"), "job", "submit", "--address",
+                  cluster.dashboard, "--working-dir", ".", "--", "python"]
+        res = subprocess.run(submit + argv + ["--warehouse", on_cluster], cwd=repo, env=cluster.env,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+        nodes = {n.short for n in cluster.nodes}
+    finally:
+        cluster.stop()
+    props = {name: Store(wh).properties("web") for name, wh in (("embedded", embedded), ("cluster", on_cluster))}
+    ex = props["cluster"]["execution"]
+    assert ex["cluster"]["nodes"] == 2 and props["cluster"]["inputs"]["n_shards"] >= 4
+    assert {n for placed in ex["placement"].values() for n in placed} <= nodes
+
+    def accounting(p):
+        acc = p["accounting"]
+        stages = [(s["stage"], s["rows_in"], s["rows_out"], s["rejected"], s["reasons"]) for s in acc["stages"]]
+        return acc["rows_in"], acc["kept"], acc["rejected"], acc["rejects_by_reason"], stages
+
+    assert accounting(props["cluster"]) == accounting(props["embedded"])
+    rows_in, kept, rejected, _, stages = accounting(props["cluster"])
+    assert rows_in == 123 + 11 == kept + rejected and stages[0][0] == "read"
+    ids = {name: sorted(Store(wh).read_arrow("web", ["id"]).column("id").to_pylist())
+           for name, wh in (("embedded", embedded), ("cluster", on_cluster))}
+    assert ids["cluster"] == ids["embedded"] and len(ids["cluster"]) == kept
