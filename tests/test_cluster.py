@@ -233,7 +233,8 @@ def _script(*args, timeout=120, ray_tmpdir=None):
 
 @pytest.mark.parametrize("spec,message", [
     ("nope=gpus:1", "error: --resources: no stage named nope; this pipeline's stages: extract_turns, "
-                    "select_speakable, language, mark_duplicate_ids, tts, check_audio, asr, wer_filter, format_speech_sample"),
+                    "select_speakable, language, mark_duplicate_ids, tts, check_audio, asr, wer_filter, "
+                    "format_speech_sample"),
     ("asr=gpus:lots", "error: --resources 'asr=gpus:lots': bad value for gpus: 'lots'"),
     ("asr=gpus:-1", "error: --resources 'asr=gpus:-1': bad value for gpus: '-1'"),
     ("asr=gpus:nan", "error: --resources 'asr=gpus:nan': bad value for gpus: 'nan'"),
