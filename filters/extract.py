@@ -163,7 +163,10 @@ class HtmlExtractor(TaskStage):
         types = batch.column("content_type").to_pylist() if "content_type" in batch.column_names \
             else [None] * batch.num_rows
         urls = batch.column("url").to_pylist() if "url" in batch.column_names else [None] * batch.num_rows
-        out, sizes, reasons, details = [], [], [], []
+        out: list[str | None] = []
+        sizes: list[int | None] = []
+        reasons: list[str | None] = []
+        details: list[str | None] = []
         for text, ctype, url in zip(texts, types, urls):
             if ctype not in HTML_TYPES or text is None:
                 out.append(text)
