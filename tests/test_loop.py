@@ -185,6 +185,7 @@ def _without_dpo(argv: list[str]) -> list[str]:
 
 
 @pytest.mark.slow  # minutes: `make test-slow` (run by .ci/run)
+@pytest.mark.timeout(2400)  # two toy loops with every arm: the default 900 s ran out at load average 14
 def test_two_workers_give_the_same_numbers_as_one(tmp_path):
     """The ablation, the control and the held-out scoring in a second process: every checkpoint and
     outcome as in one process (two rounds: the side's messages interleave control and evaluation)."""
