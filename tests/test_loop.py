@@ -62,7 +62,7 @@ def test_toy_loop_versions_and_lineage(toy):
 
 def test_the_row_matched_subsample_is_seeded_and_sized_like_the_filtered_data():
     from pipelines.loop_side import row_matched
-    conv = lambda i: [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]  # noqa: E731
+    conv = lambda i: [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]
     unfiltered = [conv(i) for i in range(50)]
     filtered = unfiltered[:30]
     a, b, c = row_matched(filtered, unfiltered, 0), row_matched(filtered, unfiltered, 0), row_matched(filtered,
@@ -77,7 +77,7 @@ def test_same_seed_same_threads_same_numbers(toy):
     wh, first = toy
     assert run_main(["--warehouse", wh, "--executor", "local", "--run", "again", *TOY_LOOP]) == 0
     again = json.load(open(f"{wh}/_loop/again/record.json"))
-    ids = lambda run: {m["stage"] + str(m["round"]): m["id"] for m in Store(wh).read_arrow("models").to_pylist()  # noqa: E731
+    ids = lambda run: {m["stage"] + str(m["round"]): m["id"] for m in Store(wh).read_arrow("models").to_pylist()
                        if m["run"] == run}
     assert ids("loop-s0") == ids("again")                 # bit-identical weights, every checkpoint
     for a, b in zip(first["rounds"], again["rounds"], strict=True):
@@ -89,7 +89,7 @@ def _record(seed: int, rounds: list[tuple[list[int], list[int]]], ablation: tupl
     from synth.evaluate import paired
     out = []
     for i, (loop, ctrl) in enumerate(rounds):
-        ev = lambda o: {"accuracy": sum(o) / len(o), "se": 0.01, "n": len(o), "by_level": {}, "outcomes": o}  # noqa: E731
+        ev = lambda o: {"accuracy": sum(o) / len(o), "se": 0.01, "n": len(o), "by_level": {}, "outcomes": o}
         r = {"round": i, "loop": ev(loop), "control": ev(ctrl)}
         if i:
             r.update(gain=paired(loop, ctrl), vs_round0=paired(loop, rounds[0][0]))
@@ -194,7 +194,7 @@ def test_two_workers_give_the_same_numbers_as_one(tmp_path):
     assert run_main([*argv, "--run", "two", "--workers", "2"]) == 0
     assert run_main([*argv, "--run", "one", "--workers", "1"]) == 0
     one, two = (json.load(open(f"{wh}/_loop/{r}/record.json")) for r in ("one", "two"))
-    ids = lambda run: {m["stage"] + str(m["round"]): m["id"] for m in Store(wh).read_arrow("models").to_pylist()  # noqa: E731
+    ids = lambda run: {m["stage"] + str(m["round"]): m["id"] for m in Store(wh).read_arrow("models").to_pylist()
                        if m["run"] == run}
     # round 0, unfiltered, row-matched unfiltered, and loop, control, ceiling × 2
     assert ids("one") == ids("two") and len(ids("one")) == 9
@@ -359,7 +359,7 @@ def test_a_sample_from_a_problem_solved_only_sometimes_weighs_more_in_the_mix():
             {"problem": "c", "n_correct": 0, "n_samples": 2}, {"problem": "b", "n_correct": 2, "n_samples": 2},
             {"problem": "d", "n_correct": 1, "n_samples": 2}, {"problem": "d", "n_correct": 2, "n_samples": 2}]
     assert unsure_problems(rows) == {"a", "d"}
-    conv = lambda p, s: [{"role": "user", "content": p}, {"role": "assistant", "content": s}]  # noqa: E731
+    conv = lambda p, s: [{"role": "user", "content": p}, {"role": "assistant", "content": s}]
     teacher = [conv("t", "x")]
     verified = {conv_key(c): c for c in (conv("b", "2"), conv("a", "1"), conv("b", "two"))}
     copies = {conv_key(conv("a", "1")): 3}
@@ -494,7 +494,7 @@ def test_the_round_0_arms_summary_over_seeds_pairs_each_arm_per_seed():
     from synth.evaluate import paired
 
     def rec(seed, filt, unf, rm):
-        ev = lambda o: {"accuracy": sum(o) / len(o), "n": len(o), "outcomes": o}  # noqa: E731
+        ev = lambda o: {"accuracy": sum(o) / len(o), "n": len(o), "outcomes": o}
         return {"seed": seed, "ablation": {
             "filtered": ev(filt), "unfiltered": ev(unf), "row_matched": ev(rm), "filtered_rows": 70,
             "unfiltered_rows": 100, "row_matched_rows": 70, "paired": paired(filt, unf),
