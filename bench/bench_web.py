@@ -1,7 +1,7 @@
 """Crawl files to kept documents: our web stages vs DataTrove's on the same WARC files.
 
     python bench/bench_web.py --python 300 --man 30 --split 4 --rounds 3
-    python bench/bench_web.py ... --labels bench/data/web_labels_100.jsonl   # + agreement with hand labels
+    python bench/bench_web.py ... --labels bench/labels/web_labels_100.jsonl   # + agreement with hand labels
 
 Builds a crawl with tests/crawl_sample.py (Debian python3.11-doc HTML, mandoc-rendered man pages
 in 7 other languages, plus the non-HTML and broken records a crawl holds), then runs each side in
@@ -36,7 +36,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 MIN_SCORE = 0.65
-LABELS = os.path.join(ROOT, "bench", "data", "web_labels_100.jsonl")
+LABELS = os.path.join(ROOT, "bench", "labels", "web_labels_100.jsonl")  # bench/data/ is git-ignored
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -47,6 +47,14 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar(b: int, c: int) -> float:
+    """Two-sided exact McNemar test: the chance of a split of the b + c discordant documents at
+    least this uneven if either side were as likely to be the right one."""
+    from math import comb
+    n, k = b + c, min(b, c)
+    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
 
 
 def agreement(labels: dict[str, bool], kept: set[str], docs: set[str]) -> dict:
@@ -80,8 +88,9 @@ def report_labels(path: str, ours: dict, dt: dict) -> None:
     both = [u for u in labels if u in set(ours["dropped"]) | set(ours["kept"])]
     o_right = {u for u in both if (u in set(ours["kept"])) == labels[u]}
     d_right = {u for u in both if (u in set(dt["kept"])) == labels[u]}
+    only_o, only_d = len(o_right - d_right), len(d_right - o_right)
     print(f"labelled URLs not among the crawl's documents: {len(labels) - len(both)}; "
-          f"only ours right {len(o_right - d_right)}, only DataTrove right {len(d_right - o_right)}")
+          f"only ours right {only_o}, only DataTrove right {only_d} (exact McNemar p = {mcnemar(only_o, only_d):.4f})")
     for u in sorted(set(both) - o_right):
         print("   ours wrong:", u, "label keep" if labels[u] else "label drop", "ours:", ours["dropped"].get(u, "kept"))
 
