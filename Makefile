@@ -86,7 +86,7 @@ bench: bench-setup
 	$(PY) bench/bench_pipeline.py --pii-docs 2000
 	@$(MAKE) --no-print-directory install-debs PKGS="$(CRAWL_DEBS)"
 	$(PY) bench/bench_langid.py --per-lang 80
-	$(PY) bench/bench_web.py --python 300 --man 30 --split 4 --rounds 3
+	$(PY) bench/bench_web.py --python 300 --man 30 --split 4 --rounds 3 --labels bench/labels/web_labels_100.jsonl
 
 clean:
 	rm -rf $(VENV) warehouse .pytest_cache
