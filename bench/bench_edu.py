@@ -33,7 +33,7 @@ def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--generator", default="smollm2", help="any synth/generators.py backend")
+    p.add_argument("--generator", default="smollm2", help="any synth/generator_backends.py backend")
     p.add_argument("--docs", type=int, default=40, help="documents to grade (a seeded sample)")
     p.add_argument("--input", default=None, help="documents (file or table); default: the demo text corpus")
     p.add_argument("--threshold", type=int, default=2,

@@ -26,7 +26,7 @@ sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
 import torch
 torch.set_num_threads(1)
 from model import checkpoint
-from model.generate import generate
+from model.sampling import generate
 from synth.problems import word_problems
 model, tok, _ = checkpoint.load(sys.argv[3], device="cpu")
 probs = word_problems(int(sys.argv[4]), seed=77)

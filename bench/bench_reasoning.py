@@ -138,7 +138,7 @@ def bench_chain(args) -> dict:
 
 
 def _gen_once(gen, prompts, max_tokens):
-    from synth.generators import Request, Sampling
+    from synth.generator_backends import Request, Sampling
     reqs = [Request([{"role": "user", "content": p}], Sampling(max_tokens=max_tokens, seed=i, temperature=0.8))
             for i, p in enumerate(prompts)]
     t0 = time.perf_counter()
@@ -160,7 +160,7 @@ def bench_generation(args) -> dict:
     from model.serve import make_server
     from model.tokenizer import ChatTokenizer
     from model.transformer import Transformer
-    from synth.generators import make_generator
+    from synth.generator_backends import make_generator
     from synth.problems import word_problems
 
     torch.set_num_threads(args.threads)

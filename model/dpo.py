@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from model import checkpoint
 from model.config import TrainConfig
 from model.lora import LoRAConfig, merge
-from model.packing import IGNORE, Batch, _labels
-from model.sft import _bar, _lora_files, _with_lora, lr_at, optimizer_for
+from model.packing import IGNORE, Batch, next_token_labels
+from model.sft import attach_lora, lora_checkpoint_files, lr_at, optimizer_for, step_bar
 from model.transformer import Transformer
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _batch(docs: list[Encoded], pad: int) -> Batch:
     doc = torch.full_like(ids, -1)
     for r, (toks, learn) in enumerate(docs):
         ids[r, :len(toks)] = torch.tensor(toks)
-        labels[r, :len(toks)] = torch.tensor(_labels(toks, learn))
+        labels[r, :len(toks)] = torch.tensor(next_token_labels(toks, learn))
         doc[r, :len(toks)] = 0
     return Batch(ids, labels, torch.arange(T).repeat(len(docs), 1), doc, packed=False)
 
@@ -106,12 +106,12 @@ def train_dpo(model: Transformer, tok: AnyTokenizer, pairs: list[dict[str, Any]]
     ref = reference_logps(model, docs, tok.pad, device)
     ref_held = reference_logps(model, held, tok.pad, device) if held else None
     before = evaluate_pairs(model, ref_held, held, tok.pad, device, cfg.beta) if ref_held is not None else {}
-    lora_extra = _with_lora(model, lora)  # after the reference: it is the base, adapters start at zero
+    lora_extra = attach_lora(model, lora)  # after the reference: it is the base, adapters start at zero
     opt = optimizer_for(model, cfg.dpo_lr, 0.0)
     n_pairs, per = len(pairs), cfg.pairs_per_batch
     g = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(n_pairs, generator=g).tolist()
-    bar = _bar(progress, cfg.dpo_steps, 0, "dpo")
+    bar = step_bar(progress, cfg.dpo_steps, 0, "dpo")
     model.train()
     history, t0 = [], time.perf_counter()
     warm = TrainConfig(**{**cfg.to_dict(), "warmup_steps": max(1, cfg.dpo_steps // 10)})
@@ -143,7 +143,7 @@ def train_dpo(model: Transformer, tok: AnyTokenizer, pairs: list[dict[str, Any]]
     after = evaluate_pairs(model, ref_held, held, tok.pad, device, cfg.beta) if ref_held is not None else {}
     checkpoint.save(out_dir, model, tok, step=cfg.dpo_steps, train_config=cfg.to_dict(), trained_on=trained_on,
                     metrics={"heldout_before": before, "heldout_after": after}, optimizer=opt,
-                    extra={"stage": "dpo", **lora_extra}, **_lora_files(model, lora_extra))
+                    extra={"stage": "dpo", **lora_extra}, **lora_checkpoint_files(model, lora_extra))
     if lora_extra:
         merge(model)
     return {"pairs": n_pairs, "heldout_before": before, "heldout_after": after, "history": history,

@@ -39,7 +39,7 @@ class Batch:
         return Batch(self.ids.to(device), self.labels.to(device), self.pos.to(device), self.doc.to(device), self.packed)
 
 
-def _labels(ids: list[int], learn: list[bool]) -> list[int]:
+def next_token_labels(ids: list[int], learn: list[bool]) -> list[int]:
     """Next-token targets: position t predicts ids[t+1], counted only where ids[t+1] is learned."""
     return [ids[t + 1] if learn[t + 1] else IGNORE for t in range(len(ids) - 1)] + [IGNORE]
 
@@ -89,7 +89,7 @@ def packed_batch(docs: Docs, chunk: list[list[int]], seq_len: int, pad_id: int) 
             toks, learn = docs[i][0][:seq_len], docs[i][1][:seq_len]
             n = len(toks)
             ids[r, t:t + n] = torch.tensor(toks)
-            labels[r, t:t + n] = torch.tensor(_labels(toks, learn))
+            labels[r, t:t + n] = torch.tensor(next_token_labels(toks, learn))
             pos[r, t:t + n] = torch.arange(n)
             doc[r, t:t + n] = d
             t += n
@@ -135,7 +135,7 @@ def padded_batch(docs: Docs, group: list[int], max_len: int, pad_id: int) -> Bat
         toks, learn = docs[i][0][:T], docs[i][1][:T]
         n = len(toks)
         ids[r, :n] = torch.tensor(toks)
-        labels[r, :n] = torch.tensor(_labels(toks, learn))
+        labels[r, :n] = torch.tensor(next_token_labels(toks, learn))
         doc[r, :n] = 0
     return Batch(ids, labels, pos, doc, packed=False)
 

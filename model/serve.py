@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from model.generation import Completion, Generator, Request, Sampling
+from model.generator_api import Completion, Generator, Request, Sampling
 
 
 @dataclass(frozen=True)
@@ -603,13 +603,13 @@ class Handler(BaseHTTPRequestHandler):
 # ---- the built-in model --------------------------------------------------------------------
 def make_server(checkpoint_dir: str, host: str = "127.0.0.1", port: int = 8000, threads: int | None = None,
                 batch_size: int = 32, limits: Limits = Limits()) -> ChatServer:
-    from model.generate import BuiltinGenerator
+    from model.sampling import BuiltinGenerator
 
     gen = BuiltinGenerator(checkpoint_dir, batch_size=batch_size, threads=threads)
     context = gen.model.cfg.max_seq_len
 
     def prompt_tokens(messages: list[dict[str, str]]) -> int:
-        # as model.generate feeds them: the chat-formatted prompt, its last context - 1 tokens
+        # as model.sampling feeds them: the chat-formatted prompt, its last context - 1 tokens
         return min(len(gen.tok.encode_chat(messages, add_generation_prompt=True)[0]), context - 1)
 
     return ChatServer(gen, (host, port), limits, max_tokens_cap=context, prompt_tokens=prompt_tokens)

@@ -72,7 +72,7 @@ def train_sft(model: Transformer, tok: AnyTokenizer, conversations: list[list[di
     checkpoints hold the merged weights plus the adapters, and `model` is merged when this returns
     (a plain Transformer either way). Resuming a LoRA run needs the same base `model` again."""
     torch.manual_seed(cfg.seed)
-    lora_extra = _with_lora(model, lora)
+    lora_extra = attach_lora(model, lora)
     opt = optimizer_for(model, cfg.lr, cfg.weight_decay)
     start = 0
     if resume and os.path.exists(os.path.join(out_dir, "optimizer.pt")):
@@ -83,7 +83,7 @@ def train_sft(model: Transformer, tok: AnyTokenizer, conversations: list[list[di
     n_per_epoch = len(first)
     log_path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), os.path.basename(out_dir) + ".metrics.jsonl")
     log = open(log_path, "a" if start else "w")
-    bar = _bar(progress, cfg.steps, start, "sft")
+    bar = step_bar(progress, cfg.steps, start, "sft")
     model.train()
     tokens_seen, t0, history = 0, time.perf_counter(), []
     for step in range(start, cfg.steps):
@@ -114,7 +114,7 @@ def train_sft(model: Transformer, tok: AnyTokenizer, conversations: list[list[di
         if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps or done == stop_after or stop:
             checkpoint.save(out_dir, model, tok, step=done, train_config=cfg.to_dict(), trained_on=trained_on,
                             metrics={"loss": rec["loss"], "packing_efficiency": efficiency}, optimizer=opt,
-                            extra={"stage": "sft", **lora_extra}, **_lora_files(model, lora_extra))
+                            extra={"stage": "sft", **lora_extra}, **lora_checkpoint_files(model, lora_extra))
         if (stop_after is not None and done >= stop_after) or stop:
             break
     log.close()
@@ -130,7 +130,7 @@ def train_sft(model: Transformer, tok: AnyTokenizer, conversations: list[list[di
             "history": history}
 
 
-def _with_lora(model: Transformer, lora: LoRAConfig | None) -> dict[str, Any]:
+def attach_lora(model: Transformer, lora: LoRAConfig | None) -> dict[str, Any]:
     """Put adapters on `model` (when `lora`) and return what its checkpoints record about them."""
     if lora is None:
         return {}
@@ -139,7 +139,7 @@ def _with_lora(model: Transformer, lora: LoRAConfig | None) -> dict[str, Any]:
     return {"lora": {**lora.to_dict(), "base": base, "trainable_params": lora_mod.trainable(model)}}
 
 
-def _lora_files(model: Transformer, lora_extra: dict[str, Any]) -> dict[str, Any]:
+def lora_checkpoint_files(model: Transformer, lora_extra: dict[str, Any]) -> dict[str, Any]:
     """checkpoint.save's keywords for a LoRA run: the merged weights and the adapters."""
     if not lora_extra:
         return {}
@@ -165,7 +165,7 @@ def _resume_weights(out_dir: str, model: Transformer, lora_extra: dict[str, Any]
     lora_mod.load_adapters(model, load_file(os.path.join(out_dir, lora_mod.ADAPTERS), device=str(device)))
 
 
-def _bar(progress: bool, total: int, initial: int, desc: str) -> Any:
+def step_bar(progress: bool, total: int, initial: int, desc: str) -> Any:
     """A step bar on a terminal; elsewhere a line every CURATE_PROGRESS_EVERY s (schemas.progress)."""
     if not progress:
         return None

@@ -73,7 +73,7 @@ def main(ctx: click.Context, warehouse: str, catalog: str | None) -> None:
 @click.pass_context
 def tables(ctx):
     """List the tables and their current row counts."""
-    from pipelines.report import _table, console
+    from pipelines.report import rich_table, console
     store = _store(ctx)
     rows = []
     for name in store.tables():
@@ -81,7 +81,7 @@ def tables(ctx):
         cur = next((v for v in vs if v["current"]), None)
         rows.append([name, len(vs), cur["rows"] if cur else 0, cur["time"] if cur else "-",
                      ", ".join(t for v in vs for t in v["tags"])])
-    console.print(_table(f"tables in {store.location}", ["table", "versions", "rows", "updated", "tags"], rows))
+    console.print(rich_table(f"tables in {store.location}", ["table", "versions", "rows", "updated", "tags"], rows))
 
 
 @main.command()
@@ -101,7 +101,7 @@ def versions(ctx, table, as_json, snapshots):
     if table == "models" and not snapshots:
         from pipelines.cli_model import print_model_versions
         return print_model_versions(_store(ctx), as_json)
-    from pipelines.report import _table, console
+    from pipelines.report import rich_table, console
     vs = _store(ctx).versions(table)
     if as_json:
         click.echo(json.dumps(vs, indent=2))
@@ -109,7 +109,7 @@ def versions(ctx, table, as_json, snapshots):
     rows = [[("* " if v["current"] else "  ") + str(v["snapshot_id"]), str(v["parent_id"] or "-"), v["time"],
              v["operation"], v["rows"], v["files"], ", ".join(v["tags"]), v["run_id"] or "-", v["pipeline"] or "-"]
             for v in vs]
-    console.print(_table(f"{table}: {_plural(len(vs), 'version')} (* current)",
+    console.print(rich_table(f"{table}: {_plural(len(vs), 'version')} (* current)",
                          ["snapshot", "parent", "time", "op", "rows", "files", "tags", "run", "pipeline"], rows))
 
 
@@ -154,7 +154,7 @@ def _resolve_pair(a: str, b: str) -> tuple[str, str]:
 @click.pass_context
 def diff(ctx, a, b, n_ids, as_json):
     """Compare two versions: rows, schema, per-column stats, ids added and removed."""
-    from pipelines.report import _table, collect, console
+    from pipelines.report import rich_table, collect, console
     store = _store(ctx)
     a, b = _resolve_pair(a, b)
     da, db = collect(store, a, shards=False), collect(store, b, shards=False)
@@ -201,7 +201,7 @@ def diff(ctx, a, b, n_ids, as_json):
         return
     console.print(f"[bold]{a}[/bold]  →  [bold]{b}[/bold]")
     d = lambda x, y: "" if x is None or y is None else f"{(y - x) + 0.0:+,.4g}"  # noqa: E731  (no -0)
-    console.print(_table("summary", ["", "A", "B", "Δ"],
+    console.print(rich_table("summary", ["", "A", "B", "Δ"],
                          [["rows", da["rows"], db["rows"], d(da["rows"], db["rows"])],
                           ["bytes", da["bytes"], db["bytes"], d(da["bytes"], db["bytes"])],
                           ["files", da["files"], db["files"], d(da["files"], db["files"])],
@@ -216,14 +216,14 @@ def diff(ctx, a, b, n_ids, as_json):
     else:
         console.print("schema: unchanged")
     if content:
-        console.print(_table("content stats", ["stat", "A", "B", "Δ"],
+        console.print(rich_table("content stats", ["stat", "A", "B", "Δ"],
                              [[c["stat"], c["a"], c["b"], d(c["a"], c["b"])] for c in content]))
     nulls = [[c["column"], c["nulls_a"], c["nulls_b"], d(c["nulls_a"], c["nulls_b"])] for c in col_rows
              if c["nulls_a"] != c["nulls_b"]]
     if nulls:
-        console.print(_table("null counts that changed", ["column", "A", "B", "Δ"], nulls))
+        console.print(rich_table("null counts that changed", ["column", "A", "B", "Δ"], nulls))
     if out["rejects"]:
-        console.print(_table("rejects by reason", ["reason", "A", "B", "Δ"],
+        console.print(rich_table("rejects by reason", ["reason", "A", "B", "Δ"],
                              [[r, x, y, d(x, y)] for r, (x, y) in out["rejects"].items()]))
     for side in ("removed", "added"):
         if out["ids"][f"{side}_sample"]:
@@ -349,14 +349,14 @@ def _print_lineage(ref: str, props: dict) -> None:
     first = ("run_id", "pipeline", "role", "git_commit", "code", "config_hash", "python", "tag")
     keys = [k for k in first if k in props] + sorted(k for k in props if k not in first)
     rows = [[k, _compact(props[k]) if props[k] is not None else "-"] for k in keys]
-    report.console.print(_left(report._table(f"lineage of {ref}", ["", "value"], rows)))
+    report.console.print(_left(report.rich_table(f"lineage of {ref}", ["", "value"], rows)))
     stages = config.pop("stages", None) or []
     config.pop("schema", None)  # the table's schema: `curate stats` lists its columns
     if config:
-        report.console.print(_left(report._table("config", ["", "value"], [[k, _compact(v) if v is not None else "-"]
+        report.console.print(_left(report.rich_table("config", ["", "value"], [[k, _compact(v) if v is not None else "-"]
                                                                            for k, v in config.items()])))
     if stages:
-        report.console.print(_left(report._table("stages (resolved parameters)", ["stage", "kind", "code", "params"],
+        report.console.print(_left(report.rich_table("stages (resolved parameters)", ["stage", "kind", "code", "params"],
                                                  [[s.get("name", ""), s.get("kind", ""), s.get("code", ""),
                                                    _compact(s.get("params") or {})] for s in stages])))
     if inputs:
@@ -366,12 +366,12 @@ def _print_lineage(ref: str, props: dict) -> None:
         head += [[f"file {path}", _compact(fp)] for path, fp in shown]
         if len(files) > len(shown):
             head.append([f"… {len(files) - len(shown):,} more files", "(--json lists them all)"])
-        report.console.print(_left(report._table("inputs", ["", "value"], head)))
+        report.console.print(_left(report.rich_table("inputs", ["", "value"], head)))
     if models:
-        report.console.print(_left(report._table("models", ["stage", "model"],
+        report.console.print(_left(report.rich_table("models", ["stage", "model"],
                                                  [[k, _compact(v, 300)] for k, v in models.items()])))
     if ex.get("operators"):
-        report.console.print(report._table("operators (resources per worker)", ["operator", "kind", "cpus", "gpus",
+        report.console.print(report.rich_table("operators (resources per worker)", ["operator", "kind", "cpus", "gpus",
                                                                               "actors", "rows/call"],
                                            [[o["operator"], o["kind"], o["cpus"], o["gpus"],
                                              (f"{o['actors'][0]}-{o['actors'][1] or 'any'} (at most {o.get('max_actors')} here)"
@@ -379,7 +379,7 @@ def _print_lineage(ref: str, props: dict) -> None:
                                              o["batch_rows"] or "shard"] for o in ex["operators"]]))
     rest = {k: v for k, v in ex.items() if k != "operators" and v not in (None, [], {})}
     if rest:
-        report.console.print(_left(report._table("execution", ["", "value"],
+        report.console.print(_left(report.rich_table("execution", ["", "value"],
                                                  [[k, _compact(v)] for k, v in rest.items()])))
     report.print_accounting(acc)
 
@@ -464,7 +464,7 @@ def train_classifier(ctx, source, text_column, label_column, positive, grade_thr
     From LLM grades: `--input edu_grades --threshold 3` (binary) or `--multiclass`.
     Use it in a pipeline with `pipelines/text_curation.py --quality-model PATH`."""
     from filters.quality import SHIPPED_SET, grade_labels, load_labeled, train
-    from pipelines.report import _table, console
+    from pipelines.report import rich_table, console
     src = source or SHIPPED_SET
     graded = grade_threshold is not None or multiclass
     label_column = label_column or ("edu_score" if graded else "label")
@@ -482,10 +482,10 @@ def train_classifier(ctx, source, text_column, label_column, positive, grade_thr
         click.echo(json.dumps({"path": art.path, **art.card}, indent=2))
         return
     if multiclass:
-        console.print(_table(f"held-out agreement with grades ({m['n']} rows)",
+        console.print(rich_table(f"held-out agreement with grades ({m['n']} rows)",
                              ["accuracy", "95% CI", "macro-F1", "MAE (expected grade)"],
                              [[m["accuracy"], m["accuracy_ci95"], m["macro_f1"], m["mae"]]]))
-    console.print(_table(f"held-out metrics ({m['n']} rows, label '{m['positive']}' positive, threshold {m['threshold']})",
+    console.print(rich_table(f"held-out metrics ({m['n']} rows, label '{m['positive']}' positive, threshold {m['threshold']})",
                          ["precision", "recall", "f1", "accuracy", "macro-F1", "tp", "fp", "fn", "tn"],
                          [[m["precision"], m["recall"], m["f1"], m.get("binary_accuracy", m["accuracy"]),
                            m.get("binary_macro_f1", m["macro_f1"]), m["tp"], m["fp"], m["fn"], m["tn"]]]))

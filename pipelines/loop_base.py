@@ -10,7 +10,7 @@ Why a path of its own next to `pipelines/reasoning_loop.py`: a 135M model costs 
 sampled or scored problem and several per trained conversation, so a seed's budget (minutes of
 CPU) buys hundreds of problems, not the from-scratch loop's 16,000. The round trips through Ray
 tables that the toy loop makes per round cost more than its training here, so this path samples,
-verifies and trains in process (`model.generate`, `synth.verify`, `model.sft`) and writes one
+verifies and trains in process (`model.sampling`, `synth.verify`, `model.sft`) and writes one
 JSON record per seed; the checkpoints it trains are ordinary built-in checkpoints (export them
 with `curate model export`).
 
@@ -198,7 +198,7 @@ def score(model, tok, problems: list[dict], cfg: BaseLoopConfig) -> dict:
 def sample_verified(model, tok, problems: list[dict], cfg: BaseLoopConfig, round_: int) -> tuple[list, dict]:
     """k samples per problem at the loop's temperature, each from its own seed; the verified ones
     (a stated answer equal to the known one, not cut off) as conversations, and counts."""
-    from model.generate import generate
+    from model.sampling import generate
     from synth.verify import CORRECT, RuleVerifier
 
     v = RuleVerifier(use_math_verify=False)

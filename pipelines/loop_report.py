@@ -97,7 +97,7 @@ def plot_rounds(records: list[dict], path: str) -> str:
 
 
 def print_table(record: dict) -> None:
-    from pipelines.report import _table, console
+    from pipelines.report import rich_table, console
     rows = []
     for r in record["rounds"]:
         lp, ct = r["loop"], r["control"]
@@ -119,7 +119,7 @@ def print_table(record: dict) -> None:
                          f"{pair['diff']:+.3f} ± {pair['se']:.3f}", "",
                          " ".join(f"L{k}={v:.2f}" for k, v in ev["by_level"].items()), str(n), ""])
     k = record["config"]["eval_k"]
-    console.print(_table(f"held-out exact match ({record['heldout']['n']} twin-free problems, seed {record['seed']}, "
+    console.print(rich_table(f"held-out exact match ({record['heldout']['n']} twin-free problems, seed {record['seed']}, "
                          f"{record['seconds']:.0f} s; ± = standard error; gain = loop − control, paired; ceiling: "
                          f"the teacher's solutions to the loop's fresh problems, same steps; ablation: unfiltered "
                          f"teacher data (row-matched: subsampled to the filtered row count), gain = filtered − it)",
@@ -128,7 +128,7 @@ def print_table(record: dict) -> None:
 
 
 def print_summary(rows: list[dict]) -> None:
-    from pipelines.report import _table, console
+    from pipelines.report import rich_table, console
     out = []
     for r in rows:
         out.append([f"round {r['round']}", f"{r['loop_mean']:.3f} ± {r['loop_sd']:.3f}",
@@ -138,7 +138,7 @@ def print_summary(rows: list[dict]) -> None:
                     f"{r['step_mean']:+.3f} ± {r['step_sd']:.3f} ({r['step_se']:.3f})" if r["round"] else "",
                     f"{r['vs_round0_mean']:+.3f}" if r["round"] else "",
                     f"{r['pass_at_k']:.3f} / {r['maj_at_k']:.3f}" if r.get("pass_at_k") is not None else ""])
-    console.print(_table(f"{rows[0]['seeds']} seeds, {rows[0]['n']} twin-free held-out problems each "
+    console.print(rich_table(f"{rows[0]['seeds']} seeds, {rows[0]['n']} twin-free held-out problems each "
                          "(mean ± sd over seeds; SE = mean paired standard error of the gain)",
                          ["", "loop", "control", "gain (loop − control)", "SE", "loop − last round (SE)",
                           "loop − round 0",
@@ -198,14 +198,14 @@ def ablation_summary(records: list[dict]) -> dict:
 
 
 def print_ablation_summary(records: list[dict]) -> None:
-    from pipelines.report import _table, console
+    from pipelines.report import rich_table, console
     s = ablation_summary(records)
     if not s:
         return
     rows = [[arm, f"{a['mean']:.3f} ± {a['sd']:.3f}", f"{a['rows']:.0f}", "", ""] for arm, a in s["arms"].items()]
     rows += [[label, "", "", f"{d['mean']:+.3f} ± {d['sd']:.3f} (SE {d['se']:.3f})", " ".join(map(str, d["z"]))]
              for label, d in s["diffs"].items()]
-    console.print(_table(f"round 0 arms over seeds {s['seeds']} ({s['n']} held-out problems each; mean ± sd over "
+    console.print(rich_table(f"round 0 arms over seeds {s['seeds']} ({s['n']} held-out problems each; mean ± sd over "
                          "seeds; SE = mean paired standard error)",
                          ["arm", "held-out accuracy", "rows", "paired difference", "per seed (SE units)"], rows))
 

@@ -19,7 +19,7 @@ from schemas.store import Store
 console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")))
 
 
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+def rich_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     t = Table(title=title, title_justify="left", show_lines=False)
     for i, c in enumerate(columns):
         t.add_column(c, justify="left" if i == 0 else "right")
@@ -235,7 +235,7 @@ def print_run(result) -> None:
 def print_accounting(acc: dict[str, Any] | None) -> None:
     if not acc:
         return
-    console.print(_table(_accounting_head(acc), ACCOUNTING_COLUMNS, accounting_rows(acc)))
+    console.print(rich_table(_accounting_head(acc), ACCOUNTING_COLUMNS, accounting_rows(acc)))
 
 
 def _hist_bar(counts: list[int], width: int = 30) -> list[str]:
@@ -255,10 +255,10 @@ def print_stats(store: Store, ref: str, shards: bool = True) -> dict[str, Any]:
             text = _first_text_stats(s["content"])
             rows.append([_short(s["file"], 40), s["rows"], s["bytes"], sum(s["nulls"].values()),
                          text.get("p50"), text.get("max")])
-        console.print(_table("shards (from table metadata; lengths from shard footers)",
+        console.print(rich_table("shards (from table metadata; lengths from shard footers)",
                              ["file", "rows", "bytes", "null cells", "chars p50", "chars max"], rows))
     if data["columns"]:
-        console.print(_table("columns (from table metadata, no scan)", COLUMN_HEAD, column_rows(data)))
+        console.print(rich_table("columns (from table metadata, no scan)", COLUMN_HEAD, column_rows(data)))
         console.print(f"[dim]{COLUMN_NOTE}[/dim]")
     print_content(data["content"] or {}, data.get("content_scored"), data)
     print_accounting(data["accounting"])
@@ -278,7 +278,7 @@ def print_content(content: dict[str, Any], scored: dict[str, Any] | None = None,
     cols = content.get("columns", {})
     lengths = length_rows(content)
     if lengths:
-        console.print(_table("lengths (content stats written with each shard)", LENGTH_HEAD, lengths))
+        console.print(rich_table("lengths (content stats written with each shard)", LENGTH_HEAD, lengths))
         console.print(f"[dim]{LENGTH_NOTE}[/dim]")
     for name, c in cols.items():
         if "hist" in c:
@@ -294,16 +294,16 @@ def print_content(content: dict[str, Any], scored: dict[str, Any] | None = None,
             extra += f"; {h['nonfinite']} NaN/inf not counted" if h.get("nonfinite") else ""
             thr = (data.get("thresholds") or {}).get(name)
             extra += f"; kept: {name} {_SIGN[thr['kept']]} {st.fmt_num(thr['value'])}" if thr else ""
-            console.print(_table(f"{name} histogram ({d['count']:,} rows{extra})", ["bin", "rows", ""], rows))
+            console.print(rich_table(f"{name} histogram ({d['count']:,} rows{extra})", ["bin", "rows", ""], rows))
             console.print(f"{name}: p10 {st.fmt_num(d['p10'])} · p50 {st.fmt_num(d['p50'])} · p90 "
                           f"{st.fmt_num(d['p90'])} ({st.fmt_error(d['rank_error'])})")
         if c.get("hist_by"):
             title, head, rows = group_rows(data, name)
-            console.print(_table(title, head, rows))
+            console.print(rich_table(title, head, rows))
         if "values" in c:
             vals = top_n(c["values"])
             bars = _hist_bar([v for _, v in vals])
-            console.print(_table(f"{name} values ({len(c['values'])} distinct)", ["value", "rows", ""],
+            console.print(rich_table(f"{name} values ({len(c['values'])} distinct)", ["value", "rows", ""],
                                  [[_short(k, 40), v, b] for (k, v), b in zip(vals, bars)]))
         if "total" in c:
             tot = c["total"]
@@ -614,5 +614,5 @@ def print_reasoning(counts: dict[str, dict[str, int]], snaps: dict[str, int]) ->
     rows += [["sft rows", f"{f['rows']:,}", f"duplicate correct answers {f.get('duplicate_answer', 0):,}"],
              ["preference pairs", f"{p['pairs']:,}",
               f"{p.get('prompts_with_pairs', 0):,} of {p.get('prompts', 0):,} prompts have a pair"]]
-    console.print(_table("reasoning data", ["", "count", "note"], rows))
+    console.print(rich_table("reasoning data", ["", "count", "note"], rows))
     console.print("published " + "  ".join(f"{k}@{v}" for k, v in snaps.items()))

@@ -21,7 +21,7 @@ import pyarrow as pa
 from schemas.engine.stage import ModelStage, Resources, annotate, reject_where
 from schemas.ids import table_ids
 from schemas.tables import field
-from synth.generators import Request, Sampling, describe_generator, local_model_resources, make_generator
+from synth.generator_backends import Request, Sampling, describe_generator, local_model_resources, make_generator
 from synth.judge import LLMJudge
 from synth.verify import CORRECT, UNDECIDED, RuleVerifier
 

@@ -1,6 +1,6 @@
 """Educational-value grading by an LLM (the Phi-3 / FineWeb-Edu recipe's labeling step).
 
-A generator (any backend of `synth.generators`) reads a document under an additive rubric
+A generator (any backend of `synth.generator_backends`) reads a document under an additive rubric
 (0-5 points, one per criterion met) and ends its reply with `Educational score: N`. The
 stage keeps the prompt, the raw reply, the parsed score and the grader's model id on every
 row; a reply with no readable score is a `grade_failed` reject carrying the reply and the
@@ -22,7 +22,7 @@ import pyarrow as pa
 from schemas.engine.stage import ModelStage, Resources, annotate, reject_where
 from schemas.ids import table_ids
 from schemas.tables import DOCUMENTS, EDU_GRADES, id_fields
-from synth.generators import Request, Sampling, describe_generator, local_model_resources, make_generator
+from synth.generator_backends import Request, Sampling, describe_generator, local_model_resources, make_generator
 
 RUBRIC_NAME = "edu-additive-v1"
 # Our own wording of the additive idea: points accumulate, so a grader cannot skip to 5

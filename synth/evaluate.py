@@ -7,7 +7,7 @@ import math
 from collections import Counter, defaultdict
 from typing import Any
 
-from model.generate import generate
+from model.sampling import generate
 from model.tokenizer import ChatTokenizer
 from model.transformer import Transformer
 from synth.verify import CORRECT, RuleVerifier

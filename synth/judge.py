@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from synth.generators import Generator, Request, Sampling
+from synth.generator_backends import Generator, Request, Sampling
 from synth.verify import CORRECT, INCORRECT, UNDECIDED
 
 JUDGE_PROMPT = """You are grading the final answer to a math problem.

@@ -9,7 +9,7 @@ import torch
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.dpo import dpo_loss
-from model.generate import generate
+from model.sampling import generate
 from model.packing import IGNORE, pack_bfd, packed_batches
 from model.sft import token_loss, train_sft
 from model.tokenizer import ChatTokenizer
@@ -159,7 +159,7 @@ def test_kv_cache_matches_full_recompute(tok):
 def test_top_p_keeps_the_same_tokens_as_sorting_the_whole_vocabulary():
     """The short cuts (the 64, then the 1,024 largest) and the full sort agree, peaked rows and flat
     ones alike (a flat row needs more than the head to reach p: the full sort is the fallback)."""
-    from model.generate import _top_p
+    from model.sampling import _top_p
 
     def by_sort(probs, p):
         sorted_p, idx = probs.sort(-1, descending=True)
@@ -181,8 +181,8 @@ def test_a_sampled_completion_depends_only_on_its_own_request(tok, tmp_path):
     """Each row samples from its own seed: the same request gives the same text alone, in any
     batch size, in any order, and when the cache already held its neighbours (a second Ray
     actor generated them first). One seed per batch broke all four."""
-    from model.generate import BuiltinGenerator
-    from model.generation import Request, Sampling
+    from model.sampling import BuiltinGenerator
+    from model.generator_api import Request, Sampling
 
     checkpoint.save(str(tmp_path / "ck"), tiny(tok), tok, step=0, train_config={}, trained_on=[])
     reqs = [Request([{"role": "user", "content": p["problem"]}],
@@ -209,7 +209,7 @@ def test_a_sampled_completion_depends_only_on_its_own_request(tok, tmp_path):
 
 def test_serve_is_openai_compatible(tok, tmp_path):
     from model.serve import make_server
-    from synth.generators import OpenAIGenerator, Request, Sampling
+    from synth.generator_backends import OpenAIGenerator, Request, Sampling
 
     checkpoint.save(str(tmp_path / "ck"), tiny(tok), tok, step=0, train_config={}, trained_on=[])
     srv = make_server(str(tmp_path / "ck"), port=0, threads=1)

@@ -136,14 +136,14 @@ def test_runner_prints_lines_off_a_terminal(tmp_path, warehouse, monkeypatch, ca
 
 
 def test_trainer_steps_print_lines_not_a_bar_off_a_terminal(monkeypatch, capsys):
-    from model.sft import _bar
+    from model.sft import step_bar
     monkeypatch.delenv("CURATE_PROGRESS", raising=False)
-    bar = _bar(True, 100, 0, "sft")
+    bar = step_bar(True, 100, 0, "sft")
     assert isinstance(bar, sp.Lines) and bar._thread is None  # each update prints when one is due
     bar.close()
-    assert _bar(False, 100, 0, "sft") is None
+    assert step_bar(False, 100, 0, "sft") is None
     monkeypatch.setenv("CURATE_PROGRESS", "1")
     from tqdm import tqdm
-    bar = _bar(True, 100, 0, "sft")
+    bar = step_bar(True, 100, 0, "sft")
     assert isinstance(bar, tqdm)
     bar.close()

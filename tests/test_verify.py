@@ -240,7 +240,7 @@ def test_the_judge_gets_the_undecided_no_answer_samples(tmp_path):
     import pyarrow as pa
 
     from synth.cot_sampling import CoTSampler
-    from synth.generators import Completion
+    from synth.generator_backends import Completion
     from synth.judge import Judgement
 
     class Gen:

@@ -1,5 +1,5 @@
 """Batched sampling with a KV cache (temperature, top-p, max tokens, stop at <|end|>), and the
-built-in model as a `model.generation.Generator` for rejection sampling."""
+built-in model as a `model.generator_api.Generator` for rejection sampling."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from model.generation import Completion, Generator, Request
+from model.generator_api import Completion, Generator, Request
 from model.transformer import KVCache, Transformer
 
 
@@ -147,7 +147,7 @@ def generate(model: Transformer, prompts: list[list[int]], *, max_new_tokens: in
 
 
 class BuiltinGenerator(Generator):
-    """`builtin:<checkpoint dir>` for `synth.generators.make_generator`: the loop's generator."""
+    """`builtin:<checkpoint dir>` for `synth.generator_backends.make_generator`: the loop's generator."""
     streams = True
 
     def __init__(self, checkpoint_dir: str, cache: str | None = None, batch_size: int = 32,

@@ -1,5 +1,5 @@
-"""The generator interface every backend implements (synth/generators.py: HTTP, transformers,
-SmolLM2; model/generate.py: the built-in model), with the cache so a rerun never pays twice.
+"""The generator interface every backend implements (synth/generator_backends.py: HTTP, transformers,
+SmolLM2; model/sampling.py: the built-in model), with the cache so a rerun never pays twice.
 
 `Generator.generate(requests)` takes chat requests (messages + sampling parameters with a
 seed) and returns one `Completion` per request, in order, never raising for a single bad

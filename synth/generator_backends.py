@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 # The generator interface is defined in model/ and re-exported here (`X as X`: an explicit re-export).
-from model.generation import (
+from model.generator_api import (
     Completion,
     GenerationCache as GenerationCache,
     Generator,
@@ -108,7 +108,7 @@ class _RowSampling:
     race); rows at temperature 0 keep their scores."""
 
     def __init__(self, samplings: list[Sampling], device: str):
-        from model.generate import RowSampler
+        from model.sampling import RowSampler
         self.rows = RowSampler([s.seed for s in samplings], [s.temperature for s in samplings],
                                [s.top_p for s in samplings], device)
 
@@ -201,7 +201,7 @@ def make_generator(spec: str, cache: str | None = None, **kw: Any) -> Generator:
         return OpenAIGenerator(url, model or None, cache,
                                **{k: v for k, v in kw.items() if k in ("timeout_s", "retries", "concurrency")})
     if kind == "builtin":
-        from model.generate import BuiltinGenerator
+        from model.sampling import BuiltinGenerator
         opts = {k: v for k, v in kw.items() if k in ("batch_size", "threads", "device")}
         return BuiltinGenerator(rest, cache, **opts)
     raise ValueError(f"unknown generator {spec!r}: openai:<url>[#model], hf:<dir>[#file.gguf], smollm2, "
