@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 from model import checkpoint
 from model.config import ModelConfig
-from model.sampling import generate
 from model.hf_format import UnsupportedModel, config_from_hf, export_checkpoint, import_checkpoint
 from model.hf_tokenizer import TemplateError, TemplateTokenizer
+from model.sampling import generate
 from model.tokenizer import ChatTokenizer
 from model.transformer import Transformer
 
@@ -211,8 +211,8 @@ def test_a_template_that_rewrites_earlier_turns_is_refused_not_masked_wrongly(tm
 def test_a_from_scratch_checkpoint_exports_to_transformers_and_serves_as_hf_generator(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from model.sampling import BuiltinGenerator
     from model.generator_api import Request, Sampling
+    from model.sampling import BuiltinGenerator
     from synth.generator_backends import make_generator
 
     tok = ChatTokenizer.train([m["content"] for m in CONVERSATION] * 30, vocab_size=300)
@@ -327,8 +327,8 @@ def test_an_imported_model_fine_tunes_on_its_template_and_samples_to_its_end_of_
     stops at the template's end-of-turn id."""
     from model.config import TrainConfig
     from model.dpo import train_dpo
-    from model.sampling import BuiltinGenerator
     from model.generator_api import Request, Sampling
+    from model.sampling import BuiltinGenerator
     from model.sft import train_sft
 
     _, _, ckpt = _make_family("llama", tmp_path)

@@ -9,8 +9,8 @@ import torch
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig
 from model.dpo import dpo_loss
-from model.sampling import generate
 from model.packing import IGNORE, pack_bfd, packed_batches
+from model.sampling import generate
 from model.sft import token_loss, train_sft
 from model.tokenizer import ChatTokenizer
 from model.transformer import Transformer, document_mask
@@ -181,8 +181,8 @@ def test_a_sampled_completion_depends_only_on_its_own_request(tok, tmp_path):
     """Each row samples from its own seed: the same request gives the same text alone, in any
     batch size, in any order, and when the cache already held its neighbours (a second Ray
     actor generated them first). One seed per batch broke all four."""
-    from model.sampling import BuiltinGenerator
     from model.generator_api import Request, Sampling
+    from model.sampling import BuiltinGenerator
 
     checkpoint.save(str(tmp_path / "ck"), tiny(tok), tok, step=0, train_config={}, trained_on=[])
     reqs = [Request([{"role": "user", "content": p["problem"]}],
