@@ -73,7 +73,7 @@ def main(ctx: click.Context, warehouse: str, catalog: str | None) -> None:
 @click.pass_context
 def tables(ctx):
     """List the tables and their current row counts."""
-    from pipelines.report import rich_table, console
+    from pipelines.report import console, rich_table
     store = _store(ctx)
     rows = []
     for name in store.tables():
@@ -101,7 +101,7 @@ def versions(ctx, table, as_json, snapshots):
     if table == "models" and not snapshots:
         from pipelines.cli_model import print_model_versions
         return print_model_versions(_store(ctx), as_json)
-    from pipelines.report import rich_table, console
+    from pipelines.report import console, rich_table
     vs = _store(ctx).versions(table)
     if as_json:
         click.echo(json.dumps(vs, indent=2))
@@ -110,7 +110,7 @@ def versions(ctx, table, as_json, snapshots):
              v["operation"], v["rows"], v["files"], ", ".join(v["tags"]), v["run_id"] or "-", v["pipeline"] or "-"]
             for v in vs]
     console.print(rich_table(f"{table}: {_plural(len(vs), 'version')} (* current)",
-                         ["snapshot", "parent", "time", "op", "rows", "files", "tags", "run", "pipeline"], rows))
+                             ["snapshot", "parent", "time", "op", "rows", "files", "tags", "run", "pipeline"], rows))
 
 
 @main.command()
@@ -154,7 +154,7 @@ def _resolve_pair(a: str, b: str) -> tuple[str, str]:
 @click.pass_context
 def diff(ctx, a, b, n_ids, as_json):
     """Compare two versions: rows, schema, per-column stats, ids added and removed."""
-    from pipelines.report import rich_table, collect, console
+    from pipelines.report import collect, console, rich_table
     store = _store(ctx)
     a, b = _resolve_pair(a, b)
     da, db = collect(store, a, shards=False), collect(store, b, shards=False)
@@ -186,28 +186,30 @@ def diff(ctx, a, b, n_ids, as_json):
                     content.append({"stat": f"{name} {unit} {k}", "a": xa.get(k), "b": xb.get(k)})
         if "hist" in cb and cb["hist"]["count"]:
             ha = ca.get("hist", {})
-            mean = lambda h: h["sum"] / h["count"] if h.get("count") else None  # noqa: E731
+            mean = lambda h: h["sum"] / h["count"] if h.get("count") else None
             content.append({"stat": f"{name} mean", "a": mean(ha), "b": mean(cb["hist"])})
     reasons_a = (da["accounting"] or {}).get("rejects_by_reason", {})
     reasons_b = (db["accounting"] or {}).get("rejects_by_reason", {})
     out = {"a": a, "b": b, "rows": [da["rows"], db["rows"]], "bytes": [da["bytes"], db["bytes"]],
            "files": [da["files"], db["files"]], "schema": schema, "columns": col_rows, "content": content,
            "rejects": {r: [reasons_a.get(r, 0), reasons_b.get(r, 0)] for r in sorted(set(reasons_a) | set(reasons_b))},
-           "ids": {"distinct": [len(ids_a), len(ids_b)], "duplicate_rows": [da["rows"] - len(ids_a), db["rows"] - len(ids_b)],
+           "ids": {"distinct": [len(ids_a), len(ids_b)],
+                   "duplicate_rows": [da["rows"] - len(ids_a), db["rows"] - len(ids_b)],
                    "added": len(added), "removed": len(removed), "kept": len(ids_b) - len(added),
-                   "added_sample": added.slice(0, n_ids).to_pylist(), "removed_sample": removed.slice(0, n_ids).to_pylist()}}
+                   "added_sample": added.slice(0, n_ids).to_pylist(),
+                   "removed_sample": removed.slice(0, n_ids).to_pylist()}}
     if as_json:
         click.echo(json.dumps(out, indent=2, default=str))
         return
     console.print(f"[bold]{a}[/bold]  →  [bold]{b}[/bold]")
-    d = lambda x, y: "" if x is None or y is None else f"{(y - x) + 0.0:+,.4g}"  # noqa: E731  (no -0)
+    d = lambda x, y: "" if x is None or y is None else f"{(y - x) + 0.0:+,.4g}"  # + 0.0: no -0
     console.print(rich_table("summary", ["", "A", "B", "Δ"],
-                         [["rows", da["rows"], db["rows"], d(da["rows"], db["rows"])],
-                          ["bytes", da["bytes"], db["bytes"], d(da["bytes"], db["bytes"])],
-                          ["files", da["files"], db["files"], d(da["files"], db["files"])],
-                          ["distinct ids", len(ids_a), len(ids_b), d(len(ids_a), len(ids_b))],
-                          ["distinct ids only in A (removed)", "", len(removed), ""],
-                          ["distinct ids only in B (added)", "", len(added), ""]]))
+                             [["rows", da["rows"], db["rows"], d(da["rows"], db["rows"])],
+                              ["bytes", da["bytes"], db["bytes"], d(da["bytes"], db["bytes"])],
+                              ["files", da["files"], db["files"], d(da["files"], db["files"])],
+                              ["distinct ids", len(ids_a), len(ids_b), d(len(ids_a), len(ids_b))],
+                              ["distinct ids only in A (removed)", "", len(removed), ""],
+                              ["distinct ids only in B (added)", "", len(added), ""]]))
     dup = out["ids"]["duplicate_rows"]
     if any(dup):
         console.print(f"rows sharing an id with another row: A {dup[0]:,}, B {dup[1]:,}")
@@ -217,14 +219,14 @@ def diff(ctx, a, b, n_ids, as_json):
         console.print("schema: unchanged")
     if content:
         console.print(rich_table("content stats", ["stat", "A", "B", "Δ"],
-                             [[c["stat"], c["a"], c["b"], d(c["a"], c["b"])] for c in content]))
+                                 [[c["stat"], c["a"], c["b"], d(c["a"], c["b"])] for c in content]))
     nulls = [[c["column"], c["nulls_a"], c["nulls_b"], d(c["nulls_a"], c["nulls_b"])] for c in col_rows
              if c["nulls_a"] != c["nulls_b"]]
     if nulls:
         console.print(rich_table("null counts that changed", ["column", "A", "B", "Δ"], nulls))
     if out["rejects"]:
         console.print(rich_table("rejects by reason", ["reason", "A", "B", "Δ"],
-                             [[r, x, y, d(x, y)] for r, (x, y) in out["rejects"].items()]))
+                                 [[r, x, y, d(x, y)] for r, (x, y) in out["rejects"].items()]))
     for side in ("removed", "added"):
         if out["ids"][f"{side}_sample"]:
             console.print(f"{side} ids (sample): " + ", ".join(i[:16] for i in out["ids"][f"{side}_sample"]))
@@ -353,12 +355,13 @@ def _print_lineage(ref: str, props: dict) -> None:
     stages = config.pop("stages", None) or []
     config.pop("schema", None)  # the table's schema: `curate stats` lists its columns
     if config:
-        report.console.print(_left(report.rich_table("config", ["", "value"], [[k, _compact(v) if v is not None else "-"]
-                                                                           for k, v in config.items()])))
+        config_rows = [[k, _compact(v) if v is not None else "-"] for k, v in config.items()]
+        report.console.print(_left(report.rich_table("config", ["", "value"], config_rows)))
     if stages:
-        report.console.print(_left(report.rich_table("stages (resolved parameters)", ["stage", "kind", "code", "params"],
-                                                 [[s.get("name", ""), s.get("kind", ""), s.get("code", ""),
-                                                   _compact(s.get("params") or {})] for s in stages])))
+        stage_rows = [[s.get("name", ""), s.get("kind", ""), s.get("code", ""), _compact(s.get("params") or {})]
+                      for s in stages]
+        report.console.print(_left(report.rich_table("stages (resolved parameters)",
+                                                     ["stage", "kind", "code", "params"], stage_rows)))
     if inputs:
         files = inputs.get("files") or {}
         head = [[k, _compact(v)] for k, v in inputs.items() if k != "files"]
@@ -369,24 +372,26 @@ def _print_lineage(ref: str, props: dict) -> None:
         report.console.print(_left(report.rich_table("inputs", ["", "value"], head)))
     if models:
         report.console.print(_left(report.rich_table("models", ["stage", "model"],
-                                                 [[k, _compact(v, 300)] for k, v in models.items()])))
+                                                     [[k, _compact(v, 300)] for k, v in models.items()])))
     if ex.get("operators"):
         report.console.print(report.rich_table("operators (resources per worker)", ["operator", "kind", "cpus", "gpus",
-                                                                              "actors", "rows/call"],
-                                           [[o["operator"], o["kind"], o["cpus"], o["gpus"],
-                                             (f"{o['actors'][0]}-{o['actors'][1] or 'any'} (at most {o.get('max_actors')} here)"
-                                              if o["kind"] == "actor" else ""),
-                                             o["batch_rows"] or "shard"] for o in ex["operators"]]))
+                                                                                  "actors", "rows/call"],
+                                               [[o["operator"], o["kind"], o["cpus"], o["gpus"],
+                                                 (f"{o['actors'][0]}-{o['actors'][1] or 'any'} "
+                                                  f"(at most {o.get('max_actors')} here)"
+                                                  if o["kind"] == "actor" else ""),
+                                                 o["batch_rows"] or "shard"] for o in ex["operators"]]))
     rest = {k: v for k, v in ex.items() if k != "operators" and v not in (None, [], {})}
     if rest:
         report.console.print(_left(report.rich_table("execution", ["", "value"],
-                                                 [[k, _compact(v)] for k, v in rest.items()])))
+                                                     [[k, _compact(v)] for k, v in rest.items()])))
     report.print_accounting(acc)
 
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--schema", "schema_name", required=True, help="documents, sft, speech_sft, problems, cot_samples, preferences")
+@click.option("--schema", "schema_name", required=True,
+              help="documents, sft, speech_sft, problems, cot_samples, preferences")
 @click.option("--max-errors", default=20, show_default=True)
 def validate(path, schema_name, max_errors):
     """Check a JSONL or Parquet file against a table schema; name the column and row of each problem."""
@@ -464,7 +469,7 @@ def train_classifier(ctx, source, text_column, label_column, positive, grade_thr
     From LLM grades: `--input edu_grades --threshold 3` (binary) or `--multiclass`.
     Use it in a pipeline with `pipelines/text_curation.py --quality-model PATH`."""
     from filters.quality import SHIPPED_SET, grade_labels, load_labeled, train
-    from pipelines.report import rich_table, console
+    from pipelines.report import console, rich_table
     src = source or SHIPPED_SET
     graded = grade_threshold is not None or multiclass
     label_column = label_column or ("edu_score" if graded else "label")
@@ -483,12 +488,13 @@ def train_classifier(ctx, source, text_column, label_column, positive, grade_thr
         return
     if multiclass:
         console.print(rich_table(f"held-out agreement with grades ({m['n']} rows)",
-                             ["accuracy", "95% CI", "macro-F1", "MAE (expected grade)"],
-                             [[m["accuracy"], m["accuracy_ci95"], m["macro_f1"], m["mae"]]]))
-    console.print(rich_table(f"held-out metrics ({m['n']} rows, label '{m['positive']}' positive, threshold {m['threshold']})",
-                         ["precision", "recall", "f1", "accuracy", "macro-F1", "tp", "fp", "fn", "tn"],
-                         [[m["precision"], m["recall"], m["f1"], m.get("binary_accuracy", m["accuracy"]),
-                           m.get("binary_macro_f1", m["macro_f1"]), m["tp"], m["fp"], m["fn"], m["tn"]]]))
+                                 ["accuracy", "95% CI", "macro-F1", "MAE (expected grade)"],
+                                 [[m["accuracy"], m["accuracy_ci95"], m["macro_f1"], m["mae"]]]))
+    console.print(rich_table(f"held-out metrics ({m['n']} rows, label '{m['positive']}' positive, "
+                             f"threshold {m['threshold']})",
+                             ["precision", "recall", "f1", "accuracy", "macro-F1", "tp", "fp", "fn", "tn"],
+                             [[m["precision"], m["recall"], m["f1"], m.get("binary_accuracy", m["accuracy"]),
+                               m.get("binary_macro_f1", m["macro_f1"]), m["tp"], m["fp"], m["fn"], m["tn"]]]))
     click.echo(f"model {art.path}\nsha256 {art.sha256}\ntrained on {art.card['train_rows']} rows of {src}")
 
 

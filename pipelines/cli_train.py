@@ -32,7 +32,8 @@ import click
               help="checkpoint every N steps (a failed worker's run resumes from the last)")
 @click.option("--max-failures", type=int, default=2, show_default=True,
               help="worker-group restarts Ray Train allows before the run fails")
-@click.option("--storage", default=None, help="Ray Train's storage for the run's checkpoints (default: WAREHOUSE/_train; "
+@click.option("--storage", default=None,
+              help="Ray Train's storage for the run's checkpoints (default: WAREHOUSE/_train; "
               "a path every node sees, or s3://)")
 @click.option("--placement", type=click.Choice(["pack", "spread"]), default="pack", show_default=True,
               help="workers on as few nodes as possible, or one per node")

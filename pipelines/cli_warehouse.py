@@ -63,7 +63,7 @@ def info(ctx: click.Context) -> None:
     try:
         marker = read_marker(wh) or {}
         origin = marker.get("location") or catalog_origin(wh) or wh
-    except Exception as e:  # a damaged marker or catalog: one line
+    except Exception as e:  # noqa: BLE001  a damaged marker or catalog, whatever raised: one line, no traceback
         _fail(str(e))
     click.echo(json.dumps({"warehouse": wh, **marker, "in_place": _same_place(origin, wh)},
                           indent=2))

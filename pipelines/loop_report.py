@@ -12,7 +12,7 @@ def summarize(records: list[dict]) -> list[dict]:
 
     from synth.evaluate import paired
 
-    sd = lambda xs: st.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+    sd = lambda xs: st.stdev(xs) if len(xs) > 1 else 0.0
     out = []
     for i in range(min(len(r["rounds"]) for r in records)):
         rs = [r["rounds"][i] for r in records]
@@ -56,7 +56,7 @@ def plot_rounds(records: list[dict], path: str) -> str:
     rows = summarize(records)
     xs = [r["round"] for r in rows]
     one = len(records) == 1
-    err = lambda key: [r["heldout_se"] if one else r[f"{key}_sd"] for r in rows]  # noqa: E731
+    err = lambda key: [r["heldout_se"] if one else r[f"{key}_sd"] for r in rows]
     fig, (ax, gx) = plt.subplots(1, 2, figsize=(11, 3.9), gridspec_kw={"width_ratios": [3, 2]})
     ax.errorbar(xs, [r["loop_mean"] for r in rows], yerr=err("loop"), fmt="o-", capsize=4,
                 label="loop (teacher + verified self-samples)")
@@ -97,7 +97,7 @@ def plot_rounds(records: list[dict], path: str) -> str:
 
 
 def print_table(record: dict) -> None:
-    from pipelines.report import rich_table, console
+    from pipelines.report import console, rich_table
     rows = []
     for r in record["rounds"]:
         lp, ct = r["loop"], r["control"]
@@ -119,16 +119,16 @@ def print_table(record: dict) -> None:
                          f"{pair['diff']:+.3f} ± {pair['se']:.3f}", "",
                          " ".join(f"L{k}={v:.2f}" for k, v in ev["by_level"].items()), str(n), ""])
     k = record["config"]["eval_k"]
-    console.print(rich_table(f"held-out exact match ({record['heldout']['n']} twin-free problems, seed {record['seed']}, "
-                         f"{record['seconds']:.0f} s; ± = standard error; gain = loop − control, paired; ceiling: "
-                         f"the teacher's solutions to the loop's fresh problems, same steps; ablation: unfiltered "
-                         f"teacher data (row-matched: subsampled to the filtered row count), gain = filtered − it)",
-                         ["", "loop pass@1", "control", "ceiling", "gain", f"pass@{k} / maj@{k}", "by level", "rows",
-                          "DPO"], rows))
+    title = (f"held-out exact match ({record['heldout']['n']} twin-free problems, seed {record['seed']}, "
+             f"{record['seconds']:.0f} s; ± = standard error; gain = loop − control, paired; ceiling: "
+             f"the teacher's solutions to the loop's fresh problems, same steps; ablation: unfiltered "
+             f"teacher data (row-matched: subsampled to the filtered row count), gain = filtered − it)")
+    console.print(rich_table(title, ["", "loop pass@1", "control", "ceiling", "gain", f"pass@{k} / maj@{k}",
+                                     "by level", "rows", "DPO"], rows))
 
 
 def print_summary(rows: list[dict]) -> None:
-    from pipelines.report import rich_table, console
+    from pipelines.report import console, rich_table
     out = []
     for r in rows:
         out.append([f"round {r['round']}", f"{r['loop_mean']:.3f} ± {r['loop_sd']:.3f}",
@@ -139,10 +139,10 @@ def print_summary(rows: list[dict]) -> None:
                     f"{r['vs_round0_mean']:+.3f}" if r["round"] else "",
                     f"{r['pass_at_k']:.3f} / {r['maj_at_k']:.3f}" if r.get("pass_at_k") is not None else ""])
     console.print(rich_table(f"{rows[0]['seeds']} seeds, {rows[0]['n']} twin-free held-out problems each "
-                         "(mean ± sd over seeds; SE = mean paired standard error of the gain)",
-                         ["", "loop", "control", "gain (loop − control)", "SE", "loop − last round (SE)",
-                          "loop − round 0",
-                          f"loop pass@{rows[0].get('k', '')} / maj"], out))
+                             "(mean ± sd over seeds; SE = mean paired standard error of the gain)",
+                             ["", "loop", "control", "gain (loop − control)", "SE", "loop − last round (SE)",
+                              "loop − round 0",
+                              f"loop pass@{rows[0].get('k', '')} / maj"], out))
 
 
 def per_seed_lines(records: list[dict]) -> str:
@@ -177,7 +177,7 @@ def ablation_summary(records: list[dict]) -> dict:
     """Round 0's arms over seeds: each arm's accuracy and each paired difference, mean ± sd over
     seeds, the mean paired SE, and per seed the difference in SE units (does it hold on every seed?)."""
     import statistics as st
-    sd = lambda xs: st.stdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+    sd = lambda xs: st.stdev(xs) if len(xs) > 1 else 0.0
     abl = [r["ablation"] for r in records if r.get("ablation")]
     if not abl:
         return {}
@@ -198,7 +198,7 @@ def ablation_summary(records: list[dict]) -> dict:
 
 
 def print_ablation_summary(records: list[dict]) -> None:
-    from pipelines.report import rich_table, console
+    from pipelines.report import console, rich_table
     s = ablation_summary(records)
     if not s:
         return
@@ -206,13 +206,13 @@ def print_ablation_summary(records: list[dict]) -> None:
     rows += [[label, "", "", f"{d['mean']:+.3f} ± {d['sd']:.3f} (SE {d['se']:.3f})", " ".join(map(str, d["z"]))]
              for label, d in s["diffs"].items()]
     console.print(rich_table(f"round 0 arms over seeds {s['seeds']} ({s['n']} held-out problems each; mean ± sd over "
-                         "seeds; SE = mean paired standard error)",
-                         ["arm", "held-out accuracy", "rows", "paired difference", "per seed (SE units)"], rows))
+                             "seeds; SE = mean paired standard error)",
+                             ["arm", "held-out accuracy", "rows", "paired difference", "per seed (SE units)"], rows))
 
 
 def print_profile(record: dict, workers: int) -> None:
     """Wall time by phase, the side worker's beside it, and the CPU seconds the run cost."""
-    by_phase = lambda p: ", ".join(f"{k} {v:.0f}" for k, v in sorted(p.items(), key=lambda kv: -kv[1]))  # noqa: E731
+    by_phase = lambda p: ", ".join(f"{k} {v:.0f}" for k, v in sorted(p.items(), key=lambda kv: -kv[1]))
     side = record.get("profile_side")
     print(f"wall time by phase (s): {by_phase(record['profile'])}"
           + (f"; side worker (ablation, control, held-out scoring): {by_phase(side)}" if side else "")

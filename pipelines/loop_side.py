@@ -209,7 +209,7 @@ def _side_main(cfg: LoopConfig, held, dev, teacher, tok_path, inbox, outbox) -> 
                 side.submit_eval(r, _expect(inbox.get(), Kind.CHECKPOINT, r))
                 outbox.put(Message(Kind.EVAL, r, side.loop_eval(r)))
         outbox.put(Message(Kind.DONE, 0, bench.profile))
-    except BaseException:
+    except BaseException:  # noqa: BLE001  anything, even KeyboardInterrupt, goes back to the driver as ERROR
         outbox.put(Message(Kind.ERROR, 0, traceback.format_exc()))
         raise SystemExit(1) from None
 

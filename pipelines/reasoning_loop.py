@@ -42,12 +42,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from pipelines.loop_bench import MODELS, conv_key, log  # noqa: E402
-from pipelines.loop_config import LoopConfig  # noqa: E402
-from pipelines.loop_integrity import HeldoutLeak  # noqa: E402
-from pipelines.loop_report import per_seed_lines, print_profile, print_table, summarize  # noqa: E402
-from pipelines.loop_rounds import Loop, unsure_problems, weighted_mix  # noqa: E402
-from schemas.store import default_warehouse  # noqa: E402
+from pipelines.loop_bench import MODELS, conv_key, log
+from pipelines.loop_config import LoopConfig
+from pipelines.loop_integrity import HeldoutLeak
+from pipelines.loop_report import per_seed_lines, print_profile, print_table, summarize
+from pipelines.loop_rounds import Loop, unsure_problems, weighted_mix
+from schemas.store import default_warehouse
 
 # the loop's public names, as before the split (tests, pipelines/flagship.py)
 __all__ = ["MODELS", "HeldoutLeak", "Loop", "LoopConfig", "conv_key", "log", "parser", "per_seed_lines", "print_table",
