@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from typing import Any, TypedDict
 
 import pyarrow as pa
 
@@ -28,6 +29,17 @@ MODELS = schema([
 # a table version) and the teacher's solutions to a round's fresh problems (the ceiling arm)
 LOOP_TRAIN = schema([field("id", pa.string(), required=True), field("messages", MESSAGES, required=True)],
                     id_fields=["messages"])
+
+
+class BestDev(TypedDict):
+    """With `early_stop`, what `Bench.train` keeps of the dev scores so far."""
+    acc: float
+    step: int
+    state: dict[str, Any] | None  # the best step's weights (a detached copy)
+    bad: int  # scores since the best that were not better
+    curve: list[tuple[int, float]]  # (step, dev accuracy)
+    eval_s: float  # seconds spent scoring the dev set
+    by_level: dict | None
 
 
 def log(msg: str) -> None:
@@ -150,7 +162,7 @@ class Bench:
             reused = self._reused(name, path, tcfg, trained_on)
             if reused:
                 return reused
-        best = {"acc": -1.0, "step": 0, "state": None, "bad": 0, "curve": [], "eval_s": 0.0, "by_level": None}
+        best: BestDev = {"acc": -1.0, "step": 0, "state": None, "bad": 0, "curve": [], "eval_s": 0.0, "by_level": None}
 
         def on_step(rec: dict) -> bool:
             every = c.eval_every * (1 if rec["step"] >= c.min_steps else 4)  # before it can stop: a coarser curve
@@ -164,8 +176,8 @@ class Bench:
             model.train()
             best["curve"].append((rec["step"], round(acc, 4)))
             if acc > best["acc"]:
-                best.update(acc=acc, step=rec["step"], bad=0, by_level=ev["by_level"],
-                            state={k: v.detach().clone() for k, v in model.state_dict().items()})
+                best["acc"], best["step"], best["bad"], best["by_level"] = acc, rec["step"], 0, ev["by_level"]
+                best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 best["bad"] += 1
             return 0 < c.patience <= best["bad"] and rec["step"] >= c.min_steps
@@ -198,6 +210,7 @@ class Bench:
         from model.train_ray import parse_resources, train_ray
 
         c = self.cfg
+        assert c.train_workers, "train() takes this path only with --train-workers"
         t = time.perf_counter()
         with self.timed("training"):
             ref = self.publish_conversations("loop_train", convs, trained_on, name)

@@ -87,7 +87,8 @@ class LoopConfig:
         if missing or unknown:
             raise TypeError(f"LoopConfig and the loop's parser disagree: missing {sorted(missing)}, "
                             f"unknown {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """As recorded in record.json (`config`): the parser's destinations, in its order."""

@@ -115,6 +115,7 @@ def print_table(record: dict) -> None:
                                ("row-matched", ab.get("row_matched"), ab.get("paired_row_matched"),
                                 ab.get("row_matched_rows"))):
         if ev:
+            assert pair is not None  # an arm's paired difference is recorded with it
             rows.append([label, f"{ev['accuracy']:.3f} ± {ev['se']:.3f}", "", "",
                          f"{pair['diff']:+.3f} ± {pair['se']:.3f}", "",
                          " ".join(f"L{k}={v:.2f}" for k, v in ev["by_level"].items()), str(n), ""])

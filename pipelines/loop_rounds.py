@@ -107,7 +107,8 @@ class Loop(Bench):
 
         from synth.problems import word_problem
         c = self.cfg
-        rng, train, twins = random.Random(c.seed), [], 0
+        rng, twins = random.Random(c.seed), 0
+        train: list[dict] = []
         while len(train) < c.teacher_problems:
             p = word_problem(rng, rng.choice(c.levels), c.teacher_error_rate,
                              None if c.teacher_errors == "mixed" else {"arithmetic": 1.0})
@@ -183,7 +184,8 @@ class Loop(Bench):
         rng = random.Random(c.seed * 1_000_003 + round_)
         levels = list(c.levels)
         w = [pass_rates.get(str(lv), 0.5) * (1 - pass_rates.get(str(lv), 0.5)) + c.curriculum_floor for lv in levels]
-        out, skipped = [], {"heldout_or_dev_twin": 0, "seen": 0, "repeats_kept": 0}
+        out: list[dict] = []
+        skipped = {"heldout_or_dev_twin": 0, "seen": 0, "repeats_kept": 0}
         while len(out) < c.sample_problems:
             lv = rng.choices(levels, weights=w)[0]
             for attempt in range(20):

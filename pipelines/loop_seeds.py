@@ -42,7 +42,9 @@ def run_seeds(argv: list[str], seeds: list[int], jobs: int, warehouse: str, run:
     """Each seed in <warehouse>/seed-S, `jobs` at a time; then the table, the per-seed lines and the plot."""
     rest = seed_argv(argv, workers)
     wh = os.path.abspath(warehouse)
-    procs, records, failed = [], [], []
+    procs: list[tuple[int, subprocess.Popen]] = []
+    records: list[dict] = []
+    failed: list[int] = []
     pending = list(seeds)
     while pending or procs:
         while pending and len(procs) < jobs:

@@ -118,7 +118,9 @@ class Inline:
     def __init__(self, bench: Bench, teacher: dict[str, str], tok, filtered: list, unfiltered: list):
         self.bench, self.teacher, self.tok = bench, teacher, tok
         self.filtered, self.unfiltered = filtered, unfiltered
-        self.base = self.ck = self.ceiling_ck = None
+        self.base: str | None = None  # round 0's checkpoint, from start_controls
+        self.ck: str | None = None  # the control's latest checkpoint
+        self.ceiling_ck: str | None = None  # the ceiling's latest checkpoint
         self.checkpoints: dict[int, str] = {}
         self.solutions: dict[int, str] = {}
 
@@ -139,12 +141,14 @@ class Inline:
 
     def control(self, r: int) -> dict:
         init = self.base if self.bench.cfg.init == "base" else self.ck
+        assert init is not None, "start_controls comes first"
         res = control_round(self.bench, r, self.filtered, self.teacher, init)
         self.ck = res["ck"]
         return res
 
     def ceiling(self, r: int) -> dict:
         init = self.base if self.bench.cfg.init == "base" else self.ceiling_ck
+        assert init is not None, "start_controls comes first"
         res = ceiling_round(self.bench, r, self.filtered, self.teacher, [self.solutions[i] for i in range(1, r + 1)],
                             init)
         self.ceiling_ck = res["ck"]

@@ -162,8 +162,10 @@ def model_versions(store: Store) -> list[dict[str, Any]]:
         if r["kind"] != "export":
             by_id.setdefault(r["id"], []).append(r)
     for r in out:
-        parent = r["from"] or {}
-        for p in by_id.get(parent.get("id"), []):
+        parent_id = (r["from"] or {}).get("id")
+        if parent_id is None:  # no parent: nothing to link
+            continue
+        for p in by_id.get(parent_id, []):
             if p is not r:
                 p["derived"].append({"kind": r["kind"], "id": r["id"], "stage": r["stage"], "path": r["path"],
                                      "snapshot": r["snapshot"]})

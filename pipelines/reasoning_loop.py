@@ -206,6 +206,7 @@ def run_main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print_table(record)
+    assert cfg.workers is not None  # resolve_workers set it
     print_profile(record, cfg.workers)
     print(f"record: {os.path.join(os.path.abspath(cfg.warehouse), '_loop', record['run'], 'record.json')}")
     return 0
