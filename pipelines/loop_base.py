@@ -39,6 +39,7 @@ import statistics as st
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
@@ -135,7 +136,7 @@ class Problems:
     def _draw(self, rng: random.Random, n: int, error_rate: float, kind: str) -> list[dict]:
         from synth.problems_multistep import multistep_problem
 
-        out = []
+        out: list[dict] = []
         while len(out) < n:
             p = multistep_problem(rng, rng.choice(self.cfg.levels), error_rate, self.cfg.digits)
             if self.is_protected(p) or self.seen.twin_of(p["problem"]) is not None:
@@ -301,7 +302,8 @@ class Chain:
         steps), round 0's checkpoint once the loop has written it, then per round the control (the
         loop's steps and tokens per step, on the verified teacher data only) and the loop's
         checkpoint of that round. Nothing here feeds the loop, so it can run beside it."""
-        cfg, out = self.cfg, {}
+        cfg = self.cfg
+        out: dict[str, Any] = {}
         model, tok = load(self.base_ck)
         out["base"] = self.score("base", model, tok)
         del model
@@ -335,7 +337,8 @@ class Chain:
         """Round 0 (the base after SFT on the verified teacher data), then per round: sample the
         current model on fresh problems, verify, train on the teacher data plus every verified
         sample so far, continuing from the last round's model. Scoring is the other chain's."""
-        cfg, out = self.cfg, {"rounds": []}
+        cfg = self.cfg
+        out: dict[str, Any] = {"rounds": []}
         model, tok, res = self.train("round0-sft", self.base_ck, self.filtered, cfg.sft_steps, cfg.lr,
                                      ["teacher:filtered"])
         out["round0"] = {"train": res, "rows": len(self.filtered)}
@@ -448,7 +451,7 @@ def report(record: dict) -> str:
         p = v["filtered_minus_arm"]
         lines.append(f"  ablation {arm} ({v['rows']} rows): {v['accuracy']:.3f}; filtered − {arm} {p['diff']:+.3f} ± "
                      f"{p['se']:.3f}")
-    prof = {}
+    prof: dict[str, float] = {}
     for part in record["profile"].values():
         for k, v in part.items():
             prof[k] = prof.get(k, 0.0) + v["cpu_s"]
