@@ -18,12 +18,13 @@ Rows have the `problems` table's columns (problem, answer, level, reference_cot,
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from synth.problems import NAMES, TEACHER_ERRORS
 
 # One scenario: the running quantity's unit, its opening, the question, and a sentence per
 # operation ({w} who, {b} {c} numbers, {g} a group noun, {big} a larger unit and its factor).
-SCENARIOS = [
+SCENARIOS: list[dict[str, Any]] = [
     {"unit": "dollars", "start": "{w} has ${x}.", "ask": "How many dollars does {w} have now?",
      "add": ["{w} earns ${b} walking dogs.", "{w} gets ${b} as a birthday gift.", "{w} finds ${b} in a coat pocket."],
      "sub": ["{w} spends ${b} on a book.", "{w} pays ${b} for lunch.", "{w} gives ${b} to a friend."],
@@ -217,6 +218,7 @@ def multistep_problem(rng: random.Random, level: int, error_rate: float = 0.0, d
     lines, v = [], start
     for i, (op, nums) in enumerate(steps):
         if i == wrong_at:
+            assert kind is not None  # drawn whenever wrong_at >= 0
             line, v = _wrong_step(op, nums, v, factor, kind, noise)
         else:
             line, v = work_line(op, nums, v, factor), apply(op, nums, v, factor)
