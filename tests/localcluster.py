@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from helpers import free_port
@@ -194,3 +196,17 @@ class LocalCluster:
         for node in reversed(self.nodes):
             node.kill()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@contextmanager
+def head_cpu_gpu(temp_dir: str) -> Iterator[LocalCluster]:
+    """The layout the cluster tests share: a 1-CPU head, a 1-CPU node, and a 2-CPU node with one
+    (logical) GPU, so GPU-declared stages land on that node only; stopped by its own pids."""
+    c = LocalCluster(temp_dir)
+    try:
+        c.start_head(num_cpus=1)
+        c.add_node("cpu", num_cpus=1)
+        c.add_node("gpu", num_cpus=2, num_gpus=1)
+        yield c
+    finally:
+        c.stop()

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from helpers import counts
-from localcluster import LocalCluster
+from localcluster import head_cpu_gpu
 from schemas.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,14 +23,8 @@ RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = LocalCluster(f"/tmp/rcl{os.getpid()}")
-    try:
-        c.start_head(num_cpus=1)
-        c.add_node("cpu", num_cpus=1)
-        c.add_node("gpu", num_cpus=2, num_gpus=1)
+    with head_cpu_gpu(f"/tmp/rcl{os.getpid()}") as c:
         yield c
-    finally:
-        c.stop()
 
 
 def speech_input(directory, n_files=6):

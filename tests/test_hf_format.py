@@ -34,8 +34,9 @@ CONVERSATION = [{"role": "system", "content": "Answer in one line."},
                 {"role": "assistant", "content": "Eighty-four."}]
 
 
-def _bpe_tokenizer_dir(directory: str, vocab: int = 300) -> None:
-    """A small byte-level BPE with ChatML specials, saved as HF tokenizer files."""
+def _bpe_tokenizer_dir(directory: str, vocab: int = 300, corpus: list[str] | None = None) -> None:
+    """A small byte-level BPE with ChatML specials, saved as HF tokenizer files (trained on `corpus`,
+    by default this file's conversation)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -44,7 +45,8 @@ def _bpe_tokenizer_dir(directory: str, vocab: int = 300) -> None:
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = [m["content"] for m in CONVERSATION] * 20 + ["system user assistant helpful answer words"] * 20
+    if corpus is None:
+        corpus = [m["content"] for m in CONVERSATION] * 20 + ["system user assistant helpful answer words"] * 20
     tok.train_from_iterator(corpus, trainer)
     tok.save(os.path.join(directory, "tokenizer.json"))
     with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:

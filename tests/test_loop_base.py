@@ -5,7 +5,6 @@ beside the compute-matched control and the ablation arms; and the multi-step pro
 keep exact answers and never meet a held-out twin."""
 from __future__ import annotations
 
-import json
 import os
 import random
 
@@ -15,37 +14,24 @@ import torch
 from filters.twins import canonical
 from synth.problems_multistep import multistep_problem, multistep_problems, structure_key
 from synth.verify import CORRECT, RuleVerifier
-
-CHATML = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
-          "You are helpful.<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+from test_hf_format import CHATML, _bpe_tokenizer_dir
 
 
 def _tiny_hf_base(directory: str) -> str:
     """A random 2-layer Llama with a byte-level BPE trained on the problems' own text."""
     transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     rows = multistep_problems(200, seed=5, error_rate=0.3)
-    tok.train_from_iterator([r["problem"] + "\n" + r["reference_cot"] for r in rows] + ["system user assistant"] * 5,
-                            trainer)
-    cfg = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128,
+    os.makedirs(directory, exist_ok=True)
+    _bpe_tokenizer_dir(directory, vocab=400,
+                       corpus=[r["problem"] + "\n" + r["reference_cot"] for r in rows] + ["system user assistant"] * 5)
+    from tokenizers import Tokenizer
+    vocab_size = Tokenizer.from_file(os.path.join(directory, "tokenizer.json")).get_vocab_size()
+    cfg = transformers.LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                    max_position_embeddings=512, pad_token_id=0, bos_token_id=None, eos_token_id=2,
                                    tie_word_embeddings=True)
     torch.manual_seed(0)
     transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).save_pretrained(directory)
-    tok.save(os.path.join(directory, "tokenizer.json"))
-    with open(os.path.join(directory, "tokenizer_config.json"), "w") as f:
-        json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "chat_template": CHATML, "eos_token": "<|im_end|>",
-                   "pad_token": "<|endoftext|>", "bos_token": None}, f)
-    with open(os.path.join(directory, "generation_config.json"), "w") as f:
-        json.dump({"eos_token_id": 2, "pad_token_id": 0}, f)
     return directory
 
 

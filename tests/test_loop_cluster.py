@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from localcluster import LocalCluster
+from localcluster import head_cpu_gpu
 from schemas.store import Store
 from test_ray import TOY_LOOP
 
@@ -35,14 +35,8 @@ LOOP = _without(TOY_LOOP, {"--dpo"}, {"--dpo-steps", "--min-pairs"})
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = LocalCluster(f"/tmp/rlc{os.getpid()}")
-    try:
-        c.start_head(num_cpus=1)
-        c.add_node("cpu", num_cpus=1)
-        c.add_node("gpu", num_cpus=2, num_gpus=1)
+    with head_cpu_gpu(f"/tmp/rlc{os.getpid()}") as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.mark.slow
