@@ -540,10 +540,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, choices=[1, 2], default=None)
     p.add_argument("--ablation", choices=["none", "unfiltered", "both"], default=None)
     p.add_argument("--verbose", dest="quiet", action="store_false", default=None)
-    for f in fields(BaseLoopConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("int", "float") and flag not in p._option_string_actions:
-            p.add_argument(flag, type=int if f.type == "int" else float, default=None)
+    for f in fields(BaseLoopConfig):  # every other number of the config is a flag of its own name
+        if f.type in ("int", "float"):
+            try:
+                p.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=None)
+            except argparse.ArgumentError:  # declared above with its own choices or help
+                pass
     p.add_argument("--side", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--config", default=None, help=argparse.SUPPRESS)
     p.add_argument("--base-checkpoint", default=None, help=argparse.SUPPRESS)
