@@ -361,7 +361,12 @@ class Chain:
 
 
 def wait_for(path: str, poll: float = 5.0) -> None:
+    """Wait for the loop process to write `path`; if that process is gone (killed before it could
+    terminate this one), fail instead of polling forever as an orphan."""
+    parent = os.getppid()
     while not os.path.exists(path):
+        if os.getppid() != parent:
+            raise RuntimeError(f"the loop process ended before writing {path}")
         time.sleep(poll)
 
 
@@ -552,11 +557,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_warehouse() -> str:
-    from schemas.store import default_warehouse as dw
-    return dw()
-
-
 def run_seeds(argv: list[str], seeds: list[int], root: str) -> int:
     """Each seed in its own processes, one seed at a time (a seed already has both cores), then the table."""
     import subprocess
@@ -589,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         d["levels"] = tuple(d["levels"])
         run_side(BaseLoopConfig(**d), a.base_checkpoint)
         return 0
+    from schemas.store import default_warehouse
     root = os.path.join(a.warehouse or default_warehouse(), "_loop", "base")
     if a.seeds:
         return run_seeds(list(sys.argv[1:] if argv is None else argv), a.seeds, a.out or root)
