@@ -2,6 +2,7 @@
 (model/train_ray.py) or in this process (`--local`, or `--train-workers 0`: model.sft.train_sft)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -67,11 +68,19 @@ def train_cmd(ctx, ref, init, out, workers, resources, local, steps, lr, warmup_
     if local or workers == 0:
         summary = train_local(store, ref, init, out, cfg, threads)
     else:
-        try:
-            summary = train_ray(store, ref, init, out, cfg, workers=workers, resources=res, storage=storage,
-                                max_failures=max_failures, placement=placement, threads=threads)
-        except ValueError as e:
-            _fail(str(e))
+        # Ray's driver prints what workers and raylets log (e.g. its worker-startup warning) on this
+        # process's stdout from a background thread, at any time until Ray shuts down: with --json
+        # that text goes to stderr and Ray is shut down before the summary, so stdout is one document.
+        import ray
+        with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
+            try:
+                summary = train_ray(store, ref, init, out, cfg, workers=workers, resources=res, storage=storage,
+                                    max_failures=max_failures, placement=placement, threads=threads)
+            except ValueError as e:
+                _fail(str(e))
+            finally:
+                if as_json:
+                    ray.shutdown()
     summary.pop("history", None)
     from pipelines.model_registry import register_checkpoint  # `curate versions models` lists it, from --init
     snap = register_checkpoint(store, summary["checkpoint"], "sft", run=summary.get("run"), pipeline="curate train")

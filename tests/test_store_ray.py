@@ -78,10 +78,11 @@ def test_read_ray_in_a_fresh_process_reads_the_version_on_an_embedded_ray(tmp_pa
         "ray.get_actor('AutoscalingCoordinator', namespace='AutoscalingCoordinator')\n"
         "n = store.read_ray('docs@%s').count()\n"
         "node = ray._private.worker._global_node\n"
-        "print(json.dumps({'n': n, 'gcs': ray.get_runtime_context().gcs_address,\n"
+        "out = json.dumps({'n': n, 'gcs': ray.get_runtime_context().gcs_address,\n"
         "                  'dashboard': node.address_info.get('webui_url'),\n"
-        "                  'auth': os.environ.get('RAY_AUTH_MODE')}))\n"
-        "ray.shutdown()\n") % (warehouse, r.snapshot_id)
+        "                  'auth': os.environ.get('RAY_AUTH_MODE')})\n"
+        "ray.shutdown()\n"   # Ray's driver prints forwarded worker logs on stdout until it shuts down
+        "print(out)\n") % (warehouse, r.snapshot_id)
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env["RAY_DATA_STARVATION_WARNING_DELAY_S"] = "10"    # Ray Data's 60 s, shortened
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
