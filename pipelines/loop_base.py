@@ -1,7 +1,9 @@
 """The closed loop from a pretrained base (issue 26): the base scored as is, the base after SFT on
 verified teacher data (round 0), then rounds that sample the current model on fresh problems,
-verify, and train on what is verified, against a compute-matched control and the
-filtered-vs-unfiltered teacher ablation (plus its row-matched arm), as the from-scratch loop does.
+verify, and train on what is verified, against a compute-matched control, the teacher ceiling
+(the loop's steps on the teacher's solutions to the same fresh problems: what a perfect sampler
+would give) and the filtered-vs-unfiltered teacher ablation (plus its row-matched arm), as the
+from-scratch loop does.
 
     python pipelines/loop_base.py --base smollm2 --seed 0            # one seed (see bench/README.md)
     python pipelines/reasoning_loop.py --base smollm2 ...            # the same, from the loop's CLI
@@ -11,8 +13,12 @@ sampled or scored problem and several per trained conversation, so a seed's budg
 CPU) buys hundreds of problems, not the from-scratch loop's 16,000. The round trips through Ray
 tables that the toy loop makes per round cost more than its training here, so this path samples,
 verifies and trains in process (`model.sampling`, `synth.verify`, `model.sft`) and writes one
-JSON record per seed; the checkpoints it trains are ordinary built-in checkpoints (export them
-with `curate model export`).
+JSON record per seed. Every model goes into the warehouse's `models` table as the from-scratch
+loop's do (`--warehouse`, default `schemas.store.default_warehouse()`): the imported base, round
+0, the ablation arms, each round's loop, control and ceiling checkpoints, and an HF export of the
+last round's loop model at <out>/export, so `curate versions models` shows base → round 0 →
+rounds → export with the control and ceiling chains beside it (tags `model-round-N`,
+`control-round-N`, `ceiling-round-N`, ...; `seed-S-` before them with `--seeds`).
 
 Everything the model sees goes through the base's own chat template: prompts (a system line
 asking for 'The answer is N.' and the problem), teacher conversations, and SFT's assistant-only
@@ -23,9 +29,11 @@ held-out, teacher and every round's fresh problems are drawn from disjoint seeds
 teacher and fresh problem is checked against the held-out set by `filters.twins` (numbers and
 operation cues) and by its numbers-and-answer key; a twin is redrawn, never trained on.
 
-With `--workers 2` the control chain (the base's score, the ablation arms, the control rounds)
-runs in a second process beside the loop's chain (round-0 SFT, sampling, the loop's rounds):
-each process has one thread and its own seeds, so the numbers are those of `--workers 1`.
+With `--workers 2` the control chain (the base's score, the ablation arms, the control and
+ceiling rounds) runs in a second process beside the loop's chain (round-0 SFT, sampling, the
+loop's rounds): each process has one thread and its own seeds, so the numbers are those of
+`--workers 1`. Each phase is timed in wall and CPU seconds (`pipelines/loop_profile.py`, shared
+with the from-scratch loop).
 """
 from __future__ import annotations
 
@@ -44,6 +52,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 from pipelines.loop_integrity import HeldoutLeak
+from pipelines.loop_profile import PhaseTimer
 
 SYSTEM = "Solve the problem step by step. End with a line of the form 'The answer is N.'"
 
@@ -71,12 +80,15 @@ class BaseLoopConfig:
     lr: float = 1e-4
     rft_lr: float = 2e-5                  # 1e-4 restarted AdamW hard: both arms fell below round 0
     ablation: str = "none"                # none | unfiltered | both (unfiltered and row-matched)
+    ceiling: bool = True                  # the teacher-ceiling arm: +17% CPU a seed at these defaults (counted)
     lora_rank: int = 0                    # 0: full fine-tuning
     batch_size: int = 32
     threads: int = 1
     workers: int = 2
     quiet: bool = True
     keep_optimizer: bool = False
+    warehouse: str = ""                   # register every model in its `models` table ("": none)
+    tag_prefix: str = ""                  # before each model tag ("seed-S-" when seeds share a warehouse)
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "BaseLoopConfig":
@@ -88,27 +100,6 @@ class BaseLoopConfig:
 
 def log(msg: str) -> None:
     print(f"[loop-base {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class Profile:
-    """Wall and CPU seconds per phase of this process (CPU: all its threads)."""
-
-    def __init__(self):
-        self.phases: dict[str, dict[str, float]] = {}
-
-    def __call__(self, phase: str):
-        import contextlib
-
-        @contextlib.contextmanager
-        def cm():
-            w, c = time.perf_counter(), time.process_time()
-            try:
-                yield
-            finally:
-                p = self.phases.setdefault(phase, {"wall_s": 0.0, "cpu_s": 0.0})
-                p["wall_s"] = round(p["wall_s"] + time.perf_counter() - w, 2)
-                p["cpu_s"] = round(p["cpu_s"] + time.process_time() - c, 2)
-        return cm()
 
 
 # ---- problems -------------------------------------------------------------------------------
@@ -126,6 +117,7 @@ class Problems:
         self.protected_keys = {structure_key(p) for p in self.heldout}
         self.seen = TwinIndex()
         self.redrawn = {"teacher": 0, "fresh": 0}
+        self._fresh: dict[int, list[dict]] = {}  # round → its draw (a second draw would meet the first as twins)
         rng = random.Random(cfg.seed * 1_000_003 + 17)
         self.teacher = self._draw(rng, cfg.teacher_problems, cfg.teacher_error_rate, "teacher")
 
@@ -146,11 +138,22 @@ class Problems:
             out.append(p)
         return out
 
+    def _fresh_rows(self, round_: int) -> list[dict]:
+        """Round `round_`'s draw, once per process and rounds in order (a draw redraws twins of the
+        earlier ones), so both processes draw the same problems: the loop samples them, the
+        ceiling trains on the teacher's solutions to them."""
+        for r in range(len(self._fresh) + 1, round_ + 1):
+            rng = random.Random(self.cfg.seed * 1_000_003 + 1000 + r)
+            self._fresh[r] = self._draw(rng, self.cfg.sample_problems, 0.0, "fresh")
+        return self._fresh[round_]
+
     def fresh(self, round_: int) -> list[dict]:
         """`sample_problems` answer-only problems never seen in training and never held-out twins."""
-        rng = random.Random(self.cfg.seed * 1_000_003 + 1000 + round_)
-        rows = self._draw(rng, self.cfg.sample_problems, 0.0, "fresh")
-        return [{k: p[k] for k in ("problem", "answer", "level", "source")} for p in rows]
+        return [{k: p[k] for k in ("problem", "answer", "level", "source")} for p in self._fresh_rows(round_)]
+
+    def fresh_solutions(self, round_: int) -> list[dict]:
+        """The teacher's worked solutions to round `round_`'s fresh problems (drawn without errors)."""
+        return self._fresh_rows(round_)
 
     def check(self, problems: list[dict], what: str) -> None:
         """Raise HeldoutLeak when any of `problems` is a held-out problem or its twin."""
@@ -276,7 +279,7 @@ class Chain:
         torch.manual_seed(cfg.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.cfg, self.base_ck = cfg, base_ck
-        self.prof = Profile()
+        self.prof = PhaseTimer()
         self.data = Problems(cfg)
         self.data.check(self.data.teacher, "teacher")
         self.filtered = teacher_conversations(self.data.teacher, filtered=True)
@@ -317,15 +320,34 @@ class Chain:
             out[f"ablation_{arm}"] = {**self.score(f"ablation {arm}", model, tok), "rows": len(convs), "train": res}
             del model
         out["round0"] = self.score_checkpoint("round 0", "round0-sft")
-        ck, out["control"], out["loop"] = self.path("round0-sft"), [], []
+        ck, out["control"], out["loop"], out["ceiling"] = self.path("round0-sft"), [], [], []
+        solutions: list[list[dict]] = []
         for r in range(1, cfg.rounds + 1):
             model, tok, res = self.train(f"round{r}-control", ck, self.filtered, cfg.round_steps, cfg.rft_lr,
                                          ["teacher:filtered"])
             out["control"].append({"round": r, **self.score(f"round {r} control", model, tok), "train": res})
             ck = self.path(f"round{r}-control")
             del model
+            if cfg.ceiling:
+                out["ceiling"].append(self.ceiling_round(r, solutions))
             out["loop"].append({"round": r, **self.score_checkpoint(f"round {r} loop", f"round{r}-loop")})
         return out
+
+    def ceiling_round(self, r: int, solutions: list[list[dict]]) -> dict:
+        """The teacher ceiling's round r: from its round r-1 checkpoint (round 0's for round 1), the
+        loop's steps and learning rate on the teacher data plus the teacher's verified solutions to
+        every fresh problem the loop drew in rounds 1..r (where the loop has its own verified
+        samples of them): what the loop would reach with a perfect sampler. `solutions` grows."""
+        cfg = self.cfg
+        rows = self.data.fresh_solutions(r)
+        self.data.check(rows, f"round {r} ceiling")
+        solutions += teacher_conversations(rows, filtered=True)
+        mix = self.filtered + solutions
+        init = self.path(f"round{r - 1}-ceiling" if r > 1 else "round0-sft")
+        model, tok, res = self.train(f"round{r}-ceiling", init, mix, cfg.round_steps, cfg.rft_lr,
+                                     ["teacher:filtered"] + [f"teacher:fresh-round{i}" for i in range(1, r + 1)])
+        ev = self.score(f"round {r} ceiling", model, tok)
+        return {"round": r, **ev, "rows": len(mix), "solutions": len(solutions), "train": res}
 
     def score_checkpoint(self, label: str, name: str) -> dict:
         """Score a checkpoint of the loop's chain as saved, once it is there."""
@@ -374,7 +396,7 @@ def run_side(cfg: BaseLoopConfig, base_ck: str) -> None:
     """The second process: the control chain, written to <out>/control.json."""
     chain = Chain(cfg, base_ck)
     res = chain.control_chain()
-    res["profile"] = chain.prof.phases
+    res["profile"] = chain.prof.phases()
     _write(os.path.join(cfg.out, "control.json"), res)
 
 
@@ -389,12 +411,11 @@ def run(cfg: BaseLoopConfig) -> dict:
     """One seed: both chains (in two processes with `workers` 2), then the record."""
     import subprocess
 
-    from synth.evaluate import paired
-
     t0, c0 = time.perf_counter(), time.process_time()
     os.makedirs(cfg.out, exist_ok=True)
     base_ck = resolve_base(cfg)
-    for stale in glob.glob(os.path.join(cfg.out, "round*")) + glob.glob(os.path.join(cfg.out, "*.json")):
+    for stale in glob.glob(os.path.join(cfg.out, "round*")) + glob.glob(os.path.join(cfg.out, "*.json")) + \
+            glob.glob(os.path.join(cfg.out, "export")):
         if stale != os.path.join(cfg.out, "config.json"):  # a rerun must not score the last run's checkpoints
             if os.path.isdir(stale):
                 shutil.rmtree(stale)
@@ -418,29 +439,82 @@ def run(cfg: BaseLoopConfig) -> dict:
     finally:
         if side is not None and side.poll() is None:
             side.terminate()
+    record = _record(cfg, chain, base_ck, loop, ctrl)
+    if cfg.warehouse:
+        with chain.prof("registry"):
+            record["models"] = register_models(cfg, base_ck, record)
     import resource
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    record["profile"] = {"loop_process": chain.prof.phases(), "control_process": ctrl.get("profile", {})}
+    record["wall_s"] = round(time.perf_counter() - t0, 1)
+    record["cpu_s"] = round(time.process_time() - c0 + children.ru_utime + children.ru_stime, 1)
+    _write(os.path.join(cfg.out, "record.json"), record)
+    return record
+
+
+def _record(cfg: BaseLoopConfig, chain: Chain, base_ck: str, loop: dict, ctrl: dict) -> dict:
+    """The seed's record from both chains' results: per round the loop against the control (the
+    gain) and against the teacher ceiling, all paired on the held-out problems."""
+    from synth.evaluate import paired
+
     base, r0 = ctrl["base"], {**ctrl["round0"], **loop["round0"]}
     rounds = [{"round": 0, "loop": r0["accuracy"], "control": r0["accuracy"], "loop_se": r0["se"]}]
     loop_rounds = [{**lp, **ev} for lp, ev in zip(loop["rounds"], ctrl["loop"])]
+    ceilings = {c["round"]: c for c in ctrl.get("ceiling", [])}
     for lp, ct in zip(loop_rounds, ctrl["control"]):
-        rounds.append({"round": lp["round"], "loop": lp["accuracy"], "control": ct["accuracy"], "loop_se": lp["se"],
-                       "gain": paired(lp["outcomes"], ct["outcomes"]),
-                       "vs_round0": paired(lp["outcomes"], r0["outcomes"]), "sampling": lp["sampling"],
-                       "verified_rows": lp["verified_rows"]})
-    record = {"seed": cfg.seed, "config": asdict(cfg), "base_checkpoint": base_ck,
+        row = {"round": lp["round"], "loop": lp["accuracy"], "control": ct["accuracy"], "loop_se": lp["se"],
+               "gain": paired(lp["outcomes"], ct["outcomes"]),
+               "vs_round0": paired(lp["outcomes"], r0["outcomes"]), "sampling": lp["sampling"],
+               "verified_rows": lp["verified_rows"]}
+        ceil = ceilings.get(lp["round"])
+        if ceil:
+            ceil["paired"] = paired(lp["outcomes"], ceil["outcomes"])  # loop − ceiling
+            row.update(ceiling=ceil["accuracy"], loop_vs_ceiling=ceil["paired"],
+                       ceiling_vs_control=paired(ceil["outcomes"], ct["outcomes"]))
+        rounds.append(row)
+    return {"seed": cfg.seed, "config": asdict(cfg), "base_checkpoint": base_ck,
               "heldout": {"n": len(chain.data.heldout), "twins_redrawn": chain.data.redrawn},
               "teacher": {"problems": len(chain.data.teacher), "filtered_rows": len(chain.filtered),
                           "unfiltered_rows": len(chain.unfiltered)},
               "base": base, "round0": r0, "base_to_round0": paired(r0["outcomes"], base["outcomes"]),
-              "rounds": rounds, "loop": loop_rounds, "control": ctrl["control"],
-              "ablation": {k[len("ablation_"):]: {**v, "filtered_minus_arm": paired(r0["outcomes"], v["outcomes"])}
-                           for k, v in ctrl.items() if k.startswith("ablation_")},
-              "profile": {"loop_process": chain.prof.phases, "control_process": ctrl.get("profile", {})},
-              "wall_s": round(time.perf_counter() - t0, 1),
-              "cpu_s": round(time.process_time() - c0 + children.ru_utime + children.ru_stime, 1)}
-    _write(os.path.join(cfg.out, "record.json"), record)
-    return record
+            "rounds": rounds, "loop": loop_rounds, "control": ctrl["control"], "ceiling": list(ceilings.values()),
+            "ablation": {k[len("ablation_"):]: {**v, "filtered_minus_arm": paired(r0["outcomes"], v["outcomes"])}
+                         for k, v in ctrl.items() if k.startswith("ablation_")}}
+
+
+def register_models(cfg: BaseLoopConfig, base_ck: str, record: dict) -> dict[str, int]:
+    """Every model of the seed as a row of the warehouse's `models` table (`curate versions models`
+    shows the lineage both ways, from each checkpoint's `init`): the imported base, round 0, the
+    ablation arms, each round's loop, control and ceiling checkpoints, and an HF export of the last
+    round's loop model at <out>/export. Tagged as the from-scratch loop tags its models, after
+    `tag_prefix`. Returns {tag: snapshot}."""
+    from model.hf_format import export_checkpoint
+    from pipelines.model_registry import register_checkpoint, register_export
+    from schemas.store import Store
+
+    store = Store(os.path.abspath(cfg.warehouse))
+    run_name = f"loop-base-s{cfg.seed}"
+    snaps = {"model-base": register_checkpoint(store, base_ck, pipeline="curate model import")}  # its own stage
+    arms = {"unfiltered": "unfiltered", "row_matched": "unfiltered-row-matched"}
+    models = [("model-round-0", "round0-sft", "sft", 0, record["round0"]["accuracy"])]
+    models += [(f"model-{arms[a]}", f"ablation-{a}", f"sft-{arms[a]}", 0, v["accuracy"])
+               for a, v in record["ablation"].items()]
+    for r in record["rounds"][1:]:
+        i = r["round"]
+        models += [(f"model-round-{i}", f"round{i}-loop", "sft", i, r["loop"]),
+                   (f"control-round-{i}", f"round{i}-control", "control", i, r["control"])]
+        if "ceiling" in r:
+            models.append((f"ceiling-round-{i}", f"round{i}-ceiling", "ceiling", i, r["ceiling"]))
+    for tag, name, stage, round_, acc in models:
+        snaps[tag] = register_checkpoint(store, os.path.join(cfg.out, name), stage, run=run_name, pipeline="loop_base",
+                                         round_=round_, accuracy=acc)
+    last = os.path.join(cfg.out, f"round{cfg.rounds}-loop" if cfg.rounds else "round0-sft")
+    export = export_checkpoint(last, os.path.join(cfg.out, "export"))["export"]
+    snaps["model-export"] = register_export(store, last, export)
+    for tag, snap in snaps.items():
+        store.tag(f"models@{snap}", cfg.tag_prefix + tag, replace=True)
+    log(f"registered {len(snaps)} models in {cfg.warehouse} (models table), export at {export}")
+    return snaps
 
 
 def report(record: dict) -> str:
@@ -452,6 +526,9 @@ def report(record: dict) -> str:
         lines.append(f"  round {r['round']}: loop {r['loop']:.3f}, control {r['control']:.3f}, gain {g['diff']:+.3f} ± "
                      f"{g['se']:.3f} ({g['diff'] / g['se'] if g['se'] else 0:.1f} SE); sampled "
                      f"{r['sampling']['correct']}/{r['sampling']['samples']} correct")
+        if "ceiling" in r:
+            c = r["loop_vs_ceiling"]
+            lines.append(f"    teacher ceiling {r['ceiling']:.3f}: loop − ceiling {c['diff']:+.3f} ± {c['se']:.3f}")
     for arm, v in record["ablation"].items():
         p = v["filtered_minus_arm"]
         lines.append(f"  ablation {arm} ({v['rows']} rows): {v['accuracy']:.3f}; filtered − {arm} {p['diff']:+.3f} ± "
@@ -473,6 +550,22 @@ def _sd(xs: list[float]) -> float:
 
 def _pm(xs: list[float]) -> str:
     return f"{st.mean(xs):.3f} ± {_sd(xs):.3f}"
+
+
+def _ceiling_table(records: list[dict], n_rounds: int) -> list[str]:
+    """Per round, the teacher ceiling (the loop's steps on the teacher's solutions to the loop's own
+    fresh problems) and how far the loop is from it, over the seeds that ran it."""
+    rows = []
+    for i in range(1, n_rounds):
+        rs = [r["rounds"][i] for r in records if "ceiling" in r["rounds"][i]]
+        if rs:
+            gaps, se = [x["loop_vs_ceiling"]["diff"] for x in rs], st.mean(x["loop_vs_ceiling"]["se"] for x in rs)
+            rows.append(f"| round {i} | {len(rs)} | {_pm([x['ceiling'] for x in rs])} | "
+                        f"{_pm([x['loop'] for x in rs])} | {st.mean(gaps):+.3f} ± {_sd(gaps):.3f} | {se:.3f} |")
+    if not rows:
+        return []
+    return ["", "| teacher ceiling | seeds | ceiling | loop | loop − ceiling | mean paired SE |",
+            "|---|---:|---:|---:|---:|---:|", *rows]
 
 
 def table(records: list[dict]) -> str:
@@ -503,6 +596,7 @@ def table(records: list[dict]) -> str:
         met = bool(gains) and gains[-1]["se"] > 0 and gains[-1]["diff"] >= 2 * gains[-1]["se"]
         out.append(f"| {r['seed']} | {r['base']['accuracy']:.3f} | {r['round0']['accuracy']:.3f} | " + " | ".join(cells)
                    + f" | {'met' if met else 'not met'} |")
+    out += _ceiling_table(records, n_rounds)
     arms = sorted({a for r in records for a in r.get("ablation", {})})
     if arms:
         out += ["", "| teacher data at round 0 | rows | held-out | filtered − arm (paired) |", "|---|---:|---:|---:|",
@@ -544,6 +638,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workers", type=int, choices=[1, 2], default=None)
     p.add_argument("--ablation", choices=["none", "unfiltered", "both"], default=None)
+    p.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=None,
+                   help="the teacher-ceiling arm: the loop's steps on the teacher's solutions to the same fresh "
+                        "problems (default on)")
+    p.add_argument("--tag-prefix", default=None, help="before each model's tag (--seeds: seed-S-)")
     p.add_argument("--verbose", dest="quiet", action="store_false", default=None)
     for f in fields(BaseLoopConfig):  # every other number of the config is a flag of its own name
         if f.type in ("int", "float"):
@@ -557,7 +655,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_seeds(argv: list[str], seeds: list[int], root: str) -> int:
+def run_seeds(argv: list[str], seeds: list[int], root: str, warehouse: str) -> int:
     """Each seed in its own processes, one seed at a time (a seed already has both cores), then the table."""
     import subprocess
 
@@ -565,13 +663,14 @@ def run_seeds(argv: list[str], seeds: list[int], root: str) -> int:
     for x in argv:  # argv without --seeds/--out/--warehouse and their values
         if skip and not x.startswith("--"):
             continue
-        skip = x in ("--seeds", "--out", "--warehouse", "--seed")
+        skip = x in ("--seeds", "--out", "--warehouse", "--seed", "--tag-prefix")
         if not skip:
             rest.append(x)
     records = []
     for s in seeds:
         d = os.path.join(root, f"seed-{s}")
-        cmd = [sys.executable, os.path.abspath(__file__), *rest, "--seed", str(s), "--out", d]
+        cmd = [sys.executable, os.path.abspath(__file__), *rest, "--seed", str(s), "--out", d, "--warehouse",
+               warehouse, "--tag-prefix", f"seed-{s}-"]  # the seeds' models share the warehouse's tags
         log(f"seed {s}: {' '.join(cmd[1:])}")
         if subprocess.call(cmd) == 0:
             records.append(json.load(open(os.path.join(d, "record.json"))))
@@ -590,9 +689,10 @@ def main(argv: list[str] | None = None) -> int:
         run_side(BaseLoopConfig(**d), a.base_checkpoint)
         return 0
     from schemas.store import default_warehouse
-    root = os.path.join(a.warehouse or default_warehouse(), "_loop", "base")
+    a.warehouse = os.path.abspath(a.warehouse or default_warehouse())  # where the models are registered
+    root = os.path.join(a.warehouse, "_loop", "base")
     if a.seeds:
-        return run_seeds(list(sys.argv[1:] if argv is None else argv), a.seeds, a.out or root)
+        return run_seeds(list(sys.argv[1:] if argv is None else argv), a.seeds, a.out or root, a.warehouse)
     if a.out is None:
         a.out = os.path.join(root, f"seed-{a.seed}")
     cfg = BaseLoopConfig.from_args(a)

@@ -39,15 +39,17 @@ def _publish(store: Store, row: dict[str, Any], source: str, pipeline: str) -> i
 
 
 def register_checkpoint(store: Store, path: str, stage: str | None = None, run: str | None = None,
-                        pipeline: str = "curate") -> int:
-    """An imported or trained checkpoint at `path` as a row of `models`; returns its snapshot."""
+                        pipeline: str = "curate", round_: int | None = None, accuracy: float | None = None) -> int:
+    """An imported or trained checkpoint at `path` as a row of `models`; returns its snapshot.
+    A loop gives the round and held-out accuracy of its checkpoints (the table's own columns)."""
     from model import checkpoint
 
     path = os.path.abspath(path)
     m = checkpoint.meta(path)
     links = {k: m[k] for k in ("init", "source", "source_format", "lora") if m.get(k)}
     row = {"id": m["id"], "path": path, "stage": stage or m.get("stage") or "sft", "step": m.get("step"),
-           "trained_on": m.get("trained_on") or [], "metrics": json.dumps(links, default=str), "run": run}
+           "trained_on": m.get("trained_on") or [], "metrics": json.dumps(links, default=str), "run": run,
+           "round": round_, "accuracy": accuracy}
     source = ",".join(m.get("trained_on") or []) or m.get("source") or (m.get("init") or {}).get("path") or path
     return _publish(store, row, source, pipeline)
 

@@ -5,6 +5,7 @@ beside the compute-matched control and the ablation arms; and the multi-step pro
 keep exact answers and never meet a held-out twin."""
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -108,3 +109,131 @@ def test_the_base_loop_runs_end_to_end_through_the_chat_template(tmp_path, worke
     assert {"training", "scoring", "sampling"} <= phases
     if workers == 2:  # the loop's process samples and trains; the other scores and trains the control
         assert "scoring" not in rec["profile"]["loop_process"] and "sampling" not in rec["profile"]["control_process"]
+
+
+# ---- two processes = one; the teacher ceiling; every model registered ---------------------------
+# a round 0 long enough that the tiny model verifies a few samples, so the loop's rounds differ from
+# the control's (with nothing verified they train on the same data and are the same weights)
+TINY = dict(rounds=2, levels=(1,), eval_problems=12, teacher_problems=64, sample_problems=24, k=8, max_new_tokens=40,
+            sft_steps=80, round_steps=2, tokens_per_batch=512, lr=3e-3, rft_lr=1e-3, ablation="both", batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """The same seed in one process (Python API, no warehouse) and in two (the command line, with a
+    warehouse: every model registered)."""
+    from pipelines.loop_base import BaseLoopConfig, main, run
+
+    root = tmp_path_factory.mktemp("loop-base")
+    hf = _tiny_hf_base(str(root / "hf"))
+    one = run(BaseLoopConfig(base=hf, out=str(root / "one" / "seed-0"), workers=1, **TINY))
+    wh, out = str(root / "wh"), str(root / "two" / "seed-0")
+    flags = [x for k, v in TINY.items() if k != "levels"
+             for x in ("--" + k.replace("_", "-"), str(v))] + ["--levels", "1"]
+    assert main(["--base", hf, "--out", out, "--warehouse", wh, "--workers", "2", *flags]) == 0
+    with open(os.path.join(out, "record.json")) as f:
+        two = json.load(f)
+    return {"one": one, "two": two, "wh": wh, "out": out}
+
+
+def _numbers(rec: dict) -> dict:
+    """What the run measured (not where or how long): every held-out outcome, loss and sampling count."""
+    return {"base": rec["base"]["outcomes"], "round0": rec["round0"]["outcomes"],
+            "arms": {k: (v["outcomes"], v["train"]["losses"]) for k, v in rec["ablation"].items()},
+            **{arm: [(x["outcomes"], x["train"]["losses"]) for x in rec[arm]]
+               for arm in ("loop", "control", "ceiling")},
+            "sampling": [x["sampling"] for x in rec["loop"]], "round0_losses": rec["round0"]["train"]["losses"]}
+
+
+def test_two_processes_give_the_numbers_of_one(two_runs):
+    one, two = two_runs["one"], two_runs["two"]
+    assert _numbers(one) == _numbers(two)
+    assert one["loop"][0]["sampling"]["distinct_correct"] > 0  # the loop's data differ from the control's
+    assert set(two["profile"]["control_process"]) >= {"training", "scoring"}
+
+
+def test_the_ceiling_trains_on_the_teachers_solutions_to_the_loops_fresh_problems(two_runs):
+    """Per round, from the last ceiling checkpoint, the loop's steps on the teacher data plus the
+    teacher's solutions to every fresh problem drawn so far; scored and paired with the loop."""
+    from model import checkpoint
+    from pipelines.loop_base import report, table
+
+    rec, out = two_runs["two"], two_runs["out"]
+    filtered = rec["teacher"]["filtered_rows"]
+    assert [(c["round"], c["solutions"], c["rows"]) for c in rec["ceiling"]] == [(1, 24, filtered + 24),
+                                                                                (2, 48, filtered + 48)]
+    for r, c in zip(rec["rounds"][1:], rec["ceiling"], strict=True):
+        assert r["ceiling"] == c["accuracy"] and r["loop_vs_ceiling"] == c["paired"] and c["paired"]["n"] == 12
+        assert c["train"]["steps"] == rec["loop"][r["round"] - 1]["train"]["steps"] == 2
+    m2 = checkpoint.meta(os.path.join(out, "round2-ceiling"))
+    assert m2["init"]["path"] == os.path.join(out, "round1-ceiling")
+    assert m2["trained_on"] == ["teacher:filtered", "teacher:fresh-round1", "teacher:fresh-round2"]
+    assert checkpoint.meta(os.path.join(out, "round1-ceiling"))["init"]["path"] == os.path.join(out, "round0-sft")
+    assert "teacher ceiling" in report(rec) and "| teacher ceiling |" in table([rec])
+
+
+def test_a_round_draws_the_same_fresh_problems_whatever_was_asked_first(tmp_path):
+    """The ceiling (control process) and the loop draw a round's problems independently: the same."""
+    from pipelines.loop_base import BaseLoopConfig, Problems
+
+    cfg = BaseLoopConfig(out=str(tmp_path), eval_problems=20, teacher_problems=10, sample_problems=16)
+    a, b = Problems(cfg), Problems(cfg)
+    in_order = [a.fresh(1), a.fresh(2)]
+    assert b.fresh_solutions(2)[0]["problem"] == in_order[1][0]["problem"]
+    assert [p["problem"] for p in b.fresh(1)] == [p["problem"] for p in in_order[0]]
+    assert all(p["reference_cot"] for p in b.fresh_solutions(1))
+
+
+def test_every_model_is_registered_with_its_lineage(two_runs):
+    """base (import) → round 0 → round 1 loop → round 2 loop → export; the control and the ceiling
+    chains beside it from round 0; the ablation arms from the base; tags as the from-scratch loop's."""
+    from model import checkpoint
+    from pipelines.model_registry import model_versions
+    from schemas.store import Store
+
+    rec, out, store = two_runs["two"], two_runs["out"], Store(two_runs["wh"])
+    vs = model_versions(store)
+    by_path = {v["path"]: v for v in vs}
+
+    def path(name: str) -> str:
+        return os.path.join(out, name)
+
+    assert len(vs) == len(rec["models"]) == 11 and all(v["registered"] and v["state"] == "ok" for v in vs)
+    base = by_path[rec["base_checkpoint"]]
+    assert base["kind"] == "import" and base["stage"] == "import" and base["from"] is None
+    parents = {"round0-sft": rec["base_checkpoint"], "ablation-unfiltered": rec["base_checkpoint"],
+               "ablation-row_matched": rec["base_checkpoint"], "round1-loop": path("round0-sft"),
+               "round2-loop": path("round1-loop"), "round1-control": path("round0-sft"),
+               "round2-control": path("round1-control"), "round1-ceiling": path("round0-sft"),
+               "round2-ceiling": path("round1-ceiling")}
+    for name, parent in parents.items():
+        v = by_path[path(name)]
+        assert v["from"]["path"] == parent and v["from"]["id"] == checkpoint.meta(parent)["id"], name
+        assert v["run"] == "loop-base-s0" and v["id"] == checkpoint.meta(path(name))["id"]
+    export = by_path[path("export")]
+    assert export["kind"] == "export" and export["id"] == by_path[path("round2-loop")]["id"]
+    assert ("export", path("export")) in [(d["kind"], d["path"]) for d in by_path[path("round2-loop")]["derived"]]
+    assert {d["path"] for d in base["derived"]} >= {path("round0-sft"), path("ablation-unfiltered")}
+    stages = {name: by_path[path(name)]["stage"] for name in parents}
+    assert stages["round2-control"] == "control" and stages["round2-ceiling"] == "ceiling"
+    assert (by_path[path("round2-loop")]["round"], by_path[path("round2-loop")]["stage"]) == (2, "sft")
+    tags = {t: v["path"] for v in vs for t in v["tags"]}
+    assert tags == {"model-base": base["path"], "model-round-0": path("round0-sft"),
+                    "model-unfiltered": path("ablation-unfiltered"),
+                    "model-unfiltered-row-matched": path("ablation-row_matched"),
+                    "model-round-1": path("round1-loop"), "model-round-2": path("round2-loop"),
+                    "control-round-1": path("round1-control"), "control-round-2": path("round2-control"),
+                    "ceiling-round-1": path("round1-ceiling"), "ceiling-round-2": path("round2-ceiling"),
+                    "model-export": path("export")}
+
+
+def test_the_last_rounds_export_loads_in_transformers_with_the_same_logits(two_runs):
+    transformers = pytest.importorskip("transformers")
+    from model import checkpoint
+
+    out = two_runs["out"]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(out, "export")).eval()
+    ours, _, _ = checkpoint.load(os.path.join(out, "round2-loop"))
+    ids = torch.randint(0, hf.config.vocab_size, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, ours(ids), atol=1e-4, rtol=0)
