@@ -74,7 +74,7 @@ def main() -> None:
     sets = {"committed sample": crawl_urls(sorted(glob.glob(os.path.join(ROOT, "tests/data/crawl/*.warc*")))),
             f"bench crawl ({a.python} python, {a.man} man/lang)": crawl_urls(sorted(glob.glob(f"{bench_crawl}/*"))),
             "python3.11-doc links": doc_links()}
-    from test_pii_url import FORMS      # positive control: every one must change
+    from test_pii_url import FORMS  # positive control: every one must change
     sets["planted forms (tests/test_pii_url.py) x 50"] = [u for u, _ in FORMS] * 50
     print("| URL set | URLs (distinct) | changed | CPU-s per 1,000 URLs |")
     print("|---|---|---|---|")
@@ -84,7 +84,7 @@ def main() -> None:
         out = stage(table)
         changed = [(u, v) for u, v in zip(urls, out.column("url").to_pylist()) if u != v]
         changed_all += changed
-        cost = cpu_per_1000(lambda: stage(table), len(urls))
+        cost = cpu_per_1000(lambda t=table: stage(t), len(urls))
         print(f"| {name} | {len(urls):,} ({len(set(urls)):,}) | {len(changed)} | {cost:.3f} |")
     for u, v in sorted(set(changed_all) - {(u, w) for u, w in FORMS}):
         print(f"changed: {u}\n      -> {v}")
