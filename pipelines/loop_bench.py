@@ -6,7 +6,6 @@ built from the same `LoopConfig`, so both seed and score exactly as one process 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from typing import Any, TypedDict
 import pyarrow as pa
 
 from pipelines.loop_config import LoopConfig
+from pipelines.loop_profile import PhaseTimer
 from schemas.store import Store
 from schemas.tables import MESSAGES, field, schema
 
@@ -38,7 +38,6 @@ class BestDev(TypedDict):
     state: dict[str, Any] | None  # the best step's weights (a detached copy)
     bad: int  # scores since the best that were not better
     curve: list[tuple[int, float]]  # (step, dev accuracy)
-    eval_s: float  # seconds spent scoring the dev set
     by_level: dict | None
 
 
@@ -73,20 +72,16 @@ class Bench:
         torch.manual_seed(cfg.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.device, self.autocast = setup(cfg.threads, cfg.device)
-        self.profile: dict[str, float] = {}   # wall seconds by phase
+        self.timer = PhaseTimer()
+        self.profile = self.timer.wall      # wall seconds by phase
+        self.profile_cpu = self.timer.cpu   # CPU seconds of this process by phase
         self.held: list[dict] = []
         self.dev: list[dict] = []
 
     def timed(self, phase: str):
-        """Context manager adding the wall time of a block to `profile[phase]`."""
-        @contextlib.contextmanager
-        def cm():
-            t = time.perf_counter()
-            try:
-                yield
-            finally:
-                self.profile[phase] = round(self.profile.get(phase, 0.0) + time.perf_counter() - t, 2)
-        return cm()
+        """Context manager adding the wall and CPU seconds of a block to `profile[phase]` and
+        `profile_cpu[phase]`; a phase timed inside it (dev scoring while training) counts in its own."""
+        return self.timer(phase)
 
     def conversations(self, ref: str) -> list[list[dict]]:
         """A table's conversations in a fixed order (whatever order the executor wrote them in)."""
@@ -162,17 +157,15 @@ class Bench:
             reused = self._reused(name, path, tcfg, trained_on)
             if reused:
                 return reused
-        best: BestDev = {"acc": -1.0, "step": 0, "state": None, "bad": 0, "curve": [], "eval_s": 0.0, "by_level": None}
+        best: BestDev = {"acc": -1.0, "step": 0, "state": None, "bad": 0, "curve": [], "by_level": None}
 
         def on_step(rec: dict) -> bool:
             every = c.eval_every * (1 if rec["step"] >= c.min_steps else 4)  # before it can stop: a coarser curve
             if not early_stop or rec["step"] % every:
                 return False
-            t_eval = time.perf_counter()
-            with self.timed("evaluation"):
+            with self.timed("evaluation"):  # counted as evaluation, not training
                 ev = self.evaluate_dev(model, tok)
             acc = ev["accuracy"]
-            best["eval_s"] += time.perf_counter() - t_eval  # counted as evaluation, not training
             model.train()
             best["curve"].append((rec["step"], round(acc, 4)))
             if acc > best["acc"]:
@@ -192,7 +185,6 @@ class Bench:
                                 trained_on=trained_on, metrics={"dev_accuracy": best["acc"], "dev_curve": best["curve"],
                                                                 "dev_by_level": best["by_level"]},
                                 extra={"stage": "sft"})
-        self.profile["training"] = round(self.profile["training"] - best["eval_s"], 2)
         res["best_step"] = best["step"] if early_stop and best["state"] is not None else res["steps"]
         res["dev_curve"] = best["curve"]
         res["dev_by_level"] = best["by_level"]

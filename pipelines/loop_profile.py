@@ -38,5 +38,5 @@ class PhaseTimer:
             self.cpu[phase] = round(self.cpu.get(phase, 0.0) + dc - inner_c, 2)
 
     def phases(self) -> dict[str, dict[str, float]]:
-        """{phase: {"wall_s": ..., "cpu_s": ...}}, in the order the phases first ran."""
+        """{phase: {"wall_s": ..., "cpu_s": ...}}, in the order the phases first ended."""
         return {k: {"wall_s": v, "cpu_s": self.cpu[k]} for k, v in self.wall.items()}

@@ -56,6 +56,8 @@ class LoopRecord:
     fresh: dict[str, dict] = field(default_factory=dict)
     ablation: dict | None = None
     profile_side: dict[str, float] = field(default_factory=dict)
+    profile_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by phase (wall: `profile`)
+    profile_side_cpu: dict[str, float] = field(default_factory=dict)
     final_checkpoint: str | None = None
     seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -80,7 +82,8 @@ class Loop(Bench):
         cfg = cfg if isinstance(cfg, LoopConfig) else LoopConfig.from_args(cfg)
         super().__init__(cfg)
         self.record = LoopRecord(run=self.run_name, seed=cfg.seed, config=cfg.to_dict(), device=str(self.device),
-                                 threads=torch.get_num_threads(), torch=torch.__version__, profile=self.profile)
+                                 threads=torch.get_num_threads(), torch=torch.__version__, profile=self.profile,
+                                 profile_cpu=self.profile_cpu)
         self.t0 = time.perf_counter()
 
     # ---- tables ---------------------------------------------------------------------
@@ -300,7 +303,9 @@ class Loop(Bench):
         except BaseException:
             side.close(failed=True)
             raise
-        self.record.profile_side = side.close()
+        side_profile = side.close()
+        self.record.profile_side = side_profile.get("wall", {})
+        self.record.profile_side_cpu = side_profile.get("cpu", {})
         return self._finish(rounds, final_ck, histories)
 
     def _teacher_solutions(self, r: int, drawn: list[dict]) -> str:

@@ -29,7 +29,8 @@ class SideChain(Protocol):
     per round r ≥ 1 `submit_ceiling(r, table of the teacher's solutions)` (unless --no-ceiling) and
     `submit_eval(r, checkpoint)` (not with DPO); then it reads `ablation` (once, unless
     --no-ablation), `loop_eval(0)`, and per round `control(r)`, `ceiling(r)`, `loop_eval(r)`;
-    finally `close`."""
+    finally `close`, which returns the side process's profile ({"wall": ..., "cpu": ...} seconds
+    by phase; empty in process, where the main profile has it all)."""
 
     def start_controls(self, base: str) -> None: ...
 
@@ -169,7 +170,7 @@ class Kind(enum.Enum):
     EVAL = "eval"
     CONTROL = "control"
     CEILING = "ceiling"
-    DONE = "done"              # payload: the side's wall-time profile
+    DONE = "done"              # payload: the side's profile, {"wall": ..., "cpu": ...} seconds by phase
     ERROR = "error"            # payload: the side's traceback
 
 
@@ -212,7 +213,7 @@ def _side_main(cfg: LoopConfig, held, dev, teacher, tok_path, inbox, outbox) -> 
             if not cfg.dpo:  # with DPO the main process scores its SFT model itself (dev picks SFT or DPO)
                 side.submit_eval(r, _expect(inbox.get(), Kind.CHECKPOINT, r))
                 outbox.put(Message(Kind.EVAL, r, side.loop_eval(r)))
-        outbox.put(Message(Kind.DONE, 0, bench.profile))
+        outbox.put(Message(Kind.DONE, 0, {"wall": bench.profile, "cpu": bench.profile_cpu}))
     except BaseException:  # noqa: BLE001  anything, even KeyboardInterrupt, goes back to the driver as ERROR
         outbox.put(Message(Kind.ERROR, 0, traceback.format_exc()))
         raise SystemExit(1) from None
@@ -266,7 +267,7 @@ class Worker:
         return self._get(Kind.CEILING, r)
 
     def close(self, failed: bool = False) -> dict:
-        """The side's wall-time profile; on failure, stop it (it must not outlive the run)."""
+        """The side's profile (wall and CPU); on failure, stop it (it must not outlive the run)."""
         if failed:
             self.proc.terminate()
             self.proc.join(10)

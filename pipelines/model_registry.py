@@ -23,7 +23,7 @@ EXPORT = "export"
 
 
 def _schema() -> pa.Schema:
-    from pipelines.reasoning_loop import MODELS  # the loop's table: one registry for every model
+    from pipelines.loop_bench import MODELS  # the loop's table: one registry for every model
     return MODELS
 
 
