@@ -6,7 +6,8 @@ match and spaCy only around capitalised-word runs, so its cost follows the PII-l
 document, not its length. Dropped rows leave the stage with every detected entity redacted too,
 so a rejects table never holds the card number that got them dropped; `pii_entities` keeps
 types, offsets and scores, never the text. `redact_strings` does the same for any strings the
-runner persists (rejected rows of other stages).
+runner persists (rejected rows of other stages), and `redact_json` for the input's extra keys
+that rows carry in `meta` (an author's e-mail in a JSONL line is persisted with the row).
 
 Defaults: PERSON (also in lower case / ALL CAPS, `filters/pii_names.py`), street ADDRESS, e-mail
 (also obfuscated: "jane dot doe at example dot com"), phone, card, IBAN, IP, SSN and URL (with a
@@ -22,6 +23,7 @@ words).
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -70,7 +72,8 @@ class PiiScrubber(ModelStage):
 
     def __init__(self, policy: dict[str, str] | None = None, score_threshold: float | dict[str, float] = 0.5,
                  spacy_model: str | None = DEFAULT_SPACY_MODEL, column: str = "text", batch_size: int = 64,
-                 entities: list[str] | None = None, max_chars: int = 100_000):
+                 entities: list[str] | None = None, max_chars: int = 100_000,
+                 carried: tuple[str, ...] = ("meta",)):
         nlp = load_spacy(spacy_model)
         self.has_ner = nlp is not None
         self.entities = [e for e in (entities or DEFAULT_ENTITIES) if self.has_ner or e not in NER_ENTITIES]
@@ -83,6 +86,9 @@ class PiiScrubber(ModelStage):
             thresholds = {**{e: score_threshold for e in self.entities}, **DEFAULT_THRESHOLDS}
         self.detector = Detector(self.entities, nlp, batch_size, thresholds, default)
         self.column, self.max_chars = column, max_chars
+        # Columns carried through from the input (`meta`: the input's extra JSON keys, e.g. an
+        # author's e-mail) are persisted with the row, so they are redacted like rejects are.
+        self.carried = [c for c in carried if c != column]
 
     def analyze(self, texts: list[str]) -> list[list[Any]]:
         """Resolved presidio `RecognizerResult`s per text; long texts are analysed in windows
@@ -108,6 +114,32 @@ class PiiScrubber(ModelStage):
             out[i] = redact(v, res)
         return out
 
+    def redact_json(self, values: list[str | None]) -> list[str | None]:
+        """JSON objects with every string leaf (keys stay) through `redact_strings`, re-serialised
+        only where something was found, so a span never cuts the JSON; a value that is not JSON
+        is redacted as a string."""
+        docs: list[Any] = []
+        leaves: list[str] = []
+        for v in values:
+            try:
+                doc = json.loads(v) if v else None
+            except ValueError:
+                doc = None
+            docs.append(doc)
+            if doc is not None:
+                _walk(doc, leaves.append)
+        plain = [v if v and docs[i] is None else None for i, v in enumerate(values)]
+        redacted = iter(self.redact_strings(leaves))
+        plain_out = self.redact_strings(plain)
+        out: list[str | None] = []
+        for v, doc, p in zip(values, docs, plain_out):
+            if doc is None:
+                out.append(p if v else v)
+                continue
+            new_doc = _walk(doc, None, lambda _leaf: next(redacted))
+            out.append(json.dumps(new_doc, ensure_ascii=False) if new_doc != doc else v)
+        return out
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         texts = [t or "" for t in batch.column(self.column).to_pylist()]
         results = self.analyze(texts)
@@ -118,7 +150,15 @@ class PiiScrubber(ModelStage):
             drops.append(f"pii:{dropping[0]}" if dropping else None)
             new_texts.append(redact(text, res) if res else text)
             actions.append("dropped" if dropping else "redacted" if res else "none")
+        changed = {}
+        for name in self.carried:
+            if name in batch.column_names and pa.types.is_string(batch.column(name).type):
+                values = batch.column(name).to_pylist()
+                changed[name] = self.redact_json(values)
+                actions = [a if a != "none" or old == new else "redacted"
+                           for a, old, new in zip(actions, values, changed[name])]
         batch = annotate(batch, **{self.column: pa.array(new_texts, pa.string()),
+                                   **{k: pa.array(v, pa.string()) for k, v in changed.items()},
                                    "pii_entities": pa.array(entities, pa.list_(PII_ENTITY)),
                                    "pii_action": pa.array(actions, pa.string())})
         for reason in sorted({d for d in drops if d}):
@@ -140,6 +180,19 @@ class PiiScrubber(ModelStage):
         except (md.PackageNotFoundError, ValueError):  # ValueError: no model ('' = patterns only)
             info["spacy_model_version"] = None
         return info
+
+
+def _walk(doc: Any, visit: Any = None, swap: Any = None) -> Any:
+    """Visit (or replace, with `swap`) a JSON document's string leaves in a fixed order."""
+    if isinstance(doc, str):
+        if visit is not None:
+            visit(doc)
+        return swap(doc) if swap is not None else doc
+    if isinstance(doc, dict):
+        return {k: _walk(v, visit, swap) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_walk(v, visit, swap) for v in doc]
+    return doc
 
 
 def _unescape(m: re.Match) -> str:

@@ -39,7 +39,8 @@ def _docs():
     contact = f"Please write to {NAME} at {EMAIL} or call {PHONE}."
     prose = _clean_prose(2)
     docs = [
-        {"text": PROSE + "\n\n" + contact},                                   # kept, redacted
+        {"text": PROSE + "\n\n" + contact, "author": f"{NAME} <{EMAIL}>",
+         "reviewers": [{"phone": PHONE}]},                                    # kept; PII in its meta too
         {"text": prose[0] + "\n\nReviewed by the team. " + contact},          # kept
         {"text": prose[1] + f"\n\nDeploy with AWS_ACCESS_KEY_ID={AWS_KEY} and "
                  f"git clone https://{GH_TOKEN}@github.com/acme/infra.git"},  # credentials in kept prose
@@ -107,6 +108,8 @@ def test_no_removed_pii_is_persisted_in_any_table_file_or_log(source):
     assert all(r["text"] is None or "<" in r["text"] for r in rejects if r["drop_reason"] != "wrong_type:text")
     assert _leaks(wh, run) == {}
     assert store.properties("documents")["config"]["raw_rejects"] is False
+    metas = [json.loads(m) for m in store.read_arrow("documents").column("meta").to_pylist() if m]
+    assert {"author": "<PERSON> <<EMAIL_ADDRESS>>", "reviewers": '[{"phone": "<PHONE_NUMBER>"}]'} in metas
 
 
 def test_raw_rejects_is_an_explicit_opt_in_recorded_in_lineage(source):
