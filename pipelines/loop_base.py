@@ -32,8 +32,11 @@ operation cues) and by its numbers-and-answer key; a twin is redrawn, never trai
 With `--workers 2` the control chain (the base's score, the ablation arms, the control and
 ceiling rounds) runs in a second process beside the loop's chain (round-0 SFT, sampling, the
 loop's rounds): each process has one thread and its own seeds, so the numbers are those of
-`--workers 1`. Each phase is timed in wall and CPU seconds (`pipelines/loop_profile.py`, shared
-with the from-scratch loop).
+`--workers 1`. The two talk in the from-scratch loop's typed messages (`pipelines/loop_side.py`:
+checkpoint paths one way, results the other, each checked for its kind and round on arrival); a
+failing control process sends its traceback, and it stops as soon as the loop's process is gone.
+With `--workers 1` the same messages pass through a list. Each phase is timed in wall and CPU
+seconds (`pipelines/loop_profile.py`, shared with the from-scratch loop).
 """
 from __future__ import annotations
 
@@ -47,12 +50,13 @@ import statistics as st
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 from pipelines.loop_integrity import HeldoutLeak
 from pipelines.loop_profile import PhaseTimer
+from pipelines.loop_side import Kind, Message
 
 SYSTEM = "Solve the problem step by step. End with a line of the form 'The answer is N.'"
 
@@ -270,7 +274,7 @@ def _strip(ev: dict) -> dict:
 
 # ---- the two chains -------------------------------------------------------------------------
 class Chain:
-    """What one process of a seed runs; results go to <out>/<name>.json."""
+    """What one process of a seed runs: the loop's chain, the control chain, or (one worker) both in turn."""
 
     def __init__(self, cfg: BaseLoopConfig, base_ck: str):
         import torch
@@ -300,38 +304,39 @@ class Chain:
         log(f"{name}: held-out {ev['accuracy']:.3f} ± {ev['se']:.3f} {ev['by_level']}")
         return _strip(ev)
 
-    def control_chain(self) -> dict:
-        """The scoring and control side: the base as is, the ablation arms (from the base, round 0's
-        steps), round 0's checkpoint once the loop has written it, then per round the control (the
-        loop's steps and tokens per step, on the verified teacher data only) and the loop's
-        checkpoint of that round. Nothing here feeds the loop, so it can run beside it."""
+    def control_chain(self, send: Callable[[Kind, int, Any], None], receive: Callable[[Kind, int], Any]) -> None:
+        """The scoring and control side, each result sent as it is ready (`send(kind, round,
+        result)`): the base as is (SCORE), the ablation arms from the base with round 0's steps
+        (ABLATION, one message), round 0's checkpoint scored once the loop sends its path (EVAL 0),
+        then per round the control (the loop's steps and tokens per step on the verified teacher
+        data only: CONTROL r), the teacher ceiling (CEILING r) and the loop's checkpoint of the
+        round (EVAL r). Nothing here feeds the loop, so it can run beside it."""
         cfg = self.cfg
-        out: dict[str, Any] = {}
         model, tok = load(self.base_ck)
-        out["base"] = self.score("base", model, tok)
+        send(Kind.SCORE, 0, self.score("base", model, tok))
         del model
-        arms = {"none": [], "unfiltered": ["unfiltered"], "both": ["unfiltered", "row_matched"]}[cfg.ablation]
-        for arm in arms:
+        arms: dict[str, dict] = {}
+        for arm in {"none": [], "unfiltered": ["unfiltered"], "both": ["unfiltered", "row_matched"]}[cfg.ablation]:
             convs = self.unfiltered
             if arm == "row_matched":  # quantity held fixed: the unfiltered data subsampled to the filtered count
                 convs = random.Random(cfg.seed).sample(self.unfiltered, len(self.filtered))
             model, tok, res = self.train(f"ablation-{arm}", self.base_ck, convs, cfg.sft_steps, cfg.lr,
                                          [f"teacher:{arm}"])
-            out[f"ablation_{arm}"] = {**self.score(f"ablation {arm}", model, tok), "rows": len(convs), "train": res}
+            arms[arm] = {**self.score(f"ablation {arm}", model, tok), "rows": len(convs), "train": res}
             del model
-        out["round0"] = self.score_checkpoint("round 0", "round0-sft")
-        ck, out["control"], out["loop"], out["ceiling"] = self.path("round0-sft"), [], [], []
-        solutions: list[list[dict]] = []
+        send(Kind.ABLATION, 0, arms)
+        send(Kind.EVAL, 0, self.score_checkpoint("round 0", receive(Kind.BASE, 0)))
+        ck = self.path("round0-sft")
+        solutions: list[list[dict]] = []  # the teacher's solutions to the fresh problems so far (the ceiling's)
         for r in range(1, cfg.rounds + 1):
             model, tok, res = self.train(f"round{r}-control", ck, self.filtered, cfg.round_steps, cfg.rft_lr,
                                          ["teacher:filtered"])
-            out["control"].append({"round": r, **self.score(f"round {r} control", model, tok), "train": res})
+            send(Kind.CONTROL, r, {"round": r, **self.score(f"round {r} control", model, tok), "train": res})
             ck = self.path(f"round{r}-control")
             del model
             if cfg.ceiling:
-                out["ceiling"].append(self.ceiling_round(r, solutions))
-            out["loop"].append({"round": r, **self.score_checkpoint(f"round {r} loop", f"round{r}-loop")})
-        return out
+                send(Kind.CEILING, r, self.ceiling_round(r, solutions))
+            send(Kind.EVAL, r, {"round": r, **self.score_checkpoint(f"round {r} loop", receive(Kind.CHECKPOINT, r))})
 
     def ceiling_round(self, r: int, solutions: list[list[dict]]) -> dict:
         """The teacher ceiling's round r: from its round r-1 checkpoint (round 0's for round 1), the
@@ -349,22 +354,23 @@ class Chain:
         ev = self.score(f"round {r} ceiling", model, tok)
         return {"round": r, **ev, "rows": len(mix), "solutions": len(solutions), "train": res}
 
-    def score_checkpoint(self, label: str, name: str) -> dict:
-        """Score a checkpoint of the loop's chain as saved, once it is there."""
-        wait_for(os.path.join(self.path(name), "checkpoint.json"))
-        model, tok = load(self.path(name))
+    def score_checkpoint(self, label: str, path: str) -> dict:
+        """Score a checkpoint of the loop's chain as saved."""
+        model, tok = load(path)
         return self.score(label, model, tok)
 
-    def loop_chain(self) -> dict:
+    def loop_chain(self, send: Callable[[Kind, int, Any], None]) -> dict:
         """Round 0 (the base after SFT on the verified teacher data), then per round: sample the
         current model on fresh problems, verify, train on the teacher data plus every verified
-        sample so far, continuing from the last round's model. Scoring is the other chain's."""
+        sample so far, continuing from the last round's model. Scoring is the other chain's: each
+        checkpoint's path is sent to it once written (BASE for round 0, CHECKPOINT r)."""
         cfg = self.cfg
         out: dict[str, Any] = {"rounds": []}
         model, tok, res = self.train("round0-sft", self.base_ck, self.filtered, cfg.sft_steps, cfg.lr,
                                      ["teacher:filtered"])
         out["round0"] = {"train": res, "rows": len(self.filtered)}
         ck, verified = self.path("round0-sft"), []
+        send(Kind.BASE, 0, ck)
         for r in range(1, cfg.rounds + 1):
             problems = self.data.fresh(r)
             self.data.check(problems, f"round {r}")
@@ -379,25 +385,64 @@ class Chain:
             out["rounds"].append({"round": r, "sampling": stats, "verified_rows": len(verified), "mix_rows": len(mix),
                                   "train": res})
             ck = self.path(f"round{r}-loop")
+            send(Kind.CHECKPOINT, r, ck)
         return out
 
 
-def wait_for(path: str, poll: float = 5.0) -> None:
-    """Wait for the loop process to write `path`; if that process is gone (killed before it could
-    terminate this one), fail instead of polling forever as an orphan."""
-    parent = os.getppid()
-    while not os.path.exists(path):
-        if os.getppid() != parent:
-            raise RuntimeError(f"the loop process ended before writing {path}")
-        time.sleep(poll)
+def collect_control(cfg: BaseLoopConfig, receive: Callable[[Kind, int], Any]) -> dict:
+    """The control chain's results, read in the order it sends them (a result out of turn raises
+    `SideProtocolError`): the base, the ablation arms, round 0, then per round the control, the
+    ceiling and the loop's score."""
+    out: dict[str, Any] = {"base": receive(Kind.SCORE, 0)}
+    out.update({f"ablation_{arm}": v for arm, v in receive(Kind.ABLATION, 0).items()})
+    out["round0"] = receive(Kind.EVAL, 0)
+    out["control"], out["ceiling"], out["loop"] = [], [], []
+    for r in range(1, cfg.rounds + 1):
+        out["control"].append(receive(Kind.CONTROL, r))
+        if cfg.ceiling:
+            out["ceiling"].append(receive(Kind.CEILING, r))
+        out["loop"].append(receive(Kind.EVAL, r))
+    return out
 
 
-def run_side(cfg: BaseLoopConfig, base_ck: str) -> None:
-    """The second process: the control chain, written to <out>/control.json."""
-    chain = Chain(cfg, base_ck)
-    res = chain.control_chain()
-    res["profile"] = chain.prof.phases()
-    _write(os.path.join(cfg.out, "control.json"), res)
+def _side_main(cfg: BaseLoopConfig, base_ck: str, inbox, outbox) -> None:
+    """The second process: the control chain, each result a message to the loop's process (which
+    reads them in order at the end); its profile last (DONE). A failure goes back as ERROR with
+    its traceback; the loop process's death ends this one at its next wait for a checkpoint."""
+    import traceback
+
+    from pipelines.loop_side import from_parent
+
+    try:
+        chain = Chain(cfg, base_ck)
+        chain.control_chain(lambda kind, r, payload: outbox.put(Message(kind, r, payload)),
+                            lambda kind, r: from_parent(inbox, kind, r))
+        outbox.put(Message(Kind.DONE, 0, chain.prof.phases()))
+    except BaseException:  # noqa: BLE001  anything, even KeyboardInterrupt, goes back to the loop as ERROR
+        outbox.put(Message(Kind.ERROR, 0, traceback.format_exc()))
+        raise SystemExit(1) from None
+
+
+class _InProcess:
+    """`--workers 1`: the control chain after the loop's, in this process, through the same
+    messages (a queue here), so both ways read the results in one order and check it."""
+
+    def __init__(self) -> None:
+        self.sent: dict[int, str] = {}  # round → the loop's checkpoint
+        self.results: list[Message] = []
+
+    def from_loop(self, kind: Kind, r: int, path: Any) -> None:
+        self.sent[r] = path
+
+    def to_control(self, kind: Kind, r: int) -> Any:
+        return self.sent[r]
+
+    def from_control(self, kind: Kind, r: int, payload: Any) -> None:
+        self.results.append(Message(kind, r, payload))
+
+    def receive(self, kind: Kind, r: int) -> Any:
+        from pipelines.loop_side import _expect
+        return _expect(self.results.pop(0), kind, r)
 
 
 def _write(path: str, obj) -> None:
@@ -409,7 +454,7 @@ def _write(path: str, obj) -> None:
 
 def run(cfg: BaseLoopConfig) -> dict:
     """One seed: both chains (in two processes with `workers` 2), then the record."""
-    import subprocess
+    from pipelines.loop_side import SideProcess
 
     t0, c0 = time.perf_counter(), time.process_time()
     os.makedirs(cfg.out, exist_ok=True)
@@ -422,23 +467,21 @@ def run(cfg: BaseLoopConfig) -> dict:
             else:
                 os.remove(stale)
     _write(os.path.join(cfg.out, "config.json"), asdict(cfg))
-    side = None
-    if cfg.workers > 1:
-        side = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--side", "--config",
-                                 os.path.join(cfg.out, "config.json"), "--base-checkpoint", base_ck])
+    side = SideProcess(_side_main, (cfg, base_ck)) if cfg.workers > 1 else None
+    inline = _InProcess()
     chain = Chain(cfg, base_ck)
     try:
-        loop = chain.loop_chain()
+        loop = chain.loop_chain(inline.from_loop if side is None else side.send)
         if side is None:
-            ctrl = chain.control_chain()
-            ctrl["profile"] = {}
+            chain.control_chain(inline.from_control, inline.to_control)
+            ctrl = {**collect_control(cfg, inline.receive), "profile": {}}
         else:
-            if side.wait() != 0:
-                raise RuntimeError(f"the control process failed (exit {side.returncode})")
-            ctrl = json.load(open(os.path.join(cfg.out, "control.json")))
-    finally:
-        if side is not None and side.poll() is None:
-            side.terminate()
+            ctrl = collect_control(cfg, side.receive)
+            ctrl["profile"] = side.close()  # joined: its CPU counts in RUSAGE_CHILDREN below
+    except BaseException:
+        if side is not None:
+            side.close(failed=True)  # it must not outlive the run
+        raise
     record = _record(cfg, chain, base_ck, loop, ctrl)
     if cfg.warehouse:
         with chain.prof("registry"):
@@ -649,9 +692,6 @@ def parser() -> argparse.ArgumentParser:
                 p.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=None)
             except argparse.ArgumentError:  # declared above with its own choices or help
                 pass
-    p.add_argument("--side", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--config", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--base-checkpoint", default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -683,11 +723,6 @@ def run_seeds(argv: list[str], seeds: list[int], root: str, warehouse: str) -> i
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     a = parser().parse_args(argv)
-    if a.side:
-        d = json.load(open(a.config))
-        d["levels"] = tuple(d["levels"])
-        run_side(BaseLoopConfig(**d), a.base_checkpoint)
-        return 0
     from schemas.store import default_warehouse
     a.warehouse = os.path.abspath(a.warehouse or default_warehouse())  # where the models are registered
     root = os.path.join(a.warehouse, "_loop", "base")

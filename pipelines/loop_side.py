@@ -10,7 +10,8 @@ seeds and data order a single process would use, and evaluates the checkpoint as
 `SideChain` is the interface the round driver uses; `Inline` runs each step in this process
 when its result is asked for, `Worker` in a spawned process that talks in typed `Message`s
 (a kind and a round each, checked on arrival, so a message out of turn is an error, not a
-silent mix-up).
+silent mix-up). That process and its protocol (`SideProcess`, `from_parent`) also carry the
+control chain of the loop from a pretrained base (`pipelines/loop_base.py`).
 """
 from __future__ import annotations
 
@@ -170,6 +171,7 @@ class Kind(enum.Enum):
     EVAL = "eval"
     CONTROL = "control"
     CEILING = "ceiling"
+    SCORE = "score"            # the pretrained base as is (the loop from a base, pipelines/loop_base.py)
     DONE = "done"              # payload: the side's profile, {"wall": ..., "cpu": ...} seconds by phase
     ERROR = "error"            # payload: the side's traceback
 
@@ -190,6 +192,22 @@ def _expect(msg: Message, kind: Kind, r: int) -> Any:
     return msg.payload
 
 
+def from_parent(inbox, kind: Kind, r: int, poll: float = 2.0) -> Any:
+    """In the side process: the main process's next message, which must be `kind` for round `r`.
+    Raises as soon as the main process is gone (SIGKILLed before it could terminate this one),
+    so the side never waits as an orphan."""
+    import multiprocessing as mp
+
+    parent = mp.parent_process()
+    while True:
+        try:
+            return _expect(inbox.get(timeout=poll), kind, r)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                raise SideProtocolError(f"the loop's main process ended before sending {kind.value} for round "
+                                        f"{r}") from None
+
+
 def _side_main(cfg: LoopConfig, held, dev, teacher, tok_path, inbox, outbox) -> None:
     """The second process: the ablation beside round 0; once round 0 is in, its evaluation, then
     per round the control, the teacher ceiling and the loop checkpoint's evaluation (in the order
@@ -203,15 +221,15 @@ def _side_main(cfg: LoopConfig, held, dev, teacher, tok_path, inbox, outbox) -> 
                       bench.conversations(teacher["loop_sft_unfiltered"]))
         if not cfg.no_ablation:
             outbox.put(Message(Kind.ABLATION, 0, side.ablation()))
-        side.start_controls(_expect(inbox.get(), Kind.BASE, 0))  # if the main process fails, it terminates this one
+        side.start_controls(from_parent(inbox, Kind.BASE, 0))  # if the main process fails, it terminates this one
         outbox.put(Message(Kind.EVAL, 0, side.loop_eval(0)))
         for r in range(1, cfg.rounds + 1):
             outbox.put(Message(Kind.CONTROL, r, side.control(r)))
             if not cfg.no_ceiling:
-                side.submit_ceiling(r, _expect(inbox.get(), Kind.SOLUTIONS, r))
+                side.submit_ceiling(r, from_parent(inbox, Kind.SOLUTIONS, r))
                 outbox.put(Message(Kind.CEILING, r, side.ceiling(r)))
             if not cfg.dpo:  # with DPO the main process scores its SFT model itself (dev picks SFT or DPO)
-                side.submit_eval(r, _expect(inbox.get(), Kind.CHECKPOINT, r))
+                side.submit_eval(r, from_parent(inbox, Kind.CHECKPOINT, r))
                 outbox.put(Message(Kind.EVAL, r, side.loop_eval(r)))
         outbox.put(Message(Kind.DONE, 0, {"wall": bench.profile, "cpu": bench.profile_cpu}))
     except BaseException:  # noqa: BLE001  anything, even KeyboardInterrupt, goes back to the driver as ERROR
@@ -219,16 +237,24 @@ def _side_main(cfg: LoopConfig, held, dev, teacher, tok_path, inbox, outbox) -> 
         raise SystemExit(1) from None
 
 
-class Worker:
-    """The side chain in a spawned process; requests go in and results come back in order."""
+class SideProcess:
+    """A spawned process running `target(*args, inbox, outbox)` that talks in typed `Message`s:
+    `send` puts a request in its inbox, `receive` takes its next result, which must be the one due;
+    a side that dies or fails raises `SideProtocolError` instead of a wait. Both loops' second
+    processes are one (the from-scratch loop's `Worker`, `pipelines/loop_base.py`'s control chain)."""
 
-    def __init__(self, bench: Bench, teacher: dict[str, str], tok_path: str, target=_side_main):
+    def __init__(self, target, args: tuple):
         import multiprocessing as mp
         ctx = mp.get_context("spawn")  # no forked torch/Ray state in the child
         self.inbox, self.outbox = ctx.Queue(), ctx.Queue()
-        self.proc = ctx.Process(target=target, name="loop-side", daemon=True,
-                                args=(bench.cfg, bench.held, bench.dev, teacher, tok_path, self.inbox, self.outbox))
+        self.proc = ctx.Process(target=target, name="loop-side", daemon=True, args=(*args, self.inbox, self.outbox))
         self.proc.start()
+
+    def send(self, kind: Kind, r: int, payload: Any = None) -> None:
+        self.inbox.put(Message(kind, r, payload))
+
+    def receive(self, kind: Kind, r: int) -> Any:
+        return self._get(kind, r)
 
     def _get(self, kind: Kind, r: int) -> Any:
         while True:
@@ -244,6 +270,23 @@ class Worker:
                         f"the loop's side worker (ablation, control, evaluation) died with exit code "
                         f"{self.proc.exitcode} before sending its {kind.value} result") from None
             return _expect(msg, kind, r)
+
+    def close(self, failed: bool = False) -> dict:
+        """The side's profile (its DONE message); on failure, stop it (it must not outlive the run)."""
+        if failed:
+            self.proc.terminate()
+            self.proc.join(10)
+            return {}
+        profile = self._get(Kind.DONE, 0)
+        self.proc.join(60)
+        return profile
+
+
+class Worker(SideProcess):
+    """The from-scratch loop's side chain in a spawned process; requests go in and results come back in order."""
+
+    def __init__(self, bench: Bench, teacher: dict[str, str], tok_path: str, target=_side_main):
+        super().__init__(target, (bench.cfg, bench.held, bench.dev, teacher, tok_path))
 
     def start_controls(self, base: str) -> None:
         self.inbox.put(Message(Kind.BASE, 0, base))
@@ -267,11 +310,5 @@ class Worker:
         return self._get(Kind.CEILING, r)
 
     def close(self, failed: bool = False) -> dict:
-        """The side's profile (wall and CPU); on failure, stop it (it must not outlive the run)."""
-        if failed:
-            self.proc.terminate()
-            self.proc.join(10)
-            return {}
-        profile = self._get(Kind.DONE, 0)
-        self.proc.join(60)
-        return profile
+        """The side's profile ({"wall": ..., "cpu": ...}); on failure, stop it."""
+        return super().close(failed)

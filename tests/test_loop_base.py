@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 
 import pytest
 import torch
@@ -237,3 +238,90 @@ def test_the_last_rounds_export_loads_in_transformers_with_the_same_logits(two_r
     ids = torch.randint(0, hf.config.vocab_size, (2, 40), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, ours(ids), atol=1e-4, rtol=0)
+
+
+# ---- the control process talks in loop_side's typed messages --------------------------------------
+def test_control_results_out_of_turn_are_an_error_not_a_result():
+    """The loop reads the control chain's results in one order; a result in another slot raises."""
+    from pipelines.loop_base import BaseLoopConfig, _InProcess, collect_control
+    from pipelines.loop_side import Kind, SideProtocolError
+
+    cfg = BaseLoopConfig(rounds=1, ceiling=False)
+    sent = _InProcess()
+    for kind, r, payload in ((Kind.SCORE, 0, {"accuracy": 0.1}), (Kind.ABLATION, 0, {}),
+                             (Kind.EVAL, 0, {"accuracy": 0.2}), (Kind.CONTROL, 1, {"accuracy": 0.3}),
+                             (Kind.EVAL, 1, {"accuracy": 0.4})):
+        sent.from_control(kind, r, payload)
+    out = collect_control(cfg, sent.receive)
+    assert (out["base"]["accuracy"], out["round0"]["accuracy"], out["loop"][0]["accuracy"]) == (0.1, 0.2, 0.4)
+    swapped = _InProcess()
+    swapped.from_control(Kind.EVAL, 0, {})  # round 0's score where the base's was due
+    with pytest.raises(SideProtocolError, match="eval for round 0 where score for round 0 was due"):
+        collect_control(cfg, swapped.receive)
+    ceiling_due = _InProcess()
+    for kind, r in ((Kind.SCORE, 0), (Kind.ABLATION, 0), (Kind.EVAL, 0), (Kind.CONTROL, 1), (Kind.EVAL, 1)):
+        ceiling_due.from_control(kind, r, {})
+    with pytest.raises(SideProtocolError, match="where ceiling for round 1 was due"):
+        collect_control(BaseLoopConfig(rounds=1), ceiling_due.receive)
+
+
+def test_a_failing_control_process_sends_its_traceback(tmp_path):
+    from pipelines.loop_base import BaseLoopConfig, _side_main
+    from pipelines.loop_side import Kind, SideProcess, SideProtocolError
+
+    cfg = BaseLoopConfig(out=str(tmp_path), eval_problems=12, teacher_problems=24)
+    side = SideProcess(_side_main, (cfg, str(tmp_path / "no-such-checkpoint")))
+    try:
+        with pytest.raises(SideProtocolError, match="no-such-checkpoint"):
+            side.receive(Kind.SCORE, 0)
+    finally:
+        side.close(failed=True)
+    assert not side.proc.is_alive()
+
+
+def _waits_for_round_0(path, inbox, outbox):
+    """A control process waiting for the loop's round-0 checkpoint; writes what ended the wait."""
+    from pipelines.loop_side import Kind, SideProtocolError, from_parent
+    try:
+        from_parent(inbox, Kind.BASE, 0, poll=0.2)
+        what = "a message"
+    except SideProtocolError as e:
+        what = str(e)
+    with open(path, "w") as f:
+        f.write(what)
+
+
+def test_the_control_process_ends_when_the_loop_process_is_killed(tmp_path):
+    """The loop's process dies without a word (os._exit: no clean-up, as SIGKILL): the control
+    process waiting for its checkpoint stops instead of waiting as an orphan."""
+    import subprocess
+    import sys
+
+    said = tmp_path / "said"
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = ("import os, sys; sys.path[:0] = [%r, %r]\n"
+            "from pipelines.loop_side import SideProcess\n"
+            "from test_loop_base import _waits_for_round_0\n"
+            "if __name__ == '__main__':\n"
+            "    side = SideProcess(_waits_for_round_0, (%r,))\n"
+            "    print(side.proc.pid, flush=True)\n"
+            "    os._exit(9)\n") % (here, os.path.dirname(here), str(said))
+    script = tmp_path / "loop_process.py"
+    script.write_text(code)
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 9, res.stderr
+    pid = int(res.stdout.split()[0])
+    for _ in range(600):  # polls; no bound on how long it takes is asserted
+        if said.exists() and not _alive(pid):
+            break
+        time.sleep(0.5)
+    assert said.read_text().startswith("the loop's main process ended before sending base for round 0")
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
