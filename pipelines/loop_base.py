@@ -425,7 +425,7 @@ def _side_main(cfg: BaseLoopConfig, base_ck: str, inbox, outbox) -> None:
 
 class _InProcess:
     """`--workers 1`: the control chain after the loop's, in this process, through the same
-    messages (a queue here), so both ways read the results in one order and check it."""
+    messages (a list here), so both ways read the results in one order and check it."""
 
     def __init__(self) -> None:
         self.sent: dict[int, str] = {}  # round → the loop's checkpoint
