@@ -102,6 +102,15 @@ class DataFileError(StoreError, RuntimeError):
     """A data file of a version cannot be read, or holds other rows than the metadata says."""
 
 
+class StaleBase(RuntimeError):
+    """An append-mode output commit found another output version current than the one its
+    rejects were built on (another run committed in between): rebuild the rejects and retry."""
+
+    def __init__(self, table: str, expected: int | None, current: int | None):
+        super().__init__(f"'{table}' moved from version {expected} to {current} since the rejects were built")
+        self.expected, self.current = expected, current
+
+
 def check_table_name(name: str) -> str:
     """Table names are identifiers (optionally `namespace.table`): never paths, never `..`."""
     parts = name.split(".")
@@ -131,9 +140,13 @@ def _retryable() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _run_snapshot(t, run_id: str) -> int | None:
-    for snap in t.snapshots():
-        if (snap.summary.additional_properties or {}).get(PROPERTY_PREFIX + "run_id") == run_id:
+def _run_snapshot(t, run_id: str, output_base: str | None = None) -> int | None:
+    """The newest snapshot of run `run_id` (built on output version `output_base`, when given:
+    an append-mode rejects version rebased onto another output is a new snapshot of the same run)."""
+    for snap in reversed(_lineage_order(t)):
+        props = snap.summary.additional_properties or {}
+        if props.get(PROPERTY_PREFIX + "run_id") == run_id and (
+                output_base is None or props.get(PROPERTY_PREFIX + "output_base") == output_base):
             return snap.snapshot_id
     return None
 
@@ -418,22 +431,46 @@ class Store:
         return _retry(once)
 
     # ---- publishing -----------------------------------------------------------------
+    def paired_rejects(self, output: str) -> tuple[int | None, int | None]:
+        """(the output's current snapshot, the rejects snapshot it names): what an append-mode
+        run builds its rejects on. An output published by hand or before pairing names none:
+        then the rejects table's newest visible version; no output version yet: (None, None)."""
+        if not self.exists(output) or (out := self.table(output).current_snapshot()) is None:
+            return None, None
+        named = (out.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot")
+        rname = rejects_name(output)
+        if not self.exists(rname):
+            return out.snapshot_id, None
+        t = self.table(rname)
+        if named and named.lstrip("-").isdigit() and t.snapshot_by_id(int(named)) is not None:
+            return out.snapshot_id, int(named)
+        ok = self._published_rejects(rname, t)
+        newest = [s.snapshot_id for s in _lineage_order(t) if s.snapshot_id in ok]
+        return out.snapshot_id, (newest[-1] if newest else None)
+
     def publish(self, name: str, schema: pa.Schema, files: list[str], properties: dict[str, Any],
-                *, mode: str = "overwrite", retries: int = 10) -> int:
+                *, mode: str = "overwrite", retries: int = 10, with_files_of: int | None = None,
+                expect_current: int | None = None, check_current: bool = False) -> int:
         """Register written Parquet files as one new snapshot of `name` and return its id.
 
         `overwrite` makes the new version exactly these files; `append` adds them to the
-        current ones. Idempotent per `properties['run_id']`: a retried publish of the same
-        run returns the snapshot it already made. Small properties go into the snapshot;
-        large ones (config, accounting, stats) into one content-addressed lineage file it
-        points to, so table metadata does not grow by kilobytes per version. A commit that
-        loses a race with another writer is retried on the refreshed table.
-        """
-        from pyiceberg.io.pyarrow import parquet_files_to_data_files
-        from pyiceberg.table import TableProperties
+        current ones. Idempotent per `properties['run_id']` (and `output_base`, where given):
+        a retried publish of the same run returns the snapshot it already made. Small
+        properties go into the snapshot; large ones (config, accounting, stats) into one
+        content-addressed lineage file it points to, so table metadata does not grow by
+        kilobytes per version. A commit that loses a race with another writer is retried on
+        the refreshed table.
 
+        The paired append (ARCHITECTURE.md, "What the store guarantees"): `overwrite` with
+        `with_files_of` makes the new version exactly these files plus those of that snapshot of
+        the same table, whatever the table's own newest is (a run's rejects built on the rejects
+        the output names, never on another run's pending ones); `check_current` raises StaleBase
+        unless the table's current snapshot is `expect_current` when the commit lands (a
+        compare-and-swap: Iceberg's commit asserts the very snapshot this check read).
+        """
         check_table_name(name)
         run_id = properties.get("run_id")
+        base = properties.get("output_base")
         t = self.ensure_table(name, schema)
         props = self._snapshot_properties(t, properties)
         for attempt in range(retries):
@@ -441,33 +478,52 @@ class Store:
             # load makes the commit fail (compare-and-swap) and the retry sees its snapshot. Checked
             # on a separate, earlier load, two identical runs on S3 both committed once.
             t = self.ensure_table(name, schema)
-            if run_id and (done := _run_snapshot(t, run_id)) is not None:
+            if run_id and (done := _run_snapshot(t, run_id, base)) is not None:
                 return done
+            current = t.current_snapshot()
+            if check_current and (current.snapshot_id if current is not None else None) != expect_current:
+                raise StaleBase(name, expect_current, current.snapshot_id if current is not None else None)
             try:
-                with t.transaction() as tx:
-                    if not _schema_covers(tx.table_metadata.schema(), schema):
-                        with tx.update_schema() as us:
-                            us.union_by_name(schema)
-                    table_props = {TableProperties.DEFAULT_NAME_MAPPING:
-                                   tx.table_metadata.schema().name_mapping.model_dump_json(), **TABLE_PROPERTIES}
-                    tx.set_properties(**table_props)
-                    producer = tx.update_snapshot(snapshot_properties=props)
-                    with (producer.overwrite() if mode == "overwrite" else producer.fast_append()) as op:
-                        current = tx.table_metadata.current_snapshot()
-                        if mode == "overwrite" and current is not None:
-                            for task in t.scan(snapshot_id=current.snapshot_id).plan_files():
-                                op.delete_data_file(task.file)
-                        for df in parquet_files_to_data_files(io=t.io, table_metadata=tx.table_metadata,
-                                                              file_paths=iter(list(files))):
-                            op.append_data_file(df)
+                self._commit(t, schema, files, props, mode, with_files_of)
                 break
             except _retryable():
                 if attempt == retries - 1:
                     raise
                 _backoff(attempt)
-        if run_id and (done := self.find_run(name, run_id)) is not None:
+        if run_id and (done := _run_snapshot(self.table(name), run_id, base)) is not None:
             return done
         return self.table(name).current_snapshot().snapshot_id
+
+    def _commit(self, t, schema: pa.Schema, files: list[str], props: dict[str, str], mode: str,
+                with_files_of: int | None) -> None:
+        """One commit of `files` to `t` as loaded (see `publish`)."""
+        from pyiceberg.io.pyarrow import parquet_files_to_data_files
+        from pyiceberg.table import TableProperties
+
+        with t.transaction() as tx:
+            if not _schema_covers(tx.table_metadata.schema(), schema):
+                with tx.update_schema() as us:
+                    us.union_by_name(schema)
+            table_props = {TableProperties.DEFAULT_NAME_MAPPING:
+                           tx.table_metadata.schema().name_mapping.model_dump_json(), **TABLE_PROPERTIES}
+            tx.set_properties(**table_props)
+            producer = tx.update_snapshot(snapshot_properties=props)
+            exact = mode == "overwrite"
+            with (producer.overwrite() if exact else producer.fast_append()) as op:
+                current = tx.table_metadata.current_snapshot()
+                have = {task.file.file_path: task.file for task in t.scan(snapshot_id=current.snapshot_id).plan_files()
+                        } if exact and current is not None else {}
+                keep = {task.file.file_path: task.file for task in t.scan(snapshot_id=with_files_of).plan_files()
+                        } if exact and with_files_of is not None else {}
+                for path, df in have.items():
+                    if path not in keep:
+                        op.delete_data_file(df)
+                for path, df in keep.items():
+                    if path not in have:
+                        op.append_data_file(df)
+                new = [f for f in files if f not in keep]
+                for df in parquet_files_to_data_files(io=t.io, table_metadata=tx.table_metadata, file_paths=iter(new)):
+                    op.append_data_file(df)
 
     def _snapshot_properties(self, t, properties: dict[str, Any]) -> dict[str, str]:
         encoded = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)

@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections import Counter
 
 import pytest
 from click.testing import CliRunner
@@ -16,11 +18,15 @@ from schemas.store import Store
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _demo(wh, src, min_words, failpoint=None):
+def _demo_args(wh, src, min_words, mode):
+    return [sys.executable, "pipelines/demo.py", "--input", src, "--executor", "local", "--quiet",
+            "--min-words", str(min_words), "--shard-mb", "0.05", "--warehouse", wh, "--mode", mode]
+
+
+def _demo(wh, src, min_words, failpoint=None, mode="overwrite"):
     env = {**os.environ, "CURATE_FAILPOINT": failpoint or ""}
-    return subprocess.run([sys.executable, "pipelines/demo.py", "--input", src, "--executor", "local", "--quiet",
-                           "--min-words", str(min_words), "--shard-mb", "0.05", "--warehouse", wh],
-                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(_demo_args(wh, src, min_words, mode), cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env=env)
 
 
 def _table_rows(wh):
@@ -87,3 +93,120 @@ def test_a_standalone_rejects_version_is_current_until_an_output_is_committed_af
     store = Store(warehouse)
     assert store.snapshot("docs_rejects")[1].snapshot_id == again.rejects_snapshot_id
     assert counts(store.properties("docs_rejects")["accounting"]) == counts(again.accounting)
+
+
+# ---- append mode: the rejects an output names are exactly its runs' rejects ------------------
+def _ok(proc):
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _killed(proc):
+    assert proc.returncode == -9, proc.stderr[-2000:]
+
+
+def _run_versions(store, table, config_min_words):
+    """Snapshots of `table` made by runs of the demo with that --min-words."""
+    return [v["snapshot_id"] for v in store.versions(table)
+            if store.properties(f"{table}@{v['snapshot_id']}")["config"]["stages"][1]["params"]["min_words"]
+            == config_min_words]
+
+
+def _assert_append_paired(wh, n_runs):
+    """The invariant (ARCHITECTURE.md, "What the store guarantees"): the current rejects are the
+    ones the current output names; every input row of each of the output's runs is in the
+    output or in those rejects exactly once per run (no pending run's rejects, none missing);
+    the cumulative accounting adds up against both, and `curate tables`/`stats` show the same."""
+    store = Store(wh)
+    props = store.properties("documents_demo")
+    rows_per_run = props["accounting"]["rows_in"]  # every run reads the same corpus
+    named = props["rejects_snapshot"]
+    assert store.snapshot("documents_demo_rejects")[1].snapshot_id == named
+    kept = store.read_arrow("documents_demo", ["id"]).column("id").to_pylist()
+    rejected = store.read_arrow(f"documents_demo_rejects@{named}", ["id"]).column("id").to_pylist()
+    per_id = Counter(kept) + Counter(rejected)
+    assert len(per_id) == rows_per_run and set(per_id.values()) == {n_runs}, Counter(per_id.values())
+    assert props["cumulative"] == {"runs": n_runs, "rows_in": n_runs * rows_per_run, "kept": len(kept),
+                                   "rejected": len(rejected), "lost": 0}
+    assert props["accounting"]["kept"] + props["accounting"]["rejected"] == rows_per_run
+    assert _table_rows(wh) == {"documents_demo": len(kept), "documents_demo_rejects": len(rejected)}
+    for table, n in (("documents_demo", len(kept)), ("documents_demo_rejects", len(rejected))):
+        res = CliRunner().invoke(cli, ["--warehouse", wh, "stats", table, "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output)["rows"] == n
+    return store, props
+
+
+def test_append_two_live_runs_interleaved_r_a_r_b_o_b_o_a_stay_paired(tmp_path):
+    """Two processes at once: A commits its rejects and pauses, B publishes both, then A's output
+    commit finds B's output current (the compare-and-swap fails), rebuilds its rejects on B's and
+    commits. Was: the current output held A's and B's rows and named A's rejects alone."""
+    src = corpus(tmp_path, limit=100)
+    wh, gate = str(tmp_path / "wh"), str(tmp_path / "go")
+    env = {**os.environ, "CURATE_FAILPOINT": f"rejects-committed:wait={gate}"}
+    a = subprocess.Popen(_demo_args(wh, src, 5, "append"), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(6000):                                         # R_A committed, A paused
+            if os.path.exists(gate + ".reached") or a.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert os.path.exists(gate + ".reached"), a.communicate()[1][-2000:]
+        _ok(_demo(wh, src, 12, mode="append"))                        # R_B, O_B
+        store, props = _assert_append_paired(wh, 1)
+        assert props["config"]["stages"][1]["params"]["min_words"] == 12
+    finally:
+        open(gate, "w").close()
+        _, err = a.communicate(timeout=600)                           # O_A: stale, rebuilt, committed
+    assert a.returncode == 0, err[-2000:]
+    assert "rebuilding this run's rejects" in err
+    store, props = _assert_append_paired(wh, 2)
+    assert props["config"]["stages"][1]["params"]["min_words"] == 5
+    r_a = _run_versions(store, "documents_demo_rejects", 5)
+    assert len(r_a) == 2 and props["rejects_snapshot"] == r_a[-1]  # the first, built on no output, is never named
+
+
+def test_append_run_killed_after_its_rejects_then_another_run_then_its_rerun(tmp_path):
+    """A killed after R_A, B publishes both, A's rerun: its rejects are rebuilt on B's output once,
+    the killed version stays unnamed, and A's rows and rejects are in the output once."""
+    src = corpus(tmp_path, limit=100)
+    wh = str(tmp_path / "wh")
+    _killed(_demo(wh, src, 5, failpoint="rejects-committed", mode="append"))
+    [r_a] = [v["snapshot_id"] for v in Store(wh).versions("documents_demo_rejects")]
+    _ok(_demo(wh, src, 12, mode="append"))
+    _assert_append_paired(wh, 1)                                 # A's pending rejects not in B's
+    _ok(_demo(wh, src, 5, mode="append"))
+    store, props = _assert_append_paired(wh, 2)
+    assert props["rejects_snapshot"] != r_a
+    assert next(v for v in store.versions("documents_demo_rejects") if v["snapshot_id"] == r_a)["pending"]
+
+
+def test_append_run_killed_after_its_rejects_and_never_rerun_is_in_no_output(tmp_path):
+    """B killed after R_B and never rerun, then A: A's rejects are built on the rejects the output
+    names (none), not on B's pending version (was: A's output named A's + B's rejects)."""
+    src = corpus(tmp_path, limit=100)
+    wh = str(tmp_path / "wh")
+    _killed(_demo(wh, src, 12, failpoint="rejects-committed", mode="append"))
+    _ok(_demo(wh, src, 5, mode="append"))
+    store, props = _assert_append_paired(wh, 1)
+    [r_b] = _run_versions(store, "documents_demo_rejects", 12)
+    assert next(v for v in store.versions("documents_demo_rejects") if v["snapshot_id"] == r_b)["pending"]
+    _ok(_demo(wh, src, 7, mode="append"))                             # and the next append does not pick it up
+    _assert_append_paired(wh, 2)
+
+
+def test_append_rerun_killed_again_after_its_rebuilt_rejects_completes_once(tmp_path):
+    """A killed after R_A, B publishes, A's rerun killed right after rebuilding its rejects on B's
+    output, A's second rerun: it reuses that rebuilt version (no third), no row twice."""
+    src = corpus(tmp_path, limit=100)
+    wh = str(tmp_path / "wh")
+    _killed(_demo(wh, src, 5, failpoint="rejects-committed", mode="append"))
+    _ok(_demo(wh, src, 12, mode="append"))
+    _killed(_demo(wh, src, 5, failpoint="rejects-committed", mode="append"))
+    rebuilt = _run_versions(Store(wh), "documents_demo_rejects", 5)
+    second = _demo(wh, src, 5, mode="append")
+    _ok(second)
+    assert "resuming run" in second.stderr  # its shards were done: only the publish was left
+    store, props = _assert_append_paired(wh, 2)
+    assert len(rebuilt) == 2 and _run_versions(store, "documents_demo_rejects", 5) == rebuilt
+    assert props["rejects_snapshot"] == rebuilt[-1]
+    assert len(_run_versions(store, "documents_demo", 5)) == 1

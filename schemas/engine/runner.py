@@ -38,7 +38,7 @@ from schemas.engine.ray_dag import find_cause
 from schemas.engine.stage import ERROR_BUDGET, StageFailed, StageSpec, as_spec
 from schemas.filesystem import is_remote
 from schemas.ids import row_id
-from schemas.store import Store, StoreError, check_table_name, check_tag, rejects_name
+from schemas.store import StaleBase, Store, StoreError, check_table_name, check_tag, rejects_name
 from schemas.tables import rejects_schema, with_columns
 
 __all__ = ["AccountingError", "NothingKept", "Pipeline", "RunInProgress", "RunOptions", "RunResult",
@@ -312,36 +312,57 @@ def _run(pipeline: Pipeline, opts: RunOptions, rname: str) -> RunResult:
 def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rschema: pa.Schema,
              summaries: list[dict[str, Any]], lineage: dict[str, Any], resumed: int, processed: int) -> RunResult:
     """Rejects first, output last (naming its rejects snapshot), then the tag: a kill anywhere
-    leaves either the old pair visible or the new one, and the rerun completes what is missing."""
+    leaves either the old pair visible or the new one, and the rerun completes what is missing.
+
+    Append mode (ARCHITECTURE.md, "What the store guarantees"): the rejects version is exactly
+    the rejects the output's current version names plus this run's (never the rejects table's
+    newest plus this run's: it may be a killed run's or another run's not yet paired), and the output commit is a
+    compare-and-swap on that output version. Another run's output landing in between (R_A, R_B,
+    O_B, O_A; a killed run's rerun) fails the swap: the rejects are rebuilt on the new output
+    version, as a new snapshot of this run, and the output retried. Chosen over locking (no lock
+    spans processes on object storage) and over appending to whatever the rejects table holds
+    (which pairs a pending run's rejects with an output that lacks its rows): a killed run's
+    rejects stay in a version no output names until its rerun rebuilds them, once."""
     accounting = lineage["accounting"]
     stats = st.compact(st.merge_all([s["stats"] for s in summaries]))
     rstats = st.compact(st.merge_all([s["rejects_stats"] for s in summaries]))
     kept_files = [s["files"]["kept"] for s in summaries if "kept" in s["files"]]
     rej_files = [s["files"]["rejects"] for s in summaries if "rejects" in s["files"]]
     standalone = not kept_files and not opts.allow_empty
-    alone = {}
-    if standalone:  # current until an output is committed after it (Store._current)
-        base = store.table(opts.output).current_snapshot()
-        alone = {"output_base": str(base.snapshot_id) if base is not None else "none"}
-    with _files_there(lineage["run_id"]):
-        rsnap = store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
-                                                          "output_table": opts.output, "tag": opts.tag,
-                                                          "standalone": standalone, **alone}, mode=opts.mode)
-    failpoint("rejects-committed")
-    if standalone:
-        # The reasons can be inspected, but good data is never replaced by nothing.
-        if opts.tag:
-            store.tag(f"{rname}@{rsnap}", opts.tag, replace=True)
-        reasons = ", ".join(f"{k}={v}" for k, v in accounting["rejects_by_reason"].items())
-        raise NothingKept(f"all {accounting['rows_in']:,} input rows were rejected ({reasons or 'no rows'}); "
-                          f"'{opts.output}' is unchanged; see `curate show {rname}`")
+    append = opts.mode == "append"
     # Score distributions over every scored row (kept and rejected): what a filter removed shows.
     scored = st.compact(st.merge_all([s["stats"] for s in summaries] + [s["rejects_stats"] for s in summaries]))
-    with _files_there(lineage["run_id"]):
-        snap = store.publish(opts.output, schema, kept_files, {**lineage, "role": "output", "stats": stats,
-                                                               "stats_scored": scored, "rejects_table": rname,
-                                                               "rejects_snapshot": rsnap, "tag": opts.tag},
-                             mode=opts.mode)
+    for rebase in range(REBASES):
+        base, base_rejects = store.paired_rejects(opts.output) if append or standalone else (None, None)
+        based = {"output_base": str(base) if base is not None else "none"} if append or standalone else {}
+        with _files_there(lineage["run_id"]):  # standalone: current until an output follows (Store._current)
+            rsnap = store.publish(rname, rschema, rej_files, {**lineage, "role": "rejects", "stats": rstats,
+                                                              "output_table": opts.output, "tag": opts.tag,
+                                                              "standalone": standalone, **based},
+                                  mode="overwrite", with_files_of=base_rejects if append else None)
+        failpoint("rejects-committed")
+        if standalone:
+            # The reasons can be inspected, but good data is never replaced by nothing.
+            if opts.tag:
+                store.tag(f"{rname}@{rsnap}", opts.tag, replace=True)
+            reasons = ", ".join(f"{k}={v}" for k, v in accounting["rejects_by_reason"].items())
+            raise NothingKept(f"all {accounting['rows_in']:,} input rows were rejected ({reasons or 'no rows'}); "
+                              f"'{opts.output}' is unchanged; see `curate show {rname}`")
+        total = {"cumulative": _cumulative(store, opts.output, base, base_rejects, accounting)} if append else {}
+        try:
+            with _files_there(lineage["run_id"]):
+                snap = store.publish(opts.output, schema, kept_files,
+                                     {**lineage, "role": "output", "stats": stats, "stats_scored": scored,
+                                      "rejects_table": rname, "rejects_snapshot": rsnap, "tag": opts.tag, **total},
+                                     mode=opts.mode, expect_current=base, check_current=append)
+            break
+        except StaleBase as e:
+            if rebase == REBASES - 1:
+                raise
+            _log(opts, f"{opts.output}: another run's output was published meanwhile ({e.current}); "
+                       "rebuilding this run's rejects on it")
+    named = store.properties(f"{opts.output}@{snap}").get("rejects_snapshot")
+    rsnap = int(named) if isinstance(named, (int, str)) and str(named).lstrip("-").isdigit() else rsnap
     failpoint("output-committed")
     _tag_pair(store, opts.output, rname, snap, rsnap, opts.tag)
     for name in (opts.output, rname):
@@ -350,6 +371,34 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
         except OSError as e:  # the version is published; leftovers are only disk space
             _log(opts, f"warning: could not sweep unreferenced files of {name}: {e}")
     return RunResult(lineage["run_id"], opts.output, snap, rsnap, accounting, stats, resumed, processed)
+
+
+REBASES = 20  # output commits by other runs one append-mode publish outlasts before it gives up
+
+
+def _cumulative(store: Store, output: str, base: int | None, base_rejects: int | None,
+                accounting: dict[str, Any]) -> dict[str, int]:
+    """Rows in, kept, rejected and lost over every run in an append-mode output version: the
+    output version it is appended to, plus this run. An older version without this record (an
+    overwrite run's: its own accounting; one appended before it existed: its row counts)."""
+    own = {"runs": 1, "rows_in": accounting["rows_in"], "kept": accounting["kept"],
+           "rejected": accounting["rejected"], "lost": accounting.get("lost", 0)}
+    if base is None:
+        return own
+    props = store.properties(f"{output}@{base}")
+    prev = props.get("cumulative")
+    if not isinstance(prev, dict):
+        acc = props.get("accounting") or {}
+        if (props.get("config") or {}).get("mode") == "overwrite" and "rows_in" in acc:
+            prev = {"runs": 1, "rows_in": acc["rows_in"], "kept": acc["kept"], "rejected": acc["rejected"],
+                    "lost": acc.get("lost", 0)}
+        else:
+            kept = store.table(output).snapshot_by_id(base).summary.additional_properties or {}
+            rej = (store.table(rejects_name(output)).snapshot_by_id(base_rejects).summary.additional_properties
+                   or {}) if base_rejects is not None else {}
+            n_kept, n_rej = int(kept.get("total-records", 0)), int(rej.get("total-records", 0))
+            prev = {"runs": 1, "rows_in": n_kept + n_rej, "kept": n_kept, "rejected": n_rej, "lost": 0}
+    return {k: int(prev.get(k, 0)) + v for k, v in own.items()}
 
 
 @contextlib.contextmanager
@@ -378,8 +427,11 @@ def _published(store: Store, output: str, rname: str, run_id: str) -> dict[str, 
     rsnap = store.find_run(rname, run_id)
     if rsnap is None:
         return None
-    rprops = store.properties(f"{rname}@{rsnap}")
     snap = store.find_run(output, run_id)
+    if snap is not None:  # the rejects it names (append mode: maybe rebuilt after an earlier version of the run)
+        named = store.properties(f"{output}@{snap}").get("rejects_snapshot")
+        rsnap = int(named) if isinstance(named, (int, str)) and str(named).lstrip("-").isdigit() else rsnap
+    rprops = store.properties(f"{rname}@{rsnap}")
     tag = rprops.get("tag")
 
     def has_tag(name: str, sid: int) -> bool:
