@@ -361,8 +361,7 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
                 raise
             _log(opts, f"{opts.output}: another run's output was published meanwhile ({e.current}); "
                        "rebuilding this run's rejects on it")
-    named = store.properties(f"{opts.output}@{snap}").get("rejects_snapshot")
-    rsnap = int(named) if isinstance(named, (int, str)) and str(named).lstrip("-").isdigit() else rsnap
+    rsnap = _named_rejects(store, opts.output, snap, rsnap)  # another process of this run published first
     failpoint("output-committed")
     _tag_pair(store, opts.output, rname, snap, rsnap, opts.tag)
     for name in (opts.output, rname):
@@ -429,8 +428,7 @@ def _published(store: Store, output: str, rname: str, run_id: str) -> dict[str, 
         return None
     snap = store.find_run(output, run_id)
     if snap is not None:  # the rejects it names (append mode: maybe rebuilt after an earlier version of the run)
-        named = store.properties(f"{output}@{snap}").get("rejects_snapshot")
-        rsnap = int(named) if isinstance(named, (int, str)) and str(named).lstrip("-").isdigit() else rsnap
+        rsnap = _named_rejects(store, output, snap, rsnap)
     rprops = store.properties(f"{rname}@{rsnap}")
     tag = rprops.get("tag")
 
@@ -440,6 +438,12 @@ def _published(store: Store, output: str, rname: str, run_id: str) -> dict[str, 
     tagged = not tag or all(has_tag(n, sid) for n, sid in ((rname, rsnap), (output, snap)) if sid is not None)
     complete = (snap is not None or rprops.get("standalone") is True) and tagged
     return {"output": snap, "rejects": rsnap, "tag": tag, "complete": complete}
+
+
+def _named_rejects(store: Store, output: str, snap: int, default: int) -> int:
+    """The rejects snapshot output version `snap` names (`default` where it names none)."""
+    named = store.properties(f"{output}@{snap}").get("rejects_snapshot")
+    return int(named) if isinstance(named, (int, str)) and str(named).lstrip("-").isdigit() else default
 
 
 def _finish_tags(store: Store, opts: RunOptions, rname: str, run_id: str, published: dict[str, Any]) -> RunResult:
