@@ -2,6 +2,8 @@
 
     python bench/bench_web.py --python 300 --man 30 --split 4 --rounds 3
     python bench/bench_web.py ... --labels bench/labels/web_labels_100.jsonl   # + agreement with hand labels
+    python bench/bench_web.py ... --order c4-first --c4-terminal-punct         # the chain before FineWeb's order
+    python bench/bench_web.py --results NEW --baseline OLD --labels ...        # what changed between two runs
 
 Builds a crawl with tests/crawl_sample.py (Debian python3.11-doc HTML, mandoc-rendered man pages
 in 7 other languages, plus the non-HTML and broken records a crawl holds), then runs each side in
@@ -11,8 +13,11 @@ runs in a sandbox child process). Documents = HTML response records in the files
 
 DataTrove: WarcReader → Trafilatura (favour_precision, its defaults) → language (see below) →
 GopherRepetitionFilter → GopherQualityFilter → C4QualityFilter → FineWebQualityFilter.
-Ours: read_warc → HtmlExtractor → LanguageId → C4LineFilter → FineWebFilter → GopherFilter, the
-order text_curation.py runs them, in process (no Ray, as DataTrove's local executor with one task).
+Ours: read_warc → HtmlExtractor → LanguageId → GopherFilter → C4LineFilter → FineWebFilter, the
+order text_curation.py runs them, in process (no Ray, as DataTrove's local executor with one task);
+`--order c4-first` is the chain before it took FineWeb's order (C4 → FineWeb → Gopher). C4 keeps lines
+without terminal punctuation on both sides, as FineWeb's recipe (DataTrove's examples/fineweb.py)
+runs it; `--c4-terminal-punct` cuts them on both, C4's own recipe and C4QualityFilter's default.
 Two substitutions, the same on both sides, because nothing may download at run time: the
 language filter is py3langid through `filters.language.detect` (DataTrove's LanguageFilter
 downloads a fastText model), and DataTrove's word tokenizer is a regex one (its default NLTK
@@ -95,7 +100,7 @@ def report_labels(path: str, ours: dict, dt: dict) -> None:
         print("   ours wrong:", u, "label keep" if labels[u] else "label drop", "ours:", ours["dropped"].get(u, "kept"))
 
 
-def run_ours(crawl: str) -> dict:
+def run_ours(crawl: str, order: str, terminal_punct: bool) -> dict:
     import glob
 
     from filters.extract import HtmlExtractor
@@ -107,8 +112,9 @@ def run_ours(crawl: str) -> dict:
     from schemas.tables import DOCUMENTS, with_columns
     from schemas.warc import WEB_FIELDS
     schema = with_columns(DOCUMENTS, WEB_FIELDS)
-    stages = [("extract", HtmlExtractor()), ("language", LanguageId(languages=["en"], min_score=MIN_SCORE)),
-              ("c4_lines", C4LineFilter()), ("fineweb", FineWebFilter()), ("heuristics", GopherFilter())]
+    lines = [("c4_lines", C4LineFilter(filter_no_terminal_punct=terminal_punct)), ("fineweb", FineWebFilter())]
+    rules = [("heuristics", GopherFilter()), *lines] if order == "fineweb" else [*lines, ("heuristics", GopherFilter())]
+    stages = [("extract", HtmlExtractor()), ("language", LanguageId(languages=["en"], min_score=MIN_SCORE)), *rules]
     seconds: Counter = Counter()
     kept, dropped, docs = [], {}, 0
     for shard in plan_inputs(sorted(glob.glob(os.path.join(crawl, "*.warc.gz")))):
@@ -126,7 +132,7 @@ def run_ours(crawl: str) -> dict:
     return {"docs": docs, "kept": kept, "dropped": dropped, "stage_cpu": dict(seconds)}
 
 
-def run_datatrove(crawl: str, logs: str) -> dict:
+def run_datatrove(crawl: str, logs: str, terminal_punct: bool) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import (
@@ -172,7 +178,8 @@ def run_datatrove(crawl: str, logs: str) -> dict:
     steps = [WarcReader(crawl, glob_pattern="*.warc.gz"), track("read"), Trafilatura(favour_precision=True),
              track("extract"), LambdaFilter(english), track("language"), GopherRepetitionFilter(language=tok),
              track("gopher_rep"), GopherQualityFilter(language=tok), track("gopher_quality"),
-             C4QualityFilter(language=tok), track("c4"), FineWebQualityFilter(language=tok), track("fineweb")]
+             C4QualityFilter(filter_no_terminal_punct=terminal_punct, language=tok), track("c4"),
+             FineWebQualityFilter(language=tok), track("fineweb")]
     LocalPipelineExecutor(pipeline=steps, tasks=1, workers=1, logging_dir=logs, skip_completed=False).run()
     order = ["read", "extract", "language", "gopher_rep", "gopher_quality", "c4", "fineweb"]
     dropped = {}
@@ -193,15 +200,16 @@ def run_datatrove(crawl: str, logs: str) -> dict:
             "step_wall": step_seconds, "reasons": reasons}
 
 
-def side(name: str, crawl: str, out: str) -> None:
-    result = run_ours(crawl) if name == "ours" else run_datatrove(crawl, tempfile.mkdtemp(prefix="dt-logs-"))
+def side(name: str, crawl: str, out: str, order: str, terminal_punct: bool) -> None:
+    result = run_ours(crawl, order, terminal_punct) if name == "ours" \
+        else run_datatrove(crawl, tempfile.mkdtemp(prefix="dt-logs-"), terminal_punct)
     with open(out, "w") as f:
         json.dump(result, f)
 
 
-def cpu_of(name: str, crawl: str, out: str) -> float:
+def cpu_of(name: str, crawl: str, out: str, chain: list[str]) -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, os.path.abspath(__file__), "--side", name, "--crawl", crawl, "--out", out],
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--side", name, "--crawl", crawl, "--out", out, *chain],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -217,20 +225,26 @@ def main() -> None:
     ap.add_argument("--dt-words", choices=["regex", "whitespace"], default="regex",
                     help="DataTrove's words: punctuation apart as NLTK's tokenizer (its default), or split on "
                          "whitespace as our Gopher rules count them (to see what else differs)")
+    ap.add_argument("--order", choices=["fineweb", "c4-first"], default="fineweb",
+                    help="our chain: Gopher → C4 → FineWeb (FineWeb's, text_curation.py's) or C4 → FineWeb → Gopher")
+    ap.add_argument("--c4-terminal-punct", action="store_true",
+                    help="both sides' C4 cuts lines without terminal punctuation (C4's recipe; FineWeb's keeps them)")
     ap.add_argument("--labels", default=None,
                     help=f"hand labels (url, keep, why) to score both sides against (e.g. {os.path.relpath(LABELS)})")
     ap.add_argument("--results", default=None,
                     help="folder of a finished run (printed as 'results:'): only score its kept sets against --labels")
+    ap.add_argument("--baseline", default=None,
+                    help="with --results: an earlier run's folder; compare our kept sets, reasons and label agreement")
     ap.add_argument("--side", choices=["ours", "datatrove"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.side:
-        return side(a.side, a.crawl, a.out)
+        return side(a.side, a.crawl, a.out, a.order, a.c4_terminal_punct)
     if a.results:  # score a finished run's kept sets against the labels, without running again
-        last = max(int(f.split("-")[-1].split(".")[0]) for f in os.listdir(a.results) if f.startswith("ours-"))
-        with open(os.path.join(a.results, f"ours-{last}.json")) as f, \
-                open(os.path.join(a.results, f"datatrove-{last}.json")) as g:
-            return report_labels(a.labels or LABELS, json.load(f), json.load(g))
+        ours, dt = last_results(a.results)
+        if a.baseline:
+            return compare(a.labels or LABELS, last_results(a.baseline), (ours, dt))
+        return report_labels(a.labels or LABELS, ours, dt)
     os.environ["BENCH_DT_WORDS"] = a.dt_words
     crawl = a.crawl
     if crawl is None:
@@ -240,16 +254,55 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="bench-web-")
     print(f"results: {work}", flush=True)
     cpu: dict[str, list[float]] = {"ours": [], "datatrove": []}
+    chain = ["--order", a.order] + ["--c4-terminal-punct"] * a.c4_terminal_punct
     results = {}
     for r in range(a.rounds):
         for name in (("ours", "datatrove") if r % 2 == 0 else ("datatrove", "ours")):
             out = os.path.join(work, f"{name}-{r}.json")
-            cpu[name].append(cpu_of(name, crawl, out))
+            cpu[name].append(cpu_of(name, crawl, out, chain))
             with open(out) as f:
                 results[name] = json.load(f)
     report(crawl, cpu, results)
     if a.labels:
         report_labels(a.labels, results["ours"], results["datatrove"])
+
+
+def last_results(folder: str) -> tuple[dict, dict]:
+    """Both sides' results of a finished run's last round."""
+    last = max(int(f.split("-")[-1].split(".")[0]) for f in os.listdir(folder) if f.startswith("ours-"))
+    with open(os.path.join(folder, f"ours-{last}.json")) as f, \
+            open(os.path.join(folder, f"datatrove-{last}.json")) as g:
+        return json.load(f), json.load(g)
+
+
+def compare(labels_path: str, before: tuple[dict, dict], after: tuple[dict, dict]) -> None:
+    """Our chain before and after a change on the same crawl: label agreement of each (McNemar on the
+    labelled pages whose verdict changed), rejects by reason, Jaccard with DataTrove, and every page
+    whose verdict changed, with the reason it was dropped for."""
+    with open(labels_path, encoding="utf-8") as f:
+        labels = {r["url"]: bool(r["keep"]) for r in map(json.loads, filter(str.strip, f))}
+    (old, old_dt), (new, new_dt) = before, after
+    docs = set(new["dropped"]) | set(new["kept"])
+    print("| chain | labelled docs | accuracy [Wilson 95%] | kept, label keep | kept, label drop "
+          "| dropped, label keep | dropped, label drop | kept | Jaccard with DataTrove (its kept) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    right = {}
+    for name, res, dt in (("before", old, old_dt), ("after", new, new_dt)):
+        a = agreement(labels, set(res["kept"]), docs)
+        right[name] = {u for u in labels if u in docs and (u in set(res["kept"])) == labels[u]}
+        k, d = set(res["kept"]), set(dt["kept"])
+        print(f"| {name} | {a['n']} | {a['accuracy']:.3f} [{a['ci'][0]:.3f}, {a['ci'][1]:.3f}] | {a['tp']} | {a['fp']} "
+              f"| {a['fn']} | {a['tn']} | {len(k)} | {len(k & d) / max(len(k | d), 1):.3f} ({len(d)}) |")
+    only_new, only_old = len(right["after"] - right["before"]), len(right["before"] - right["after"])
+    print(f"labelled pages only after right {only_new}, only before right {only_old} "
+          f"(exact McNemar p = {mcnemar(only_new, only_old):.4f})")
+    for name, res in (("before", old), ("after", new)):
+        print(f"our rejects by reason, {name}:", dict(Counter(res["dropped"].values()).most_common()))
+    for u in sorted(docs):
+        was, now = old["dropped"].get(u, "kept"), new["dropped"].get(u, "kept")
+        if (was == "kept") != (now == "kept"):
+            label = "unlabelled" if u not in labels else "label keep" if labels[u] else "label drop"
+            print(f"   {label}: {u} before: {was} after: {now}")
 
 
 def report(crawl: str, cpu: dict[str, list[float]], results: dict) -> None:

@@ -5,6 +5,9 @@ documents: a line without terminal punctuation, with fewer than `min_words_per_l
 a word over `max_word_length` characters, mentioning javascript or a cookie/terms policy is cut;
 a document with "lorem ipsum" or a curly bracket (code, templates) or under `min_sentences`
 sentences after cleaning is dropped (`c4_lorem_ipsum`, `c4_curly_bracket`, `c4_too_few_sentences`).
+The stage's defaults are C4's; FineWeb's recipe (DataTrove's examples/fineweb.py, and the web chain of
+text_curation.py) runs it after the Gopher rules with `filter_no_terminal_punct=False`, so the lines
+FineWeb's punctuation rule counts are still there.
 FineWeb (Penedo et al. 2024) drops documents whose lines mostly lack terminal punctuation
 (`fineweb_line_punct_ratio`), are mostly short (`fineweb_short_line_ratio`), repeat earlier lines
 (`fineweb_char_dup_ratio`) or are list-like (`fineweb_list_ratio`: newlines per word). Counts and

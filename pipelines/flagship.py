@@ -6,8 +6,8 @@
 
 1. text curation from a crawl: the committed WARC sample (tests/data/crawl: Python documentation
    pages, man pages in seven other languages, redirects, images, a binary payload, spam URLs)
-   → `documents` through URL filter, HTML extraction, language ID, C4 lines, FineWeb rules,
-   normalise, dedup, decontamination, Gopher heuristics, fastText quality, presidio PII; every
+   → `documents` through URL filter, HTML extraction, language ID, Gopher heuristics, C4 lines,
+   FineWeb rules (FineWeb's order), normalise, dedup, decontamination, fastText quality, presidio PII; every
    record kept or rejected with its reason, the summary shows how many each stage let through;
 2. SFT from the curated documents → `sft_documents`: one pair per document, built
    deterministically (user: "Explain in a sentence or two: <its first sentence>",

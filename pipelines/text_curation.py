@@ -7,13 +7,14 @@
         python pipelines/text_curation.py --warehouse /abs/warehouse
 
 From crawl files (WARC/WET, found among the inputs or forced with --web) the run starts with
-the web stages: URL filter → HTML extraction (trafilatura) → language ID → C4 line cleaning →
-FineWeb rules, each record counted from the file's read on. Then for every input,
+the web stages, in FineWeb's order: URL filter → HTML extraction (trafilatura) → language ID →
+Gopher heuristics → C4 line cleaning (lines without terminal punctuation kept) → FineWeb rules, each
+record counted from the file's read on. Then for every input,
 cheapest first: normalise → dedup marks (clusters found by a MinHash shuffle over
 all shards, a pass of the run before the main one) → benchmark decontamination (before the heuristics, so a leaked
-benchmark is counted as such) → Gopher/C4 heuristics → fastText quality score → (web: e-mails,
-IDs and secrets in the page's URL, `filters/pii_url.py`) → presidio PII (redact, or drop by
-entity type). Every stage's scores are kept on the rows; thresholds are flags, so
+benchmark is counted as such) → Gopher/C4 heuristics (crawl rows: in the web stages instead) → fastText
+quality score → (web: e-mails, IDs and secrets in the page's URL, `filters/pii_url.py`) → presidio PII
+(redact, or drop by entity type). Every stage's scores are kept on the rows; thresholds are flags, so
 re-thresholding never needs re-scoring.
 """
 from __future__ import annotations
@@ -63,15 +64,24 @@ def has_crawl(inputs: list[str]) -> bool:
     return False
 
 
+def gopher(args) -> StageSpec:
+    """One spec for both places Gopher runs: crawl rows in the web stages, other inputs after decontamination."""
+    return StageSpec(GopherFilter, {"min_words": args.min_words, "max_words": args.max_words})
+
+
 def web_stages(args) -> list:
-    """URL → extract → language → C4 lines → FineWeb: the cheapest decision first, and the line
-    rules on extracted text in the document's own language."""
+    """URL → extract → language → Gopher → C4 lines → FineWeb: the cheapest decision first, the line
+    rules on extracted text in the document's own language, and the rest in FineWeb's order (DataTrove's
+    examples/fineweb.py): Gopher counts the lines as extracted, and C4 keeps lines without terminal
+    punctuation (unless --c4-terminal-punct, C4's own recipe), so FineWeb's line-punctuation rule sees them."""
     stages = [StageSpec(UrlFilter, {"blocklist": args.url_blocklist, "spam_word_threshold": args.spam_words}),
               StageSpec(HtmlExtractor, {}),
               StageSpec(LanguageId, {"languages": args.languages or None, "min_score": args.min_language_score,
-                                     "backend": args.language_backend})]
+                                     "backend": args.language_backend}),
+              gopher(args)]
     if not args.no_c4_lines:
-        stages.append(StageSpec(C4LineFilter, {"min_sentences": args.c4_min_sentences}))
+        stages.append(StageSpec(C4LineFilter, {"min_sentences": args.c4_min_sentences,
+                                               "filter_no_terminal_punct": args.c4_terminal_punct}))
     if not args.no_fineweb:
         stages.append(StageSpec(FineWebFilter, {}))
     return stages
@@ -94,7 +104,8 @@ def build(args):
     if args.benchmarks:
         stages.append(StageSpec(Decontaminator, {"benchmarks": args.benchmarks, "n": args.ngram_decontam,
                                                  "warehouse": warehouse}))
-    stages.append(StageSpec(GopherFilter, {"min_words": args.min_words, "max_words": args.max_words}))
+    if not web:  # crawl rows had it before C4's cut, as FineWeb runs it
+        stages.append(gopher(args))
     model = args.quality_model or default_model(work).path
     stages.append(StageSpec(QualityClassifier, {"model_path": model, "threshold": args.quality_threshold}))
     if not args.no_pii:
@@ -119,6 +130,8 @@ def parser():
     w.add_argument("--url-blocklist", default=None, help="file of blocked domains or URLs, one a line")
     w.add_argument("--spam-words", type=int, default=2, help="spam-list words in a URL that make it url_spam_words")
     w.add_argument("--c4-min-sentences", type=int, default=5, help="C4: fewer sentences is c4_too_few_sentences")
+    w.add_argument("--c4-terminal-punct", action="store_true",
+                   help="C4: cut lines without terminal punctuation (C4's recipe; FineWeb's, the default, keeps them)")
     w.add_argument("--no-c4-lines", action="store_true", help="skip C4 line cleaning")
     w.add_argument("--no-fineweb", action="store_true", help="skip the FineWeb rules")
     g.add_argument("--min-words", type=int, default=50, help="Gopher: fewer words is gopher_too_few_words")

@@ -40,7 +40,7 @@ def test_flagship_writes_every_table_and_summarises_them(tmp_path):
     assert docs_line, summary
     funnel = docs_line.group(3)
     assert re.match(rf"read {docs_line.group(2)} → \d+, url_filter → \d+, extract → \d+, language → \d+, "
-                    r"c4_lines → \d+, fineweb → \d+, ", funnel), funnel
+                    r"heuristics → \d+, c4_lines → \d+, fineweb → \d+, ", funnel), funnel  # FineWeb's order
     assert funnel.endswith(f"pii → {docs_line.group(1)}"), funnel
     urls = store.read_arrow("documents", ["url"]).column("url").to_pylist()
     assert urls and all(u.startswith("https://docs.python.org/") for u in urls)  # English pages only

@@ -296,6 +296,40 @@ def test_fineweb_rules_each_name_their_reason():
     assert lst.column("drop_reason").to_pylist() == ["fineweb_list_ratio"]
 
 
+def test_without_c4s_terminal_punctuation_cut_fineweb_sees_the_lines_it_judges():
+    """FineWeb's recipe keeps C4's lines without terminal punctuation, so its line-punctuation rule
+    judges the page as extracted: a page of unpunctuated lines around one paragraph is dropped there;
+    with C4's own cut the lines are gone before FineWeb counts and the rule cannot fire."""
+    para = "The river is wide. The town is old. The bridge is long. The boats are slow. The sky is grey."
+    page = "\n".join([para] + [f"menu entry number {i} of the long navigation list" for i in range(9)])
+    for cut, c4_kept, fineweb in ((False, 10, "fineweb_line_punct_ratio"), (True, 1, None)):
+        out = C4LineFilter(filter_no_terminal_punct=cut)(pa.table({"text": [page]}))
+        assert out.column("drop_reason")[0].as_py() is None
+        assert out.column("c4_lines")[0].as_py()["kept"] == c4_kept
+        assert FineWebFilter()(out.select(["text"])).column("drop_reason")[0].as_py() == fineweb
+
+
+def test_the_web_chain_is_fineweb_order_and_the_option_restores_c4s_cut(tmp_path):
+    """DataTrove's examples/fineweb.py: language → GopherRepetition → GopherQuality → C4 with
+    filter_no_terminal_punct=False → FineWeb. Gopher runs once (not again after dedup) for crawl
+    rows; other inputs keep it after decontamination; --c4-terminal-punct is C4's own recipe."""
+    from pipelines.text_curation import build, parser
+
+    def chain(*flags):
+        args = parser().parse_args(["--warehouse", str(tmp_path), "--quality-model", "unused.bin", *flags])
+        return [(s.name, s.params) for s in build(args)[0].specs()]
+
+    web = chain("--web")
+    names = [n for n, _ in web]
+    assert names[:6] == ["url_filter", "extract", "language", "heuristics", "c4_lines", "fineweb"]
+    assert names.count("heuristics") == 1 and names[6] == "normalize_text"
+    assert dict(web)["c4_lines"]["filter_no_terminal_punct"] is False
+    assert dict(chain("--web", "--c4-terminal-punct"))["c4_lines"]["filter_no_terminal_punct"] is True
+    assert C4LineFilter().s.filter_no_terminal_punct is True  # the stage's default is C4's
+    plain = [n for n, _ in chain("--input", "x.jsonl")]
+    assert "c4_lines" not in plain and plain.index("heuristics") > plain.index("decontaminate")
+
+
 # ---- the chain ------------------------------------------------------------------------------
 def test_crawl_to_table_on_embedded_ray_counts_every_record(ray_session, tmp_path):
     from pipelines.script import options
@@ -310,7 +344,8 @@ def test_crawl_to_table_on_embedded_ray_counts_every_record(ray_session, tmp_pat
     acc = r.accounting
     assert acc["rows_in"] == 123 + 11 == acc["kept"] + acc["rejected"]
     stages = [s["stage"] for s in acc["stages"]]
-    assert stages[:6] == ["read", "url_filter", "extract", "language", "c4_lines", "fineweb"]
+    assert stages[:7] == ["read", "url_filter", "extract", "language", "heuristics", "c4_lines", "fineweb"]
+    assert stages.count("heuristics") == 1
     for s in acc["stages"]:
         assert s["rows_in"] == s["rows_out"] + s["rejected"], s
     by = {s["stage"]: s for s in acc["stages"]}
