@@ -210,3 +210,25 @@ def test_append_rerun_killed_again_after_its_rebuilt_rejects_completes_once(tmp_
     assert len(rebuilt) == 2 and _run_versions(store, "documents_demo_rejects", 5) == rebuilt
     assert props["rejects_snapshot"] == rebuilt[-1]
     assert len(_run_versions(store, "documents_demo", 5)) == 1
+
+
+def test_append_run_that_kept_nothing_is_current_alone_and_not_carried_into_the_next_output(tmp_path, warehouse):
+    """All rows rejected in append mode: its rejects are shown with the output's (current until an
+    output follows), and the next append pairs only its own runs' rejects (its rows are in no output)."""
+    src = corpus(tmp_path, limit=40)
+    first = run_demo(warehouse, src, mode="append")
+    bad = jsonl(tmp_path / "bad.jsonl", [], extra=b'{"text": 1}\nnot json\n')
+    with pytest.raises(NothingKept):
+        run_demo(warehouse, bad, mode="append")
+    store = Store(warehouse)
+    assert store.snapshot("docs")[1].snapshot_id == first.snapshot_id
+    first_rejects = first.accounting["rejected"]
+    assert store.read_arrow("docs_rejects").num_rows == first_rejects + 2
+    again = run_demo(warehouse, src, min_words=12, mode="append")
+    store = Store(warehouse)
+    assert store.snapshot("docs_rejects")[1].snapshot_id == again.rejects_snapshot_id
+    props = store.properties("docs")
+    kept, rejected = store.read_arrow("docs").num_rows, store.read_arrow("docs_rejects").num_rows
+    assert rejected == first_rejects + again.accounting["rejected"]
+    assert props["cumulative"] == {"runs": 2, "rows_in": 2 * again.accounting["rows_in"], "kept": kept,
+                                   "rejected": rejected, "lost": 0}
