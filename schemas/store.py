@@ -496,10 +496,15 @@ class Store:
 
     def _commit(self, t, schema: pa.Schema, files: list[str], props: dict[str, str], mode: str,
                 with_files_of: int | None) -> None:
-        """One commit of `files` to `t` as loaded (see `publish`)."""
+        """One commit of `files` to `t` as loaded (see `publish`). pyiceberg (0.12) would retry a
+        commit that lost a race itself, rebuilt on the new current version, skipping publish's
+        checks (the run already published; the output version its rejects were built on): its
+        retries are turned off for this commit (in memory only) and `publish` retries instead."""
         from pyiceberg.io.pyarrow import parquet_files_to_data_files
         from pyiceberg.table import TableProperties
 
+        t.metadata = t.metadata.model_copy(update={"properties": {**t.metadata.properties,
+                                                                  TableProperties.COMMIT_NUM_RETRIES: "0"}})
         with t.transaction() as tx:
             if not _schema_covers(tx.table_metadata.schema(), schema):
                 with tx.update_schema() as us:

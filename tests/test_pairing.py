@@ -232,3 +232,36 @@ def test_append_run_that_kept_nothing_is_current_alone_and_not_carried_into_the_
     assert rejected == first_rejects + again.accounting["rejected"]
     assert props["cumulative"] == {"runs": 2, "rows_in": 2 * again.accounting["rows_in"], "kept": kept,
                                    "rejected": rejected, "lost": 0}
+
+
+def test_append_output_commit_is_a_compare_and_swap_even_between_its_check_and_its_commit(
+        tmp_path, warehouse, monkeypatch):
+    """Two processes at the same instant: B checked that the output is still the version its rejects
+    were built on, then A commits before B's commit lands. B's commit must fail on Iceberg's own
+    assertion and surface as StaleBase (so B rebuilds its rejects), not append on top of A."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from schemas.store import StaleBase
+    from schemas.tables import DOCUMENTS
+    files = []
+    for name in ("a", "b"):
+        files.append(str(tmp_path / f"{name}.parquet"))
+        pq.write_table(pa.Table.from_pylist([{"id": name, "text": f"text {name}"}], schema=DOCUMENTS), files[-1])
+    a, b = Store(warehouse), Store(warehouse)
+    a.ensure_table("docs", DOCUMENTS)
+    real, commits = Store._commit, []
+
+    def commit(self, *args):
+        commits.append(self)
+        if self is b and commits.count(b) == 1:  # after B's check, before its commit
+            a.publish("docs", DOCUMENTS, [files[0]], {"run_id": "run-a"}, mode="append",
+                      expect_current=None, check_current=True)
+        return real(self, *args)
+
+    monkeypatch.setattr(Store, "_commit", commit)
+    with pytest.raises(StaleBase) as stale:
+        b.publish("docs", DOCUMENTS, [files[1]], {"run_id": "run-b"}, mode="append", expect_current=None,
+                  check_current=True)
+    assert stale.value.expected is None and stale.value.current == a.snapshot("docs")[1].snapshot_id
+    assert commits.count(b) == 1 and Store(warehouse).read_arrow("docs").column("id").to_pylist() == ["a"]
