@@ -316,13 +316,14 @@ def _publish(store: Store, opts: RunOptions, rname: str, schema: pa.Schema, rsch
 
     Append mode (ARCHITECTURE.md, "What the store guarantees"): the rejects version is exactly
     the rejects the output's current version names plus this run's (never the rejects table's
-    newest plus this run's: it may be a killed run's or another run's not yet paired), and the output commit is a
-    compare-and-swap on that output version. Another run's output landing in between (R_A, R_B,
-    O_B, O_A; a killed run's rerun) fails the swap: the rejects are rebuilt on the new output
-    version, as a new snapshot of this run, and the output retried. Chosen over locking (no lock
-    spans processes on object storage) and over appending to whatever the rejects table holds
-    (which pairs a pending run's rejects with an output that lacks its rows): a killed run's
-    rejects stay in a version no output names until its rerun rebuilds them, once."""
+    newest plus this run's: it may be a killed run's or another run's not yet paired), and the
+    output commit is a compare-and-swap on that output version. Another run's output landing in
+    between (R_A, R_B, O_B, O_A; a killed run's rerun) fails the swap: the rejects are rebuilt on
+    the new output version, as a new snapshot of this run, and the output retried. Chosen over a
+    lock (none spans processes on object storage) and over appending to whatever the rejects
+    table holds (which pairs a pending run's rejects with an output that lacks its rows): a
+    killed run's rejects stay in a version no output names until its rerun pairs them (rebuilt
+    once if another output came meanwhile)."""
     accounting = lineage["accounting"]
     stats = st.compact(st.merge_all([s["stats"] for s in summaries]))
     rstats = st.compact(st.merge_all([s["rejects_stats"] for s in summaries]))
