@@ -119,7 +119,7 @@ class PiiScrubber(ModelStage):
         only where something was found, so a span never cuts the JSON; a value that is not JSON
         is redacted as a string."""
         docs: list[Any] = []
-        leaves: list[str] = []
+        leaves: list[str | None] = []
         for v in values:
             try:
                 doc = json.loads(v) if v else None
