@@ -55,10 +55,12 @@ def summary_and_detail(text: str) -> tuple[str, str]:
     """The first sentence of a document's first paragraph (a docstring's summary line; a web
     page's lead, which is often a few sentences, too long a question to speak) and the first two
     sentences of the paragraph after it; "" where there is none. Paragraphs are separated by blank lines
-    (docstrings, hard-wrapped text) or, in text without any, are its lines (the extractor
-    writes one line per paragraph)."""
+    (docstrings, hard-wrapped text) or, in text without any, are its lines that end a sentence (the
+    extractor writes one line per paragraph; headings and "Source code: Lib/x.py" lines stay in web
+    text, as FineWeb's C4 step keeps lines without terminal punctuation, and are no question)."""
     text = text.strip()
-    blocks = _BLANK_LINE.split(text) if _BLANK_LINE.search(text) else text.split("\n")
+    blocks = _BLANK_LINE.split(text) if _BLANK_LINE.search(text) else \
+        [ln for ln in text.split("\n") if ln.rstrip().endswith((".", "!", "?"))]
     paras = [_BULLET.sub("", " ".join(p.split())) for p in blocks if p.strip()]  # a list item's "- " is no word
     if len(paras) < 2:
         return (paras[0] if paras else ""), ""

@@ -67,6 +67,10 @@ def test_sft_pairs_from_documents_use_the_documents_own_text_or_reject():
     # extracted web text: a paragraph per line, no blank lines
     assert summary_and_detail("Page lead. It goes on.\nFirst one. Second one. Third one.\nMore.") == \
         ("Page lead.", "First one. Second one.")
+    # a page's heading and source link (kept by FineWeb's C4 step) are no question
+    assert summary_and_detail("glob — Unix style pathname pattern expansion¶\nSource code: Lib/glob.py\n"
+                              "The glob module finds paths. It is old.\nFirst one. Second one. Third one.") == \
+        ("The glob module finds paths.", "First one. Second one.")
     texts = ["Only one paragraph. With two sentences.", "", "  \n\n  \n\n", "Head.\n\n\n\nBody  text\nwrapped."]
     out = explain_pair(pa.table({"text": texts}))
     assert out.column("drop_reason").to_pylist() == ["single_paragraph"] * 3 + [None]
