@@ -320,15 +320,24 @@ class Store:
                     return s
             elif out is None or s.timestamp_ms >= out.timestamp_ms:  # published before output_base existed
                 return s
-        named = (out.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot") if out else None
-        if named and named.lstrip("-").isdigit() and (snap := t.snapshot_by_id(int(named))) is not None:
+        return self._named_or_newest(name, t, out, order)
+
+    def _named_or_newest(self, name: str, t, out, order: list | None = None):
+        """The rejects snapshot output snapshot `out` names; for an output published by hand or
+        before pairing, or none, the newest visible rejects."""
+        named = _named_rejects(out)
+        if named is not None and (snap := t.snapshot_by_id(named)) is not None:
             return snap
-        # an output published by hand or before pairing, or none: the newest visible rejects
         ok = self._published_rejects(name, t)
-        for s in reversed(order):
+        for s in reversed(order if order is not None else _lineage_order(t)):
             if s.snapshot_id in ok:
                 return s
         return None
+
+    def named_rejects(self, output: str, snapshot_id: int) -> int | None:
+        """The rejects snapshot that output version `snapshot_id` names, if any (read from the
+        snapshot's own properties: no lineage file is loaded)."""
+        return _named_rejects(self.table(output).snapshot_by_id(snapshot_id))
 
     def _published_rejects(self, name: str, t) -> set[int]:
         """Rejects snapshots whose run became visible: a run publishes its rejects first and its
@@ -349,9 +358,8 @@ class Store:
             return {}
         pairs = {}
         for s in self.table(out_name).snapshots():
-            sid = (s.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot")
-            if sid and sid.lstrip("-").isdigit():
-                pairs[int(sid)] = s.snapshot_id
+            if (sid := _named_rejects(s)) is not None:
+                pairs[sid] = s.snapshot_id
         return pairs
 
     def properties(self, ref: str | Ref) -> dict[str, Any]:
@@ -437,16 +445,11 @@ class Store:
         then the rejects table's newest visible version; no output version yet: (None, None)."""
         if not self.exists(output) or (out := self.table(output).current_snapshot()) is None:
             return None, None
-        named = (out.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot")
         rname = rejects_name(output)
         if not self.exists(rname):
             return out.snapshot_id, None
-        t = self.table(rname)
-        if named and named.lstrip("-").isdigit() and t.snapshot_by_id(int(named)) is not None:
-            return out.snapshot_id, int(named)
-        ok = self._published_rejects(rname, t)
-        newest = [s.snapshot_id for s in _lineage_order(t) if s.snapshot_id in ok]
-        return out.snapshot_id, (newest[-1] if newest else None)
+        rejects = self._named_or_newest(rname, self.table(rname), out)
+        return out.snapshot_id, rejects.snapshot_id if rejects is not None else None
 
     def publish(self, name: str, schema: pa.Schema, files: list[str], properties: dict[str, Any],
                 *, mode: str = "overwrite", retries: int = 10, with_files_of: int | None = None,
@@ -748,6 +751,12 @@ def _runs_in_progress(fs, dirs: list[str]) -> set[str]:
 def _inside(path: str, root: str) -> bool:
     path, root = path.rstrip("/"), root.rstrip("/")
     return path == root or path.startswith(root + "/")
+
+
+def _named_rejects(snap) -> int | None:
+    """The rejects snapshot id an output snapshot names (`rejects_snapshot`), if any."""
+    sid = (snap.summary.additional_properties or {}).get(PROPERTY_PREFIX + "rejects_snapshot") if snap else None
+    return int(sid) if sid and sid.lstrip("-").isdigit() else None
 
 
 def _lineage_order(t) -> list:

@@ -443,8 +443,8 @@ def _published(store: Store, output: str, rname: str, run_id: str) -> dict[str, 
 
 def _named_rejects(store: Store, output: str, snap: int, default: int) -> int:
     """The rejects snapshot output version `snap` names (`default` where it names none)."""
-    named = store.properties(f"{output}@{snap}").get("rejects_snapshot")
-    return int(named) if isinstance(named, (int, str)) and str(named).lstrip("-").isdigit() else default
+    named = store.named_rejects(output, snap)
+    return named if named is not None else default
 
 
 def _finish_tags(store: Store, opts: RunOptions, rname: str, run_id: str, published: dict[str, Any]) -> RunResult:
