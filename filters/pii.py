@@ -128,13 +128,12 @@ class PiiScrubber(ModelStage):
             docs.append(doc)
             if doc is not None:
                 _walk(doc, leaves.append)
-        plain = [v if v and docs[i] is None else None for i, v in enumerate(values)]
         redacted = iter(self.redact_strings(leaves))
-        plain_out = self.redact_strings(plain)
+        plain = self.redact_strings([v if doc is None else None for v, doc in zip(values, docs)])
         out: list[str | None] = []
-        for v, doc, p in zip(values, docs, plain_out):
-            if doc is None:
-                out.append(p if v else v)
+        for v, doc, p in zip(values, docs, plain):
+            if doc is None:  # not JSON (or empty, or None: redact_strings leaves those as they are)
+                out.append(p)
                 continue
             new_doc = _walk(doc, None, lambda _leaf: next(redacted))
             out.append(json.dumps(new_doc, ensure_ascii=False) if new_doc != doc else v)

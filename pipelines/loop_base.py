@@ -441,8 +441,8 @@ class _InProcess:
         self.results.append(Message(kind, r, payload))
 
     def receive(self, kind: Kind, r: int) -> Any:
-        from pipelines.loop_side import _expect
-        return _expect(self.results.pop(0), kind, r)
+        from pipelines.loop_side import expect
+        return expect(self.results.pop(0), kind, r)
 
 
 def _write(path: str, obj) -> None:

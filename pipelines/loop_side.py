@@ -183,7 +183,10 @@ class Message:
     payload: Any = None
 
 
-def _expect(msg: Message, kind: Kind, r: int) -> Any:
+def expect(msg: Message, kind: Kind, r: int) -> Any:
+    """`msg`'s payload if it is the message due (`kind` for round `r`): an ERROR or a message out
+    of turn raises, in both loops' side protocols (`pipelines/loop_base.py` checks its in-process
+    list with it too)."""
     if msg.kind is Kind.ERROR:
         raise SideProtocolError("the loop's side worker (ablation, control, evaluation) failed:\n" + msg.payload)
     if (msg.kind, msg.round) != (kind, r):
@@ -201,7 +204,7 @@ def from_parent(inbox, kind: Kind, r: int, poll: float = 2.0) -> Any:
     parent = mp.parent_process()
     while True:
         try:
-            return _expect(inbox.get(timeout=poll), kind, r)
+            return expect(inbox.get(timeout=poll), kind, r)
         except queue.Empty:
             if parent is not None and not parent.is_alive():
                 raise SideProtocolError(f"the loop's main process ended before sending {kind.value} for round "
@@ -269,7 +272,7 @@ class SideProcess:
                     raise SideProtocolError(
                         f"the loop's side worker (ablation, control, evaluation) died with exit code "
                         f"{self.proc.exitcode} before sending its {kind.value} result") from None
-            return _expect(msg, kind, r)
+            return expect(msg, kind, r)
 
     def close(self, failed: bool = False) -> dict:
         """The side's profile (its DONE message); on failure, stop it (it must not outlive the run)."""

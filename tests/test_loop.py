@@ -252,16 +252,16 @@ def _sends_out_of_turn(cfg, held, dev, teacher, tok_path, inbox, outbox):
 
 def test_a_side_message_out_of_turn_is_an_error_not_a_result(tmp_path):
     """Messages carry their kind and round: the ablation's slot never takes an evaluation's result."""
-    from pipelines.loop_side import Kind, Message, SideProtocolError, Worker, _expect
+    from pipelines.loop_side import Kind, Message, SideProtocolError, Worker, expect
     w = Worker(_side_bench(tmp_path), {}, "", target=_sends_out_of_turn)
     try:
         with pytest.raises(SideProtocolError, match="eval for round 0 where ablation for round 0 was due"):
             w.ablation()
     finally:
         w.close(failed=True)
-    assert _expect(Message(Kind.CONTROL, 2, "x"), Kind.CONTROL, 2) == "x"
+    assert expect(Message(Kind.CONTROL, 2, "x"), Kind.CONTROL, 2) == "x"
     with pytest.raises(SideProtocolError, match="for round 1 where control for round 2"):
-        _expect(Message(Kind.CONTROL, 1, "x"), Kind.CONTROL, 2)
+        expect(Message(Kind.CONTROL, 1, "x"), Kind.CONTROL, 2)
 
 
 def test_both_side_chains_implement_the_interface_the_driver_uses():
