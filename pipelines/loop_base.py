@@ -37,6 +37,20 @@ checkpoint paths one way, results the other, each checked for its kind and round
 failing control process sends its traceback, and it stops as soon as the loop's process is gone.
 With `--workers 1` the same messages pass through a list. Each phase is timed in wall and CPU
 seconds (`pipelines/loop_profile.py`, shared with the from-scratch loop).
+
+`--train-workers N` (`--train-resources cpus:1`, per worker) runs every SFT step on N Ray Train
+workers, the trainer `curate train` and the from-scratch loop's `--train-workers` use, so a seed's
+training can take more cores or GPUs than its two processes have. Ray Train reads a table, so each
+step's conversations become a version of `loop_train` in the run's warehouse (<out>/warehouse for a
+config without one) with the data names (`teacher:filtered`, `verified:round1`, ...) as its
+lineage, and the checkpoint's `trained_on` names that version, as its row in `models` does. It
+packs the conversations in their `doc_key` order where the in-process trainer keeps the chain's
+order, so its numbers differ from `--train-workers 0`'s as another packing order's would; given
+the same order they agree up to float summation order (tests/test_loop_base.py). With `--workers 2`
+each process starts its own embedded Ray at its first training step (as `train_ray` does where none
+is up), or both join the cluster at RAY_ADDRESS; a run ends the Ray it started. The training
+phase's CPU seconds then count the driver, not Ray's workers. Not with `--lora-rank`: Ray Train's
+trainer has no LoRA.
 """
 from __future__ import annotations
 
@@ -93,6 +107,19 @@ class BaseLoopConfig:
     keep_optimizer: bool = False
     warehouse: str = ""                   # register every model in its `models` table ("": none)
     tag_prefix: str = ""                  # before each model tag ("seed-S-" when seeds share a warehouse)
+    train_workers: int = 0                # 0: SFT in this process; N: on N Ray Train workers (model/train_ray.py)
+    train_resources: str = "cpus:1"       # per Ray Train worker, as `curate train --train-resources`
+
+    def __post_init__(self) -> None:
+        """Settings that cannot run are refused here, in one line, before a seed starts."""
+        from model.train_ray import parse_resources
+
+        if self.train_workers < 0:
+            raise ValueError(f"--train-workers must be 0 (train in process) or more, got {self.train_workers}")
+        parse_resources(self.train_resources)  # its ValueError names --train-resources
+        if self.train_workers and self.lora_rank:
+            raise ValueError("--train-workers with --lora-rank: Ray Train's trainer (model/train_ray.py) has no "
+                             "LoRA; train LoRA in process (--train-workers 0) or fully on Ray (--lora-rank 0)")
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "BaseLoopConfig":
@@ -236,6 +263,10 @@ def sample_verified(model, tok, problems: list[dict], cfg: BaseLoopConfig, round
     return convs, stats
 
 
+def run_name(cfg: BaseLoopConfig) -> str:
+    return f"loop-base-s{cfg.seed}"
+
+
 def train(init: str, convs: list[list[dict]], out: str, steps: int, lr: float, cfg: BaseLoopConfig,
           trained_on: list[str]) -> tuple[object, object, dict]:
     """SFT of the checkpoint at `init` on `convs` (assistant-only loss through the template) for
@@ -246,9 +277,11 @@ def train(init: str, convs: list[list[dict]], out: str, steps: int, lr: float, c
     from model.config import TrainConfig
     from model.sft import train_sft
 
-    model, tok, _ = checkpoint.load(init)
     tcfg = TrainConfig(lr=lr, steps=steps, warmup_steps=max(1, steps // 10), tokens_per_batch=cfg.tokens_per_batch,
                        packing="bfd", seq_len=cfg.seq_len, seed=cfg.seed)
+    if cfg.train_workers:
+        return train_on_ray(init, convs, out, tcfg, cfg, trained_on)
+    model, tok, _ = checkpoint.load(init)
     lora = None
     if cfg.lora_rank:
         from model.lora import LoRAConfig
@@ -259,6 +292,40 @@ def train(init: str, convs: list[list[dict]], out: str, steps: int, lr: float, c
         os.remove(os.path.join(out, "optimizer.pt"))  # 1 GB a checkpoint; nothing here resumes
     summary = {"steps": res["steps"], "tokens": res["tokens"], "final_loss": round(res["final_loss"], 4),
                "conversations": len(convs), "losses": [h["loss"] for h in res["history"]]}
+    return model, tok, summary
+
+
+def train_warehouse(cfg: BaseLoopConfig) -> str:
+    """Where `--train-workers` publishes what it trains on: the run's warehouse, else one of the seed's own."""
+    return os.path.abspath(cfg.warehouse or os.path.join(cfg.out, "warehouse"))
+
+
+def train_on_ray(init: str, convs: list[list[dict]], out: str, tcfg, cfg: BaseLoopConfig,
+                 trained_on: list[str]) -> tuple[object, object, dict]:
+    """`train` on `cfg.train_workers` Ray Train workers, as the from-scratch loop's `--train-workers`
+    and `curate train` do: the conversations become a version of `loop_train` whose lineage names
+    `trained_on`, and the checkpoint's `trained_on` names that version. Ray Train packs the
+    conversations in their `doc_key` order, not the order the chain assembled them in; given that
+    order it computes the in-process trainer's steps (tests/test_loop_base.py). Ray Train's own
+    copies of the run (2 checkpoints with optimizer state, ~1.6 GB each for SmolLM2) go with
+    `optimizer.pt` unless `--keep-optimizer`: nothing here resumes."""
+    from model import checkpoint
+    from pipelines.loop_bench import train_on_ray as on_ray
+    from schemas.store import Store
+
+    ref, res = on_ray(Store(train_warehouse(cfg)), convs, trained_on, init, out, tcfg, workers=cfg.train_workers,
+                      resources=cfg.train_resources, threads=cfg.threads, run=run_name(cfg),
+                      what=os.path.basename(os.path.normpath(out)), pipeline="loop_base")
+    if not cfg.keep_optimizer:
+        os.remove(os.path.join(out, "optimizer.pt"))
+        if os.path.isdir(res["storage"]):
+            shutil.rmtree(res["storage"])
+    model, tok, _ = checkpoint.load(out)
+    hist = res["history"]
+    summary = {"steps": res["steps"], "tokens": sum(h["tokens"] for h in hist),
+               "final_loss": round(res["final_loss"], 4), "conversations": len(convs),
+               "losses": [round(h["loss"], 5) for h in hist],  # to train_sft's 5 places
+               "trained_table": ref, "train_workers": res["train_workers"]}
     return model, tok, summary
 
 
@@ -452,6 +519,13 @@ def _write(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+def _ray_up(cfg: BaseLoopConfig) -> bool:
+    if not cfg.train_workers:
+        return False
+    import ray
+    return ray.is_initialized()
+
+
 def run(cfg: BaseLoopConfig) -> dict:
     """One seed: both chains (in two processes with `workers` 2), then the record."""
     from pipelines.loop_side import SideProcess
@@ -470,6 +544,7 @@ def run(cfg: BaseLoopConfig) -> dict:
     side = SideProcess(_side_main, (cfg, base_ck)) if cfg.workers > 1 else None
     inline = _InProcess()
     chain = Chain(cfg, base_ck)
+    ray_was_up = _ray_up(cfg)
     try:
         loop = chain.loop_chain(inline.from_loop if side is None else side.send)
         if side is None:
@@ -482,6 +557,10 @@ def run(cfg: BaseLoopConfig) -> dict:
         if side is not None:
             side.close(failed=True)  # it must not outlive the run
         raise
+    finally:
+        if cfg.train_workers and not ray_was_up:
+            import ray
+            ray.shutdown()  # the embedded Ray this run's training started: its workers must not outlive the run
     record = _record(cfg, chain, base_ck, loop, ctrl)
     if cfg.warehouse:
         with chain.prof("registry"):
@@ -536,7 +615,6 @@ def register_models(cfg: BaseLoopConfig, base_ck: str, record: dict) -> dict[str
     from schemas.store import Store
 
     store = Store(os.path.abspath(cfg.warehouse))
-    run_name = f"loop-base-s{cfg.seed}"
     snaps = {"model-base": register_checkpoint(store, base_ck, pipeline="curate model import")}  # its own stage
     arms = {"unfiltered": "unfiltered", "row_matched": "unfiltered-row-matched"}
     models = [("model-round-0", "round0-sft", "sft", 0, record["round0"]["accuracy"])]
@@ -549,8 +627,8 @@ def register_models(cfg: BaseLoopConfig, base_ck: str, record: dict) -> dict[str
         if "ceiling" in r:
             models.append((f"ceiling-round-{i}", f"round{i}-ceiling", "ceiling", i, r["ceiling"]))
     for tag, name, stage, round_, acc in models:
-        snaps[tag] = register_checkpoint(store, os.path.join(cfg.out, name), stage, run=run_name, pipeline="loop_base",
-                                         round_=round_, accuracy=acc)
+        snaps[tag] = register_checkpoint(store, os.path.join(cfg.out, name), stage, run=run_name(cfg),
+                                         pipeline="loop_base", round_=round_, accuracy=acc)
     last = os.path.join(cfg.out, f"round{cfg.rounds}-loop" if cfg.rounds else "round0-sft")
     export = export_checkpoint(last, os.path.join(cfg.out, "export"))["export"]
     snaps["model-export"] = register_export(store, last, export)
@@ -685,6 +763,10 @@ def parser() -> argparse.ArgumentParser:
                    help="the teacher-ceiling arm: the loop's steps on the teacher's solutions to the same fresh "
                         "problems (default on)")
     p.add_argument("--tag-prefix", default=None, help="before each model's tag (--seeds: seed-S-)")
+    p.add_argument("--train-workers", type=int, default=None,
+                   help="each SFT on N Ray Train workers (model/train_ray.py, as `curate train`); 0: in this process "
+                        "(default)")
+    p.add_argument("--train-resources", default=None, help="per Ray Train worker, e.g. cpus:1,gpus:0 (default cpus:1)")
     p.add_argument("--verbose", dest="quiet", action="store_false", default=None)
     for f in fields(BaseLoopConfig):  # every other number of the config is a flag of its own name
         if f.type in ("int", "float"):
@@ -722,7 +804,12 @@ def run_seeds(argv: list[str], seeds: list[int], root: str, warehouse: str) -> i
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    a = parser().parse_args(argv)
+    p = parser()
+    a = p.parse_args(argv)
+    try:
+        BaseLoopConfig.from_args(a)  # settings that cannot run end here, before any seed starts
+    except ValueError as e:
+        p.error(str(e))
     from schemas.store import default_warehouse
     a.warehouse = os.path.abspath(a.warehouse or default_warehouse())  # where the models are registered
     root = os.path.join(a.warehouse, "_loop", "base")

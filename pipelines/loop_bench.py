@@ -31,6 +31,36 @@ LOOP_TRAIN = schema([field("id", pa.string(), required=True), field("messages", 
                     id_fields=["messages"])
 
 
+def publish_conversations(store: Store, table: str, convs: list[list[dict]], source: list[str], *, run: str,
+                          what: str, pipeline: str) -> str:
+    """`convs` as one version of `table` (replacing the last) with `source` as its lineage; returns
+    its `table@snapshot` ref. The same conversations for the same run and purpose publish once."""
+    import hashlib
+
+    from model.train_ray import doc_key
+    from pipelines.derived import publish_derived
+    keys = [doc_key(c) for c in convs]
+    digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+    snap = publish_derived(store, table, LOOP_TRAIN, pa.table({"id": keys, "messages": convs}),
+                           source=",".join(source), pipeline=pipeline,
+                           config={"run": run, "what": what, "content": digest},
+                           rows_in=len(convs), used=len(convs), reasons={}, unit="conversations")
+    return f"{table}@{snap}"
+
+
+def train_on_ray(store: Store, convs: list[list[dict]], trained_on: list[str], init: str, path: str, tcfg, *,
+                 workers: int, resources: str, threads: int | None, run: str, what: str,
+                 pipeline: str) -> tuple[str, dict[str, Any]]:
+    """A loop's SFT step through Ray Train (model/train_ray.py, what `curate train` runs): Ray Train
+    reads a table version, so `convs` become one version of `loop_train` (lineage: `trained_on`, the
+    data they came from) and the checkpoint at `path` is trained on it. Returns (that version's
+    ref, train_ray's summary)."""
+    from model.train_ray import parse_resources, train_ray
+    ref = publish_conversations(store, "loop_train", convs, trained_on, run=run, what=what, pipeline=pipeline)
+    return ref, train_ray(store, ref, init, path, tcfg, workers=workers, resources=parse_resources(resources),
+                          threads=threads)
+
+
 class BestDev(TypedDict):
     """With `early_stop`, what `Bench.train` keeps of the dev scores so far."""
     acc: float
@@ -91,17 +121,8 @@ class Bench:
 
     def publish_conversations(self, table: str, convs: list[list[dict]], source: list[str], what: str) -> str:
         """`convs` as one version of `table` (replacing the last); returns its `table@snapshot` ref."""
-        import hashlib
-
-        from model.train_ray import doc_key
-        from pipelines.derived import publish_derived
-        keys = [doc_key(c) for c in convs]
-        digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        snap = publish_derived(self.store, table, LOOP_TRAIN, pa.table({"id": keys, "messages": convs}),
-                               source=",".join(source), pipeline="reasoning_loop",
-                               config={"run": self.run_name, "what": what, "content": digest},
-                               rows_in=len(convs), used=len(convs), reasons={}, unit="conversations")
-        return f"{table}@{snap}"
+        return publish_conversations(self.store, table, convs, source, run=self.run_name, what=what,
+                                     pipeline="reasoning_loop")
 
     # ---- training -------------------------------------------------------------------
     def _new_model(self, tok):
@@ -199,15 +220,14 @@ class Bench:
         train` runs): the conversations become one version of `loop_train` (lineage: the tables they
         came from), the workers read their shards of it and train from `init` with the same config."""
         from model import checkpoint
-        from model.train_ray import parse_resources, train_ray
 
         c = self.cfg
         assert c.train_workers, "train() takes this path only with --train-workers"
         t = time.perf_counter()
         with self.timed("training"):
-            ref = self.publish_conversations("loop_train", convs, trained_on, name)
-            out = train_ray(self.store, ref, init, path, tcfg, workers=c.train_workers,
-                            resources=parse_resources(c.train_resources), threads=c.threads)
+            ref, out = train_on_ray(self.store, convs, trained_on, init, path, tcfg, workers=c.train_workers,
+                                    resources=c.train_resources, threads=c.threads, run=self.run_name, what=name,
+                                    pipeline="reasoning_loop")
         model, tok, _ = checkpoint.load(path, device=str(self.device))
         hist = out["history"]
         res = {"steps": out["steps"], "best_step": out["steps"], "history": hist, "final_loss": out["final_loss"],
