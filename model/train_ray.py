@@ -1,4 +1,4 @@
-"""SFT on N workers through Ray Train (`TorchTrainer`, DDP: gloo on CPU, NCCL on GPU).
+"""SFT on N workers through Ray Train (`TorchTrainer`, DDP or FSDP: gloo on CPU, NCCL on GPU).
 
 The same global batches as one process (`model.sft.train_sft`), split across workers:
 
@@ -19,6 +19,13 @@ The same global batches as one process (`model.sft.train_sft`), split across wor
   `ray.train.report(..., checkpoint=...)` into the run's storage (a warehouse path or s3://).
   On a worker failure Ray Train restarts the group (`FailureConfig(max_failures)`) and the
   workers resume from `ray.train.get_checkpoint()`; a rerun with the same run name resumes too.
+- `strategy="fsdp"` (for a model that does not fit one device): FSDP2 (`fully_shard`) shards each
+  transformer block and the root (embedding, tied head, final norm) over the workers, parameters,
+  gradients and optimizer state alike. Its reduce-scatter averages gradients as DDP does, so the
+  loss above (× N) holds unchanged, and `clip_grad_norm_` over the sharded (DTensor) gradients is the
+  global norm. Checkpoints stay full ones: every worker takes part in gathering the weights and
+  optimizer state to rank 0, which writes the same files as DDP; a resume loads them whole and
+  shards them again, so a checkpoint of either strategy resumes under the other.
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ import shutil
 import tempfile
 import time
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -40,11 +47,14 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
     from pyiceberg.table.snapshots import Snapshot
 
+    from model.tokenizer import AnyTokenizer
+    from model.transformer import Transformer
     from schemas.store import Store
 
 Plan = tuple[list[list[list[int]]], bool, int]  # (batches of rows of document indices, packed?, row length)
 
 HISTORY = "history.jsonl"
+STRATEGIES = ("ddp", "fsdp")
 
 
 # ---- the plan: a function of the table's lengths, the config and the epoch ------------------
@@ -166,6 +176,72 @@ def exchange(mine: dict[int, tuple[list[int], list[bool]]], holder: list[int], l
     return docs
 
 
+def check_strategy(strategy: str, workers: int) -> None:
+    """Refused before Ray starts: FSDP shards over Ray Train workers, and the in-process trainer
+    (0 workers) has none to shard over."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"--strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}")
+    if strategy == "fsdp" and workers < 1:
+        raise ValueError("--strategy fsdp shards over Ray Train workers; --local / --train-workers 0 trains in "
+                         "one process")
+
+
+def shard(model: Transformer, device: torch.device, world: int) -> None:
+    """FSDP2 over all workers: each block is its own unit (its parameters are gathered for its
+    forward and backward only, then freed), the root holds the rest (the tied embedding and head
+    share one parameter, so they must be in one unit). The parameters may still be on the CPU:
+    `fully_shard` moves each unit to the mesh's device as it shards it, so a model that does not
+    fit one device is never whole on it."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    mesh = init_device_mesh(device.type, (world,))
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
+class FullState:
+    """The sharded optimizer as `model/checkpoint.py` sees a plain one, so that FSDP's checkpoints
+    are DDP's: `state_dict()` is the full state keyed by parameter index (torch's own format:
+    indices run over the param groups in order), `load_state_dict()` takes that format back and
+    shards it. `gather()` is a collective: every worker calls it, rank 0 gets the state."""
+
+    def __init__(self, model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+        self.model, self.opt = model, opt
+        self.full: dict[str, Any] = {}
+        names = {id(p): n for n, p in model.named_parameters()}  # a tied parameter once, by its first name
+        self.order = [names[id(p)] for g in opt.param_groups for p in g["params"]]
+
+    def _options(self, cpu_offload: bool = False) -> Any:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+        return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload)
+
+    def gather(self) -> dict[str, torch.Tensor]:
+        """(the full model state on rank 0, {} elsewhere); the optimizer's is kept for state_dict()."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+        options = self._options(cpu_offload=True)
+        weights = cast(dict[str, torch.Tensor], get_model_state_dict(self.model, options=options))
+        named = cast(dict[str, Any], get_optimizer_state_dict(self.model, self.opt, options=options))
+        index = {n: i for i, n in enumerate(self.order)}
+        self.full = {"state": {index[n]: v for n, v in named.get("state", {}).items()},
+                     "param_groups": [{**g, "params": [index[n] for n in g["params"]]}
+                                      for g in named.get("param_groups", [])]}
+        return weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.full
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+        named = {"state": {self.order[i]: v for i, v in state["state"].items()},
+                 "param_groups": [{**g, "params": [self.order[i] for i in g["params"]]}
+                                  for g in state["param_groups"]]}
+        set_optimizer_state_dict(self.model, self.opt, optim_state_dict=cast(Any, named), options=self._options())
+
+
 def _pause_for_test(pause: dict[str, Any] | None, rank: int, done: int) -> None:
     """Test hook (tests/test_train_ray.py): the chosen worker writes its pid after the chosen
     step and waits until the test has marked the kill (so the kill lands mid-run, after a
@@ -185,14 +261,55 @@ def _pause_for_test(pause: dict[str, Any] | None, rank: int, done: int) -> None:
         time.sleep(0.05)
 
 
+def _restore(d: str, opt: torch.optim.Optimizer | FullState,
+             meta: dict[str, Any]) -> tuple[int, list[dict[str, Any]], list[int]]:
+    """(step to resume at, the loss history up to it, the steps this run resumed at so far)."""
+    from model import checkpoint
+    start = checkpoint.load_optimizer(d, opt) or 0  # type: ignore[arg-type]  # FullState: the same two methods
+    history = []
+    if os.path.exists(os.path.join(d, HISTORY)):
+        with open(os.path.join(d, HISTORY)) as f:
+            history = [json.loads(line) for line in f if line.strip()]
+    return start, [r for r in history if r["step"] <= start], list(meta.get("resumed_from", [])) + [start]
+
+
+def _start(config: dict[str, Any], cfg: TrainConfig, device: torch.device, world: int, sharded: bool,
+           ckpt: Any) -> tuple[Transformer, AnyTokenizer, dict[str, Any], torch.optim.Optimizer, FullState | None,
+                               tuple[int, list[dict[str, Any]], list[int]]]:
+    """The model (sharded or whole on `device`), its optimizer, and where the run's last
+    checkpoint left off (step 0 without one)."""
+    import contextlib
+
+    from model import checkpoint
+    from model.sft import optimizer_for
+
+    model, tok, init_meta = checkpoint.load(config["init"], device="cpu")
+    if not sharded:
+        model = model.to(device)  # FSDP moves each unit as it shards it (see `shard`)
+    resume: tuple[int, list[dict[str, Any]], list[int]] = (0, [], [])
+    with ckpt.as_directory() if ckpt is not None else contextlib.nullcontext(None) as d:
+        if d is not None:  # whole weights, before sharding: every worker slices its own shard out of them
+            saved, _, meta = checkpoint.load(d, device="cpu")
+            model.load_state_dict(saved.state_dict())
+            del saved
+        if sharded:
+            shard(model, device, world)  # before the optimizer: FSDP replaces the parameters with shards
+        opt = optimizer_for(model, cfg.lr, cfg.weight_decay)
+        full = FullState(model, opt) if sharded else None
+        if d is not None:
+            resume = _restore(d, full or opt, meta)
+    return model, tok, init_meta, opt, full, resume
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train's per-worker function."""
     import ray
     import ray.train
     import ray.train.torch
+    from torch.distributed.tensor import DTensor
 
     from model import checkpoint
-    from model.sft import lr_at, optimizer_for
+    from model.sft import lr_at
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -204,25 +321,15 @@ def train_loop(config: dict[str, Any]) -> None:
         autocast = torch.bfloat16
     torch.manual_seed(cfg.seed)
 
-    model, tok, init_meta = checkpoint.load(config["init"], device="cpu")
-    model = model.to(device)
-    opt = optimizer_for(model, cfg.lr, cfg.weight_decay)
-    start, history, resumed_from = 0, [], []
+    strategy = config.get("strategy", "ddp")
+    sharded = strategy == "fsdp" and world > 1
     ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            saved, _, meta = checkpoint.load(d, device="cpu")
-            model.load_state_dict(saved.state_dict())
-            start = checkpoint.load_optimizer(d, opt) or 0
-            resumed_from = list(meta.get("resumed_from", [])) + [start]
-            if os.path.exists(os.path.join(d, HISTORY)):
-                with open(os.path.join(d, HISTORY)) as f:
-                    history = [json.loads(line) for line in f if line.strip()]
-            history = [r for r in history if r["step"] <= start]
+    model, tok, init_meta, opt, full, (start, history, resumed_from) = _start(config, cfg, device, world, sharded,
+                                                                              ckpt)
     if rank == 0:
-        print(f"curate train: {world} worker(s), "
+        print(f"curate train: {world} worker(s), {strategy}, "
               + (f"resuming at step {start}" if ckpt is not None else "from step 0"), flush=True)
-    ddp = ray.train.torch.prepare_model(model, move_to_device=False) if world > 1 else model
+    net = model if sharded or world == 1 else ray.train.torch.prepare_model(model, move_to_device=False)
 
     # this worker's shard: tokenized here, never sent to the driver
     mine_local: list[tuple[str, tuple[list[int], list[bool]]]] = []
@@ -247,7 +354,7 @@ def train_loop(config: dict[str, Any]) -> None:
     nodes = _all_gather(ray.get_runtime_context().get_node_id(), world)
     plans: dict[int, Plan] = {}
     docs: dict[int, tuple[list[int], list[bool]]] = {}
-    ddp.train()
+    net.train()
     tokens_seen, t0 = 0, time.perf_counter()
     for step in range(start, cfg.steps):
         epoch, k = divmod(step, n_per_epoch)
@@ -264,10 +371,12 @@ def train_loop(config: dict[str, Any]) -> None:
         local_learned = int((batch.labels != IGNORE).sum())
         global_learned, global_real = _all_reduce([local_learned, batch.real_tokens], world, device)
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-            loss, local_sum, _ = shard_loss(ddp, batch, int(global_learned), world)
+            loss, local_sum, _ = shard_loss(net, batch, int(global_learned), world)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if isinstance(gnorm, DTensor):  # FSDP: the global norm, as a replicated DTensor
+            gnorm = gnorm.full_tensor()
         opt.step()
         (global_sum,) = _all_reduce([float(local_sum)], world, device)
         tokens_seen += int(global_real)
@@ -278,11 +387,12 @@ def train_loop(config: dict[str, Any]) -> None:
         done = step + 1
         if (cfg.save_every and done % cfg.save_every == 0) or done == cfg.steps:
             metrics = {"step": done, "loss": rec["loss"], "tokens_per_s": rec["tokens_per_s"]}
+            weights = full.gather() if full is not None else None  # every worker: a collective
             if rank == 0:
                 tmp = tempfile.mkdtemp(prefix="curate-train-")
                 try:
                     d = os.path.join(tmp, "checkpoint")
-                    extra = {"stage": "sft", "trainer": "ray-train", "train_workers": world,
+                    extra = {"stage": "sft", "trainer": "ray-train", "train_workers": world, "strategy": strategy,
                              "train_resources": config["train_resources"], "train_nodes": sorted(set(nodes)),
                              "data_position": {"step": done, "epoch": epoch, "batch": k + 1,
                                                "batches_per_epoch": n_per_epoch, "documents": len(lengths)},
@@ -292,7 +402,7 @@ def train_loop(config: dict[str, Any]) -> None:
                     checkpoint.save(d, model, tok, step=done, train_config=cfg.to_dict(),
                                     trained_on=config["trained_on"],
                                     metrics={"loss": rec["loss"], "packing_efficiency": round(efficiency, 4)},
-                                    optimizer=opt, extra=extra)
+                                    optimizer=full or opt, extra=extra, state=weights)  # type: ignore[arg-type]
                     with open(os.path.join(d, HISTORY), "w") as f:
                         f.writelines(json.dumps(r) + "\n" for r in history)
                     ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
@@ -372,9 +482,10 @@ def read_messages(store: Store, t: Table, snap: Snapshot) -> tuple[Any, int]:
 
 def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, workers: int,
               resources: dict[str, float], storage: str | None = None, max_failures: int = 2,
-              placement: str = "PACK", threads: int | None = None,
+              placement: str = "PACK", threads: int | None = None, strategy: str = "ddp",
               pause: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
-    """Train on `workers` Ray Train workers; the last checkpoint lands in `out`. Returns a summary."""
+    """Train on `workers` Ray Train workers (`strategy` ddp or fsdp); the last checkpoint lands in
+    `out`. Returns a summary."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -383,6 +494,7 @@ def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, 
     from schemas import filesystem as fsys
     from schemas.engine.raysession import init_ray
 
+    check_strategy(strategy, workers)
     t, snap = store.snapshot(ref)
     table = ref.partition("@")[0]
     trained_on = [f"{table}@{snap.snapshot_id}"]
@@ -411,7 +523,7 @@ def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, 
     config = {"train_config": cfg.to_dict(), "init": init, "trained_on": trained_on,
               "train_resources": {"cpus": resources["cpus"], "gpus": resources["gpus"]},
               "threads": threads or max(1, int(resources["cpus"])), "run_name": name, "pause": pause,
-              "rows": rows}
+              "rows": rows, "strategy": strategy}
     trainer = TorchTrainer(
         train_loop, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker,
@@ -442,6 +554,7 @@ def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, 
             else storage, "steps": meta["step"], "final_loss": history[-1]["loss"] if history else None,
             "history": history, "train_workers": meta.get("train_workers"),
             "train_resources": meta.get("train_resources"), "train_nodes": meta.get("train_nodes"),
+            "strategy": meta.get("strategy"),
             "resumed_from": meta.get("resumed_from", []),
             "trained_on": meta["trained_on"], "seconds": round(seconds, 2), "metrics_log": log_path}
 

@@ -17,9 +17,13 @@ import click
                    "Ray node sees")
 @click.option("--out", "out", required=True, help="where the trained checkpoint is written")
 @click.option("--train-workers", "workers", type=int, default=1, show_default=True,
-              help="Ray Train workers (DDP: gloo on CPU, NCCL on GPU); 0 trains in this process")
+              help="Ray Train workers (--strategy; gloo on CPU, NCCL on GPU); 0 trains in this process")
 @click.option("--train-resources", "resources", default="cpus:1,gpus:0", show_default=True,
               help="per worker: cpus:N,gpus:N")
+@click.option("--strategy", default="ddp", show_default=True, metavar="[ddp|fsdp]",
+              help="ddp: every worker holds the whole model; fsdp: the weights, gradients and optimizer state are "
+                   "sharded over the workers (FSDP2, per transformer block), for a model that does not fit one "
+                   "device. Same batches and loss; checkpoints are full either way, so either resumes the other")
 @click.option("--local", is_flag=True, help="train in this process (the plain trainer), without Ray")
 @click.option("--steps", type=int, default=600, show_default=True, help="optimizer steps (cycling over the table)")
 @click.option("--lr", type=float, default=3e-3, show_default=True)
@@ -41,22 +45,23 @@ import click
 @click.option("--threads", type=int, default=None, help="torch threads per worker (default: its CPUs)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.pass_context
-def train_cmd(ctx, ref, init, out, workers, resources, local, steps, lr, warmup_steps, tokens_per_batch, seq_len,
-              packing, seed, save_every, max_failures, storage, placement, threads, as_json):
+def train_cmd(ctx, ref, init, out, workers, resources, strategy, local, steps, lr, warmup_steps, tokens_per_batch,
+              seq_len, packing, seed, save_every, max_failures, storage, placement, threads, as_json):
     """Supervised fine-tuning of a built-in checkpoint on a table version, on N Ray Train workers.
 
     The global batches are the in-process trainer's (the same packing, masks and loss), split
     across the workers; checkpoints go to Ray Train's storage in the warehouse and a failed or
-    rerun run resumes from the last one. The checkpoint records trained_on, train_workers and
-    train_resources."""
+    rerun run resumes from the last one. The checkpoint records trained_on, train_workers,
+    train_resources and strategy."""
     from model.config import TrainConfig
-    from model.train_ray import parse_resources, train_local, train_ray
+    from model.train_ray import check_strategy, parse_resources, train_local, train_ray
     from schemas.store import Store
 
     if workers < 0:
         _fail("--train-workers must be 0 or more")
     try:
         res = parse_resources(resources)
+        check_strategy(strategy, 0 if local else workers)
     except ValueError as e:
         _fail(str(e))
     cfg = TrainConfig(lr=lr, steps=steps, warmup_steps=warmup_steps, tokens_per_batch=tokens_per_batch,
@@ -75,7 +80,8 @@ def train_cmd(ctx, ref, init, out, workers, resources, local, steps, lr, warmup_
         with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
             try:
                 summary = train_ray(store, ref, init, out, cfg, workers=workers, resources=res, storage=storage,
-                                    max_failures=max_failures, placement=placement, threads=threads)
+                                    max_failures=max_failures, placement=placement, threads=threads,
+                                    strategy=strategy)
             except ValueError as e:
                 _fail(str(e))
             finally:
@@ -88,7 +94,8 @@ def train_cmd(ctx, ref, init, out, workers, resources, local, steps, lr, warmup_
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
     else:
-        where = f"on {summary['train_workers']} Ray Train worker(s)" if summary.get("train_workers") else "in process"
+        where = (f"on {summary['train_workers']} Ray Train worker(s) ({summary.get('strategy')})"
+                 if summary.get("train_workers") else "in process")
         loss = summary.get("final_loss")
         click.echo(f"trained {summary['trained_on'][0]} for {summary['steps']} steps {where}, loss "
                    f"{loss if loss is None else round(loss, 4)} → {summary['checkpoint']} ({summary['seconds']} s), "

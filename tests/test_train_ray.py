@@ -5,7 +5,9 @@ Fast: the sharded loss's gradient (2 simulated workers, normalised by the global
 count) equals one process's, for packed and padded batches, from-scratch and imported models;
 the plan's batches are the in-process trainer's own. Slow (`-m slow`, a 2-node local cluster):
 2 CPU workers vs 1 worker vs the plain in-process trainer give the same loss curve, and a worker
-SIGKILLed mid-run is survived with the same final weights."""
+SIGKILLed mid-run is survived with the same final weights. FSDP (`--strategy fsdp`): its full
+checkpoint is DDP's format (fast, one process), and 2 sharded workers give DDP's curve and
+weights and survive the same kill (slow)."""
 import json
 import os
 import signal
@@ -177,9 +179,92 @@ def test_curate_train_local_trains_in_process_and_refuses_bad_settings_in_one_li
     assert meta["trained_on"] == [ref] and meta["step"] == 3
     for extra, words in ((["--train-workers", "5"], "fewer than 5 workers"),
                          (["--train-resources", "gpu:1"], "--train-resources"),
-                         (["--train-workers", "-1"], "--train-workers")):
+                         (["--train-workers", "-1"], "--train-workers"),
+                         (["--strategy", "zero"], "--strategy: 'zero' is not one of ddp, fsdp"),
+                         (["--strategy", "fsdp", "--local"], "--strategy fsdp shards over Ray Train workers"),
+                         (["--strategy", "fsdp", "--train-workers", "0"], "--strategy fsdp shards")):
         res = CliRunner().invoke(main, base + extra)
         assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_an_fsdp_checkpoint_is_a_ddp_checkpoint(tmp_path):
+    """`FullState`, between FSDP's sharded optimizer and model/checkpoint.py: the gathered weights
+    and optimizer state are what the plain model and AdamW hold after the same steps, in torch's
+    index-keyed format (so `checkpoint.load_optimizer` and a DDP resume read them), and that
+    format resumes to the plain run's weights whichever strategy wrote it and whichever reads it. One
+    process (a 1-worker mesh): the format, not the sharding, is under test here; the 2-worker
+    run is the slow test's. The tied embedding is one parameter in both."""
+    import torch.distributed as dist
+
+    from model.sft import optimizer_for
+    from model.train_ray import FullState, shard
+    convs = sorted(conversations(16), key=doc_key)
+    ckpt = scratch_checkpoint(str(tmp_path / "init"), convs)
+    cfg = TrainConfig(tokens_per_batch=512, seq_len=128, seed=3)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        model, tok, _ = checkpoint.load(ckpt)
+        batches, _ = make_batches(tok, convs, cfg, model.cfg.max_seq_len)
+        plain, plain_opt = model, optimizer_for(model, 3e-3, 0.1)
+        sharded, _, _ = checkpoint.load(ckpt)
+        shard(sharded, torch.device("cpu"), 1)
+        opt = optimizer_for(sharded, 3e-3, 0.1)
+
+        def step(m, o, batch):
+            o.zero_grad()
+            token_loss(m, batch)[0].backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 0.05)   # < the norm: clipping acts
+            o.step()
+
+        for b in batches[:2]:
+            step(plain, plain_opt, b)
+            step(sharded, opt, b)
+        full = FullState(sharded, opt)
+        weights = full.gather()
+        assert weights.keys() == plain.state_dict().keys()
+        for k, v in plain.state_dict().items():
+            torch.testing.assert_close(weights[k], v, rtol=1e-5, atol=1e-7)
+        mine, ref = full.state_dict(), plain_opt.state_dict()
+        assert mine["param_groups"] == ref["param_groups"] and mine["state"].keys() == ref["state"].keys()
+        for i, st in ref["state"].items():
+            for k, v in st.items():
+                torch.testing.assert_close(mine["state"][i][k], v, rtol=1e-5, atol=1e-8)
+
+        checkpoint.save(str(tmp_path / "fsdp"), sharded, tok, step=2, train_config={}, trained_on=[],
+                        optimizer=full, state=weights)          # what rank 0 writes under fsdp
+        checkpoint.save(str(tmp_path / "ddp"), plain, tok, step=2, train_config={}, trained_on=[],
+                        optimizer=plain_opt)                    # and under ddp
+        # each resumes under either strategy: the whole model as `curate model export` reads it, then
+        # sharded or not, and the optimizer state through checkpoint.load_optimizer
+        resumed = []
+        for saved, sharding in (("fsdp", True), ("fsdp", False), ("ddp", True)):
+            again, _, _ = checkpoint.load(str(tmp_path / saved))
+            if sharding:
+                shard(again, torch.device("cpu"), 1)
+            again_opt = optimizer_for(again, 3e-3, 0.1)
+            target = FullState(again, again_opt) if sharding else again_opt
+            assert checkpoint.load_optimizer(str(tmp_path / saved), target) == 2
+            resumed.append((again, again_opt, sharding))
+        for b in batches[2:4]:
+            step(plain, plain_opt, b)
+            for again, again_opt, _ in resumed:
+                step(again, again_opt, b)
+        for again, again_opt, sharding in resumed:
+            got = FullState(again, again_opt).gather() if sharding else again.state_dict()
+            for k, v in plain.state_dict().items():
+                torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-7)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_strategy_is_checked_before_training():
+    from model.train_ray import check_strategy
+    check_strategy("ddp", 0)
+    check_strategy("fsdp", 1)
+    for strategy, workers in (("FSDP", 2), ("zero", 2), ("fsdp", 0)):
+        with pytest.raises(ValueError, match="--strategy"):
+            check_strategy(strategy, workers)
 
 
 # ---- slow: on a 2-node local cluster ---------------------------------------------------------
@@ -224,12 +309,15 @@ def curate_train(cluster, setup, out: str, *extra: str) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(cluster, setup):
-    """The uninterrupted runs: 2 workers (one per node), 1 worker, and the in-process trainer."""
+    """The uninterrupted runs: 2 workers (one per node), 1 worker, the in-process trainer, and 2
+    workers (one per node) with the model sharded (FSDP)."""
     root = setup["root"]
     two = curate_train(cluster, setup, str(root / "two"), "--train-workers", "2", "--placement", "spread")
     one = curate_train(cluster, setup, str(root / "one"), "--train-workers", "1")
     local = curate_train(cluster, setup, str(root / "local"), "--local", "--threads", "1")
-    return {"two": two, "one": one, "local": local}
+    fsdp = curate_train(cluster, setup, str(root / "fsdp"), "--train-workers", "2", "--placement", "spread",
+                        "--strategy", "fsdp")
+    return {"two": two, "one": one, "local": local, "fsdp": fsdp}
 
 
 def _curve(ckpt: str) -> list[float]:
@@ -266,26 +354,69 @@ def test_two_workers_give_the_one_worker_and_in_process_loss_curve(runs, cluster
     assert meta["trained_on"] == [two["trained_on"][0]] and meta["trained_on"][0].startswith("sft_train@")
     assert meta["data_position"]["step"] == STEPS and meta["resumed_from"] == []
     assert meta["train_workers"] == 2 and meta["trainer"] == "ray-train"
+    assert meta["strategy"] == two["strategy"] == "ddp"
+
+
+def _history(ckpt: str) -> list[dict]:
+    with open(os.path.join(ckpt, "history.jsonl")) as f:
+        return [json.loads(line) for line in f]
 
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_killed_worker_resumes_from_the_last_checkpoint_with_the_same_result(runs, cluster, setup, tmp_path):
+def test_fsdp_gives_the_ddp_loss_curve_and_a_full_checkpoint_of_the_same_weights(runs, cluster):
+    """2 workers with the model sharded (FSDP2, one unit per block + the root) train on the same
+    batches as DDP and 1 worker: the same loss and clipped global gradient norm at every step
+    within 1e-4 relative (the same bound and reason as above: only the float summation order
+    differs, here of the reduce-scatter), and rank 0's checkpoint is a full one that
+    `checkpoint.load` reads (as `curate model export` does) with DDP's weights. The norm is above
+    grad_clip (1.0) at every step, so clipping acts; a shard's own norm (~1/sqrt(2) of the global
+    one) in its place would fail the grad_norm check and clip by a different factor."""
+    fsdp, two, one = runs["fsdp"], runs["two"], runs["one"]
+    assert fsdp["strategy"] == "fsdp" and fsdp["train_workers"] == 2 and len(fsdp["train_nodes"]) == 2
+    a, b, c = _history(fsdp["checkpoint"]), _history(two["checkpoint"]), _history(one["checkpoint"])
+    assert len(a) == len(b) == STEPS and a[-1]["loss"] < a[0]["loss"] * 0.9
+    for x, y, z in zip(a, b, c):
+        assert x["step"] == y["step"] and x["tokens"] == y["tokens"]
+        assert abs(x["loss"] - y["loss"]) <= 1e-4 * abs(y["loss"]), (x, y)
+        assert abs(x["loss"] - z["loss"]) <= 1e-4 * abs(z["loss"]), (x, z)
+        assert abs(x["grad_norm"] - y["grad_norm"]) <= 1e-4 * y["grad_norm"] + 1e-6, (x, y)
+    meta = checkpoint.meta(fsdp["checkpoint"])
+    assert meta["strategy"] == "fsdp" and meta["step"] == STEPS and meta["data_position"]["step"] == STEPS
+    model, _, _ = checkpoint.load(fsdp["checkpoint"])
+    ref, _, _ = checkpoint.load(two["checkpoint"])
+    assert model.state_dict().keys() == ref.state_dict().keys()
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+    state = torch.load(os.path.join(fsdp["checkpoint"], "optimizer.pt"), weights_only=True)
+    plain = torch.load(os.path.join(two["checkpoint"], "optimizer.pt"), weights_only=True)
+    assert state["step"] == STEPS and state["optimizer"]["param_groups"] == plain["optimizer"]["param_groups"]
+    assert state["optimizer"]["state"].keys() == plain["optimizer"]["state"].keys()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_killed_worker_resumes_from_the_last_checkpoint_with_the_same_result(runs, cluster, setup, tmp_path,
+                                                                               strategy):
     """Worker 1 is SIGKILLed after step 6 (its last checkpoint is step 4): Ray Train restarts the
     group, the workers resume from step 4's checkpoint, and the run ends with the uninterrupted
-    run's loss curve and weights."""
+    run's loss curve and weights. Under FSDP the full checkpoint's weights and optimizer state
+    are sharded again on the restarted workers."""
     from safetensors.torch import load_file
     pause = {"rank": 1, "step": 6, "dir": str(tmp_path)}
-    out = str(tmp_path / "resumed")
+    out = str(tmp_path / f"resumed-{strategy}")  # the run name comes from it: one run per strategy (a rerun
+    # under the other strategy would resume this one's finished run: the strategy is not part of the name)
     code = ("import json, sys; from model.config import TrainConfig; from model.train_ray import train_ray; "
             "from schemas.store import Store; a = json.loads(sys.argv[1]); "
             "r = train_ray(Store(a['wh']), a['ref'], a['init'], a['out'], TrainConfig(**a['cfg']), workers=2, "
-            "resources={'cpus': 1.0, 'gpus': 0.0}, placement='SPREAD', pause=a['pause']); r.pop('history'); "
+            "resources={'cpus': 1.0, 'gpus': 0.0}, placement='SPREAD', pause=a['pause'], strategy=a['strategy']); "
+            "r.pop('history'); "
             "open(a['result'], 'w').write(json.dumps(r))")
     cfg = {"steps": STEPS, "save_every": SAVE_EVERY, "lr": 3e-3, "warmup_steps": 3, "tokens_per_batch": 512,
            "seq_len": 128, "seed": 1}
     arg = json.dumps({"wh": setup["warehouse"], "ref": setup["ref"], "init": setup["init"], "out": out, "cfg": cfg,
-                      "pause": pause, "result": str(tmp_path / "result.json")})
+                      "pause": pause, "result": str(tmp_path / "result.json"), "strategy": strategy})
     env = {**cluster.env, "RAY_ADDRESS": cluster.address}
     proc = subprocess.Popen([sys.executable, "-c", code, arg], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -306,7 +437,8 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_with_the_same_result(r
     with open(tmp_path / "result.json") as f:   # a file: Ray's driver may print worker logs on stdout at any time
         res = json.load(f)
     assert res["resumed_from"] == [4], res              # the last checkpoint before the kill
-    ref = runs["two"]
+    assert res["strategy"] == strategy
+    ref = runs["two" if strategy == "ddp" else "fsdp"]
     a, b = _curve(res["checkpoint"]), _curve(ref["checkpoint"])
     assert len(a) == STEPS
     for x, y in zip(a, b):
