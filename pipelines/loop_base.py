@@ -63,7 +63,7 @@ import shutil
 import statistics as st
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
@@ -109,6 +109,7 @@ class BaseLoopConfig:
     tag_prefix: str = ""                  # before each model tag ("seed-S-" when seeds share a warehouse)
     train_workers: int = 0                # 0: SFT in this process; N: on N Ray Train workers (model/train_ray.py)
     train_resources: str = "cpus:1"       # per Ray Train worker, as `curate train --train-resources`
+    reuse_checkpoints: bool = False       # keep an earlier run's checkpoints whose inputs are the same (`reused`)
 
     def __post_init__(self) -> None:
         """Settings that cannot run are refused here, in one line, before a seed starts."""
@@ -120,6 +121,9 @@ class BaseLoopConfig:
         if self.train_workers and self.lora_rank:
             raise ValueError("--train-workers with --lora-rank: Ray Train's trainer (model/train_ray.py) has no "
                              "LoRA; train LoRA in process (--train-workers 0) or fully on Ray (--lora-rank 0)")
+        if self.train_workers and self.reuse_checkpoints:
+            raise ValueError("--reuse-checkpoints with --train-workers: a Ray Train checkpoint names the loop_train "
+                             "version it read, not the data, so it cannot be matched; reuse in-process runs only")
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "BaseLoopConfig":
@@ -281,6 +285,10 @@ def train(init: str, convs: list[list[dict]], out: str, steps: int, lr: float, c
                        packing="bfd", seq_len=cfg.seq_len, seed=cfg.seed)
     if cfg.train_workers:
         return train_on_ray(init, convs, out, tcfg, cfg, trained_on)
+    if cfg.reuse_checkpoints:
+        reused = reused_checkpoint(init, out, tcfg.to_dict(), trained_on)
+        if reused is not None:
+            return reused[0], reused[1], {**reused[2], "conversations": len(convs)}
     model, tok, _ = checkpoint.load(init)
     lora = None
     if cfg.lora_rank:
@@ -293,6 +301,49 @@ def train(init: str, convs: list[list[dict]], out: str, steps: int, lr: float, c
     summary = {"steps": res["steps"], "tokens": res["tokens"], "final_loss": round(res["final_loss"], 4),
                "conversations": len(convs), "losses": [h["loss"] for h in res["history"]]}
     return model, tok, summary
+
+
+# what a checkpoint's data and sampled rows depend on besides its init, settings and data names:
+# `--reuse-checkpoints` keeps an earlier run's checkpoints only when these are all the same
+REUSE_SAME = ("seed", "levels", "digits", "eval_problems", "teacher_problems", "teacher_error_rate", "sample_problems",
+              "k", "temperature", "max_new_tokens", "batch_size", "threads", "lora_rank")
+
+
+def reusable_run(cfg: BaseLoopConfig) -> bool:
+    """Whether the seed directory's last run drew the same problems and sampled them the same way
+    (its config.json against `REUSE_SAME`): only then can its checkpoints stand for this run's."""
+    path = os.path.join(cfg.out, "config.json")
+    if not cfg.reuse_checkpoints or not os.path.exists(path):
+        return False
+    with open(path) as f:
+        last = json.load(f)
+    now = json.loads(json.dumps(asdict(cfg)))  # tuples as lists, as config.json has them
+    return all(last.get(k) == now[k] for k in REUSE_SAME)
+
+
+def reused_checkpoint(init: str, out: str, train_config: dict, trained_on: list[str]) -> tuple | None:
+    """The checkpoint already at `out` when training it again would give the same weights: trained
+    from the same weights (the id of `init`), with the same settings, on data of the same names
+    (what those names hold is fixed by `reusable_run`). None otherwise. A one-seed rerun with one
+    more round then costs the new round only; the held-out scores are computed again all the same."""
+    from model import checkpoint
+
+    if not os.path.exists(os.path.join(out, "checkpoint.json")):
+        return None
+    meta = checkpoint.meta(out)
+    if (meta.get("train_config") != train_config or meta.get("trained_on") != trained_on
+            or meta.get("init", {}).get("id") != checkpoint.meta(init)["id"]):
+        return None
+    model, tok, _ = checkpoint.load(out)
+    hist = []
+    log_path = os.path.normpath(out) + ".metrics.jsonl"
+    if os.path.exists(log_path):
+        with open(log_path) as f:
+            hist = [json.loads(line) for line in f if line.strip()]
+    log(f"{os.path.basename(os.path.normpath(out))}: reused (id {meta['id']}, step {meta['step']})")
+    return model, tok, {"steps": meta["step"], "tokens": sum(h.get("tokens", 0) for h in hist),
+                        "final_loss": meta["metrics"].get("loss"), "losses": [h["loss"] for h in hist],
+                        "reused": True}
 
 
 def train_warehouse(cfg: BaseLoopConfig) -> str:
@@ -533,8 +584,14 @@ def run(cfg: BaseLoopConfig) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     os.makedirs(cfg.out, exist_ok=True)
     base_ck = resolve_base(cfg)
-    for stale in glob.glob(os.path.join(cfg.out, "round*")) + glob.glob(os.path.join(cfg.out, "*.json")) + \
-            glob.glob(os.path.join(cfg.out, "export")):
+    keep = reusable_run(cfg)  # then its checkpoints stay, and each is reused only where its inputs match
+    if cfg.reuse_checkpoints and not keep:
+        log(f"--reuse-checkpoints: {cfg.out} holds no run with the same problems and sampling; training everything")
+        cfg = replace(cfg, reuse_checkpoints=False)
+    for stale in glob.glob(os.path.join(cfg.out, "round*")) + glob.glob(os.path.join(cfg.out, "ablation-*")) + \
+            glob.glob(os.path.join(cfg.out, "*.json")) + glob.glob(os.path.join(cfg.out, "export")):
+        if keep and os.path.basename(stale).startswith(("round", "ablation-")):
+            continue
         if stale != os.path.join(cfg.out, "config.json"):  # a rerun must not score the last run's checkpoints
             if os.path.isdir(stale):
                 shutil.rmtree(stale)
@@ -767,6 +824,10 @@ def parser() -> argparse.ArgumentParser:
                    help="each SFT on N Ray Train workers (model/train_ray.py, as `curate train`); 0: in this process "
                         "(default)")
     p.add_argument("--train-resources", default=None, help="per Ray Train worker, e.g. cpus:1,gpus:0 (default cpus:1)")
+    p.add_argument("--reuse-checkpoints", action="store_true", default=None,
+                   help="keep this seed's checkpoints from an earlier run that drew and sampled the same problems, "
+                        "and skip each training whose init, settings and data are the same (e.g. a second run with "
+                        "one more round trains only that round); every checkpoint is scored again")
     p.add_argument("--verbose", dest="quiet", action="store_false", default=None)
     for f in fields(BaseLoopConfig):  # every other number of the config is a flag of its own name
         if f.type in ("int", "float"):

@@ -127,14 +127,15 @@ def two_runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("loop-base")
     hf = _tiny_hf_base(str(root / "hf"))
-    one = run(BaseLoopConfig(base=hf, out=str(root / "one" / "seed-0"), workers=1, **TINY))
+    one_out = str(root / "one" / "seed-0")
+    one = run(BaseLoopConfig(base=hf, out=one_out, workers=1, **TINY))
     wh, out = str(root / "wh"), str(root / "two" / "seed-0")
     flags = [x for k, v in TINY.items() if k != "levels"
              for x in ("--" + k.replace("_", "-"), str(v))] + ["--levels", "1"]
     assert main(["--base", hf, "--out", out, "--warehouse", wh, "--workers", "2", *flags]) == 0
     with open(os.path.join(out, "record.json")) as f:
         two = json.load(f)
-    return {"one": one, "two": two, "wh": wh, "out": out}
+    return {"one": one, "two": two, "wh": wh, "out": out, "hf": hf, "one_out": one_out}
 
 
 def _numbers(rec: dict) -> dict:
@@ -171,6 +172,36 @@ def test_the_ceiling_trains_on_the_teachers_solutions_to_the_loops_fresh_problem
     assert m2["trained_on"] == ["teacher:filtered", "teacher:fresh-round1", "teacher:fresh-round2"]
     assert checkpoint.meta(os.path.join(out, "round1-ceiling"))["init"]["path"] == os.path.join(out, "round0-sft")
     assert "teacher ceiling" in report(rec) and "| teacher ceiling |" in table([rec])
+
+
+def test_a_rerun_with_one_more_round_trains_only_that_round_and_measures_the_same(two_runs, tmp_path):
+    """`--reuse-checkpoints`: the two-round run's directory without its round-2 checkpoints (a one-round
+    run of the same seed) run again for two rounds trains round 2 only, and every number equals the
+    fresh two-round run's; a run that draws other problems in that directory reuses nothing."""
+    import shutil
+
+    from pipelines.loop_base import BaseLoopConfig, run
+
+    out = str(tmp_path / "seed-0")
+    shutil.copytree(two_runs["one_out"], out)
+    for name in ("round2-loop", "round2-control", "round2-ceiling"):
+        shutil.rmtree(os.path.join(out, name))
+    hf = two_runs["hf"]
+    rec = run(BaseLoopConfig(base=hf, out=out, workers=1, reuse_checkpoints=True, **TINY))
+    assert _numbers(rec) == _numbers(two_runs["one"])
+    trained = {"round0": rec["round0"]["train"], **{f"ablation-{k}": v["train"] for k, v in rec["ablation"].items()},
+               **{f"round{x['round']}-{arm}": x["train"] for arm in ("loop", "control", "ceiling") for x in rec[arm]}}
+    assert {k for k, t in trained.items() if not t.get("reused")} == {"round2-loop", "round2-control",
+                                                                      "round2-ceiling"}
+    # another learning rate for the rounds: round 0 and the ablation arms stay, every round trains again
+    rec = run(BaseLoopConfig(base=hf, out=out, workers=1, reuse_checkpoints=True, **{**TINY, "rft_lr": 5e-4}))
+    assert rec["round0"]["train"].get("reused") and not any(x["train"].get("reused") for x in rec["loop"])
+    # other teacher problems: the earlier checkpoints were trained on other data and are all trained again
+    rec = run(BaseLoopConfig(base=hf, out=out, workers=1, reuse_checkpoints=True,
+                             **{**TINY, "teacher_problems": 60, "rounds": 1, "ablation": "none", "ceiling": False}))
+    assert not rec["round0"]["train"].get("reused") and not rec["loop"][0]["train"].get("reused")
+    assert not os.path.exists(os.path.join(out, "round2-loop")) and not os.path.exists(os.path.join(out,
+                                                                                                    "ablation-unfiltered"))
 
 
 def test_a_round_draws_the_same_fresh_problems_whatever_was_asked_first(tmp_path):
@@ -335,13 +366,15 @@ def test_train_worker_settings_that_cannot_run_are_refused_when_the_config_is_bu
 
     for kw, says in (({"train_workers": -1}, "--train-workers must be 0"),
                      ({"train_workers": 1, "train_resources": "cpus:x"}, "--train-resources: 'x'"),
-                     ({"train_workers": 2, "lora_rank": 4}, "--train-workers with --lora-rank")):
+                     ({"train_workers": 2, "lora_rank": 4}, "--train-workers with --lora-rank"),
+                     ({"train_workers": 1, "reuse_checkpoints": True}, "--reuse-checkpoints with --train-workers")):
         with pytest.raises(ValueError, match=says):
             BaseLoopConfig(**kw)
     assert BaseLoopConfig(lora_rank=4).train_workers == 0 and BaseLoopConfig(train_workers=2).lora_rank == 0
     wh = tmp_path / "wh"
     for flags, says in ((["--train-workers", "1", "--lora-rank", "4"], "has no LoRA"),
-                        (["--train-workers", "-1"], "--train-workers must be 0")):
+                        (["--train-workers", "-1"], "--train-workers must be 0"),
+                        (["--train-workers", "2", "--reuse-checkpoints"], "cannot be matched")):
         with pytest.raises(SystemExit) as e:
             main(["--warehouse", str(wh), "--out", str(tmp_path / "out"), *flags])
         err = capsys.readouterr().err
