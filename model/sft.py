@@ -76,7 +76,7 @@ def train_sft(model: Transformer, tok: AnyTokenizer, conversations: list[list[di
     opt = optimizer_for(model, cfg.lr, cfg.weight_decay)
     start = 0
     if resume and os.path.exists(os.path.join(out_dir, "optimizer.pt")):
-        _resume_weights(out_dir, model, lora_extra, device)
+        resume_weights(out_dir, model, lora_extra, device)
         start = checkpoint.load_optimizer(out_dir, opt) or 0
     first, efficiency = make_batches(tok, conversations, cfg, model.cfg.max_seq_len, 0)
     epoch_batches: dict[int, list[Batch]] = {0: first}
@@ -146,7 +146,7 @@ def lora_checkpoint_files(model: Transformer, lora_extra: dict[str, Any]) -> dic
     return {"state": lora_mod.merged_state(model), "adapters": lora_mod.adapter_state(model)}
 
 
-def _resume_weights(out_dir: str, model: Transformer, lora_extra: dict[str, Any], device: torch.device) -> None:
+def resume_weights(out_dir: str, model: Transformer, lora_extra: dict[str, Any], device: torch.device) -> None:
     """Full fine-tuning resumes from the saved weights; LoRA from the saved adapters on the same base."""
     saved_lora: dict[str, Any] = checkpoint.meta(out_dir).get("lora") or {}
     if bool(saved_lora) != bool(lora_extra):

@@ -26,6 +26,10 @@ The same global batches as one process (`model.sft.train_sft`), split across wor
   global norm. Checkpoints stay full ones: every worker takes part in gathering the weights and
   optimizer state to rank 0, which writes the same files as DDP; a resume loads them whole and
   shards them again, so a checkpoint of either strategy resumes under the other.
+- `lora` (DDP only): every worker puts the same adapters on the frozen init (model/lora.py), DDP
+  averages the adapters' gradients only, and a checkpoint holds what the in-process LoRA run
+  writes: the merged weights (exportable as any checkpoint) and the adapters, from which a resume
+  continues on the init's weights.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
     from pyiceberg.table.snapshots import Snapshot
 
+    from model.lora import LoRAConfig
     from model.tokenizer import AnyTokenizer
     from model.transformer import Transformer
     from schemas.store import Store
@@ -176,14 +181,17 @@ def exchange(mine: dict[int, tuple[list[int], list[bool]]], holder: list[int], l
     return docs
 
 
-def check_strategy(strategy: str, workers: int) -> None:
+def check_strategy(strategy: str, workers: int, lora: bool = False) -> None:
     """Refused before Ray starts: FSDP shards over Ray Train workers, and the in-process trainer
-    (0 workers) has none to shard over."""
+    (0 workers) has none to shard over; LoRA's adapters are a few MB, so they are not sharded."""
     if strategy not in STRATEGIES:
         raise ValueError(f"--strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}")
     if strategy == "fsdp" and workers < 1:
         raise ValueError("--strategy fsdp shards over Ray Train workers; --local / --train-workers 0 trains in "
                          "one process")
+    if strategy == "fsdp" and lora:
+        raise ValueError("--strategy fsdp with --lora-rank: LoRA trains adapters on a frozen model that every "
+                         "worker holds whole; use --strategy ddp")
 
 
 def shard(model: Transformer, device: torch.device, world: int) -> None:
@@ -275,30 +283,33 @@ def _restore(d: str, opt: torch.optim.Optimizer | FullState,
 
 def _start(config: dict[str, Any], cfg: TrainConfig, device: torch.device, world: int, sharded: bool,
            ckpt: Any) -> tuple[Transformer, AnyTokenizer, dict[str, Any], torch.optim.Optimizer, FullState | None,
-                               tuple[int, list[dict[str, Any]], list[int]]]:
-    """The model (sharded or whole on `device`), its optimizer, and where the run's last
-    checkpoint left off (step 0 without one)."""
+                               tuple[int, list[dict[str, Any]], list[int]], dict[str, Any]]:
+    """The model (sharded or whole on `device`), its optimizer, where the run's last checkpoint
+    left off (step 0 without one), and what a LoRA run's checkpoints record ({} otherwise)."""
     import contextlib
 
     from model import checkpoint
-    from model.sft import optimizer_for
+    from model.lora import LoRAConfig
+    from model.sft import attach_lora, optimizer_for, resume_weights
 
     model, tok, init_meta = checkpoint.load(config["init"], device="cpu")
+    if config.get("lora"):  # the adapters' random init as train_sft draws it: seeded after the model is built
+        torch.manual_seed(cfg.seed)
+    lora_extra = attach_lora(model, LoRAConfig.from_dict(config["lora"]) if config.get("lora") else None)
     if not sharded:
         model = model.to(device)  # FSDP moves each unit as it shards it (see `shard`)
     resume: tuple[int, list[dict[str, Any]], list[int]] = (0, [], [])
     with ckpt.as_directory() if ckpt is not None else contextlib.nullcontext(None) as d:
-        if d is not None:  # whole weights, before sharding: every worker slices its own shard out of them
-            saved, _, meta = checkpoint.load(d, device="cpu")
-            model.load_state_dict(saved.state_dict())
-            del saved
+        if d is not None:  # whole weights (or LoRA's adapters), before sharding: every worker slices its own shard
+            meta = checkpoint.meta(d)
+            resume_weights(d, model, lora_extra, torch.device("cpu") if sharded else device)
         if sharded:
             shard(model, device, world)  # before the optimizer: FSDP replaces the parameters with shards
         opt = optimizer_for(model, cfg.lr, cfg.weight_decay)
         full = FullState(model, opt) if sharded else None
         if d is not None:
             resume = _restore(d, full or opt, meta)
-    return model, tok, init_meta, opt, full, resume
+    return model, tok, init_meta, opt, full, resume, lora_extra
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -309,7 +320,7 @@ def train_loop(config: dict[str, Any]) -> None:
     from torch.distributed.tensor import DTensor
 
     from model import checkpoint
-    from model.sft import lr_at
+    from model.sft import lora_checkpoint_files, lr_at
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -324,10 +335,11 @@ def train_loop(config: dict[str, Any]) -> None:
     strategy = config.get("strategy", "ddp")
     sharded = strategy == "fsdp" and world > 1
     ckpt = ray.train.get_checkpoint()
-    model, tok, init_meta, opt, full, (start, history, resumed_from) = _start(config, cfg, device, world, sharded,
-                                                                              ckpt)
+    model, tok, init_meta, opt, full, (start, history, resumed_from), lora_extra = _start(config, cfg, device, world,
+                                                                                          sharded, ckpt)
     if rank == 0:
-        print(f"curate train: {world} worker(s), {strategy}, "
+        whole = " (one worker: nothing to shard, the weights stay whole)" if strategy == "fsdp" and not sharded else ""
+        print(f"curate train: {world} worker(s), {strategy}{whole}, "
               + (f"resuming at step {start}" if ckpt is not None else "from step 0"), flush=True)
     net = model if sharded or world == 1 else ray.train.torch.prepare_model(model, move_to_device=False)
 
@@ -393,16 +405,18 @@ def train_loop(config: dict[str, Any]) -> None:
                 try:
                     d = os.path.join(tmp, "checkpoint")
                     extra = {"stage": "sft", "trainer": "ray-train", "train_workers": world, "strategy": strategy,
+                             "sharded": sharded,  # fsdp on one worker runs whole: the record says so
                              "train_resources": config["train_resources"], "train_nodes": sorted(set(nodes)),
                              "data_position": {"step": done, "epoch": epoch, "batch": k + 1,
                                                "batches_per_epoch": n_per_epoch, "documents": len(lengths)},
                              "resumed_from": resumed_from, "init": {"path": config["init"], "id": init_meta.get("id"),
                                                                      "trained_on": init_meta.get("trained_on", [])},
-                             "run": config.get("run_name")}
+                             "run": config.get("run_name"), **lora_extra}
+                    files = lora_checkpoint_files(model, lora_extra) if lora_extra else {"state": weights}
                     checkpoint.save(d, model, tok, step=done, train_config=cfg.to_dict(),
                                     trained_on=config["trained_on"],
                                     metrics={"loss": rec["loss"], "packing_efficiency": round(efficiency, 4)},
-                                    optimizer=full or opt, extra=extra, state=weights)  # type: ignore[arg-type]
+                                    optimizer=full or opt, extra=extra, **files)  # type: ignore[arg-type]
                     with open(os.path.join(d, HISTORY), "w") as f:
                         f.writelines(json.dumps(r) + "\n" for r in history)
                     ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
@@ -432,9 +446,11 @@ def parse_resources(text: str) -> dict[str, float]:
     return out
 
 
-def run_name(out: str, trained_on: list[str], init_id: str | None, cfg: TrainConfig) -> str:
-    """The same command (table version, init, settings) → the same run, which resumes."""
-    h = hashlib.sha256(json.dumps([trained_on, init_id, cfg.to_dict()], sort_keys=True).encode()).hexdigest()[:10]
+def run_name(out: str, trained_on: list[str], init_id: str | None, cfg: TrainConfig,
+             lora: dict[str, Any] | None = None) -> str:
+    """The same command (table version, init, settings, adapters) → the same run, which resumes."""
+    key: list[Any] = [trained_on, init_id, cfg.to_dict()] + ([lora] if lora else [])
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return f"{os.path.basename(os.path.abspath(out))}-{h}"
 
 
@@ -483,9 +499,10 @@ def read_messages(store: Store, t: Table, snap: Snapshot) -> tuple[Any, int]:
 def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, workers: int,
               resources: dict[str, float], storage: str | None = None, max_failures: int = 2,
               placement: str = "PACK", threads: int | None = None, strategy: str = "ddp",
-              pause: dict[str, Any] | None = None, name: str | None = None) -> dict[str, Any]:
-    """Train on `workers` Ray Train workers (`strategy` ddp or fsdp); the last checkpoint lands in
-    `out`. Returns a summary."""
+              pause: dict[str, Any] | None = None, name: str | None = None,
+              lora: LoRAConfig | None = None) -> dict[str, Any]:
+    """Train on `workers` Ray Train workers (`strategy` ddp or fsdp; `lora`: adapters on the frozen
+    init, ddp only); the last checkpoint lands in `out`. Returns a summary."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -494,7 +511,7 @@ def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, 
     from schemas import filesystem as fsys
     from schemas.engine.raysession import init_ray
 
-    check_strategy(strategy, workers)
+    check_strategy(strategy, workers, lora is not None)
     t, snap = store.snapshot(ref)
     table = ref.partition("@")[0]
     trained_on = [f"{table}@{snap.snapshot_id}"]
@@ -511,7 +528,7 @@ def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, 
     if workers * resources["cpus"] > have.get("CPU", 0):
         raise ValueError(f"{workers} workers × {resources['cpus']:g} CPUs is more than the Ray cluster's "
                          f"{have.get('CPU', 0):g} CPUs")
-    name = name or run_name(out, trained_on, init_meta.get("id"), cfg)
+    name = name or run_name(out, trained_on, init_meta.get("id"), cfg, lora.to_dict() if lora else None)
     root = storage or os.path.join(fsys.work_dir(store.location), "_train")
     storage_fs = None
     if fsys.is_remote(root):
@@ -523,7 +540,7 @@ def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, 
     config = {"train_config": cfg.to_dict(), "init": init, "trained_on": trained_on,
               "train_resources": {"cpus": resources["cpus"], "gpus": resources["gpus"]},
               "threads": threads or max(1, int(resources["cpus"])), "run_name": name, "pause": pause,
-              "rows": rows, "strategy": strategy}
+              "rows": rows, "strategy": strategy, "lora": lora.to_dict() if lora else None}
     trainer = TorchTrainer(
         train_loop, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker,
@@ -554,13 +571,13 @@ def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, 
             else storage, "steps": meta["step"], "final_loss": history[-1]["loss"] if history else None,
             "history": history, "train_workers": meta.get("train_workers"),
             "train_resources": meta.get("train_resources"), "train_nodes": meta.get("train_nodes"),
-            "strategy": meta.get("strategy"),
+            "strategy": meta.get("strategy"), "sharded": meta.get("sharded"), "lora": meta.get("lora"),
             "resumed_from": meta.get("resumed_from", []),
             "trained_on": meta["trained_on"], "seconds": round(seconds, 2), "metrics_log": log_path}
 
 
 def train_local(store: Store, ref: str, init: str, out: str, cfg: TrainConfig,
-                threads: int | None = None) -> dict[str, Any]:
+                threads: int | None = None, lora: LoRAConfig | None = None) -> dict[str, Any]:
     """The in-process trainer (`model.sft.train_sft`) on the same table, in the same order."""
     from model import checkpoint, runtime
     from model.sft import train_sft
@@ -574,7 +591,7 @@ def train_local(store: Store, ref: str, init: str, out: str, cfg: TrainConfig,
              .column("messages").to_pylist()]
     convs.sort(key=doc_key)
     t0 = time.perf_counter()
-    res = train_sft(model, tok, convs, cfg, out, trained_on, device, autocast, resume=True, progress=False)
+    res = train_sft(model, tok, convs, cfg, out, trained_on, device, autocast, resume=True, progress=False, lora=lora)
     res.update(checkpoint=os.path.abspath(out), trained_on=trained_on, train_workers=0,
                seconds=round(time.perf_counter() - t0, 2))
     return res

@@ -24,6 +24,12 @@ import click
               help="ddp: every worker holds the whole model; fsdp: the weights, gradients and optimizer state are "
                    "sharded over the workers (FSDP2, per transformer block), for a model that does not fit one "
                    "device. Same batches and loss; checkpoints are full either way, so either resumes the other")
+@click.option("--lora-rank", type=int, default=0, show_default=True,
+              help="train rank-N LoRA adapters on the frozen --init instead of every weight (0: full fine-tuning); "
+                   "the checkpoint holds the merged weights (exportable) and the adapters. In process or with ddp")
+@click.option("--lora-alpha", type=float, default=None, help="LoRA scale numerator (default: 2 × rank)")
+@click.option("--lora-targets", default="q,k,v,o", show_default=True,
+              help="the linear layers adapted, among q,k,v,o (attention) and gate,up,down (MLP)")
 @click.option("--local", is_flag=True, help="train in this process (the plain trainer), without Ray")
 @click.option("--steps", type=int, default=600, show_default=True, help="optimizer steps (cycling over the table)")
 @click.option("--lr", type=float, default=3e-3, show_default=True)
@@ -45,23 +51,29 @@ import click
 @click.option("--threads", type=int, default=None, help="torch threads per worker (default: its CPUs)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.pass_context
-def train_cmd(ctx, ref, init, out, workers, resources, strategy, local, steps, lr, warmup_steps, tokens_per_batch,
-              seq_len, packing, seed, save_every, max_failures, storage, placement, threads, as_json):
+def train_cmd(ctx, ref, init, out, workers, resources, strategy, lora_rank, lora_alpha, lora_targets, local, steps, lr,
+              warmup_steps, tokens_per_batch, seq_len, packing, seed, save_every, max_failures, storage, placement,
+              threads, as_json):
     """Supervised fine-tuning of a built-in checkpoint on a table version, on N Ray Train workers.
 
     The global batches are the in-process trainer's (the same packing, masks and loss), split
     across the workers; checkpoints go to Ray Train's storage in the warehouse and a failed or
     rerun run resumes from the last one. The checkpoint records trained_on, train_workers,
-    train_resources and strategy."""
+    train_resources and strategy (and, with --lora-rank, the adapters' settings)."""
     from model.config import TrainConfig
+    from model.lora import LoRAConfig
     from model.train_ray import check_strategy, parse_resources, train_local, train_ray
     from schemas.store import Store
 
     if workers < 0:
         _fail("--train-workers must be 0 or more")
+    if lora_rank < 0:
+        _fail("--lora-rank must be 0 (full fine-tuning) or more")
     try:
         res = parse_resources(resources)
-        check_strategy(strategy, 0 if local else workers)
+        check_strategy(strategy, 0 if local else workers, lora_rank > 0)
+        lora = LoRAConfig(rank=lora_rank, alpha=lora_alpha or 2.0 * lora_rank,
+                          targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip())) if lora_rank else None
     except ValueError as e:
         _fail(str(e))
     cfg = TrainConfig(lr=lr, steps=steps, warmup_steps=warmup_steps, tokens_per_batch=tokens_per_batch,
@@ -71,7 +83,7 @@ def train_cmd(ctx, ref, init, out, workers, resources, strategy, local, steps, l
               f"--seq-len {seq_len}: fewer than {workers} workers")
     store = Store(ctx.obj["warehouse"], ctx.obj["catalog"])
     if local or workers == 0:
-        summary = train_local(store, ref, init, out, cfg, threads)
+        summary = train_local(store, ref, init, out, cfg, threads, lora=lora)
     else:
         # Ray's driver prints what workers and raylets log (e.g. its worker-startup warning) on this
         # process's stdout from a background thread, at any time until Ray shuts down: with --json
@@ -81,7 +93,7 @@ def train_cmd(ctx, ref, init, out, workers, resources, strategy, local, steps, l
             try:
                 summary = train_ray(store, ref, init, out, cfg, workers=workers, resources=res, storage=storage,
                                     max_failures=max_failures, placement=placement, threads=threads,
-                                    strategy=strategy)
+                                    strategy=strategy, lora=lora)
             except ValueError as e:
                 _fail(str(e))
             finally:
@@ -94,7 +106,9 @@ def train_cmd(ctx, ref, init, out, workers, resources, strategy, local, steps, l
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
     else:
-        where = (f"on {summary['train_workers']} Ray Train worker(s) ({summary.get('strategy')})"
+        how = summary.get("strategy") if summary.get("sharded") or summary.get("strategy") != "fsdp" else \
+            "fsdp, unsharded on one worker"
+        where = (f"on {summary['train_workers']} Ray Train worker(s) ({how})"
                  if summary.get("train_workers") else "in process")
         loss = summary.get("final_loss")
         click.echo(f"trained {summary['trained_on'][0]} for {summary['steps']} steps {where}, loss "

@@ -50,15 +50,15 @@ def publish_conversations(store: Store, table: str, convs: list[list[dict]], sou
 
 def train_on_ray(store: Store, convs: list[list[dict]], trained_on: list[str], init: str, path: str, tcfg, *,
                  workers: int, resources: str, threads: int | None, run: str, what: str,
-                 pipeline: str) -> tuple[str, dict[str, Any]]:
+                 pipeline: str, lora=None) -> tuple[str, dict[str, Any]]:
     """A loop's SFT step through Ray Train (model/train_ray.py, what `curate train` runs): Ray Train
     reads a table version, so `convs` become one version of `loop_train` (lineage: `trained_on`, the
     data they came from) and the checkpoint at `path` is trained on it. Returns (that version's
-    ref, train_ray's summary)."""
+    ref, train_ray's summary). `lora` (a LoRAConfig): adapters on the frozen init, merged in the checkpoint."""
     from model.train_ray import parse_resources, train_ray
     ref = publish_conversations(store, "loop_train", convs, trained_on, run=run, what=what, pipeline=pipeline)
     return ref, train_ray(store, ref, init, path, tcfg, workers=workers, resources=parse_resources(resources),
-                          threads=threads)
+                          threads=threads, lora=lora)
 
 
 class BestDev(TypedDict):

@@ -360,20 +360,18 @@ def _alive(pid: int) -> bool:
 
 # ---- --train-workers: the SFT steps on Ray Train --------------------------------------------------
 def test_train_worker_settings_that_cannot_run_are_refused_when_the_config_is_built(tmp_path, capsys):
-    """Negative workers, an unreadable --train-resources, and LoRA on Ray Train (whose trainer has
-    no LoRA: it would silently train every weight) end at the config, in one line, before a seed."""
+    """Negative workers, an unreadable --train-resources, and reusing checkpoints of Ray Train (which
+    name a loop_train version, not the data) end at the config, in one line, before a seed."""
     from pipelines.loop_base import BaseLoopConfig, main
 
     for kw, says in (({"train_workers": -1}, "--train-workers must be 0"),
                      ({"train_workers": 1, "train_resources": "cpus:x"}, "--train-resources: 'x'"),
-                     ({"train_workers": 2, "lora_rank": 4}, "--train-workers with --lora-rank"),
                      ({"train_workers": 1, "reuse_checkpoints": True}, "--reuse-checkpoints with --train-workers")):
         with pytest.raises(ValueError, match=says):
             BaseLoopConfig(**kw)
-    assert BaseLoopConfig(lora_rank=4).train_workers == 0 and BaseLoopConfig(train_workers=2).lora_rank == 0
+    assert BaseLoopConfig(train_workers=2, lora_rank=4).lora_rank == 4  # LoRA on Ray Train (tests/test_train_ray.py)
     wh = tmp_path / "wh"
-    for flags, says in ((["--train-workers", "1", "--lora-rank", "4"], "has no LoRA"),
-                        (["--train-workers", "-1"], "--train-workers must be 0"),
+    for flags, says in ((["--train-workers", "-1"], "--train-workers must be 0"),
                         (["--train-workers", "2", "--reuse-checkpoints"], "cannot be matched")):
         with pytest.raises(SystemExit) as e:
             main(["--warehouse", str(wh), "--out", str(tmp_path / "out"), *flags])

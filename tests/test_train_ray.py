@@ -7,7 +7,9 @@ the plan's batches are the in-process trainer's own. Slow (`-m slow`, a 2-node l
 2 CPU workers vs 1 worker vs the plain in-process trainer give the same loss curve, and a worker
 SIGKILLed mid-run is survived with the same final weights. FSDP (`--strategy fsdp`): its full
 checkpoint is DDP's format (fast, one process), and 2 sharded workers give DDP's curve and
-weights and survive the same kill (slow)."""
+weights and survive the same kill (slow). LoRA (`--lora-rank`): in process it trains the
+adapters only and writes merged weights (fast); 2 workers give the in-process LoRA run's curve
+and merged weights, and a killed LoRA run resumes from its adapters (slow)."""
 import json
 import os
 import signal
@@ -182,7 +184,11 @@ def test_curate_train_local_trains_in_process_and_refuses_bad_settings_in_one_li
                          (["--train-workers", "-1"], "--train-workers"),
                          (["--strategy", "zero"], "--strategy: 'zero' is not one of ddp, fsdp"),
                          (["--strategy", "fsdp", "--local"], "--strategy fsdp shards over Ray Train workers"),
-                         (["--strategy", "fsdp", "--train-workers", "0"], "--strategy fsdp shards")):
+                         (["--strategy", "fsdp", "--train-workers", "0"], "--strategy fsdp shards"),
+                         (["--strategy", "fsdp", "--train-workers", "2", "--lora-rank", "4"],
+                          "--strategy fsdp with --lora-rank"),
+                         (["--lora-rank", "-1"], "--lora-rank must be 0"),
+                         (["--lora-rank", "2", "--lora-targets", "q,x"], "LoRA targets must be among")):
         res = CliRunner().invoke(main, base + extra)
         assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, res.output
         assert len(res.output.strip().splitlines()) == 1, res.output
@@ -262,9 +268,43 @@ def test_strategy_is_checked_before_training():
     from model.train_ray import check_strategy
     check_strategy("ddp", 0)
     check_strategy("fsdp", 1)
-    for strategy, workers in (("FSDP", 2), ("zero", 2), ("fsdp", 0)):
+    check_strategy("ddp", 2, lora=True)
+    for strategy, workers, lora in (("FSDP", 2, False), ("zero", 2, False), ("fsdp", 0, False), ("fsdp", 2, True)):
         with pytest.raises(ValueError, match="--strategy"):
-            check_strategy(strategy, workers)
+            check_strategy(strategy, workers, lora)
+
+
+def _differs(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> set[str]:
+    return {k for k in a if not torch.equal(a[k], b[k])}
+
+
+def test_curate_train_local_with_lora_trains_the_adapters_and_writes_merged_weights(tmp_path):
+    """`--lora-rank 4 --lora-targets q,v`: only the q and v projections' merged weights move (the
+    frozen rest is the init's, bit for bit), the adapters are saved beside them, and the
+    checkpoint loads as a plain one (what `curate model export` reads)."""
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    from pipelines.cli import main
+    convs = conversations(24)
+    wh = str(tmp_path / "wh")
+    ref = publish_table(wh, convs, parts=2)
+    init = scratch_checkpoint(str(tmp_path / "init"), convs)
+    out = str(tmp_path / "out")
+    res = CliRunner().invoke(main, ["--warehouse", wh, "train", "--table", ref, "--init", init, "--out", out,
+                                    "--steps", "3", "--tokens-per-batch", "512", "--seq-len", "128", "--lr", "1e-2",
+                                    "--local", "--threads", "1", "--lora-rank", "4", "--lora-targets", "q,v"])
+    assert res.exit_code == 0, res.output
+    meta = checkpoint.meta(out)
+    assert meta["lora"]["rank"] == 4 and meta["lora"]["alpha"] == 8.0 and meta["lora"]["targets"] == ["q", "v"]
+    assert os.path.exists(os.path.join(out, "adapters.safetensors"))
+    before = load_file(os.path.join(init, "model.safetensors"))
+    after = load_file(os.path.join(out, "model.safetensors"))
+    assert before.keys() == after.keys()
+    moved = _differs(before, after)
+    assert moved and all(k.endswith((".q.weight", ".v.weight")) for k in moved), sorted(moved)
+    model, _, _ = checkpoint.load(out)   # merged: no adapter modules left
+    assert not any("lora" in k for k in model.state_dict())
 
 
 # ---- slow: on a 2-node local cluster ---------------------------------------------------------
@@ -280,6 +320,9 @@ def cluster():
     # Ray's memory monitor kills workers when the MACHINE is over 95% used; on a shared test
     # machine other processes' memory then kills this test's workers (the kernel's OOM killer stays)
     c.env["RAY_memory_monitor_refresh_ms"] = "0"
+    # Ray Train gives a worker group 60 s to start; on a loaded 2-core machine starting two workers
+    # (each imports torch) can take longer, and the run then retries until the test's timeout
+    c.env["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = "600"
     try:
         c.start_head(num_cpus=2)
         c.add_node("cpu", num_cpus=2)
@@ -317,7 +360,13 @@ def runs(cluster, setup):
     local = curate_train(cluster, setup, str(root / "local"), "--local", "--threads", "1")
     fsdp = curate_train(cluster, setup, str(root / "fsdp"), "--train-workers", "2", "--placement", "spread",
                         "--strategy", "fsdp")
-    return {"two": two, "one": one, "local": local, "fsdp": fsdp}
+    lora = curate_train(cluster, setup, str(root / "lora"), "--train-workers", "2", "--placement", "spread",
+                        *LORA_ARGS)
+    lora_local = curate_train(cluster, setup, str(root / "lora-local"), "--local", "--threads", "1", *LORA_ARGS)
+    return {"two": two, "one": one, "local": local, "fsdp": fsdp, "lora": lora, "lora_local": lora_local}
+
+
+LORA_ARGS = ("--lora-rank", "4", "--lora-targets", "q,v,gate")
 
 
 def _curve(ckpt: str) -> list[float]:
@@ -382,7 +431,8 @@ def test_fsdp_gives_the_ddp_loss_curve_and_a_full_checkpoint_of_the_same_weights
         assert abs(x["loss"] - z["loss"]) <= 1e-4 * abs(z["loss"]), (x, z)
         assert abs(x["grad_norm"] - y["grad_norm"]) <= 1e-4 * y["grad_norm"] + 1e-6, (x, y)
     meta = checkpoint.meta(fsdp["checkpoint"])
-    assert meta["strategy"] == "fsdp" and meta["step"] == STEPS and meta["data_position"]["step"] == STEPS
+    assert meta["strategy"] == "fsdp" and meta["sharded"] is True and meta["step"] == STEPS
+    assert meta["data_position"]["step"] == STEPS and checkpoint.meta(two["checkpoint"])["sharded"] is False
     model, _, _ = checkpoint.load(fsdp["checkpoint"])
     ref, _, _ = checkpoint.load(two["checkpoint"])
     assert model.state_dict().keys() == ref.state_dict().keys()
@@ -396,27 +446,59 @@ def test_fsdp_gives_the_ddp_loss_curve_and_a_full_checkpoint_of_the_same_weights
 
 @pytest.mark.slow
 @pytest.mark.ray
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_lora_on_two_workers_gives_the_in_process_lora_curve_and_merged_weights(runs, setup):
+    """LoRA on Ray Train: 2 workers (one per node) train the same adapters as the in-process LoRA
+    trainer, within the bound above; both checkpoints hold merged weights where only the adapted
+    layers (q, v, gate) moved from the init, and the adapters beside them."""
+    from safetensors.torch import load_file
+    lora, local = runs["lora"], runs["lora_local"]
+    assert lora["lora"]["rank"] == 4 and lora["train_workers"] == 2 and len(lora["train_nodes"]) == 2
+    a, c = _curve(lora["checkpoint"]), [round(x, 5) for x in _local_curve(local)]
+    assert len(a) == len(c) == STEPS   # (12 steps of rank-4 adapters barely move the loss: `moved` checks they train)
+    for step, (x, z) in enumerate(zip(a, c), 1):
+        assert abs(x - z) <= 1e-4 * abs(z) + 1e-5, (step, x, z)
+    init = load_file(os.path.join(setup["init"], "model.safetensors"))
+    wa = load_file(os.path.join(lora["checkpoint"], "model.safetensors"))
+    wb = load_file(os.path.join(local["checkpoint"], "model.safetensors"))
+    moved = _differs(init, wa)
+    assert moved and all(k.endswith((".q.weight", ".v.weight", ".gate.weight")) for k in moved), sorted(moved)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    aa = load_file(os.path.join(lora["checkpoint"], "adapters.safetensors"))
+    ab = load_file(os.path.join(local["checkpoint"], "adapters.safetensors"))
+    assert aa.keys() == ab.keys() and aa
+    meta = checkpoint.meta(lora["checkpoint"])
+    assert meta["lora"]["targets"] == ["q", "v", "gate"] and meta["strategy"] == "ddp" and meta["sharded"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "lora"])
 def test_a_killed_worker_resumes_from_the_last_checkpoint_with_the_same_result(runs, cluster, setup, tmp_path,
                                                                                strategy):
     """Worker 1 is SIGKILLed after step 6 (its last checkpoint is step 4): Ray Train restarts the
     group, the workers resume from step 4's checkpoint, and the run ends with the uninterrupted
     run's loss curve and weights. Under FSDP the full checkpoint's weights and optimizer state
-    are sharded again on the restarted workers."""
+    are sharded again on the restarted workers; under LoRA the adapters are loaded again on the
+    init's weights (the merged ones would add the adapters twice)."""
     from safetensors.torch import load_file
     pause = {"rank": 1, "step": 6, "dir": str(tmp_path)}
     out = str(tmp_path / f"resumed-{strategy}")  # the run name comes from it: one run per strategy (a rerun
     # under the other strategy would resume this one's finished run: the strategy is not part of the name)
     code = ("import json, sys; from model.config import TrainConfig; from model.train_ray import train_ray; "
             "from schemas.store import Store; a = json.loads(sys.argv[1]); "
+            "from model.lora import LoRAConfig; lora = LoRAConfig(**a['lora']) if a['lora'] else None; "
             "r = train_ray(Store(a['wh']), a['ref'], a['init'], a['out'], TrainConfig(**a['cfg']), workers=2, "
-            "resources={'cpus': 1.0, 'gpus': 0.0}, placement='SPREAD', pause=a['pause'], strategy=a['strategy']); "
+            "resources={'cpus': 1.0, 'gpus': 0.0}, placement='SPREAD', pause=a['pause'], strategy=a['strategy'], "
+            "lora=lora); "
             "r.pop('history'); "
             "open(a['result'], 'w').write(json.dumps(r))")
     cfg = {"steps": STEPS, "save_every": SAVE_EVERY, "lr": 3e-3, "warmup_steps": 3, "tokens_per_batch": 512,
            "seq_len": 128, "seed": 1}
     arg = json.dumps({"wh": setup["warehouse"], "ref": setup["ref"], "init": setup["init"], "out": out, "cfg": cfg,
-                      "pause": pause, "result": str(tmp_path / "result.json"), "strategy": strategy})
+                      "pause": pause, "result": str(tmp_path / "result.json"),
+                      "strategy": "ddp" if strategy == "lora" else strategy,
+                      "lora": {"rank": 4, "alpha": 8.0, "targets": ["q", "v", "gate"]} if strategy == "lora" else None})
     env = {**cluster.env, "RAY_ADDRESS": cluster.address}
     proc = subprocess.Popen([sys.executable, "-c", code, arg], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -437,8 +519,8 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_with_the_same_result(r
     with open(tmp_path / "result.json") as f:   # a file: Ray's driver may print worker logs on stdout at any time
         res = json.load(f)
     assert res["resumed_from"] == [4], res              # the last checkpoint before the kill
-    assert res["strategy"] == strategy
-    ref = runs["two" if strategy == "ddp" else "fsdp"]
+    assert res["strategy"] == ("ddp" if strategy == "lora" else strategy)
+    ref = runs[{"ddp": "two", "fsdp": "fsdp", "lora": "lora"}[strategy]]
     a, b = _curve(res["checkpoint"]), _curve(ref["checkpoint"])
     assert len(a) == STEPS
     for x, y in zip(a, b):
