@@ -70,6 +70,23 @@ def meta(directory: str) -> dict[str, Any]:
     return m
 
 
+def same_inputs(directory: str, train_config: dict[str, Any], trained_on: list[str],
+                init: str | None = None) -> dict[str, Any] | None:
+    """The meta of the checkpoint at `directory` when training it again would give the same weights
+    (training is deterministic): trained from the same weights (the id of `init`; none for a model
+    built from scratch), with the same settings, on data of the same names. None otherwise, or when
+    there is no checkpoint. What those names hold is the caller's to fix (the loops compare the
+    problems their run drew), so a rerun may skip the training it has already done."""
+    if not os.path.exists(os.path.join(directory, "checkpoint.json")):
+        return None
+    m = meta(directory)
+    init_id = meta(init)["id"] if init else None
+    if m.get("train_config") != train_config or m.get("trained_on") != trained_on \
+            or (m.get("init") or {}).get("id") != init_id:
+        return None
+    return m
+
+
 def load(directory: str, device: str = "cpu") -> tuple[Transformer, AnyTokenizer, dict[str, Any]]:
     from safetensors.torch import load_file
 

@@ -293,9 +293,9 @@ def train(init: str, convs: list[list[dict]], out: str, steps: int, lr: float, c
     if cfg.train_workers:
         return train_on_ray(init, convs, out, tcfg, cfg, trained_on, lora)
     if cfg.reuse_checkpoints:
-        reused = reused_checkpoint(init, out, tcfg.to_dict(), trained_on)
+        reused = reused_checkpoint(init, out, tcfg.to_dict(), trained_on, len(convs))
         if reused is not None:
-            return reused[0], reused[1], {**reused[2], "conversations": len(convs)}
+            return reused
     model, tok, _ = checkpoint.load(init)
     res = train_sft(model, tok, convs, tcfg, out, trained_on, torch.device("cpu"), resume=False,
                     progress=not cfg.quiet, lora=lora)
@@ -324,18 +324,16 @@ def reusable_run(cfg: BaseLoopConfig) -> bool:
     return all(last.get(k) == now[k] for k in REUSE_SAME)
 
 
-def reused_checkpoint(init: str, out: str, train_config: dict, trained_on: list[str]) -> tuple | None:
-    """The checkpoint already at `out` when training it again would give the same weights: trained
-    from the same weights (the id of `init`), with the same settings, on data of the same names
-    (what those names hold is fixed by `reusable_run`). None otherwise. A one-seed rerun with one
-    more round then costs the new round only; the held-out scores are computed again all the same."""
+def reused_checkpoint(init: str, out: str, train_config: dict, trained_on: list[str],
+                      conversations: int) -> tuple | None:
+    """The checkpoint already at `out`, with its training summary, when training it again would
+    give the same weights (`checkpoint.same_inputs`; what the data names hold is fixed by
+    `reusable_run`). None otherwise. A one-seed rerun with one more round then costs the new round
+    only; the held-out scores are computed again all the same."""
     from model import checkpoint
 
-    if not os.path.exists(os.path.join(out, "checkpoint.json")):
-        return None
-    meta = checkpoint.meta(out)
-    if (meta.get("train_config") != train_config or meta.get("trained_on") != trained_on
-            or meta.get("init", {}).get("id") != checkpoint.meta(init)["id"]):
+    meta = checkpoint.same_inputs(out, train_config, trained_on, init)
+    if meta is None:
         return None
     model, tok, _ = checkpoint.load(out)
     hist = []
@@ -345,8 +343,8 @@ def reused_checkpoint(init: str, out: str, train_config: dict, trained_on: list[
             hist = [json.loads(line) for line in f if line.strip()]
     log(f"{os.path.basename(os.path.normpath(out))}: reused (id {meta['id']}, step {meta['step']})")
     return model, tok, {"steps": meta["step"], "tokens": sum(h.get("tokens", 0) for h in hist),
-                        "final_loss": meta["metrics"].get("loss"), "losses": [h["loss"] for h in hist],
-                        "reused": True}
+                        "final_loss": meta["metrics"].get("loss"), "conversations": conversations,
+                        "losses": [h["loss"] for h in hist], "reused": True}
 
 
 def train_warehouse(cfg: BaseLoopConfig) -> str:

@@ -137,12 +137,11 @@ class Bench:
                                        rope_fraction=c.rope_fraction)).to(self.device)
 
     def _reused(self, name: str, path: str, cfg, trained_on: list[str]):
-        """`--reuse-checkpoints`: the same run, data and settings give the same weights (reproducible)."""
+        """`--reuse-checkpoints`: the same run, data and settings give the same weights (reproducible);
+        only a from-scratch round 0 is reused, so no init."""
         from model import checkpoint
-        if not os.path.exists(os.path.join(path, "checkpoint.json")):
-            return None
-        meta = checkpoint.meta(path)
-        if meta["train_config"] != cfg.to_dict() or meta["trained_on"] != trained_on:
+        meta = checkpoint.same_inputs(path, cfg.to_dict(), trained_on)
+        if meta is None:
             return None
         model, tok, _ = checkpoint.load(path, device=str(self.device))
         log(f"{name}: reused {path} (step {meta['step']})")

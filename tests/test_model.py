@@ -118,6 +118,32 @@ def test_resume_gives_the_same_next_step(tok, tmp_path):
     assert m["trained_on"] == ["t@1"] and m["step"] == 6 and len(m["id"]) == 16
 
 
+def test_a_checkpoint_stands_for_a_rerun_only_when_every_input_is_the_same(tok, tmp_path):
+    """`same_inputs` (the loops' `--reuse-checkpoints`): another init, setting or data name retrains."""
+    cfg = TrainConfig(steps=2, warmup_steps=1, tokens_per_batch=512, seq_len=128, lr=3e-3).to_dict()
+    dev = torch.device("cpu")
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    checkpoint.save(a, tiny(tok), tok, step=0, train_config={}, trained_on=[])
+    other = tiny(tok)
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    checkpoint.save(b, other, tok, step=0, train_config={}, trained_on=[])
+    assert checkpoint.meta(a)["id"] != checkpoint.meta(b)["id"]
+    scratch, tuned = str(tmp_path / "scratch"), str(tmp_path / "tuned")
+    train_sft(tiny(tok), tok, CONVS[:20], TrainConfig.from_dict(cfg), scratch, ["t@1"], dev, progress=False)
+    model, _, _ = checkpoint.load(a)
+    train_sft(model, tok, CONVS[:20], TrainConfig.from_dict(cfg), tuned, ["t@1"], dev, progress=False)
+    assert checkpoint.same_inputs(scratch, cfg, ["t@1"])["step"] == 2
+    assert checkpoint.same_inputs(tuned, cfg, ["t@1"], init=a)["init"]["id"] == checkpoint.meta(a)["id"]
+    for what, args in (("no checkpoint", (str(tmp_path / "none"), cfg, ["t@1"], None)),
+                       ("other settings", (tuned, {**cfg, "lr": 1e-3}, ["t@1"], a)),
+                       ("other data", (tuned, cfg, ["t@2"], a)),
+                       ("other init", (tuned, cfg, ["t@1"], b)),
+                       ("an init where none was", (scratch, cfg, ["t@1"], a)),
+                       ("no init where one was", (tuned, cfg, ["t@1"], None))):
+        assert checkpoint.same_inputs(*args) is None, what
+
+
 def test_generation_stops_at_end_token(tok):
     model = tiny(tok)
     with torch.no_grad():  # make <|end|> the most likely next token everywhere
