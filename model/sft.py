@@ -59,6 +59,29 @@ def optimizer_for(model: Transformer, lr: float, weight_decay: float) -> torch.o
                              lr=lr, betas=(0.9, 0.95), fused=False)
 
 
+def metrics_path(out_dir: str) -> str:
+    """Beside the checkpoint, not in it: a checkpoint directory is replaced whole at each save."""
+    return os.path.join(os.path.dirname(os.path.abspath(out_dir)), os.path.basename(os.path.abspath(out_dir))
+                        + ".metrics.jsonl")
+
+
+def read_metrics(out_dir: str) -> list[dict[str, Any]]:
+    """The per-step records of the run that wrote `out_dir` ([] when it left none)."""
+    path = metrics_path(out_dir)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def final_loss(losses: list[float]) -> float:
+    """The mean of the last tenth of the steps' losses: one step's loss swings with what its batch
+    packed (0.016 to 0.14 within a 45-step SmolLM2 round), so a summary that read the last step
+    alone would compare batches, not runs."""
+    tail = losses[-max(1, len(losses) // 10):]
+    return sum(tail) / max(1, len(tail))
+
+
 def train_sft(model: Transformer, tok: AnyTokenizer, conversations: list[list[dict[str, Any]]], cfg: TrainConfig,
               out_dir: str, trained_on: list[str], device: torch.device, autocast: torch.dtype | None = None,
               resume: bool = True, progress: bool = True, stop_after: int | None = None,
@@ -81,7 +104,7 @@ def train_sft(model: Transformer, tok: AnyTokenizer, conversations: list[list[di
     first, efficiency = make_batches(tok, conversations, cfg, model.cfg.max_seq_len, 0)
     epoch_batches: dict[int, list[Batch]] = {0: first}
     n_per_epoch = len(first)
-    log_path = os.path.join(os.path.dirname(os.path.abspath(out_dir)), os.path.basename(out_dir) + ".metrics.jsonl")
+    log_path = metrics_path(out_dir)
     log = open(log_path, "a" if start else "w")
     bar = step_bar(progress, cfg.steps, start, "sft")
     model.train()
@@ -122,9 +145,8 @@ def train_sft(model: Transformer, tok: AnyTokenizer, conversations: list[list[di
         lora_mod.merge(model)
     if bar is not None:
         bar.close()
-    tail = history[-max(1, len(history) // 10):] if history else []
     return {"steps": len(history) + start, "start_step": start,
-            "final_loss": sum(r["loss"] for r in tail) / max(1, len(tail)),
+            "final_loss": final_loss([r["loss"] for r in history]),
             "packing_efficiency": round(efficiency, 4), "tokens": tokens_seen,
             "tokens_per_s": history[-1]["tokens_per_s"] if history else None, "metrics_log": log_path,
             "history": history}

@@ -562,13 +562,16 @@ def train_ray(store: Store, ref: str, init: str, out: str, cfg: TrainConfig, *, 
     if os.path.exists(out):
         shutil.rmtree(out)
     os.replace(tmp, out)
+    from model.sft import final_loss, metrics_path
+
     meta = checkpoint.meta(out)
     with open(os.path.join(out, HISTORY)) as f:
         history = [json.loads(line) for line in f if line.strip()]
-    log_path = os.path.join(parent, os.path.basename(os.path.abspath(out)) + ".metrics.jsonl")
+    log_path = metrics_path(out)
     shutil.copyfile(os.path.join(out, HISTORY), log_path)
     return {"checkpoint": os.path.abspath(out), "run": name, "storage": os.path.join(root, name) if not storage_fs
-            else storage, "steps": meta["step"], "final_loss": history[-1]["loss"] if history else None,
+            else storage, "steps": meta["step"],
+            "final_loss": final_loss([h["loss"] for h in history]) if history else None,
             "history": history, "train_workers": meta.get("train_workers"),
             "train_resources": meta.get("train_resources"), "train_nodes": meta.get("train_nodes"),
             "strategy": meta.get("strategy"), "sharded": meta.get("sharded"), "lora": meta.get("lora"),

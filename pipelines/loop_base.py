@@ -331,20 +331,18 @@ def reused_checkpoint(init: str, out: str, train_config: dict, trained_on: list[
     `reusable_run`). None otherwise. A one-seed rerun with one more round then costs the new round
     only; the held-out scores are computed again all the same."""
     from model import checkpoint
+    from model.sft import final_loss, read_metrics
 
     meta = checkpoint.same_inputs(out, train_config, trained_on, init)
     if meta is None:
         return None
     model, tok, _ = checkpoint.load(out)
-    hist = []
-    log_path = os.path.normpath(out) + ".metrics.jsonl"
-    if os.path.exists(log_path):
-        with open(log_path) as f:
-            hist = [json.loads(line) for line in f if line.strip()]
+    hist = read_metrics(out)
     log(f"{os.path.basename(os.path.normpath(out))}: reused (id {meta['id']}, step {meta['step']})")
+    losses = [h["loss"] for h in hist]
     return model, tok, {"steps": meta["step"], "tokens": sum(h.get("tokens", 0) for h in hist),
-                        "final_loss": meta["metrics"].get("loss"), "conversations": conversations,
-                        "losses": [h["loss"] for h in hist], "reused": True}
+                        "final_loss": round(final_loss(losses), 4) if losses else meta["metrics"].get("loss"),
+                        "conversations": conversations, "losses": losses, "reused": True}
 
 
 def train_warehouse(cfg: BaseLoopConfig) -> str:

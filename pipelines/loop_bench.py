@@ -140,14 +140,17 @@ class Bench:
         """`--reuse-checkpoints`: the same run, data and settings give the same weights (reproducible);
         only a from-scratch round 0 is reused, so no init."""
         from model import checkpoint
+        from model.sft import final_loss, read_metrics
         meta = checkpoint.same_inputs(path, cfg.to_dict(), trained_on)
         if meta is None:
             return None
         model, tok, _ = checkpoint.load(path, device=str(self.device))
         log(f"{name}: reused {path} (step {meta['step']})")
+        losses = [h["loss"] for h in read_metrics(path)]
         return model, tok, path, {"steps": meta["step"], "best_step": meta["step"], "history": [],
                                   "dev_curve": meta["metrics"].get("dev_curve", []), "tokens": None,
-                                  "tokens_per_s": None, "final_loss": meta["metrics"].get("loss"),
+                                  "tokens_per_s": None,
+                                  "final_loss": final_loss(losses) if losses else meta["metrics"].get("loss"),
                                   "dev_by_level": meta["metrics"].get("dev_by_level"), "reused": True}
 
     def train(self, name: str, convs: list[list[dict]], trained_on: list[str], steps: int, lr: float,
