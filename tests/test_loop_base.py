@@ -189,14 +189,13 @@ def test_a_rerun_with_one_more_round_trains_only_that_round_and_measures_the_sam
     hf = two_runs["hf"]
     rec = run(BaseLoopConfig(base=hf, out=out, workers=1, reuse_checkpoints=True, **TINY))
     assert _numbers(rec) == _numbers(two_runs["one"])
-    trained = {"round0": rec["round0"]["train"], **{f"ablation-{k}": v["train"] for k, v in rec["ablation"].items()},
-               **{f"round{x['round']}-{arm}": x["train"] for arm in ("loop", "control", "ceiling") for x in rec[arm]}}
+    def by_checkpoint(r: dict) -> dict:
+        return {"round0": r["round0"]["train"], **{f"ablation-{k}": v["train"] for k, v in r["ablation"].items()},
+                **{f"round{x['round']}-{arm}": x["train"] for arm in ("loop", "control", "ceiling") for x in r[arm]}}
+
+    trained, fresh = by_checkpoint(rec), by_checkpoint(two_runs["one"])
     assert {k for k, t in trained.items() if not t.get("reused")} == {"round2-loop", "round2-control",
                                                                       "round2-ceiling"}
-    fresh = {"round0": two_runs["one"]["round0"]["train"],
-             **{f"ablation-{k}": v["train"] for k, v in two_runs["one"]["ablation"].items()},
-             **{f"round{x['round']}-{arm}": x["train"] for arm in ("loop", "control", "ceiling")
-                for x in two_runs["one"][arm]}}
     summary = ("steps", "tokens", "final_loss", "conversations", "losses")  # a reused run's summary is its own
     assert {k: [t[f] for f in summary] for k, t in trained.items()} == \
         {k: [t[f] for f in summary] for k, t in fresh.items()}
