@@ -31,6 +31,7 @@ import re
 import select
 import subprocess
 import sys
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -175,8 +176,8 @@ def _final_value(ans: str) -> str:
 def _stated(text: str) -> tuple[str | None, str]:
     """The last non-empty stated answer (a cue with nothing after it, as a model cut off right
     after "The answer is", falls back to the one before it)."""
-    cues = list(_CUE.finditer(text))
-    for last in reversed(cues[-20:]):
+    cues = deque(_CUE.finditer(text), maxlen=20)  # not a list of every cue: a long list slows the GC
+    for last in reversed(cues):
         ans, method = _stated_at(text, last)
         if ans:
             return ans, method

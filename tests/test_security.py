@@ -228,23 +228,24 @@ def test_serve_drops_slow_clients_and_keeps_serving(served_checkpoint):
         idle = socket.create_connection(("127.0.0.1", port), timeout=10)
         idle.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n")
         trickle = socket.create_connection(("127.0.0.1", port), timeout=10)
-        t0 = time.monotonic()
-        closed_at = None
+        closed_after = None  # bytes sent when the server closed the connection
         payload = b"POST /v1/chat/completions HTTP/1.1\r\nX-Slow: " + b"a" * 100
         for i in range(len(payload)):  # one byte every 0.2 s: under the read timeout, over the deadline
             try:
                 trickle.sendall(payload[i:i + 1])
             except OSError:
-                closed_at = time.monotonic() - t0
+                closed_after = i
                 break
             trickle.settimeout(0.2)
             try:
                 if trickle.recv(1) == b"":
-                    closed_at = time.monotonic() - t0
+                    closed_after = i + 1
                     break
             except TimeoutError:
                 pass
-        assert closed_at is not None and closed_at < 4, closed_at
+        # closed mid-request (the 1.5 s deadline falls at ~8 bytes): an order of events, no bound in
+        # seconds; a server without the deadline keeps reading while bytes keep coming
+        assert closed_after is not None and closed_after < len(payload) // 2, closed_after
         idle.settimeout(5)
         assert idle.recv(1) == b""  # closed by the read timeout
         status, _, _ = post(port, chat(), timeout=20)
