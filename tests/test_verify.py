@@ -371,7 +371,7 @@ def _least_cpu(fn, repeats: int) -> float:
 @pytest.mark.parametrize("name", sorted(ADVERSARIAL))
 def test_hostile_answers_verify_in_linear_time(name):
     """A ratio of two sizes in one process, not a bound in seconds: 16 times the text (64 KB to
-    1 MB) takes 11-17 times the CPU when the work is linear, 256 times when it is quadratic (one
+    1 MB) takes 6-17 times the CPU here (linear work, a fixed cost in some), 256 times quadratic work (one
     of these inputs once took 99 s at 32 KB). The first call pays the imports and compiles."""
     v = RuleVerifier(use_math_verify=False)   # only the in-process part: the child has its own limit
     text = ADVERSARIAL[name]
