@@ -150,7 +150,7 @@ def _resolve_pair(a: str, b: str) -> tuple[str, str]:
 @click.argument("a")
 @click.argument("b")
 @click.option("--ids", "n_ids", default=5, show_default=True, help="sample ids to list per side")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="the comparison as one JSON document (for scripts)")
 @click.pass_context
 def diff(ctx, a, b, n_ids, as_json):
     """Compare two versions: rows, schema, per-column stats, ids added and removed."""
@@ -392,7 +392,7 @@ def _print_lineage(ref: str, props: dict) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--schema", "schema_name", required=True,
               help="documents, sft, speech_sft, problems, cot_samples, preferences")
-@click.option("--max-errors", default=20, show_default=True)
+@click.option("--max-errors", default=20, show_default=True, help="problems listed before the rest are only counted")
 def validate(path, schema_name, max_errors):
     """Check a JSONL or Parquet file against a table schema; name the column and row of each problem."""
     from schemas.engine.inputs import plan_file, read_shard
@@ -447,7 +447,7 @@ def _row_locator(path: str):
 @click.option("--input", "source", default=None,
               help="labeled JSONL(.gz)/Parquet file or store table; default: the shipped set "
                    "(filters/data/quality_labeled.jsonl.gz: python3.11-doc prose = hq, fortunes + word salad = lq)")
-@click.option("--text-column", default="text", show_default=True)
+@click.option("--text-column", default="text", show_default=True, help="the column the classifier reads")
 @click.option("--label-column", default=None, help="[default: label, or edu_score with --threshold/--multiclass]")
 @click.option("--positive", default="hq", show_default=True, help="the label whose probability is quality_score")
 @click.option("--threshold", "grade_threshold", default=None, type=int,
@@ -455,10 +455,10 @@ def _row_locator(path: str):
 @click.option("--multiclass", is_flag=True,
               help="labels are integer grades, one class each; quality_score = P(grade >= --threshold, default 3)")
 @click.option("--valid-frac", default=0.1, show_default=True, help="held-out share (by text hash) for agreement")
-@click.option("--epoch", default=10, show_default=True)
-@click.option("--lr", default=0.5, show_default=True)
+@click.option("--epoch", default=10, show_default=True, help="fastText epochs")
+@click.option("--lr", default=0.5, show_default=True, help="fastText learning rate")
 @click.option("--ngrams", "word_ngrams", default=2, show_default=True, help="fastText wordNgrams")
-@click.option("--dim", default=32, show_default=True)
+@click.option("--dim", default=32, show_default=True, help="fastText word-vector size")
 @click.option("--out", default=None, help="model directory root (default: WAREHOUSE/_models/quality)")
 @click.option("--json", "as_json", is_flag=True, help="print the model card as JSON")
 @click.pass_context
@@ -520,8 +520,8 @@ def annotate(ctx, args):
 
 @main.command()
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (0.0.0.0: every interface)")
+@click.option("--port", default=8000, show_default=True, type=int, help="port to listen on")
 @click.option("--threads", default=None, type=int, help="torch threads (default: all cores)")
 def serve(checkpoint, host, port, threads):
     """Serve a built-in model CHECKPOINT as an OpenAI-compatible chat endpoint.

@@ -32,13 +32,15 @@ import click
               help="the linear layers adapted, among q,k,v,o (attention) and gate,up,down (MLP)")
 @click.option("--local", is_flag=True, help="train in this process (the plain trainer), without Ray")
 @click.option("--steps", type=int, default=600, show_default=True, help="optimizer steps (cycling over the table)")
-@click.option("--lr", type=float, default=3e-3, show_default=True)
-@click.option("--warmup-steps", type=int, default=30, show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True,
+              help="peak learning rate (AdamW, linear warm-up then cosine decay)")
+@click.option("--warmup-steps", type=int, default=30, show_default=True, help="steps of the warm-up to --lr")
 @click.option("--tokens-per-batch", type=int, default=2048, show_default=True,
               help="the GLOBAL batch's token budget; each of N workers gets 1/N of it")
 @click.option("--seq-len", type=int, default=256, show_default=True, help="packed row length")
-@click.option("--packing", type=click.Choice(["bfd", "pad"]), default="bfd", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--packing", type=click.Choice(["bfd", "pad"]), default="bfd", show_default=True,
+              help="bfd: best-fit-decreasing packing with document masks; pad: length buckets")
+@click.option("--seed", type=int, default=0, show_default=True, help="initialisation and data order")
 @click.option("--save-every", type=int, default=50, show_default=True,
               help="checkpoint every N steps (a failed worker's run resumes from the last)")
 @click.option("--max-failures", type=int, default=2, show_default=True,

@@ -273,13 +273,14 @@ def parser() -> argparse.ArgumentParser:
     from pipelines.script import DefaultsHelpFormatter
     from synth.tts import DEFAULT_VOICES
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
-    p.add_argument("--warehouse", default=default_warehouse())
-    p.add_argument("--executor", choices=["ray", "local"], default="ray")
+    p.add_argument("--warehouse", default=default_warehouse(), help="where every step's tables and models go")
+    p.add_argument("--executor", choices=["ray", "local"], default="ray",
+                   help="ray: embedded Ray, or the cluster in RAY_ADDRESS; local: in process, for debugging")
     p.add_argument("--crawl", nargs="+", default=[CRAWL_SAMPLE],
                    help="WARC/WET files (or globs) step 1 curates; default: the committed crawl sample")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the embedded Ray")
     p.add_argument("--speech-rows", type=int, default=40, help="conversations voiced by TTS and checked by ASR")
-    p.add_argument("--voices", nargs="+", default=DEFAULT_VOICES)
+    p.add_argument("--voices", nargs="+", default=DEFAULT_VOICES, help="TTS voices as engine:voice (as speech_sft.py)")
     p.add_argument("--train-problems", type=int, default=300, help="teacher word problems (loop round 0)")
     p.add_argument("--sample-problems", type=int, default=40, help="problems the built-in model samples (round 1)")
     p.add_argument("--sft-steps", type=int, default=60, help="round-0 SFT steps of the built-in model")

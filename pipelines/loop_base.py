@@ -24,7 +24,8 @@ Everything the model sees goes through the base's own chat template: prompts (a 
 asking for 'The answer is N.' and the problem), teacher conversations, and SFT's assistant-only
 loss mask (`TemplateTokenizer.encode_chat`); generation stops at the template's end-of-turn ids.
 
-Problems are `synth.problems_multistep` (2-4 operations over seven scenarios, numbers to 99):
+Problems are `synth.problems_multistep` (`--levels` operations over seven scenarios, by default 1-2,
+numbers to 99):
 held-out, teacher and every round's fresh problems are drawn from disjoint seeds, and every
 teacher and fresh problem is checked against the held-out set by `filters.twins` (numbers and
 operation cues) and by its numbers-and-answer key; a twin is redrawn, never trained on.
@@ -801,20 +802,56 @@ def table(records: list[dict]) -> str:
     return "\n".join(out)
 
 
+# What each of BaseLoopConfig's numbers does, for --help (its default is printed beside it).
+FLAG_HELP = {
+    "digits": "digits of the problems' numbers (the second difficulty knob)",
+    "eval_problems": "held-out problems per seed, scored for every model (paired SE ~1.8 points at 400)",
+    "teacher_problems": "problems with a teacher's worked solution (round 0's data before the verifier)",
+    "teacher_error_rate": "share of the teacher's solutions that go wrong at one step (the verifier must catch them)",
+    "sample_problems": "fresh problems a round, each sampled --k times from the current model",
+    "k": "samples per fresh problem",
+    "temperature": "sampling temperature of the rounds (held-out scoring is greedy)",
+    "max_new_tokens": "tokens a sample or a held-out answer may take before it is cut off",
+    "sft_steps": "round 0 and the ablation arms: SFT steps from the base on the teacher data",
+    "round_steps": "steps of each round, the same for the loop, the control and the ceiling",
+    "tokens_per_batch": "packed tokens per optimizer step",
+    "seq_len": "packed row length in tokens",
+    "lr": "round 0's peak learning rate (AdamW: warm-up over the first tenth of the steps, then cosine decay)",
+    "rft_lr": "the rounds' peak learning rate",
+    "lora_rank": "0: full fine-tuning; N: LoRA adapters of rank N, merged into each checkpoint",
+    "batch_size": "prompts per generation batch (sampling and scoring)",
+}
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--base", default="smollm2")
+    """Flags default to None so that BaseLoopConfig's defaults apply; the help prints those."""
+    d = BaseLoopConfig  # a frozen dataclass: its class attributes are the defaults
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
+                                epilog="Configuration E of bench/README.md is the default; see there for the "
+                                       "measured tables and their commands.")
+    p.add_argument("--base", default=None,
+                   help=f"HF directory, .gguf file, built-in checkpoint, or smollm2 (the shipped "
+                        f"SmolLM2-135M-Instruct) (default: {d.base})")
     p.add_argument("--out", default=None, help="this seed's directory (default <warehouse>/_loop/base/seed-S)")
     p.add_argument("--warehouse", default=None, help="without --out: runs go under <warehouse>/_loop/base")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run these seeds one at a time (each <out>/seed-S), then print the table over them")
-    p.add_argument("--bases", default=None, help="imported bases cache")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rounds", type=int, default=None)
-    p.add_argument("--levels", type=int, nargs="+", default=None)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--workers", type=int, choices=[1, 2], default=None)
-    p.add_argument("--ablation", choices=["none", "unfiltered", "both"], default=None)
+    p.add_argument("--bases", default=None, help="imported bases cache (default <out>/../bases)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="draws the held-out, teacher and fresh problems and seeds training and sampling (default: 0)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"rounds after round 0 (default: {d.rounds}; a second did not help, bench/README.md F)")
+    p.add_argument("--levels", type=int, nargs="+", default=None,
+                   help=f"operations per problem, drawn uniformly (default: {' '.join(map(str, d.levels))})")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"torch threads per process; the numbers are reproducible for one thread count "
+                        f"(default: {d.threads})")
+    p.add_argument("--workers", type=int, choices=[1, 2], default=None,
+                   help=f"2: the control chain (the base's score, ablation arms, control and ceiling rounds) runs "
+                        f"in a second process beside the loop's, with the same numbers (default: {d.workers})")
+    p.add_argument("--ablation", choices=["none", "unfiltered", "both"], default=None,
+                   help=f"the teacher-data ablation: round 0 on all teacher rows (unfiltered), and also on "
+                        f"unfiltered rows subsampled to the filtered count (both) (default: {d.ablation})")
     p.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=None,
                    help="the teacher-ceiling arm: the loop's steps on the teacher's solutions to the same fresh "
                         "problems (default on)")
@@ -827,13 +864,12 @@ def parser() -> argparse.ArgumentParser:
                    help="keep this seed's checkpoints from an earlier run that drew and sampled the same problems, "
                         "and skip each training whose init, settings and data are the same (e.g. a second run with "
                         "one more round trains only that round); every checkpoint is scored again")
-    p.add_argument("--verbose", dest="quiet", action="store_false", default=None)
+    p.add_argument("--verbose", dest="quiet", action="store_false", default=None,
+                   help="progress bars and per-step logs (default: one line per phase)")
     for f in fields(BaseLoopConfig):  # every other number of the config is a flag of its own name
-        if f.type in ("int", "float"):
-            try:
-                p.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=None)
-            except argparse.ArgumentError:  # declared above with its own choices or help
-                pass
+        if f.name in FLAG_HELP:
+            p.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=None,
+                           help=f"{FLAG_HELP[f.name]} (default: {f.default})")
     return p
 
 

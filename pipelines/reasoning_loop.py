@@ -56,16 +56,20 @@ __all__ = ["MODELS", "HeldoutLeak", "Loop", "LoopConfig", "conv_key", "log", "pa
 
 def parser() -> argparse.ArgumentParser:
     from pipelines.script import DefaultsHelpFormatter  # `(default: X)` once, and not for None
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
-    p.add_argument("--warehouse", default=default_warehouse())
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
+                                formatter_class=DefaultsHelpFormatter)
+    p.add_argument("--warehouse", default=default_warehouse(),
+                   help="where the loop's tables, checkpoints (<warehouse>/_loop/<run>) and models go")
     p.add_argument("--run", default=None, help="run name (checkpoints under <warehouse>/_loop/<run>)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="draws every problem set and seeds training and sampling")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run these seeds (each in <warehouse>/seed-S) and print the table over them")
     p.add_argument("--jobs", type=int, default=1, help="seeds run at once with --seeds")
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--executor", choices=["ray", "local"], default="ray")
-    p.add_argument("--num-cpus", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=4, help="rounds after round 0 (sample, verify, train)")
+    p.add_argument("--executor", choices=["ray", "local"], default="ray",
+                   help="how the sampling and verification pipelines run: ray (embedded, or the cluster in "
+                        "RAY_ADDRESS) or local (in process)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for an embedded Ray (default: all)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per process (default: the cores shared among --workers); results are "
                         "reproducible for one thread count")
@@ -74,13 +78,13 @@ def parser() -> argparse.ArgumentParser:
                         "loop (same numbers, less wall time); default 2 on a CPU with 2+ cores, else 1 "
                         "(1 under --seeds)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when present)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: one line per phase")
     g = p.add_argument_group("data")
     g.add_argument("--teacher-problems", type=int, default=2000,
                    help="problems with a worked teacher solution (round 0)")
     g.add_argument("--eval-problems", type=int, default=1000, help="held-out problems (SE ≈ 1.5 points at 1,000)")
     g.add_argument("--dev-problems", type=int, default=300, help="dev set: early stopping and model choice")
-    g.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3])
+    g.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3], help="problem levels (operations per problem)")
     g.add_argument("--teacher-error-rate", type=float, default=0.3, help="share of wrong worked solutions")
     g.add_argument("--teacher-errors", choices=["mixed", "arithmetic"], default="mixed",
                    help="how a wrong solution goes wrong: 'mixed' in the shares of real wrong chains of thought "
@@ -95,16 +99,17 @@ def parser() -> argparse.ArgumentParser:
                    help="skip the teacher-ceiling arm: each round, the teacher's worked solutions to the same fresh "
                         "problems the loop samples, trained like the loop (the ceiling the loop approaches)")
     g = p.add_argument_group("model")
-    g.add_argument("--vocab-size", type=int, default=512)
+    g.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary trained on the teacher data")
     g.add_argument("--bpe-digits", action="store_true",
                    help="let BPE merge digits into number tokens (default: one token per digit)")
-    g.add_argument("--dim", type=int, default=128)
-    g.add_argument("--layers", type=int, default=4)
-    g.add_argument("--heads", type=int, default=4)
-    g.add_argument("--kv-heads", type=int, default=2)
-    g.add_argument("--ffn-dim", type=int, default=352)
-    g.add_argument("--max-seq-len", type=int, default=256)
-    g.add_argument("--rope-fraction", type=float, default=0.75)
+    g.add_argument("--dim", type=int, default=128, help="model width")
+    g.add_argument("--layers", type=int, default=4, help="transformer blocks")
+    g.add_argument("--heads", type=int, default=4, help="query heads")
+    g.add_argument("--kv-heads", type=int, default=2, help="key/value heads (grouped-query attention)")
+    g.add_argument("--ffn-dim", type=int, default=352, help="SwiGLU hidden width")
+    g.add_argument("--max-seq-len", type=int, default=256, help="longest sequence the model takes (RoPE table)")
+    g.add_argument("--rope-fraction", type=float, default=0.75,
+                   help="share of each head's dims that rotate (Phi-4-Mini: 0.75)")
     g = p.add_argument_group("training")
     g.add_argument("--sft-steps", type=int, default=3200,
                    help="round 0 and the ablation: training steps (the best dev step is kept)")
@@ -117,16 +122,18 @@ def parser() -> argparse.ArgumentParser:
                    help="round 0 and the ablation: dev scores are 4× sparser before this step, and --patience N never "
                         "stops training before it (at 1,024 tokens a step the dev curve sits near zero to ~1,100 "
                         "steps; at 800 patience stopped one ablation at step 900)")
-    g.add_argument("--lr", type=float, default=3e-3)
+    g.add_argument("--lr", type=float, default=3e-3,
+                   help="round 0 and the ablation: peak learning rate (AdamW, warm-up then cosine decay)")
     g.add_argument("--tokens-per-batch", type=int, default=1024,
                    help="round 0 and the ablation (from scratch): tokens per optimizer step")
     g.add_argument("--round-tokens-per-batch", type=int, default=2048,
                    help="rounds ≥ 1, loop and control alike: tokens per optimizer step")
-    g.add_argument("--packing", choices=["bfd", "pad"], default="pad")
+    g.add_argument("--packing", choices=["bfd", "pad"], default="pad",
+                   help="bfd: best-fit-decreasing packing with document masks; pad: length buckets")
     g.add_argument("--seq-len", type=int, default=128, help="packed row length")
     g.add_argument("--round-tokens", type=int, default=600_000,
                    help="training tokens per round, the same for the loop and the control")
-    g.add_argument("--rft-lr", type=float, default=1e-3)
+    g.add_argument("--rft-lr", type=float, default=1e-3, help="rounds ≥ 1, loop and control alike: peak learning rate")
     g.add_argument("--init", choices=["base", "last"], default="last",
                    help="each round continues from the last round's model, or retrains from round 0's (ReST-EM); "
                         "'last' beat its control by +5.5 points at round 3, 'base' by +3.4 (merged-digit tokens, "
@@ -141,9 +148,9 @@ def parser() -> argparse.ArgumentParser:
                         "in process. Implies --workers 1")
     g.add_argument("--train-resources", default="cpus:1", help="per Ray Train worker: cpus:N,gpus:N")
     g.add_argument("--dpo", action="store_true", help="DPO after each round's SFT (kept only where dev improves)")
-    g.add_argument("--dpo-steps", type=int, default=40)
-    g.add_argument("--dpo-lr", type=float, default=1e-5)
-    g.add_argument("--beta", type=float, default=0.1)
+    g.add_argument("--dpo-steps", type=int, default=40, help="DPO steps a round (with --dpo)")
+    g.add_argument("--dpo-lr", type=float, default=1e-5, help="DPO learning rate (with --dpo)")
+    g.add_argument("--beta", type=float, default=0.1, help="DPO's beta: how far the policy may move from the reference")
     g.add_argument("--rpo-alpha", type=float, default=1.0, help="weight of the chosen answer's NLL in the DPO loss")
     g.add_argument("--min-pairs", type=int, default=20, help="fewer pairs than this: skip DPO that round")
     g = p.add_argument_group("sampling")
@@ -154,8 +161,9 @@ def parser() -> argparse.ArgumentParser:
                         "samples but not all (1: every sample once)")
     g.add_argument("--curriculum-floor", type=float, default=0.05,
                    help="level weight = p(1-p) of the last pass rate + this floor")
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--max-new-tokens", type=int, default=96)
+    g.add_argument("--temperature", type=float, default=0.8, help="sampling temperature of the rounds")
+    g.add_argument("--max-new-tokens", type=int, default=96,
+                   help="tokens a sample or a held-out answer may take before it is cut off")
     g.add_argument("--eval-k", type=int, default=4,
                    help="held-out samples per problem for pass@k / maj@k at round 0 and the last round (1: off)")
     return p

