@@ -802,7 +802,7 @@ def table(records: list[dict]) -> str:
     return "\n".join(out)
 
 
-# What each of BaseLoopConfig's numbers does, for --help (its default is printed beside it).
+# What each of BaseLoopConfig's numbers does, for --help (the formatter prints its default beside it).
 FLAG_HELP = {
     "digits": "digits of the problems' numbers (the second difficulty knob)",
     "eval_problems": "held-out problems per seed, scored for every model (paired SE ~1.8 points at 400)",
@@ -824,34 +824,36 @@ FLAG_HELP = {
 
 
 def parser() -> argparse.ArgumentParser:
-    """Flags default to None so that BaseLoopConfig's defaults apply; the help prints those."""
+    """A flag's default is BaseLoopConfig's (one source), printed by the scripts' formatter; flags
+    whose default is a rule rather than a value (None) say it in words."""
+    from pipelines.script import DefaultsHelpFormatter
+
     d = BaseLoopConfig  # a frozen dataclass: its class attributes are the defaults
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
+                                formatter_class=DefaultsHelpFormatter,
                                 epilog="Configuration E of bench/README.md is the default; see there for the "
                                        "measured tables and their commands.")
-    p.add_argument("--base", default=None,
-                   help=f"HF directory, .gguf file, built-in checkpoint, or smollm2 (the shipped "
-                        f"SmolLM2-135M-Instruct) (default: {d.base})")
+    p.add_argument("--base", default=d.base,
+                   help="HF directory, .gguf file, built-in checkpoint, or smollm2 (the shipped SmolLM2-135M-Instruct)")
     p.add_argument("--out", default=None, help="this seed's directory (default <warehouse>/_loop/base/seed-S)")
     p.add_argument("--warehouse", default=None, help="without --out: runs go under <warehouse>/_loop/base")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="run these seeds one at a time (each <out>/seed-S), then print the table over them")
     p.add_argument("--bases", default=None, help="imported bases cache (default <out>/../bases)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="draws the held-out, teacher and fresh problems and seeds training and sampling (default: 0)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help=f"rounds after round 0 (default: {d.rounds}; a second did not help, bench/README.md F)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="draws the held-out, teacher and fresh problems and seeds training and sampling")
+    p.add_argument("--rounds", type=int, default=d.rounds,
+                   help="rounds after round 0 (a second did not help: bench/README.md, configuration F)")
     p.add_argument("--levels", type=int, nargs="+", default=None,
                    help=f"operations per problem, drawn uniformly (default: {' '.join(map(str, d.levels))})")
-    p.add_argument("--threads", type=int, default=None,
-                   help=f"torch threads per process; the numbers are reproducible for one thread count "
-                        f"(default: {d.threads})")
-    p.add_argument("--workers", type=int, choices=[1, 2], default=None,
-                   help=f"2: the control chain (the base's score, ablation arms, control and ceiling rounds) runs "
-                        f"in a second process beside the loop's, with the same numbers (default: {d.workers})")
-    p.add_argument("--ablation", choices=["none", "unfiltered", "both"], default=None,
-                   help=f"the teacher-data ablation: round 0 on all teacher rows (unfiltered), and also on "
-                        f"unfiltered rows subsampled to the filtered count (both) (default: {d.ablation})")
+    p.add_argument("--threads", type=int, default=d.threads,
+                   help="torch threads per process; the numbers are reproducible for one thread count")
+    p.add_argument("--workers", type=int, choices=[1, 2], default=d.workers,
+                   help="2: the control chain (the base's score, ablation arms, control and ceiling rounds) runs "
+                        "in a second process beside the loop's, with the same numbers")
+    p.add_argument("--ablation", choices=["none", "unfiltered", "both"], default=d.ablation,
+                   help="the teacher-data ablation: round 0 on all teacher rows (unfiltered), and also on "
+                        "unfiltered rows subsampled to the filtered count (both)")
     p.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=None,
                    help="the teacher-ceiling arm: the loop's steps on the teacher's solutions to the same fresh "
                         "problems (default on)")
@@ -868,8 +870,8 @@ def parser() -> argparse.ArgumentParser:
                    help="progress bars and per-step logs (default: one line per phase)")
     for f in fields(BaseLoopConfig):  # every other number of the config is a flag of its own name
         if f.name in FLAG_HELP:
-            p.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=None,
-                           help=f"{FLAG_HELP[f.name]} (default: {f.default})")
+            p.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float,
+                           default=f.default, help=FLAG_HELP[f.name])
     return p
 
 

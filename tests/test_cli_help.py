@@ -65,8 +65,8 @@ def test_every_curate_command_and_option_says_what_it_does():
 
 
 def test_loop_base_help_prints_the_defaults_a_run_uses():
-    """Its flags default to None so that BaseLoopConfig decides; the help must print the config's
-    values, and a run with no flags must get exactly BaseLoopConfig()."""
+    """Its flags take BaseLoopConfig's defaults; the help must print the config's values, and a run
+    with no flags must get exactly BaseLoopConfig()."""
     from pipelines.loop_base import FLAG_HELP, BaseLoopConfig, parser
 
     p = parser()
@@ -77,8 +77,9 @@ def test_loop_base_help_prints_the_defaults_a_run_uses():
     assert set(FLAG_HELP) <= set(numbers)
     for name in numbers:  # every number of the config can be set from the command line
         assert name in flags, f"--{name.replace('_', '-')} is not a flag"
+    fmt = p._get_formatter()  # the help as printed, the formatter's `(default: X)` included
     for name in FLAG_HELP:
-        assert flags[name].help.endswith(f"(default: {getattr(defaults, name)})"), name
+        assert fmt._expand_help(flags[name]).endswith(f"(default: {getattr(defaults, name)})"), name
     text = " ".join(p.format_help().split())
     assert f"(default: {defaults.sft_steps})" in text and f"(default: {' '.join(map(str, defaults.levels))})" in text
     changed = BaseLoopConfig.from_args(p.parse_args(["--sft-steps", "7", "--rft-lr", "1e-5", "--levels", "3"]))

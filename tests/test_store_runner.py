@@ -249,7 +249,7 @@ def test_cli_lineage_is_tables_or_one_json_document(two_versions):
 
 
 @pytest.mark.parametrize("name", ["demo", "text_curation", "speech_sft", "reasoning_data", "reasoning_loop",
-                                  "annotate_edu", "flagship"])
+                                  "annotate_edu", "flagship", "loop_base"])
 def test_pipeline_help_states_each_default_once(name):
     """`(default: X)` is added once, not after help that says its default in words, nor as None/False."""
     import importlib
